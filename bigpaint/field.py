@@ -1,0 +1,626 @@
+"""Fields: 3-D cosmological grids on Zarr v3, read through xarray, written block by block.
+
+A Field is a Zarr v3 group (a local path or any fsspec URL) holding one data variable of
+dims ``(x, y, z)`` or ``(channel, x, y, z)``, cell-centre coordinates in Mpc/h, and the
+physics in the group attributes (box size, redshift, cosmology, kind, units, provenance).
+Users read it with :func:`open_field`, which returns a lazy ``xarray.Dataset`` of dask arrays.
+
+Writers go through :class:`FieldWriter`. Each block of the write grid (a Zarr chunk, or a
+shard when sharding is on) is written whole by exactly one task, and a per-block marker in
+the ``_bigpaint/done`` array records that it is in. The group attribute
+``bigpaint_complete`` turns true only after every marker is set, so a Field whose writer
+died stays "unfinished": :func:`open_field` refuses it as an input, and running the same job
+again resumes it (the job is identified by ``bigpaint_job``, a token of the operation,
+parameters and inputs).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import itertools
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+import xarray as xr
+import zarr
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bigpaint.errors import (
+    ChunkingError,
+    FieldExistsError,
+    FieldIncompleteError,
+    FieldNotFoundError,
+    MetadataError,
+    NotAFieldError,
+    ShapeError,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Cosmology",
+    "FieldMeta",
+    "FieldWriter",
+    "create_field",
+    "data_var",
+    "field_info",
+    "field_meta",
+    "format_info",
+    "job_token",
+    "open_field",
+    "remove_field",
+    "write_array",
+    "zarr_array",
+]
+
+FORMAT_VERSION = 1
+SPATIAL_DIMS = ("x", "y", "z")
+_DONE_PATH = "_bigpaint/done"
+_KIND_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _bigpaint_version() -> str:
+    from bigpaint import __version__
+
+    return __version__
+
+
+class Cosmology(BaseModel):
+    """Flat LCDM parameters carried with a Field.
+
+    Omega_m and Omega_b are density parameters today, ``h`` is H0 / (100 km/s/Mpc),
+    ``n_s`` the scalar spectral index and ``sigma_8`` the rms linear fluctuation in
+    spheres of 8 Mpc/h at z=0.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    Omega_m: float = Field(0.3175, gt=0, le=1)
+    Omega_b: float = Field(0.049, ge=0, lt=1)
+    h: float = Field(0.6711, gt=0, lt=2)
+    n_s: float = Field(0.9624, gt=0, lt=2)
+    sigma_8: float = Field(0.834, gt=0, lt=3)
+
+
+class FieldMeta(BaseModel):
+    """The physics and provenance that travel with every Field.
+
+    Attributes
+    ----------
+    box_size : tuple of 3 float
+        Periodic box side lengths in Mpc/h.
+    kind : str
+        What the field is: ``delta`` (overdensity), ``density``, ``halo_count``,
+        ``distance``, ``white_noise``, ... (lower-case identifier).
+    units : str
+        Units of the values, e.g. ``"1"`` for dimensionless, ``"Msun/h"``.
+    redshift : float or None
+        Redshift the field describes; None when it has none (white noise).
+    cosmology : Cosmology or None
+    provenance : dict
+        bigpaint version, operation, configuration, inputs and creation time.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    box_size: tuple[float, float, float]
+    kind: str
+    units: str
+    redshift: float | None = Field(default=None, ge=0)
+    cosmology: Cosmology | None = None
+    provenance: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("box_size", mode="before")
+    @classmethod
+    def _box_from_scalar(cls, v: Any) -> Any:
+        if isinstance(v, (int, float)):
+            return (float(v),) * 3
+        return v
+
+    @field_validator("box_size")
+    @classmethod
+    def _box_positive(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if not all(math.isfinite(x) and x > 0 for x in v):
+            raise ValueError(f"box_size must be positive and finite in Mpc/h, got {v}")
+        return v
+
+    @field_validator("kind")
+    @classmethod
+    def _kind_identifier(cls, v: str) -> str:
+        if not _KIND_RE.match(v):
+            raise ValueError(f"kind must be a lower-case identifier like 'delta', got {v!r}")
+        return v
+
+    def cell_size(self, shape: Sequence[int]) -> tuple[float, float, float]:
+        """Cell side lengths in Mpc/h for a spatial grid ``shape``."""
+        return tuple(L / n for L, n in zip(self.box_size, shape[-3:], strict=True))  # type: ignore[return-value]
+
+
+def _validate_meta(meta: FieldMeta | Mapping[str, Any]) -> FieldMeta:
+    if isinstance(meta, FieldMeta):
+        return meta
+    try:
+        return FieldMeta(**meta)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise MetadataError(f"invalid Field metadata {where!r}: {err['msg']}") from None
+
+
+def job_token(**parts: Any) -> str:
+    """A stable token identifying a job: operation, parameters and inputs.
+
+    Two calls with equal keyword values (JSON-serialisable) give the same token; it is
+    how a re-run recognises its own unfinished output and resumes it.
+    """
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+# ---------------------------------------------------------------- store plumbing
+
+
+def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
+    fs, root = fsspec.core.url_to_fs(str(url), **(storage_options or {}))
+    return fs, root
+
+
+def _exists(url: str, storage_options: Mapping[str, Any] | None) -> bool:
+    fs, root = _fs(url, storage_options)
+    return bool(fs.exists(root))
+
+
+def remove_field(url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Delete the store at ``url`` (recursively). Used for ``--overwrite``."""
+    fs, root = _fs(url, storage_options)
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
+def _open_group(url: str, storage_options: Mapping[str, Any] | None, mode: str) -> zarr.Group:
+    kwargs: dict[str, Any] = {}
+    if storage_options and "://" in str(url):
+        kwargs["storage_options"] = dict(storage_options)
+    return zarr.open_group(store=str(url), mode=mode, zarr_format=3, **kwargs)
+
+
+def _read_group(url: str, storage_options: Mapping[str, Any] | None) -> zarr.Group:
+    if not _exists(url, storage_options):
+        raise FieldNotFoundError(f"no Field at {url}: the path does not exist; check the path")
+    try:
+        group = _open_group(url, storage_options, mode="r")
+    except Exception as exc:  # zarr raises several types for "not a v3 group"
+        raise NotAFieldError(
+            f"{url} is not a Field: no Zarr v3 group there ({type(exc).__name__}); "
+            "give a store written by bigpaint"
+        ) from None
+    if "bigpaint_format" not in group.attrs:
+        raise NotAFieldError(
+            f"{url} is a Zarr group but not a bigpaint Field (no 'bigpaint_format' attribute); "
+            "create it with bigpaint.create_field or a bigpaint command"
+        )
+    fmt = group.attrs["bigpaint_format"]
+    if fmt != FORMAT_VERSION:
+        raise NotAFieldError(
+            f"{url} has Field format {fmt}, this bigpaint reads format {FORMAT_VERSION}; "
+            "upgrade bigpaint or rewrite the Field"
+        )
+    return group
+
+
+def _data_name(group: zarr.Group, url: str) -> str:
+    name = group.attrs.get("bigpaint_variable")
+    if not isinstance(name, str) or name not in group:
+        raise NotAFieldError(f"{url}: Field metadata names no data variable; the store is damaged")
+    return name
+
+
+# ---------------------------------------------------------------- writer
+
+
+def _grid_chunks(shape: Sequence[int], chunks: int | Sequence[int]) -> tuple[int, ...]:
+    spatial = tuple(shape[-3:])
+    if isinstance(chunks, (int, np.integer)):
+        chunks = (int(chunks),) * 3
+    chunks = tuple(int(c) for c in chunks)
+    if len(chunks) != 3:
+        raise ChunkingError(f"chunks must give 3 spatial sizes, got {chunks}")
+    if any(c <= 0 for c in chunks):
+        raise ChunkingError(f"chunks must be positive, got {chunks}")
+    return tuple(min(c, n) for c, n in zip(chunks, spatial, strict=True))
+
+
+@dataclass(frozen=True)
+class FieldWriter:
+    """Handle on a Field being written block by block (picklable; send it to workers).
+
+    The write grid is regular with a possibly smaller last block per axis (Zarr's grid).
+    Exactly one task may write each block; :meth:`write_block` writes the data and then
+    sets the block's completion marker; :meth:`finalize` marks the Field complete once
+    every marker is set.
+    """
+
+    url: str
+    name: str
+    shape: tuple[int, ...]
+    chunks: tuple[int, int, int]
+    dtype: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spatial_shape(self) -> tuple[int, int, int]:
+        return self.shape[-3:]  # type: ignore[return-value]
+
+    @property
+    def lead_shape(self) -> tuple[int, ...]:
+        return self.shape[:-3]
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """Number of blocks along each spatial axis."""
+        return tuple(-(-n // c) for n, c in zip(self.spatial_shape, self.chunks, strict=True))  # type: ignore[return-value]
+
+    @property
+    def block_chunks(self) -> tuple[tuple[int, ...], ...]:
+        """The write grid as dask-style chunk tuples per spatial axis."""
+        out = []
+        for n, c in zip(self.spatial_shape, self.chunks, strict=True):
+            sizes = [c] * (n // c) + ([n % c] if n % c else [])
+            out.append(tuple(sizes))
+        return tuple(out)
+
+    def blocks(self) -> Iterator[tuple[int, int, int]]:
+        return itertools.product(*(range(g) for g in self.grid))  # type: ignore[return-value]
+
+    def block_slices(self, index: Sequence[int]) -> tuple[slice, slice, slice]:
+        return tuple(  # type: ignore[return-value]
+            slice(i * c, min((i + 1) * c, n))
+            for i, c, n in zip(index, self.chunks, self.spatial_shape, strict=True)
+        )
+
+    def _group(self, mode: str = "r+") -> zarr.Group:
+        return _open_group(self.url, self.storage_options, mode=mode)
+
+    def _array(self) -> zarr.Array:
+        return self._group()[self.name]  # type: ignore[return-value]
+
+    def done_mask(self) -> np.ndarray:
+        """Boolean array over the block grid: True where the block is written."""
+        return np.asarray(self._group(mode="r")[_DONE_PATH][...]).astype(bool)
+
+    def pending(self) -> list[tuple[int, int, int]]:
+        """Blocks not yet written, in C order."""
+        mask = self.done_mask()
+        return [tuple(int(i) for i in idx) for idx in zip(*np.nonzero(~mask), strict=True)]  # type: ignore[misc]
+
+    def write_block(self, index: Sequence[int], data: np.ndarray) -> None:
+        """Write one whole block, then mark it done."""
+        sl = self.block_slices(index)
+        want = self.lead_shape + tuple(s.stop - s.start for s in sl)
+        if tuple(data.shape) != want:
+            raise ShapeError(f"block {tuple(index)} of {self.url} needs shape {want}, got {data.shape}")
+        group = self._group()
+        group[self.name][(Ellipsis, *sl)] = np.asarray(data, dtype=self.dtype)
+        group[_DONE_PATH][tuple(index)] = 1
+
+    def finalize(self) -> None:
+        """Mark the Field complete; refuses while any block is missing."""
+        missing = int((~self.done_mask()).sum())
+        if missing:
+            raise FieldIncompleteError(
+                f"{self.url}: {missing} blocks are still unwritten; run the job again to finish"
+            )
+        group = self._group()
+        group.attrs["bigpaint_complete"] = True
+        group.attrs["bigpaint_finished"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+    def open(self) -> xr.Dataset:
+        """Open the finished Field for reading."""
+        return open_field(self.url, storage_options=self.storage_options)
+
+
+def create_field(
+    url: str,
+    *,
+    shape: Sequence[int],
+    chunks: int | Sequence[int],
+    meta: FieldMeta | Mapping[str, Any],
+    dtype: str | np.dtype = "float32",
+    name: str | None = None,
+    shards: bool = False,
+    inner_chunks: int | Sequence[int] | None = None,
+    job: str | None = None,
+    overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+) -> FieldWriter:
+    """Create (or resume) a Field to be written block by block.
+
+    Parameters
+    ----------
+    url : str
+        Local path or fsspec URL of the Zarr v3 store.
+    shape : sequence of int
+        ``(nx, ny, nz)`` or ``(nchannel, nx, ny, nz)`` in voxels.
+    chunks : int or sequence of 3 int
+        Spatial size of a write block in voxels (the last block per axis may be smaller).
+    meta : FieldMeta or mapping
+        Box size [Mpc/h], kind, units, redshift, cosmology, provenance.
+    dtype : dtype
+        Stored data type.
+    name : str, optional
+        Data variable name; defaults to ``meta.kind``.
+    shards : bool
+        Store each write block as one Zarr v3 shard holding ``inner_chunks`` chunks. One task
+        writes each block, so one writer per shard holds by construction.
+    inner_chunks : int or sequence of 3 int, optional
+        Chunk size inside a shard; must divide ``chunks``. Only with ``shards=True``.
+    job : str, optional
+        Token of the job writing this Field (see :func:`job_token`). If the store exists,
+        is unfinished and carries the same token, it is resumed instead of refused.
+    overwrite : bool
+        Delete an existing store first.
+    storage_options : mapping, optional
+        Passed to fsspec for remote URLs.
+
+    Returns
+    -------
+    FieldWriter
+    """
+    url = str(url)
+    meta = _validate_meta(meta)
+    shape = tuple(int(n) for n in shape)
+    if len(shape) not in (3, 4) or any(n <= 0 for n in shape):
+        raise ShapeError(
+            f"a Field has shape (nx, ny, nz) or (nchannel, nx, ny, nz) with positive sizes, got {shape}"
+        )
+    grid_chunks = _grid_chunks(shape, chunks)
+    name = name or meta.kind
+    dtype = np.dtype(dtype).str
+    opts = dict(storage_options or {})
+    writer = FieldWriter(url, name, shape, grid_chunks, dtype, opts)  # type: ignore[arg-type]
+
+    if _exists(url, opts):
+        if overwrite:
+            remove_field(url, opts)
+        else:
+            _check_resumable(url, opts, writer, job)
+            return writer
+
+    attrs = {
+        "bigpaint_format": FORMAT_VERSION,
+        "bigpaint_complete": False,
+        "bigpaint_variable": name,
+        "bigpaint_job": job,
+        **json.loads(meta.model_dump_json()),
+    }
+    attrs["provenance"] = {
+        "bigpaint_version": _bigpaint_version(),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        **meta.provenance,
+    }
+    group = _open_group(url, opts, mode="w")
+    group.attrs.update(attrs)
+    dims = (("channel",) if len(shape) == 4 else ()) + SPATIAL_DIMS
+    lead = shape[:-3]
+    fill = np.nan if np.dtype(dtype).kind == "f" else 0
+    if shards:
+        inner = _grid_chunks(shape, inner_chunks if inner_chunks is not None else grid_chunks)
+        if any(g % i for g, i in zip(grid_chunks, inner, strict=True)):
+            raise ChunkingError(
+                f"inner_chunks {inner} must divide the shard (block) size {grid_chunks}"
+            )
+        group.create_array(
+            name, shape=shape, shards=lead + grid_chunks, chunks=lead + inner, dtype=dtype,
+            fill_value=fill, dimension_names=dims,
+        )
+    else:
+        if inner_chunks is not None:
+            raise ChunkingError("inner_chunks only applies with shards=True")
+        group.create_array(
+            name, shape=shape, chunks=lead + grid_chunks, dtype=dtype, fill_value=fill,
+            dimension_names=dims,
+        )
+    for axis, (dim, n) in enumerate(zip(SPATIAL_DIMS, shape[-3:], strict=True)):
+        dx = meta.box_size[axis] / n
+        coord = group.create_array(dim, shape=(n,), chunks=(n,), dtype="f8", dimension_names=(dim,))
+        coord[:] = (np.arange(n) + 0.5) * dx
+        coord.attrs.update({"units": "Mpc/h", "long_name": f"cell centre {dim}"})
+    grid = writer.grid
+    group.create_array(_DONE_PATH, shape=grid, chunks=(1, 1, 1), dtype="u1", fill_value=0)
+    return writer
+
+
+def _check_resumable(url: str, opts: dict[str, Any], writer: FieldWriter, job: str | None) -> None:
+    try:
+        group = _read_group(url, opts)
+    except (NotAFieldError, FieldNotFoundError):
+        raise FieldExistsError(
+            f"output {url} exists and is not a bigpaint Field; choose another path or pass --overwrite"
+        ) from None
+    same_job = job is not None and group.attrs.get("bigpaint_job") == job
+    if not same_job:
+        raise FieldExistsError(
+            f"output {url} already exists (written by a different job); "
+            "choose another path or pass --overwrite"
+        )
+    arr = group[_data_name(group, url)]
+    if tuple(arr.shape) != writer.shape or np.dtype(arr.dtype).str != writer.dtype:
+        raise FieldExistsError(
+            f"output {url} exists with shape {arr.shape} {arr.dtype}; pass --overwrite to replace it"
+        )
+    done = group[_DONE_PATH]
+    if tuple(done.shape) != writer.grid:
+        raise FieldExistsError(
+            f"output {url} exists with another chunking; pass --overwrite to replace it"
+        )
+
+
+def write_array(
+    url: str,
+    data: np.ndarray,
+    *,
+    chunks: int | Sequence[int],
+    meta: FieldMeta | Mapping[str, Any],
+    overwrite: bool = False,
+    **kwargs: Any,
+) -> FieldWriter:
+    """Write an in-memory array as a complete Field (tests, small boxes, imports)."""
+    data = np.asarray(data)
+    writer = create_field(
+        url, shape=data.shape, chunks=chunks, meta=meta, dtype=kwargs.pop("dtype", data.dtype),
+        overwrite=overwrite, **kwargs,
+    )
+    for index in writer.pending():
+        writer.write_block(index, data[(Ellipsis, *writer.block_slices(index))])
+    writer.finalize()
+    return writer
+
+
+# ---------------------------------------------------------------- reader
+
+
+def open_field(
+    url: str,
+    *,
+    require_complete: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Open a Field lazily, like ``xarray.open_zarr``.
+
+    Parameters
+    ----------
+    url : str
+        Local path or fsspec URL of the Field's Zarr v3 store.
+    require_complete : bool
+        Refuse a Field still being written (the default, for inputs). ``False`` is for
+        inspection (``bigpaint info``).
+    storage_options : mapping, optional
+        Passed to fsspec.
+
+    Returns
+    -------
+    xarray.Dataset
+        One data variable (dask-backed, chunked like the store) and coordinates x, y, z in
+        Mpc/h. ``ds.attrs`` holds the metadata; ``ds.encoding["bigpaint_url"]`` the store URL.
+
+    Raises
+    ------
+    FieldNotFoundError, NotAFieldError, FieldIncompleteError, ShapeError
+    """
+    url = str(url)
+    opts = dict(storage_options or {})
+    group = _read_group(url, opts)
+    name = _data_name(group, url)
+    arr = group[name]
+    if arr.ndim not in (3, 4):
+        raise ShapeError(
+            f"{url}: data variable {name!r} has {arr.ndim} dimensions; a Field is 3-D "
+            "(x, y, z) or 4-D (channel, x, y, z)"
+        )
+    if require_complete and not group.attrs.get("bigpaint_complete", False):
+        done = np.asarray(group[_DONE_PATH][...])
+        raise FieldIncompleteError(
+            f"{url} is unfinished ({int(done.sum())}/{done.size} blocks written) and cannot be an "
+            "input; re-run the command that writes it to resume, or delete it"
+        )
+    kwargs: dict[str, Any] = {"consolidated": False, "zarr_format": 3, "chunks": {}}
+    if opts and "://" in url:
+        kwargs["storage_options"] = opts
+    ds = xr.open_zarr(url, **kwargs)
+    _validate_meta({k: ds.attrs[k] for k in FieldMeta.model_fields if k in ds.attrs})
+    ds.encoding["bigpaint_url"] = url
+    ds.encoding["bigpaint_storage_options"] = opts
+    ds.encoding["bigpaint_variable"] = name
+    return ds
+
+
+def field_meta(ds: xr.Dataset) -> FieldMeta:
+    """The validated :class:`FieldMeta` of an opened Field."""
+    return _validate_meta({k: ds.attrs[k] for k in FieldMeta.model_fields if k in ds.attrs})
+
+
+def data_var(ds: xr.Dataset) -> xr.DataArray:
+    """The data variable of an opened Field."""
+    return ds[ds.encoding.get("bigpaint_variable") or ds.attrs["bigpaint_variable"]]
+
+
+def zarr_array(ds: xr.Dataset) -> zarr.Array:
+    """The Zarr array behind an opened Field's data variable (for direct region reads)."""
+    url = ds.encoding["bigpaint_url"]
+    group = _open_group(url, ds.encoding.get("bigpaint_storage_options") or None, mode="r")
+    return group[ds.encoding["bigpaint_variable"]]  # type: ignore[return-value]
+
+
+def field_info(url: str, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Metadata, chunking, completion state and size of a Field (complete or not)."""
+    url = str(url)
+    group = _read_group(url, storage_options)
+    name = _data_name(group, url)
+    arr = group[name]
+    done = np.asarray(group[_DONE_PATH][...])
+    fs, root = _fs(url, storage_options)
+    try:
+        stored = int(fs.du(root))
+    except Exception:  # some filesystems cannot report usage
+        stored = -1
+    attrs = dict(group.attrs)
+    shard_shape = getattr(arr, "shards", None)
+    return {
+        "url": url,
+        "variable": name,
+        "shape": tuple(arr.shape),
+        "dtype": str(arr.dtype),
+        "chunks": tuple(arr.chunks),
+        "shards": tuple(shard_shape) if shard_shape else None,
+        "blocks_done": int(done.sum()),
+        "blocks_total": int(done.size),
+        "complete": bool(attrs.get("bigpaint_complete", False)),
+        "nbytes": int(np.prod(arr.shape)) * np.dtype(arr.dtype).itemsize,
+        "stored_bytes": stored,
+        "attrs": attrs,
+    }
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def format_info(info: Mapping[str, Any]) -> str:
+    """Human-readable text of :func:`field_info` (what ``bigpaint info`` prints)."""
+    a = info["attrs"]
+    state = "complete" if info["complete"] else (
+        f"UNFINISHED ({info['blocks_done']}/{info['blocks_total']} blocks written)"
+    )
+    box = a.get("box_size")
+    shape = info["shape"]
+    cell = [b / n for b, n in zip(box, shape[-3:], strict=True)] if box else None
+    lines = [
+        f"Field     {info['url']}",
+        f"state     {state}",
+        f"variable  {info['variable']} ({a.get('kind')}, units {a.get('units')!r})",
+        f"shape     {shape} {info['dtype']}",
+        f"chunks    {info['chunks']}" + (f"  shards {info['shards']}" if info["shards"] else ""),
+        f"blocks    {info['blocks_total']} ({info['blocks_done']} written)",
+        f"box       {box} Mpc/h, cell {cell} Mpc/h",
+        f"redshift  {a.get('redshift')}",
+        f"cosmology {a.get('cosmology')}",
+        f"size      {_human_bytes(info['nbytes'])} uncompressed"
+        + (f", {_human_bytes(info['stored_bytes'])} stored" if info["stored_bytes"] >= 0 else ""),
+    ]
+    prov = a.get("provenance") or {}
+    for key in ("bigpaint_version", "operation", "created", "inputs", "config"):
+        if key in prov:
+            lines.append(f"{'prov.' + key:<9} {prov[key]}")
+    if a.get("bigpaint_finished"):
+        lines.append(f"finished  {a['bigpaint_finished']}")
+    return "\n".join(lines)
