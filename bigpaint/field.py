@@ -310,7 +310,9 @@ class FieldWriter:
         group[_DONE_PATH][tuple(index)] = 1
 
     def finalize(self) -> None:
-        """Mark the Field complete; refuses while any block is missing."""
+        """Mark the Field complete (idempotent); refuses while any block is missing."""
+        if self._group(mode="r").attrs.get("bigpaint_complete", False):
+            return
         missing = int((~self.done_mask()).sum())
         if missing:
             raise FieldIncompleteError(

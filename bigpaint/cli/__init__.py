@@ -1,0 +1,69 @@
+"""The ``bigpaint`` command: one thin subcommand per stage of the data flow.
+
+Each subcommand module defines click commands that parse options into a typed config and
+call one library function. Errors from bigpaint print as one line and exit with status 2
+(``--debug`` shows the traceback); unexpected errors exit 1 with a hint to use ``--debug``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from bigpaint.errors import BigpaintError
+
+__all__ = ["cli", "main"]
+
+# Modules under bigpaint.cli that each define ``register(group)``; one line per stage.
+_COMMAND_MODULES = [
+    "fields",
+    "quickstart",
+]
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):  # noqa: D102
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except BigpaintError as exc:
+            if debug:
+                raise
+            click.echo(f"bigpaint: error: {exc}", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("bigpaint: interrupted; re-run the same command to resume", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            if debug:
+                raise
+            click.echo(
+                f"bigpaint: unexpected error: {type(exc).__name__}: {exc} "
+                "(re-run with --debug for the traceback)",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.version_option(package_name="bigpaint")
+def cli(debug: bool) -> None:
+    """bigpaint: paint mock halo, galaxy and gas fields over huge periodic boxes."""
+
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"bigpaint.cli.{_name}").register(cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``bigpaint`` console script."""
+    cli.main(args=argv, prog_name="bigpaint", standalone_mode=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

@@ -1,0 +1,67 @@
+"""Options shared by the subcommands that compute: which cluster to run on."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from bigpaint.config import ClusterConfig, LocalClusterConfig, load_config
+from bigpaint.errors import ConfigError
+
+__all__ = ["cluster_options", "open_cluster", "parse_chunks"]
+
+
+def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--cluster FILE`` and ``--workers N`` to a command."""
+    func = click.option(
+        "--workers", type=click.IntRange(min=1), default=None,
+        help="Number of local worker processes (overrides the cluster file's n_workers).",
+    )(func)
+    func = click.option(
+        "--cluster", "cluster_file", type=click.Path(dir_okay=False), default=None,
+        help="YAML file with a 'cluster:' section (local, slurm or local-cuda). Default: local.",
+    )(func)
+    return func
+
+
+def cluster_config(cluster_file: str | None, workers: int | None) -> ClusterConfig:
+    """The cluster config from ``--cluster``/``--workers``."""
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class _File(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        cluster: ClusterConfig = Field(default_factory=LocalClusterConfig)
+
+    if cluster_file is None:
+        return LocalClusterConfig(n_workers=workers)
+    overrides = {"cluster.n_workers": workers} if workers else None
+    cfg = load_config(_File, cluster_file, overrides).cluster
+    if workers and not isinstance(cfg, LocalClusterConfig):
+        raise ConfigError("--workers applies to local clusters; set jobs/processes in the cluster file")
+    return cfg
+
+
+@contextlib.contextmanager
+def open_cluster(cluster_file: str | None, workers: int | None) -> Iterator[Any]:
+    """Connect a client to the configured cluster for the duration of a command."""
+    from bigpaint.cluster import connect
+
+    cfg = cluster_config(cluster_file, workers)
+    with connect(cfg) as client:
+        yield client
+
+
+def parse_chunks(text: str | None) -> tuple[int, ...] | None:
+    """``"64"`` or ``"64,64,32"`` to a tuple of ints."""
+    if text is None:
+        return None
+    try:
+        vals = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--chunks must be an integer or three comma-separated integers, got {text!r}") from None
+    if len(vals) not in (1, 3) or any(v <= 0 for v in vals):
+        raise ConfigError(f"--chunks must be one or three positive integers, got {text!r}")
+    return vals * 3 if len(vals) == 1 else vals

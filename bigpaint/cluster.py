@@ -1,0 +1,135 @@
+"""A Dask cluster and client from one config section: local, slurm or local-cuda.
+
+``local`` is a ``distributed.LocalCluster``; ``slurm`` submits worker jobs through
+``dask_jobqueue.SLURMCluster`` (the scheduler runs where bigpaint runs: a login node or,
+better, a batch job, see ``deploy/``); ``local-cuda`` starts one worker per GPU with
+``dask_cuda.LocalCUDACluster`` and fails with the install command when dask-cuda is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from bigpaint.config import (
+    ClusterConfig,
+    LocalClusterConfig,
+    LocalCudaClusterConfig,
+    SlurmClusterConfig,
+)
+from bigpaint.errors import ConfigError, MissingDependencyError
+
+__all__ = ["connect", "job_script", "make_cluster"]
+
+
+def _slurm_kwargs(cfg: SlurmClusterConfig) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "cores": cfg.cores,
+        "memory": cfg.memory,
+        "processes": cfg.processes,
+        "walltime": cfg.walltime,
+        "queue": cfg.queue,
+        "account": cfg.account,
+        "job_name": cfg.job_name,
+        "job_extra_directives": list(cfg.job_extra_directives),
+        "job_script_prologue": list(cfg.job_script_prologue),
+        "worker_extra_args": list(cfg.worker_extra_args),
+        "interface": cfg.interface,
+        "local_directory": cfg.local_directory,
+        "log_directory": cfg.log_directory,
+        "scheduler_options": dict(cfg.scheduler_options),
+    }
+    if cfg.python:
+        kwargs["python"] = cfg.python
+    return kwargs
+
+
+def _slurm_cluster(cfg: SlurmClusterConfig) -> Any:
+    from dask_jobqueue import SLURMCluster
+
+    try:
+        return SLURMCluster(**_slurm_kwargs(cfg))
+    except ValueError as exc:  # e.g. an interface that does not exist on this host
+        raise ConfigError(f"cluster (slurm): {exc}") from None
+
+
+def job_script(cfg: SlurmClusterConfig) -> str:
+    """The batch script one SLURM worker job will run (for review before submitting)."""
+    cluster = _slurm_cluster(cfg)
+    try:
+        return cluster.job_script()
+    finally:
+        cluster.close()
+
+
+def make_cluster(cfg: ClusterConfig | None = None) -> Any:
+    """Start the cluster a config describes (workers requested, not awaited).
+
+    Parameters
+    ----------
+    cfg : LocalClusterConfig, SlurmClusterConfig or LocalCudaClusterConfig
+        Default: a LocalCluster with one single-threaded worker process per core.
+    """
+    cfg = cfg or LocalClusterConfig()
+    if isinstance(cfg, LocalClusterConfig):
+        from distributed import LocalCluster
+
+        n = cfg.n_workers or max(1, (os.cpu_count() or 1) // cfg.threads_per_worker)
+        return LocalCluster(
+            n_workers=n,
+            threads_per_worker=cfg.threads_per_worker,
+            processes=cfg.processes,
+            memory_limit=cfg.memory_limit,
+            local_directory=cfg.local_directory,
+            dashboard_address=cfg.dashboard_address,
+        )
+    if isinstance(cfg, SlurmClusterConfig):
+        cluster = _slurm_cluster(cfg)
+        if cfg.adapt is not None:
+            cluster.adapt(minimum_jobs=cfg.adapt.minimum_jobs, maximum_jobs=cfg.adapt.maximum_jobs)
+        elif cfg.jobs:
+            cluster.scale(jobs=cfg.jobs)
+        return cluster
+    if isinstance(cfg, LocalCudaClusterConfig):
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            raise MissingDependencyError(
+                "cluster kind 'local-cuda' needs dask-cuda: pip install 'bigpaint[gpu]' "
+                "(on a machine with CUDA GPUs), or use kind 'local'"
+            ) from None
+        kwargs = cfg.model_dump(exclude={"kind"}, exclude_none=True)
+        return LocalCUDACluster(**kwargs)
+    raise ConfigError(f"unknown cluster config {cfg!r}")  # pragma: no cover - pydantic guards
+
+
+@contextlib.contextmanager
+def connect(cfg: ClusterConfig | None = None, *, wait_for_workers: int = 1, timeout: float = 300) -> Iterator[Any]:
+    """Start the configured cluster, yield a connected ``distributed.Client``, shut down after.
+
+    Parameters
+    ----------
+    cfg : cluster config, optional
+    wait_for_workers : int
+        Block until this many workers have joined (SLURM jobs may queue).
+    timeout : float
+        Seconds to wait for them before failing.
+    """
+    from distributed import Client
+
+    cluster = make_cluster(cfg)
+    try:
+        with Client(cluster) as client:
+            if wait_for_workers:
+                try:
+                    client.wait_for_workers(wait_for_workers, timeout=timeout)
+                except TimeoutError:
+                    raise ConfigError(
+                        f"no worker joined within {timeout:.0f} s; check the queue (squeue) and "
+                        "the worker logs, or raise the timeout"
+                    ) from None
+            yield client
+    finally:
+        cluster.close()

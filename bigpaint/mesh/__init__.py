@@ -1,0 +1,1 @@
+"""Meshes: particle deposition and readout kernels (numba), Fourier windows, distributed FFT, k-grids."""
