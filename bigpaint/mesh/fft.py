@@ -346,7 +346,7 @@ def _dask_rfftn(
             chunks=tuple(out_chunks),
             dtype=cdtype,
             meta=np.array((), cdtype),
-            name=f"rfftn-{plan.decomposition}-{i}",
+            token=f"rfftn-{plan.decomposition}-{i}",
         )
     return a
 
@@ -385,7 +385,7 @@ def _dask_irfftn(
                 chunks=tuple(out_chunks),
                 dtype=rdtype,
                 meta=np.array((), rdtype),
-                name=f"irfftn-{plan.decomposition}-{i}",
+                token=f"irfftn-{plan.decomposition}-{i}",
             )
         else:
             a = a.map_blocks(
@@ -395,7 +395,7 @@ def _dask_irfftn(
                 workers,
                 dtype=fk.dtype,
                 meta=np.array((), fk.dtype),
-                name=f"irfftn-{plan.decomposition}-{i}",
+                token=f"irfftn-{plan.decomposition}-{i}",
             )
     return a
 

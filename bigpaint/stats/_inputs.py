@@ -1,0 +1,173 @@
+"""Normalise what the statistics accept (Field paths, opened Fields, arrays) into one record.
+
+Every statistic takes a Field URL, an opened Field (``xarray.Dataset`` from
+:func:`bigpaint.field.open_field`) or a 3-D numpy/dask array with ``box_size`` given, and
+reads it lazily as a dask array chunked like its store. The physics that statistics need
+(box size in Mpc/h, kind, units, how it was deposited) comes from the Field's metadata; two
+fields combined must agree on grid and box (:func:`check_same_grid`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from bigpaint.errors import ConfigError, MetadataError, ShapeError
+
+__all__ = ["DENSITY_KINDS", "FieldInput", "as_input", "check_cubic", "check_same_grid"]
+
+#: Field kinds that are densities or counts of tracers: spectra turn them into the contrast
+#: ``delta = rho / mean(rho) - 1`` by default (other kinds are used as they are).
+DENSITY_KINDS = frozenset(
+    {
+        "density",
+        "count",
+        "halo_count",
+        "galaxy_count",
+        "number_density",
+        "mass",
+        "stellar_mass",
+        "gas_density",
+        "hi_density",
+        "hi_mass",
+    }
+)
+#: Kinds whose values count discrete tracers: their Poisson shot noise is ``V / sum(field)``.
+COUNT_KINDS = frozenset({"count", "halo_count", "galaxy_count"})
+
+
+@dataclass(frozen=True)
+class FieldInput:
+    """A field ready for statistics.
+
+    Attributes
+    ----------
+    data : dask.array.Array
+        3-D, chunked like the source.
+    box_size : tuple of 3 float
+        Periodic box side lengths in Mpc/h.
+    kind, units : str
+        From the Field metadata (``"field"`` and ``"1"`` for bare arrays).
+    provenance : dict
+        The Field's provenance (``mas`` and ``interlaced`` keys are read by the spectra).
+    label : str
+        A name for tables and plots (the store path or ``"field"``).
+    """
+
+    data: da.Array
+    box_size: tuple[float, float, float]
+    kind: str
+    units: str
+    label: str
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.data.shape)  # type: ignore[return-value]
+
+    @property
+    def volume(self) -> float:
+        """Box volume in (Mpc/h)^3."""
+        return float(math.prod(self.box_size))
+
+
+def _box(box_size: float | Sequence[float] | None, where: str) -> tuple[float, float, float]:
+    if box_size is None:
+        raise ConfigError(f"{where}: a bare array needs box_size= (Mpc/h); or pass a Field")
+    if isinstance(box_size, (int, float, np.number)):
+        box = (float(box_size),) * 3
+    else:
+        box = tuple(float(b) for b in box_size)
+    if len(box) != 3 or not all(math.isfinite(b) and b > 0 for b in box):
+        raise ConfigError(
+            f"{where}: box_size must be one or three positive lengths in Mpc/h, got {box_size}"
+        )
+    return box  # type: ignore[return-value]
+
+
+def as_input(
+    obj: Any,
+    *,
+    box_size: float | Sequence[float] | None = None,
+    label: str | None = None,
+    where: str = "statistics",
+) -> FieldInput:
+    """Open or wrap ``obj`` (Field URL, Field Dataset, numpy or dask array) for statistics.
+
+    ``box_size`` (Mpc/h) is required for arrays and, for Fields, must agree with the
+    metadata if given.
+    """
+    from bigpaint.field import data_var, field_meta, open_field
+
+    if isinstance(obj, (str, bytes)) or hasattr(obj, "__fspath__"):
+        url = str(obj if not isinstance(obj, bytes) else obj.decode())
+        obj = open_field(url)
+        label = label or url
+    if isinstance(obj, xr.Dataset):
+        meta = field_meta(obj)
+        var = data_var(obj)
+        if var.ndim != 3:
+            raise ShapeError(
+                f"{where}: {label or 'field'} has dims {var.dims}; pass one channel, e.g. "
+                "ds.isel(channel=0)"
+            )
+        box = tuple(float(b) for b in meta.box_size)
+        if box_size is not None and _box(box_size, where) != box:
+            raise MetadataError(
+                f"{where}: box_size={box_size} disagrees with the Field's {box} Mpc/h; drop box_size="
+            )
+        data = var.data if isinstance(var.data, da.Array) else da.from_array(np.asarray(var.data))
+        return FieldInput(
+            data,
+            box,
+            meta.kind,
+            meta.units,
+            label or str(obj.encoding.get("bigpaint_url", "field")),
+            dict(meta.provenance),
+        )
+    if isinstance(obj, xr.DataArray):
+        raise ConfigError(
+            f"{where}: pass the Field Dataset (from open_field) or its .data, not a DataArray"
+        )
+    if isinstance(obj, da.Array):
+        data = obj
+    elif isinstance(obj, np.ndarray):
+        data = da.from_array(obj, chunks=-1)
+    else:
+        raise ConfigError(
+            f"{where}: expected a Field path, an opened Field or a 3-D array, got {type(obj).__name__}"
+        )
+    if data.ndim != 3:
+        raise ShapeError(f"{where}: a field must be 3-D, got shape {tuple(data.shape)}")
+    if data.dtype.kind not in "biuf":
+        raise ShapeError(f"{where}: a field must hold real numbers, got dtype {data.dtype}")
+    return FieldInput(data, _box(box_size, where), "field", "1", label or "field", {})
+
+
+def check_same_grid(a: FieldInput, b: FieldInput, where: str) -> None:
+    """Refuse two fields with different grids (ShapeError) or boxes (MetadataError)."""
+    if a.shape != b.shape:
+        raise ShapeError(
+            f"{where}: fields have different grids {a.shape} ({a.label}) and {b.shape} ({b.label}); "
+            "resample one onto the other's grid first"
+        )
+    if not np.allclose(a.box_size, b.box_size, rtol=1e-9, atol=0):
+        raise MetadataError(
+            f"{where}: fields have different box sizes {a.box_size} ({a.label}) and {b.box_size} "
+            f"({b.label}) Mpc/h; compare fields of the same box"
+        )
+
+
+def check_cubic(a: FieldInput, where: str) -> tuple[int, float]:
+    """Grid cells per side and box side (Mpc/h) of a cubic field; refuse non-cubic ones."""
+    if len(set(a.shape)) != 1:
+        raise ShapeError(f"{where}: needs a cubic grid (n, n, n), got {a.shape}")
+    if not np.allclose(a.box_size, a.box_size[0], rtol=1e-9, atol=0):
+        raise MetadataError(f"{where}: needs a cubic box, got box_size {a.box_size} Mpc/h")
+    return a.shape[0], float(a.box_size[0])
