@@ -111,3 +111,36 @@ def gaussian_field(n: int, box: float, pk, seed: int) -> np.ndarray:
     amp = np.zeros_like(k)
     amp[k > 0] = np.sqrt(pk(k[k > 0]) * n**3 / box**3)
     return np.fft.irfftn(np.fft.rfftn(white) * amp, s=(n, n, n), axes=(0, 1, 2))
+
+
+def brute_bispectrum(
+    x: np.ndarray, box: float, triangles: list[tuple[float, float, float]], width: float
+) -> list[tuple[float, int]]:
+    """Direct mode-triplet sum: mean of F(q1) F(q2) F(q3) over q1 in S(k1), q2 in S(k2),
+    q3 = -(q1 + q2) (mod n) in S(k3); B = V^2 / n^9 * mean. Shells [k - w/2, k + w/2),
+    never the DC mode."""
+    n = x.shape[0]
+    f = np.fft.fftn(x.astype(np.float64))
+    kf = 2 * np.pi / box
+    m = np.where(np.arange(n) > n // 2, np.arange(n) - n, np.arange(n))
+    modes = np.stack(np.meshgrid(m, m, m, indexing="ij"), -1).reshape(-1, 3)
+    kk = np.sqrt((modes**2).sum(1)) * kf
+
+    def shell(k: float) -> np.ndarray:
+        return np.nonzero((kk > 0) & (kk >= k - width / 2 - 1e-12) & (kk < k + width / 2 - 1e-12))[
+            0
+        ]
+
+    out = []
+    ff = f.ravel()
+    for k1, k2, k3 in triangles:
+        s1, s2 = shell(k1), shell(k2)
+        in3 = np.zeros(n**3, bool)
+        in3[shell(k3)] = True
+        q = (-(modes[s1][:, None, :] + modes[s2][None, :, :])) % n
+        flat = (q[..., 0] * n + q[..., 1]) * n + q[..., 2]
+        ok = in3[flat]
+        prod = ff[s1][:, None] * ff[s2][None, :] * ff[flat]
+        cnt = int(ok.sum())
+        out.append((float(prod[ok].sum().real) / cnt * box**6 / n**9 if cnt else float("nan"), cnt))
+    return out
