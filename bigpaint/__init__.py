@@ -11,7 +11,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-from bigpaint.field import (  # noqa: E402
+from bigpaint.field import (
     Cosmology,
     FieldMeta,
     FieldWriter,

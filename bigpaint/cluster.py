@@ -106,7 +106,9 @@ def make_cluster(cfg: ClusterConfig | None = None) -> Any:
 
 
 @contextlib.contextmanager
-def connect(cfg: ClusterConfig | None = None, *, wait_for_workers: int = 1, timeout: float = 300) -> Iterator[Any]:
+def connect(
+    cfg: ClusterConfig | None = None, *, wait_for_workers: int = 1, timeout: float = 300
+) -> Iterator[Any]:
     """Start the configured cluster, yield a connected ``distributed.Client``, shut down after.
 
     Parameters

@@ -118,7 +118,9 @@ for _m in (LocalClusterConfig, SlurmClusterConfig, LocalCudaClusterConfig, Adapt
     _ALL_KEYS |= _known_keys(_m)
 
 
-def config_error(exc: ValidationError, source: str, extra_keys: set[str] | None = None) -> ConfigError:
+def config_error(
+    exc: ValidationError, source: str, extra_keys: set[str] | None = None
+) -> ConfigError:
     """Turn a pydantic ValidationError into a one-line :class:`ConfigError`."""
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"] if p not in ("local", "slurm", "local-cuda")]

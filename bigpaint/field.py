@@ -304,7 +304,9 @@ class FieldWriter:
         sl = self.block_slices(index)
         want = self.lead_shape + tuple(s.stop - s.start for s in sl)
         if tuple(data.shape) != want:
-            raise ShapeError(f"block {tuple(index)} of {self.url} needs shape {want}, got {data.shape}")
+            raise ShapeError(
+                f"block {tuple(index)} of {self.url} needs shape {want}, got {data.shape}"
+            )
         group = self._group()
         group[self.name][(Ellipsis, *sl)] = np.asarray(data, dtype=self.dtype)
         group[_DONE_PATH][tuple(index)] = 1
@@ -418,14 +420,23 @@ def create_field(
                 f"inner_chunks {inner} must divide the shard (block) size {grid_chunks}"
             )
         group.create_array(
-            name, shape=shape, shards=lead + grid_chunks, chunks=lead + inner, dtype=dtype,
-            fill_value=fill, dimension_names=dims,
+            name,
+            shape=shape,
+            shards=lead + grid_chunks,
+            chunks=lead + inner,
+            dtype=dtype,
+            fill_value=fill,
+            dimension_names=dims,
         )
     else:
         if inner_chunks is not None:
             raise ChunkingError("inner_chunks only applies with shards=True")
         group.create_array(
-            name, shape=shape, chunks=lead + grid_chunks, dtype=dtype, fill_value=fill,
+            name,
+            shape=shape,
+            chunks=lead + grid_chunks,
+            dtype=dtype,
+            fill_value=fill,
             dimension_names=dims,
         )
     for axis, (dim, n) in enumerate(zip(SPATIAL_DIMS, shape[-3:], strict=True)):
@@ -475,8 +486,13 @@ def write_array(
     """Write an in-memory array as a complete Field (tests, small boxes, imports)."""
     data = np.asarray(data)
     writer = create_field(
-        url, shape=data.shape, chunks=chunks, meta=meta, dtype=kwargs.pop("dtype", data.dtype),
-        overwrite=overwrite, **kwargs,
+        url,
+        shape=data.shape,
+        chunks=chunks,
+        meta=meta,
+        dtype=kwargs.pop("dtype", data.dtype),
+        overwrite=overwrite,
+        **kwargs,
     )
     for index in writer.pending():
         writer.write_block(index, data[(Ellipsis, *writer.block_slices(index))])
@@ -600,8 +616,10 @@ def _human_bytes(n: float) -> str:
 def format_info(info: Mapping[str, Any]) -> str:
     """Human-readable text of :func:`field_info` (what ``bigpaint info`` prints)."""
     a = info["attrs"]
-    state = "complete" if info["complete"] else (
-        f"UNFINISHED ({info['blocks_done']}/{info['blocks_total']} blocks written)"
+    state = (
+        "complete"
+        if info["complete"]
+        else (f"UNFINISHED ({info['blocks_done']}/{info['blocks_total']} blocks written)")
     )
     box = a.get("box_size")
     shape = info["shape"]

@@ -28,12 +28,15 @@ from bigpaint.field import (
     zarr_array,
 )
 
-__all__ = ["gaussian_filter", "smooth"]
+__all__ = ["check_sigma", "gaussian_filter", "smooth"]
 
 
-def _check_sigma(sigma: Sequence[float], what: str) -> None:
+def check_sigma(sigma: Sequence[float], what: str) -> None:
+    """Refuse negative or non-finite smoothing widths with a one-line ConfigError."""
     if any(not math.isfinite(s) or s < 0 for s in sigma):
-        raise ConfigError(f"{what} must be finite and >= 0, got {tuple(sigma)}; give a width like 2.0")
+        raise ConfigError(
+            f"{what} must be finite and >= 0, got {tuple(sigma)}; give a width like 2.0"
+        )
 
 
 def _gaussian_block(window: np.ndarray, *, sigma: tuple[float, ...], truncate: float) -> np.ndarray:
@@ -68,10 +71,12 @@ def gaussian_filter(
         Array to write into.
     """
     sig = (float(sigma),) * 3 if np.isscalar(sigma) else tuple(float(s) for s in sigma)  # type: ignore[arg-type]
-    _check_sigma(sig, "sigma")
+    check_sigma(sig, "sigma")
     out = np.empty(input.shape, dtype=input.dtype) if output is None else output
     block = functools.partial(_gaussian_block, sigma=sig, truncate=truncate)
-    apply_blockwise(block, input, out, gaussian_context(sig, truncate), chunks=chunks, name="gaussian")
+    apply_blockwise(
+        block, input, out, gaussian_context(sig, truncate), chunks=chunks, name="gaussian"
+    )
     return out
 
 
@@ -110,7 +115,7 @@ def smooth(
     FieldWriter
         Handle on the finished output (``.open()`` reads it).
     """
-    _check_sigma([sigma_mpc], "sigma (Mpc/h)")
+    check_sigma([sigma_mpc], "sigma (Mpc/h)")
     if not math.isfinite(truncate) or truncate <= 0:
         raise ConfigError(f"truncate must be > 0 standard deviations, got {truncate}")
     if str(input).rstrip("/") == str(output).rstrip("/"):
@@ -123,22 +128,41 @@ def smooth(
     out_chunks = chunks if chunks is not None else arr.chunks[-3:]
     params = {"sigma_mpc": sigma_mpc, "truncate": truncate}
     job = job_token(
-        operation="smooth", input=str(input), input_finished=src.attrs.get("bigpaint_finished"),
-        chunks=out_chunks, **params,
+        operation="smooth",
+        input=str(input),
+        input_finished=src.attrs.get("bigpaint_finished"),
+        chunks=out_chunks,
+        **params,
     )
-    out_meta = meta.model_copy(update={"provenance": {
-        "operation": "smooth", "inputs": [str(input)], "config": params,
-    }})
+    out_meta = meta.model_copy(
+        update={
+            "provenance": {
+                "operation": "smooth",
+                "inputs": [str(input)],
+                "config": params,
+            }
+        }
+    )
     writer = create_field(
-        output, shape=arr.shape, chunks=out_chunks, meta=out_meta, dtype=arr.dtype,
-        name=src.attrs["bigpaint_variable"], job=job, overwrite=overwrite,
+        output,
+        shape=arr.shape,
+        chunks=out_chunks,
+        meta=out_meta,
+        dtype=arr.dtype,
+        name=src.attrs["bigpaint_variable"],
+        job=job,
+        overwrite=overwrite,
         storage_options=storage_options,
     )
     fresh = len(writer.pending()) == int(np.prod(writer.grid))
     block = functools.partial(_gaussian_block, sigma=sigma_vox, truncate=truncate)
     try:
         apply_blockwise(
-            block, src, writer, gaussian_context(sigma_vox, truncate), progress=progress,
+            block,
+            src,
+            writer,
+            gaussian_context(sigma_vox, truncate),
+            progress=progress,
             name="smooth",
         )
     except NonFiniteError:

@@ -72,8 +72,14 @@ def run_quickstart(
 
     t0 = time.perf_counter()
     _log(f"1/4 white noise {grid}^3 in {chunks}^3 blocks (seed {seed})")
-    noise = white_noise(str(out / "noise.zarr"), grid=grid, box_size=box_size, seed=seed,
-                        chunks=chunks, progress=True)
+    noise = white_noise(
+        str(out / "noise.zarr"),
+        grid=grid,
+        box_size=box_size,
+        seed=seed,
+        chunks=chunks,
+        progress=True,
+    )
     timings["white_noise_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -94,13 +100,20 @@ def run_quickstart(
     report = out / "report"
     report.mkdir(exist_ok=True)
     summary = {
-        "grid": grid, "box_size_mpc_h": box_size, "chunks": chunks, "seed": seed,
+        "grid": grid,
+        "box_size_mpc_h": box_size,
+        "chunks": chunks,
+        "seed": seed,
         "sigma_mpc_h": sigma_mpc,
         "noise": {"mean": float(a.mean()), "std": float(a.std())},
-        "smoothed": {"std": float(b.std()),
-                     "std_expected": float(1 / np.sqrt((2 * np.sqrt(np.pi) * sigma_vox) ** 3))},
+        "smoothed": {
+            "std": float(b.std()),
+            "std_expected": float(1 / np.sqrt((2 * np.sqrt(np.pi) * sigma_vox) ** 3)),
+        },
         "chunked_vs_whole_max_abs_diff": max_err,
-        "fields": {k: field_info(v.url)["url"] for k, v in (("noise", noise), ("smoothed", smoothed))},
+        "fields": {
+            k: field_info(v.url)["url"] for k, v in (("noise", noise), ("smoothed", smoothed))
+        },
         "timings_s": timings,
     }
     (report / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -117,7 +130,10 @@ def _plot(a: np.ndarray, b: np.ndarray, sigma_mpc: float, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), constrained_layout=True)
-    for ax, img, title in ((axes[0], a, "white noise"), (axes[1], b, f"smoothed, sigma={sigma_mpc} Mpc/h")):
+    for ax, img, title in (
+        (axes[0], a, "white noise"),
+        (axes[1], b, f"smoothed, sigma={sigma_mpc} Mpc/h"),
+    ):
         im = ax.imshow(img[img.shape[0] // 2].T, origin="lower", cmap="viridis")
         ax.set_title(title)
         ax.set_xlabel("y [cells]")

@@ -6,6 +6,7 @@ draw chunk layouts with hypothesis and compare against the whole-array reference
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,13 +24,19 @@ __all__ = [
 def axis_chunks(draw: st.DrawFn, n: int, max_parts: int = 6) -> tuple[int, ...]:
     """Uneven positive sizes summing to ``n`` (one chunk up to ``max_parts`` chunks)."""
     k = draw(st.integers(1, min(n, max_parts)))
-    cuts = sorted(draw(st.sets(st.integers(1, n - 1), min_size=k - 1, max_size=k - 1))) if k > 1 else []
+    cuts = (
+        sorted(draw(st.sets(st.integers(1, n - 1), min_size=k - 1, max_size=k - 1)))
+        if k > 1
+        else []
+    )
     edges = [0, *cuts, n]
-    return tuple(b - a for a, b in zip(edges[:-1], edges[1:], strict=True))
+    return tuple(b - a for a, b in itertools.pairwise(edges))
 
 
 @st.composite
-def chunk_layouts(draw: st.DrawFn, shape: Sequence[int], max_parts: int = 6) -> tuple[tuple[int, ...], ...]:
+def chunk_layouts(
+    draw: st.DrawFn, shape: Sequence[int], max_parts: int = 6
+) -> tuple[tuple[int, ...], ...]:
     """Dask-style chunks for ``shape``: arbitrary uneven layouts, including a single chunk."""
     return tuple(draw(axis_chunks(n, max_parts)) for n in shape)
 

@@ -24,7 +24,7 @@ _COMMAND_MODULES = [
 
 
 class _Group(click.Group):
-    def invoke(self, ctx: click.Context):  # noqa: D102
+    def invoke(self, ctx: click.Context):
         debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)

@@ -17,11 +17,16 @@ __all__ = ["cluster_options", "open_cluster", "parse_chunks"]
 def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--cluster FILE`` and ``--workers N`` to a command."""
     func = click.option(
-        "--workers", type=click.IntRange(min=1), default=None,
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
         help="Number of local worker processes (overrides the cluster file's n_workers).",
     )(func)
     func = click.option(
-        "--cluster", "cluster_file", type=click.Path(dir_okay=False), default=None,
+        "--cluster",
+        "cluster_file",
+        type=click.Path(dir_okay=False),
+        default=None,
         help="YAML file with a 'cluster:' section (local, slurm or local-cuda). Default: local.",
     )(func)
     return func
@@ -40,7 +45,9 @@ def cluster_config(cluster_file: str | None, workers: int | None) -> ClusterConf
     overrides = {"cluster.n_workers": workers} if workers else None
     cfg = load_config(_File, cluster_file, overrides).cluster
     if workers and not isinstance(cfg, LocalClusterConfig):
-        raise ConfigError("--workers applies to local clusters; set jobs/processes in the cluster file")
+        raise ConfigError(
+            "--workers applies to local clusters; set jobs/processes in the cluster file"
+        )
     return cfg
 
 
@@ -61,7 +68,9 @@ def parse_chunks(text: str | None) -> tuple[int, ...] | None:
     try:
         vals = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise ConfigError(f"--chunks must be an integer or three comma-separated integers, got {text!r}") from None
+        raise ConfigError(
+            f"--chunks must be an integer or three comma-separated integers, got {text!r}"
+        ) from None
     if len(vals) not in (1, 3) or any(v <= 0 for v in vals):
         raise ConfigError(f"--chunks must be one or three positive integers, got {text!r}")
     return vals * 3 if len(vals) == 1 else vals

@@ -25,24 +25,53 @@ def info(path: str, as_json: bool) -> None:
 @click.command()
 @click.argument("input")
 @click.argument("output")
-@click.option("--sigma-mpc", type=float, required=True, help="Gaussian standard deviation in Mpc/h.")
-@click.option("--truncate", type=float, default=4.0, show_default=True, help="Kernel cut in standard deviations.")
-@click.option("--chunks", default=None, help="Output write blocks: N or NX,NY,NZ voxels (default: input's).")
+@click.option(
+    "--sigma-mpc", type=float, required=True, help="Gaussian standard deviation in Mpc/h."
+)
+@click.option(
+    "--truncate",
+    type=float,
+    default=4.0,
+    show_default=True,
+    help="Kernel cut in standard deviations.",
+)
+@click.option(
+    "--chunks", default=None, help="Output write blocks: N or NX,NY,NZ voxels (default: input's)."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @cluster_options
-def smooth(input: str, output: str, sigma_mpc: float, truncate: float, chunks: str | None,
-           overwrite: bool, cluster_file: str | None, workers: int | None) -> None:
+def smooth(
+    input: str,
+    output: str,
+    sigma_mpc: float,
+    truncate: float,
+    chunks: str | None,
+    overwrite: bool,
+    cluster_file: str | None,
+    workers: int | None,
+) -> None:
     """Gaussian-smooth INPUT into OUTPUT (periodic, real space, sigma in Mpc/h).
 
     Re-running the same command after an interruption resumes: finished blocks are kept.
     """
     from bigpaint.field import open_field
+    from bigpaint.filters import check_sigma
     from bigpaint.filters import smooth as smooth_field
 
-    open_field(input)  # refuse a bad input before starting a cluster
+    # refuse bad arguments and inputs before starting a cluster
+    check_sigma([sigma_mpc], "sigma (Mpc/h)")
+    out_chunks = parse_chunks(chunks)
+    open_field(input)
     with open_cluster(cluster_file, workers):
-        writer = smooth_field(input, output, sigma_mpc, truncate=truncate, chunks=parse_chunks(chunks),
-                              overwrite=overwrite, progress=True)
+        writer = smooth_field(
+            input,
+            output,
+            sigma_mpc,
+            truncate=truncate,
+            chunks=out_chunks,
+            overwrite=overwrite,
+            progress=True,
+        )
     click.echo(f"wrote {writer.url} ({writer.shape}, {len(list(writer.blocks()))} blocks)")
 
 

@@ -10,14 +10,32 @@ __all__ = ["register"]
 
 
 @click.command()
-@click.option("--out", "out_dir", default="bigpaint-quickstart", show_default=True,
-              type=click.Path(file_okay=False), help="Output directory (Fields and report/).")
-@click.option("--grid", type=click.IntRange(min=32), default=128, show_default=True,
-              help="Voxels per side (a multiple of 32).")
-@click.option("--chunks", type=click.IntRange(min=4), default=32, show_default=True,
-              help="Block size in voxels.")
+@click.option(
+    "--out",
+    "out_dir",
+    default="bigpaint-quickstart",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Output directory (Fields and report/).",
+)
+@click.option(
+    "--grid",
+    type=click.IntRange(min=32),
+    default=128,
+    show_default=True,
+    help="Voxels per side (a multiple of 32).",
+)
+@click.option(
+    "--chunks",
+    type=click.IntRange(min=4),
+    default=32,
+    show_default=True,
+    help="Block size in voxels.",
+)
 @cluster_options
-def quickstart(out_dir: str, grid: int, chunks: int, cluster_file: str | None, workers: int | None) -> None:
+def quickstart(
+    out_dir: str, grid: int, chunks: int, cluster_file: str | None, workers: int | None
+) -> None:
     """Run every stage that exists on a small box and write a report (resumable)."""
     from bigpaint.quickstart import run_quickstart
 

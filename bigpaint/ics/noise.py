@@ -72,7 +72,9 @@ def white_noise_array(
 
 def _noise_block(index: tuple[int, ...], *, writer: FieldWriter, seed: int, tile: int) -> None:
     sl = writer.block_slices(index)
-    writer.write_block(index, white_noise_array(writer.spatial_shape, sl, seed=seed, tile=tile, dtype=writer.dtype))
+    writer.write_block(
+        index, white_noise_array(writer.spatial_shape, sl, seed=seed, tile=tile, dtype=writer.dtype)
+    )
 
 
 def white_noise(
@@ -109,15 +111,28 @@ def white_noise(
     _check(shape, tile, seed)
     params = {"seed": seed, "tile": tile}
     writer = create_field(
-        output, shape=shape, chunks=chunks, dtype=dtype, overwrite=overwrite,
-        meta={"box_size": box_size, "kind": "white_noise", "units": "1",
-              "provenance": {"operation": "white_noise", "config": params}},
-        job=job_token(operation="white_noise", shape=shape, box=box_size, chunks=chunks, dtype=dtype, **params),
+        output,
+        shape=shape,
+        chunks=chunks,
+        dtype=dtype,
+        overwrite=overwrite,
+        meta={
+            "box_size": box_size,
+            "kind": "white_noise",
+            "units": "1",
+            "provenance": {"operation": "white_noise", "config": params},
+        },
+        job=job_token(
+            operation="white_noise", shape=shape, box=box_size, chunks=chunks, dtype=dtype, **params
+        ),
         storage_options=storage_options,
     )
     run_tasks(
-        _noise_block, [(idx,) for idx in writer.pending()],
-        shared={"writer": writer, "seed": seed, "tile": tile}, name="white_noise", progress=progress,
+        _noise_block,
+        [(idx,) for idx in writer.pending()],
+        shared={"writer": writer, "seed": seed, "tile": tile},
+        name="white_noise",
+        progress=progress,
     )
     writer.finalize()
     return writer

@@ -1,0 +1,5 @@
+"""``python -m bigpaint`` runs the CLI."""
+
+from bigpaint.cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny periodic boxes with deliberately uneven chunks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "bigpaint",
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    print_blob=True,
+)
+settings.load_profile("bigpaint")
+
+META = {"box_size": 100.0, "kind": "delta", "units": "1", "redshift": 0.0}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", help="run tests marked slow")
+    parser.addoption("--rungpu", action="store_true", help="run tests that need a CUDA GPU")
+    parser.addoption(
+        "--runslurm", action="store_true", help="run tests that need a real SLURM cluster"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for marker, flag in (("slow", "--runslow"), ("gpu", "--rungpu"), ("slurm", "--runslurm")):
+        if config.getoption(flag):
+            continue
+        skip = pytest.mark.skip(reason=f"needs {flag}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def box16(rng: np.random.Generator) -> np.ndarray:
+    """A 16^3 float32 field (the classic uneven-chunk fixture: 6/5/5 chunks)."""
+    return rng.standard_normal((16, 16, 16)).astype("f4")
+
+
+@pytest.fixture
+def field16(tmp_path: Path, box16: np.ndarray) -> str:
+    """A complete 16^3 Field on disk in 6x5x5 write blocks."""
+    from bigpaint.field import write_array
+
+    url = str(tmp_path / "in.zarr")
+    write_array(url, box16, chunks=(6, 5, 5), meta=META)
+    return url
+
+
+def tree_digest(path: str | Path) -> str:
+    """Hash of every file's path and bytes under ``path`` (to prove nothing was touched)."""
+    h = hashlib.sha256()
+    root = Path(path)
+    if not root.exists():
+        return "missing"
+    for dirpath, _, files in sorted(os.walk(root)):
+        for f in sorted(files):
+            p = Path(dirpath) / f
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
