@@ -1,0 +1,642 @@
+"""Particle catalogues read in batches: numpy/.npy arrays, Zarr arrays and dask arrays.
+
+A :class:`ParticleSource` describes a catalogue of N particles (positions in Mpc/h, optional
+masses) that is read in batches of bounded size, so that deposition never needs all the
+particles in memory. Sources are picklable: a task on any worker re-opens its batch from
+the file (memory-mapped ``.npy``, Zarr), or receives it as a dask dependency (in-process
+dask arrays such as LPT particles). Gadget HDF5 snapshots are in :mod:`bigpaint.io.gadget`.
+
+Why hand-written: the readers are thin (``numpy.load(mmap_mode="r")``, ``zarr``, ``dask``);
+what is ours is the batching contract (global particle offsets for error messages, batch
+boundaries on Zarr chunk boundaries) and the box-size bookkeeping, which must refuse a
+missing box size or one that disagrees with the file instead of guessing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bigpaint.errors import FieldNotFoundError, MetadataError, ShapeError
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "ArrayParticles",
+    "Batch",
+    "DaskParticles",
+    "NpyParticles",
+    "ParticleSource",
+    "ZarrParticles",
+    "open_particles",
+    "resolve_box_size",
+]
+
+#: Default particles per batch (48 MiB of float32 positions).
+DEFAULT_BATCH_SIZE = 1 << 22
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch of a particle source.
+
+    Attributes
+    ----------
+    index : int
+        Position of the batch in the source's list.
+    start : int
+        Global index of the batch's first particle (for messages).
+    count : int
+        Number of particles.
+    part : int
+        File (or array) the batch comes from, for multi-file sources.
+    offset : int
+        Index of the first particle inside that file.
+    """
+
+    index: int
+    start: int
+    count: int
+    part: int = 0
+    offset: int = 0
+
+
+def _split(n: int, batch_size: int, align: int = 1) -> list[tuple[int, int]]:
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    size = max(align, (batch_size // align) * align)
+    return [(a, min(a + size, n)) for a in range(0, n, size)] or [(0, 0)]
+
+
+def _box3(box: float | Sequence[float] | None) -> tuple[float, float, float] | None:
+    if box is None:
+        return None
+    if isinstance(box, (int, float, np.integer, np.floating)):
+        vals = (float(box),) * 3
+    else:
+        vals = tuple(float(b) for b in box)
+    if len(vals) != 3 or not all(math.isfinite(b) and b > 0 for b in vals):
+        raise MetadataError(
+            f"box size must be a positive length in Mpc/h (or 3 of them), got {box!r}"
+        )
+    return vals  # type: ignore[return-value]
+
+
+def _check_positions_shape(shape: Sequence[int], what: str) -> int:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 2 or shape[1] != 3:
+        hint = "; transpose it to (N, 3)" if len(shape) == 2 and shape[0] == 3 else ""
+        raise ShapeError(f"{what} must have shape (N, 3), got {shape}{hint}")
+    return shape[0]
+
+
+def _check_masses_shape(shape: Sequence[int], n: int, what: str) -> None:
+    if tuple(int(s) for s in shape) != (n,):
+        raise ShapeError(
+            f"{what} must have shape ({n},) to match the positions, got {tuple(shape)}"
+        )
+
+
+def _check_real(dtype: np.dtype, what: str) -> None:
+    if np.dtype(dtype).kind not in "fiu":
+        raise ShapeError(f"{what} must hold real numbers, got dtype {dtype}")
+
+
+class ParticleSource:
+    """A particle catalogue read in batches (base class).
+
+    Attributes
+    ----------
+    n_particles : int
+    box_size : tuple of 3 float or None
+        Periodic box from the file's metadata, in Mpc/h; None when the file has none.
+    has_masses : bool
+        Whether :meth:`load` returns per-particle masses.
+    particle_mass : float or None
+        Mass of every particle when they all have one (e.g. Gadget's MassTable), in
+        ``mass_units``; None when unknown or per-particle.
+    mass_units : str
+        Units of the masses ("1" when the grid counts particles).
+    redshift : float or None
+    rereadable : bool
+        True when a batch can be read again cheaply (files, in-memory arrays); False for
+        dask arrays, whose batches are computed once.
+    """
+
+    n_particles: int
+    box_size: tuple[float, float, float] | None = None
+    has_masses: bool = False
+    particle_mass: float | None = None
+    mass_units: str = "1"
+    redshift: float | None = None
+    rereadable: bool = True
+
+    def batches(self) -> list[Batch]:
+        """The batches in order; their counts sum to ``n_particles``."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def load(self, batch: Batch, data: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Positions ``(count, 3)`` in Mpc/h (float32 or float64) and masses or None."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def batch_data(self) -> list[Any] | None:
+        """Per-batch dask dependencies (dask sources), else None."""
+        return None
+
+    def describe(self) -> str:
+        """Short text for provenance."""
+        return type(self).__name__
+
+
+@dataclass(frozen=True, eq=False)
+class ArrayParticles(ParticleSource):
+    """Particles held in memory as numpy arrays.
+
+    Parameters
+    ----------
+    positions : (N, 3) array
+        Positions in Mpc/h.
+    masses : (N,) array, optional
+        Per-particle masses.
+    box_size : float or 3 floats, optional
+        Box in Mpc/h (arrays carry none of their own).
+    batch_size : int
+        Particles per batch.
+    mass_units : str
+        Units of ``masses``.
+    """
+
+    positions: np.ndarray
+    masses: np.ndarray | None = None
+    box_size: tuple[float, float, float] | None = None  # type: ignore[assignment]
+    batch_size: int = DEFAULT_BATCH_SIZE
+    mass_units: str = "1"  # type: ignore[misc]
+
+    def __post_init__(self) -> None:
+        pos = np.asarray(self.positions)
+        n = _check_positions_shape(pos.shape, "positions")
+        _check_real(pos.dtype, "positions")
+        if pos.dtype not in (np.float32, np.float64):
+            pos = pos.astype(np.float64)
+        object.__setattr__(self, "positions", pos)
+        if self.masses is not None:
+            m = np.asarray(self.masses)
+            _check_masses_shape(m.shape, n, "masses")
+            _check_real(m.dtype, "masses")
+            object.__setattr__(self, "masses", m)
+        object.__setattr__(self, "box_size", _box3(self.box_size))
+
+    @property
+    def n_particles(self) -> int:  # type: ignore[override]
+        return int(self.positions.shape[0])
+
+    @property
+    def has_masses(self) -> bool:  # type: ignore[override]
+        return self.masses is not None
+
+    def batches(self) -> list[Batch]:
+        return [
+            Batch(i, a, b - a) for i, (a, b) in enumerate(_split(self.n_particles, self.batch_size))
+        ]
+
+    def load(self, batch: Batch, data: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        sl = slice(batch.start, batch.start + batch.count)
+        pos = np.ascontiguousarray(self.positions[sl])
+        mass = None if self.masses is None else np.ascontiguousarray(self.masses[sl])
+        return pos, mass
+
+    def describe(self) -> str:
+        return f"in-memory array of {self.n_particles} particles"
+
+
+@dataclass(frozen=True, eq=False)
+class NpyParticles(ParticleSource):
+    """Particles in ``.npy`` files, read by memory map (never loaded whole).
+
+    Parameters
+    ----------
+    path : str
+        ``.npy`` file of shape (N, 3), positions in Mpc/h.
+    masses_path : str, optional
+        ``.npy`` file of shape (N,) with the masses.
+    box_size : float or 3 floats, optional
+        Box in Mpc/h (``.npy`` files carry none).
+    batch_size : int
+        Particles per batch.
+    mass_units : str
+        Units of the masses.
+    """
+
+    path: str
+    masses_path: str | None = None
+    box_size: tuple[float, float, float] | None = None  # type: ignore[assignment]
+    batch_size: int = DEFAULT_BATCH_SIZE
+    mass_units: str = "1"  # type: ignore[misc]
+    _n: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        pos = _open_npy(self.path)
+        n = _check_positions_shape(pos.shape, f"positions in {self.path}")
+        _check_real(pos.dtype, f"positions in {self.path}")
+        if self.masses_path is not None:
+            m = _open_npy(self.masses_path)
+            _check_masses_shape(m.shape, n, f"masses in {self.masses_path}")
+            _check_real(m.dtype, f"masses in {self.masses_path}")
+        object.__setattr__(self, "_n", n)
+        object.__setattr__(self, "box_size", _box3(self.box_size))
+
+    @property
+    def n_particles(self) -> int:  # type: ignore[override]
+        return self._n
+
+    @property
+    def has_masses(self) -> bool:  # type: ignore[override]
+        return self.masses_path is not None
+
+    def batches(self) -> list[Batch]:
+        return [Batch(i, a, b - a) for i, (a, b) in enumerate(_split(self._n, self.batch_size))]
+
+    def load(self, batch: Batch, data: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        sl = slice(batch.start, batch.start + batch.count)
+        pos = _as_float(np.array(_open_npy(self.path)[sl]))
+        mass = None
+        if self.masses_path is not None:
+            mass = np.array(_open_npy(self.masses_path)[sl])
+        return pos, mass
+
+    def describe(self) -> str:
+        return os.path.abspath(self.path)
+
+
+def _open_npy(path: str) -> np.ndarray:
+    if not os.path.exists(path):
+        raise FieldNotFoundError(f"no particle file at {path}; check the path")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise ShapeError(
+            f"{path} is not a readable .npy array ({exc}); save it with numpy.save"
+        ) from None
+
+
+def _as_float(pos: np.ndarray) -> np.ndarray:
+    if pos.dtype in (np.float32, np.float64):
+        return np.ascontiguousarray(pos)
+    return pos.astype(np.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class ZarrParticles(ParticleSource):
+    """Particles in a Zarr store: an (N, 3) array, or a group with ``positions`` (and ``masses``).
+
+    The box size is read from the ``box_size`` attribute (Mpc/h) of the group or array when
+    present. Batches end on Zarr chunk boundaries along the particle axis.
+
+    Parameters
+    ----------
+    url : str
+        Store path or fsspec URL.
+    box_size : float or 3 floats, optional
+        Box in Mpc/h; must agree with the store's ``box_size`` attribute if it has one.
+    batch_size : int
+        Particles per batch (rounded to whole Zarr chunks).
+    """
+
+    url: str
+    box_size: tuple[float, float, float] | None = None  # type: ignore[assignment]
+    batch_size: int = DEFAULT_BATCH_SIZE
+    _n: int = field(default=0, repr=False)
+    _chunk: int = field(default=1, repr=False)
+    _masses: bool = field(default=False, repr=False)
+    _pos_path: str | None = field(default=None, repr=False)
+    _mass_units: str = field(default="1", repr=False)
+    _redshift: float | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        import zarr
+
+        if "://" not in str(self.url) and not os.path.exists(self.url):
+            raise FieldNotFoundError(f"no particle store at {self.url}; check the path")
+        try:
+            node = zarr.open(store=str(self.url), mode="r")
+        except Exception as exc:  # zarr raises several types for "not a store"
+            raise ShapeError(
+                f"{self.url} is not a Zarr array or group ({type(exc).__name__})"
+            ) from None
+        attrs = dict(node.attrs)
+        if isinstance(node, zarr.Group):
+            if "positions" not in node:
+                raise ShapeError(
+                    f"Zarr group {self.url} has no 'positions' array; store particles as "
+                    "positions (N, 3) [+ masses (N,)]"
+                )
+            pos = node["positions"]
+            attrs = {**dict(pos.attrs), **attrs}
+            object.__setattr__(self, "_pos_path", "positions")
+            if "masses" in node:
+                _check_masses_shape(node["masses"].shape, pos.shape[0], f"{self.url}/masses")
+                object.__setattr__(self, "_masses", True)
+        else:
+            pos = node
+        n = _check_positions_shape(pos.shape, f"positions in {self.url}")
+        _check_real(pos.dtype, f"positions in {self.url}")
+        object.__setattr__(self, "_n", n)
+        object.__setattr__(self, "_chunk", int(pos.chunks[0]))
+        object.__setattr__(self, "_mass_units", str(attrs.get("mass_units", "1")))
+        z = attrs.get("redshift")
+        object.__setattr__(self, "_redshift", None if z is None else float(z))
+        stored = _box3(attrs["box_size"]) if "box_size" in attrs else None
+        given = _box3(self.box_size)
+        object.__setattr__(
+            self,
+            "box_size",
+            resolve_box_size(
+                stored, given, where=f"the 'box_size' attribute of {self.url}", required=False
+            ),
+        )
+
+    @property
+    def n_particles(self) -> int:  # type: ignore[override]
+        return self._n
+
+    @property
+    def has_masses(self) -> bool:  # type: ignore[override]
+        return self._masses
+
+    @property
+    def mass_units(self) -> str:  # type: ignore[override]
+        return self._mass_units if self._masses else "1"
+
+    @property
+    def redshift(self) -> float | None:  # type: ignore[override]
+        return self._redshift
+
+    def batches(self) -> list[Batch]:
+        spans = _split(self._n, self.batch_size, align=self._chunk)
+        return [Batch(i, a, b - a) for i, (a, b) in enumerate(spans)]
+
+    def load(self, batch: Batch, data: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        import zarr
+
+        node = zarr.open(store=str(self.url), mode="r")
+        sl = slice(batch.start, batch.start + batch.count)
+        pos_arr = node[self._pos_path] if self._pos_path else node
+        pos = _as_float(np.asarray(pos_arr[sl]))
+        mass = np.asarray(node["masses"][sl]) if self._masses else None
+        return pos, mass
+
+    def describe(self) -> str:
+        return str(self.url)
+
+
+@dataclass(frozen=True, eq=False)
+class DaskParticles(ParticleSource):
+    """Particles produced in-process as dask arrays (e.g. LPT): each batch is one dask chunk.
+
+    The batches enter the deposition graph as dependencies, so shared upstream work (an FFT)
+    is computed once. They are not re-read: deposition routes each batch once.
+
+    Parameters
+    ----------
+    positions : dask.array.Array, (N, 3)
+        Positions in Mpc/h, chunked along the particle axis (the 3 coordinates are kept in
+        one chunk).
+    masses : dask.array.Array, (N,), optional
+    box_size : float or 3 floats, optional
+        Box in Mpc/h.
+    mass_units : str
+    """
+
+    positions: Any
+    masses: Any = None
+    box_size: tuple[float, float, float] | None = None  # type: ignore[assignment]
+    mass_units: str = "1"  # type: ignore[misc]
+    rereadable: bool = False  # type: ignore[misc]
+
+    def __post_init__(self) -> None:
+        import dask.array as da
+
+        pos = self.positions
+        if not isinstance(pos, da.Array):
+            raise ShapeError(f"DaskParticles needs a dask array, got {type(pos).__name__}")
+        n = _check_positions_shape(pos.shape, "positions")
+        if any(math.isnan(c) for c in pos.chunks[0]):
+            raise ShapeError("positions have unknown chunk sizes; call compute_chunk_sizes() first")
+        _check_real(pos.dtype, "positions")
+        pos = pos.rechunk({1: 3})
+        object.__setattr__(self, "positions", pos)
+        if self.masses is not None:
+            m = self.masses
+            if not isinstance(m, da.Array):
+                m = da.from_array(np.asarray(m), chunks=(pos.chunks[0],))
+            _check_masses_shape(m.shape, n, "masses")
+            object.__setattr__(self, "masses", m.rechunk((pos.chunks[0],)))
+        object.__setattr__(self, "box_size", _box3(self.box_size))
+
+    @property
+    def n_particles(self) -> int:  # type: ignore[override]
+        return int(self.positions.shape[0])
+
+    @property
+    def has_masses(self) -> bool:  # type: ignore[override]
+        return self.masses is not None
+
+    def batches(self) -> list[Batch]:
+        out, start = [], 0
+        for i, c in enumerate(self.positions.chunks[0]):
+            out.append(Batch(i, start, int(c), part=i))
+            start += int(c)
+        return out
+
+    def batch_data(self) -> list[Any]:
+        pos_blocks = self.positions.to_delayed().ravel()
+        if self.masses is None:
+            return [(p, None) for p in pos_blocks]
+        mass_blocks = self.masses.to_delayed().ravel()
+        return list(zip(pos_blocks, mass_blocks, strict=True))
+
+    def load(self, batch: Batch, data: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        if data is None:  # computing a block alone (tests, tiny graphs)
+            data = (
+                self.positions.blocks[batch.part],
+                None if self.masses is None else self.masses.blocks[batch.part],
+            )
+            data = tuple(None if d is None else d.compute(scheduler="sync") for d in data)
+        pos, mass = data
+        pos = _as_float(np.asarray(pos))
+        if pos.shape != (batch.count, 3):
+            raise ShapeError(
+                f"dask chunk {batch.part} has shape {pos.shape}, expected ({batch.count}, 3)"
+            )
+        return pos, None if mass is None else np.asarray(mass)
+
+    def describe(self) -> str:
+        return f"dask array {self.positions.name}"
+
+
+def resolve_box_size(
+    stored: tuple[float, float, float] | None,
+    given: float | Sequence[float] | None,
+    *,
+    where: str = "the input",
+    required: bool = True,
+    rtol: float = 1e-6,
+) -> tuple[float, float, float] | None:
+    """The box size in Mpc/h from the file and from the user, refusing a conflict.
+
+    Parameters
+    ----------
+    stored : 3 floats or None
+        Box size the input carries (snapshot header, store attribute), in Mpc/h.
+    given : float or 3 floats or None
+        Box size the user passed, in Mpc/h.
+    where : str
+        Names the stored value in messages.
+    required : bool
+        Raise when neither is known.
+
+    Raises
+    ------
+    MetadataError
+        Missing (when required) or disagreeing box sizes.
+    """
+    given3 = _box3(given)
+    if stored is not None and given3 is not None:
+        if not np.allclose(stored, given3, rtol=rtol, atol=0):
+            raise MetadataError(
+                f"box size {_fmt(given3)} Mpc/h was given but {where} says {_fmt(stored)} Mpc/h; "
+                "drop the box size option or fix it (check the length units)"
+            )
+        return stored
+    box = stored if stored is not None else given3
+    if box is None and required:
+        raise MetadataError(
+            f"box size unknown: {where} carries none; pass box_size (--box-size) in Mpc/h"
+        )
+    return box
+
+
+def _fmt(box: Sequence[float]) -> str:
+    return f"{box[0]:g}" if len(set(box)) == 1 else "(" + ", ".join(f"{b:g}" for b in box) + ")"
+
+
+def open_particles(
+    source: Any,
+    *,
+    box_size: float | Sequence[float] | None = None,
+    masses: Any = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    mass_units: str = "1",
+    ptype: int = 1,
+    length_unit: str | float | None = None,
+) -> ParticleSource:
+    """Open particles from a path, array or dask array, and settle the box size.
+
+    Parameters
+    ----------
+    source : str, Path, numpy.ndarray, dask.array.Array or ParticleSource
+        ``.npy`` file (N, 3); Zarr store (``.zarr`` or a directory holding ``zarr.json``);
+        Gadget HDF5 snapshot (``.hdf5``/``.h5`` file, one file of a multi-file set, or a
+        ``snapdir`` directory); in-memory (N, 3) array; dask (N, 3) array.
+    box_size : float or 3 floats, optional
+        Box in Mpc/h. Required when the input carries none; must agree with it otherwise.
+    masses : str, array or dask array, optional
+        Per-particle masses for ``.npy`` and array inputs (a ``.npy`` path for ``.npy``).
+    batch_size : int
+        Particles per batch.
+    mass_units : str
+        Units of ``masses``.
+    ptype : int
+        Gadget particle type (1: dark matter).
+    length_unit : {"kpc/h", "Mpc/h"} or float, optional
+        Gadget length unit (or factor to Mpc/h); default from the snapshot, else kpc/h.
+
+    Returns
+    -------
+    ParticleSource
+        With ``box_size`` set (Mpc/h).
+    """
+    import dask.array as da
+
+    if isinstance(source, ParticleSource):
+        src = source
+        box = resolve_box_size(src.box_size, box_size, where="the particle source")
+        if box != src.box_size:
+            src = _with_box(src, box)
+        return src
+    if isinstance(source, da.Array):
+        src = DaskParticles(source, masses, box_size=None, mass_units=mass_units)
+        return _with_box(src, resolve_box_size(None, box_size, where="a dask array"))
+    if isinstance(source, np.ndarray):
+        box = resolve_box_size(None, box_size, where="an in-memory array")
+        return ArrayParticles(
+            source, masses, box_size=box, batch_size=batch_size, mass_units=mass_units
+        )
+    path = str(source)
+    low = path.lower().rstrip("/")
+    if low.endswith((".hdf5", ".h5")) or _is_snapdir(path) or _gadget_stem(path):
+        from bigpaint.io.gadget import GadgetSnapshot
+
+        if masses is not None:
+            raise ShapeError(
+                "masses come from the snapshot itself; do not pass masses with a Gadget file"
+            )
+        snap = GadgetSnapshot(path, ptype=ptype, length_unit=length_unit, batch_size=batch_size)
+        return _with_box(
+            snap, resolve_box_size(snap.box_size, box_size, where=f"the snapshot header of {path}")
+        )
+    if low.endswith(".npy"):
+        src = NpyParticles(
+            path,
+            None if masses is None else str(masses),
+            batch_size=batch_size,
+            mass_units=mass_units,
+        )
+        return _with_box(
+            src, resolve_box_size(None, box_size, where=f"{path} (.npy has no box size)")
+        )
+    if low.endswith(".zarr") or os.path.exists(os.path.join(path, "zarr.json")) or "://" in path:
+        if masses is not None:
+            raise ShapeError(
+                "store masses in the Zarr group as 'masses'; do not pass them separately"
+            )
+        src = ZarrParticles(path, batch_size=batch_size)
+        return _with_box(
+            src,
+            resolve_box_size(src.box_size, box_size, where=f"the 'box_size' attribute of {path}"),
+        )
+    if not os.path.exists(path):
+        raise FieldNotFoundError(f"no particle file at {path}; check the path")
+    raise ShapeError(
+        f"cannot tell the format of {path}: give a .npy file, a Zarr store (.zarr) or a Gadget "
+        "HDF5 snapshot (.hdf5)"
+    )
+
+
+def _is_snapdir(path: str) -> bool:
+    p = Path(path)
+    return p.is_dir() and not (p / "zarr.json").exists() and any(p.glob("*.hdf5"))
+
+
+def _gadget_stem(path: str) -> bool:
+    """``snap_004`` given for ``snap_004.hdf5`` or ``snap_004.0.hdf5``."""
+    return not os.path.exists(path) and (
+        os.path.exists(path + ".hdf5") or os.path.exists(path + ".0.hdf5")
+    )
+
+
+def _with_box(src: ParticleSource, box: tuple[float, float, float] | None) -> ParticleSource:
+    import dataclasses
+
+    if dataclasses.is_dataclass(src) and "box_size" in {f.name for f in dataclasses.fields(src)}:
+        if src.box_size == box:
+            return src
+        new = dataclasses.replace(src, box_size=box)  # type: ignore[type-var]
+        return new
+    src.box_size = box  # pragma: no cover - non-dataclass plugin sources
+    return src

@@ -1,0 +1,1013 @@
+"""Chunked deposition of particles into a Field: routing plan, spill buckets, one task per block.
+
+How it works
+------------
+1. **Route** (one task per particle batch; memory: one batch). Read the batch, refuse NaN
+   and out-of-box positions (before anything is written), and find for every particle the
+   output blocks its assignment kernel touches: 1 block for most particles, up to ``p^3``
+   (2^3 for CIC) for particles whose support straddles a seam, including seams across the
+   periodic wrap. A batch that touches few blocks (``max_rereads``; spatially ordered input
+   such as particles on a Lagrangian grid) and can be re-read cheaply is left where it is.
+   Any other batch is bucketed by block (a stable counting sort) and spilled to one file,
+   so unordered snapshots pay one sequential write and one read, never an all-to-all
+   exchange of the grid.
+2. **Deposit** (one task per output block; memory: the block in float64 plus one batch or
+   bucket). Read the block's bucket from every spilled batch and the few ordered batches
+   that touch it, deposit them with the block's window kernel, which keeps only the nodes
+   inside the block, and write the block once, with its completion marker.
+
+Routing a particle to every block its support touches is the ghost-cell fold done on
+particles instead of on grids: instead of depositing into a block plus ``p - 1`` ghost
+layers and adding the ghosts into the neighbours afterwards (a third pass and a float64 halo
+exchange), the few seam particles (~3(p-1)/C of them for blocks of C cells) are deposited
+by each block they touch. The result is the same sum, every block is written by exactly
+one task with no read-modify-write, and resuming a killed run redoes only unwritten blocks.
+
+Each value is a float64 sum in a fixed order (batch order, then particle order), so the
+result does not depend on the worker count or the schedule; it equals the in-memory
+:func:`bigpaint.mesh.assign.deposit` to float64 rounding of the summation order.
+
+Interlacing needs a global FFT: the plain and the half-cell-shifted grids are deposited as
+temporary Fields, combined in Fourier space with :func:`bigpaint.mesh.window.interlace` on
+the distributed FFT of :mod:`bigpaint.mesh.fft`, and written block by block.
+
+Why hand-written: dask's shuffle works on dataframes and would move every particle through
+the scheduler's memory; a bucket file per batch, addressed by block, gives the same routing
+with bounded memory and a trivially resumable second phase.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from numba import njit
+
+from bigpaint.errors import ChunkingError, ConfigError, ShapeError
+from bigpaint.field import FieldWriter, create_field, job_token, remove_field
+from bigpaint.io.particles import DEFAULT_BATCH_SIZE, Batch, ParticleSource, open_particles
+from bigpaint.mesh.assign import _axis, _kernels, _wrap, check_particles, scheme_order
+
+__all__ = [
+    "DepositPlan",
+    "DepositStats",
+    "deposit_blocks",
+    "deposit_to_field",
+]
+
+Quantity = Literal["mass", "density", "delta"]
+QUANTITIES = ("mass", "density", "delta")
+
+#: Ordered batches touching at most this many blocks are re-read instead of spilled.
+DEFAULT_MAX_REREADS = 8
+
+
+# ---------------------------------------------------------------- plan (pure)
+
+
+@dataclass(frozen=True)
+class DepositPlan:
+    """Blocks of the output grid and how particles map onto them (a pure description).
+
+    Parameters
+    ----------
+    shape : 3 ints
+        Grid cells per axis.
+    chunks : 3 tuples of int
+        Block sizes per axis (dask convention; uneven allowed).
+    box_size : 3 floats
+        Periodic box in Mpc/h.
+    scheme : str
+        Mass assignment scheme (``ngp``, ``cic``, ``tsc``, ``pcs``).
+    shift : float
+        Shift of every particle in cells (0.5 for the second grid of interlacing).
+    """
+
+    shape: tuple[int, int, int]
+    chunks: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+    box_size: tuple[float, float, float]
+    scheme: str = "cic"
+    shift: float = 0.0
+    _chunk_of: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
+
+    @classmethod
+    def build(
+        cls,
+        shape: int | Sequence[int],
+        chunks: int | Sequence[int] | Sequence[Sequence[int]],
+        box_size: float | Sequence[float],
+        scheme: str = "cic",
+        shift: float = 0.0,
+    ) -> DepositPlan:
+        """Validate and normalise a plan; chunks as an int, 3 ints or dask-style tuples."""
+        from bigpaint.mesh.assign import _normalise_box, _normalise_grid
+
+        scheme_order(scheme)
+        shape3 = _normalise_grid(shape)
+        box = _normalise_box(box_size)
+        norm = _normalise_chunks(chunks, shape3)
+        chunk_of = tuple(
+            np.repeat(np.arange(len(c), dtype=np.int64), np.asarray(c, dtype=np.int64))
+            for c in norm
+        )
+        return cls(shape3, norm, box, str(scheme).lower(), float(shift), chunk_of)
+
+    @property
+    def p(self) -> int:
+        """Support of the scheme in cells per axis."""
+        return scheme_order(self.scheme)
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """Number of blocks per axis."""
+        return tuple(len(c) for c in self.chunks)  # type: ignore[return-value]
+
+    @property
+    def n_blocks(self) -> int:
+        return int(np.prod(self.grid))
+
+    @property
+    def inv_cell(self) -> np.ndarray:
+        """Cells per Mpc/h along each axis (``n / L``)."""
+        return np.array([n / b for n, b in zip(self.shape, self.box_size, strict=True)], np.float64)
+
+    def blocks(self) -> list[tuple[int, int, int]]:
+        return list(itertools.product(*(range(g) for g in self.grid)))  # type: ignore[arg-type]
+
+    def block_id(self, index: Sequence[int]) -> int:
+        _, gy, gz = self.grid
+        return (int(index[0]) * gy + int(index[1])) * gz + int(index[2])
+
+    def block_index(self, bid: int) -> tuple[int, int, int]:
+        return tuple(int(v) for v in np.unravel_index(int(bid), self.grid))  # type: ignore[return-value]
+
+    def origin(self, index: Sequence[int]) -> tuple[int, int, int]:
+        return tuple(int(sum(c[:i])) for c, i in zip(self.chunks, index, strict=True))  # type: ignore[return-value]
+
+    def block_shape(self, index: Sequence[int]) -> tuple[int, int, int]:
+        return tuple(int(c[i]) for c, i in zip(self.chunks, index, strict=True))  # type: ignore[return-value]
+
+    def core(self, index: Sequence[int]) -> tuple[slice, slice, slice]:
+        o = self.origin(index)
+        s = self.block_shape(index)
+        return tuple(slice(a, a + b) for a, b in zip(o, s, strict=True))  # type: ignore[return-value]
+
+    def chunk_of(self, axis: int) -> np.ndarray:
+        """Block index of every cell along ``axis``."""
+        return self._chunk_of[axis]
+
+    def route_counts(self, positions: np.ndarray) -> np.ndarray:
+        """How many particles each block receives (a particle counts in every block it touches).
+
+        Positions in Mpc/h (wrapped periodically, like the kernels do).
+        """
+        pos = np.ascontiguousarray(positions)
+        counts = np.zeros(self.n_blocks, np.int64)
+        if len(pos):
+            _route_count(
+                pos,
+                np.array(self.shape, np.int64),
+                self.inv_cell,
+                self.p,
+                self.shift,
+                *self._chunk_of,
+                np.array(self.grid, np.int64),
+                counts,
+            )
+        return counts
+
+    def route(
+        self, positions: np.ndarray, weights: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Bucket particles by block (stable): every particle once per block it touches.
+
+        Returns
+        -------
+        counts : (n_blocks,) int64
+            Particles per block; block ``b`` holds rows ``offsets[b]:offsets[b + 1]`` with
+            ``offsets = concatenate([[0], cumsum(counts)])``.
+        positions : (sum(counts), 3)
+            Copies of the input rows, same dtype, grouped by block in block-id order and in
+            input order within a block.
+        weights : (sum(counts),) or None
+        """
+        pos = np.ascontiguousarray(positions)
+        counts = self.route_counts(pos)
+        total = int(counts.sum())
+        out_pos = np.empty((total, 3), pos.dtype)
+        out_w = None if weights is None else np.empty(total, np.asarray(weights).dtype)
+        if total:
+            cursor = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+            w = np.ascontiguousarray(weights) if weights is not None else np.zeros(1)
+            _route_fill(
+                pos,
+                w,
+                weights is not None,
+                np.array(self.shape, np.int64),
+                self.inv_cell,
+                self.p,
+                self.shift,
+                *self._chunk_of,
+                np.array(self.grid, np.int64),
+                cursor,
+                out_pos,
+                out_w if out_w is not None else np.zeros(1),
+            )
+        return counts, out_pos, out_w
+
+
+def _normalise_chunks(
+    chunks: int | Sequence[int] | Sequence[Sequence[int]], shape: tuple[int, int, int]
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    if isinstance(chunks, (int, np.integer)):
+        chunks = (int(chunks),) * 3
+    chunks = tuple(chunks)
+    if len(chunks) != 3:
+        raise ChunkingError(f"chunks must give 3 axes, got {chunks!r}")
+    out = []
+    for c, n in zip(chunks, shape, strict=True):
+        if isinstance(c, (int, np.integer)):
+            c = int(c)
+            if c <= 0:
+                raise ChunkingError(f"chunks must be positive, got {chunks!r}")
+            if c > n:
+                raise ChunkingError(
+                    f"chunk size {c} exceeds the grid ({n} cells) on one axis; use at most {n}"
+                )
+            sizes = (c,) * (n // c) + ((n % c,) if n % c else ())
+        else:
+            sizes = tuple(int(v) for v in c)
+            if any(v <= 0 for v in sizes) or sum(sizes) != n:
+                raise ChunkingError(f"chunks {sizes} do not tile an axis of {n} cells")
+        out.append(sizes)
+    return tuple(out)  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- routing kernels (numba)
+
+
+@njit(inline="always", cache=True)
+def _touch(i0, p, n, chunk_of, out):
+    """Distinct blocks (along one axis) holding nodes i0 .. i0+p-1 (mod n); returns how many."""
+    k = 0
+    for a in range(p):
+        c = chunk_of[_wrap(i0 + a, n)]
+        new = True
+        for m in range(k):
+            if out[m] == c:
+                new = False
+        if new:
+            out[k] = c
+            k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _route_count(pos, shape, inv, p, shift, cox, coy, coz, grid, counts):
+    tx = np.empty(4, np.int64)
+    ty = np.empty(4, np.int64)
+    tz = np.empty(4, np.int64)
+    gy, gz = grid[1], grid[2]
+    for i in range(pos.shape[0]):
+        kx = _touch(_axis(pos[i, 0], inv[0], shape[0], p, shift)[0], p, shape[0], cox, tx)
+        ky = _touch(_axis(pos[i, 1], inv[1], shape[1], p, shift)[0], p, shape[1], coy, ty)
+        kz = _touch(_axis(pos[i, 2], inv[2], shape[2], p, shift)[0], p, shape[2], coz, tz)
+        for a in range(kx):
+            for b in range(ky):
+                for c in range(kz):
+                    counts[(tx[a] * gy + ty[b]) * gz + tz[c]] += 1
+    return counts
+
+
+@njit(cache=True, nogil=True)
+def _route_fill(
+    pos, weights, has_w, shape, inv, p, shift, cox, coy, coz, grid, cursor, out_pos, out_w
+):
+    tx = np.empty(4, np.int64)
+    ty = np.empty(4, np.int64)
+    tz = np.empty(4, np.int64)
+    gy, gz = grid[1], grid[2]
+    for i in range(pos.shape[0]):
+        kx = _touch(_axis(pos[i, 0], inv[0], shape[0], p, shift)[0], p, shape[0], cox, tx)
+        ky = _touch(_axis(pos[i, 1], inv[1], shape[1], p, shift)[0], p, shape[1], coy, ty)
+        kz = _touch(_axis(pos[i, 2], inv[2], shape[2], p, shift)[0], p, shape[2], coz, tz)
+        for a in range(kx):
+            for b in range(ky):
+                for c in range(kz):
+                    bid = (tx[a] * gy + ty[b]) * gz + tz[c]
+                    j = cursor[bid]
+                    out_pos[j, 0] = pos[i, 0]
+                    out_pos[j, 1] = pos[i, 1]
+                    out_pos[j, 2] = pos[i, 2]
+                    if has_w:
+                        out_w[j] = weights[i]
+                    cursor[bid] = j + 1
+    return cursor
+
+
+# ---------------------------------------------------------------- executor pieces
+
+
+@dataclass(frozen=True)
+class BatchRoute:
+    """Where one batch's particles go (the result of a route task)."""
+
+    index: int
+    count: int
+    weight_sum: float
+    blocks: np.ndarray  # sorted block ids the batch touches
+    counts: np.ndarray  # particles (with seam copies) per touched block
+    spill: str | None  # path prefix of the bucket files, None when re-read from the source
+
+
+@dataclass(frozen=True)
+class DepositStats:
+    """What a chunked deposition did.
+
+    Attributes
+    ----------
+    n_particles : int
+    total_mass : float
+        Sum of the particle masses (or the particle count), in the source's mass units.
+    n_blocks : int
+        Blocks written in this call.
+    n_batches, spilled_batches : int
+        Batches read, and those bucketed to disk (the others were re-read in place).
+    spilled_particles : int
+        Particle copies written to bucket files (seam particles count once per block).
+    """
+
+    n_particles: int
+    total_mass: float
+    n_blocks: int
+    n_batches: int
+    spilled_batches: int
+    spilled_particles: int
+
+
+def _route_batch(
+    batch: Batch,
+    data: Any = None,
+    *,
+    source: ParticleSource,
+    plan: DepositPlan,
+    wrap: bool,
+    spill_dir: str,
+    max_rereads: int,
+) -> BatchRoute:
+    pos, mass = source.load(batch, data)
+    if pos.shape != (batch.count, 3):
+        raise ShapeError(
+            f"batch {batch.index} of {source.describe()} has shape {pos.shape}, "
+            f"expected ({batch.count}, 3)"
+        )
+    check_particles(pos, plan.box_size, weights=mass, wrap=wrap, offset=batch.start)
+    weight_sum = float(np.sum(mass, dtype=np.float64)) if mass is not None else float(len(pos))
+    counts = plan.route_counts(pos)
+    blocks = np.flatnonzero(counts)
+    if source.rereadable and len(blocks) <= max_rereads:
+        return BatchRoute(batch.index, len(pos), weight_sum, blocks, counts[blocks], None)
+    counts, bpos, bw = plan.route(pos, mass)
+    prefix = os.path.join(spill_dir, f"batch{batch.index:07d}")
+    np.save(prefix + ".pos.npy", bpos)
+    if bw is not None:
+        np.save(prefix + ".mass.npy", bw)
+    return BatchRoute(batch.index, len(pos), weight_sum, blocks, counts[blocks], prefix)
+
+
+class _Opaque:
+    """Carries a value into the graph untouched (dask.delayed would rebuild a dataclass from
+    its fields, computing any dask array inside it, such as a DaskParticles' positions)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _unwrap_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    return fn(*args, **{k: v.value if isinstance(v, _Opaque) else v for k, v in kwargs.items()})
+
+
+def _run(
+    fn: Any,
+    calls: list[tuple[Any, ...]],
+    *,
+    shared: dict[str, Any],
+    name: str,
+    progress: bool,
+    scheduler: str | None,
+) -> list[Any]:
+    """Run one task per call with the project's task runner (distributed client or threads)."""
+    import functools
+
+    from bigpaint.blockwise import run_tasks
+
+    wrapped = {k: _Opaque(v) for k, v in shared.items()}
+    return run_tasks(
+        functools.partial(_unwrap_call, fn),
+        calls,
+        shared=wrapped,
+        name=name,
+        progress=progress,
+        scheduler=scheduler,
+    )
+
+
+def _transform(acc: np.ndarray, quantity: str, scale: float, cell_volume: float) -> np.ndarray:
+    """Mass per cell (float64) to the stored quantity."""
+    if quantity == "mass":
+        return acc * scale if scale != 1.0 else acc
+    if quantity == "density":
+        return acc * (scale / cell_volume)
+    return acc * scale - 1.0  # delta: scale = n_cells / total weight
+
+
+def _deposit_block(
+    index: tuple[int, int, int],
+    items: list[tuple[int, int, int, str | None]],
+    *,
+    source: ParticleSource,
+    plan: DepositPlan,
+    batches: list[Batch],
+    dest: Any,
+    quantity: str,
+    scale: float,
+    cell_volume: float,
+    dtype: str,
+) -> int:
+    acc = np.zeros(plan.block_shape(index), np.float64)
+    kernel = _kernels(plan.p)["deposit_window"]
+    shape = np.array(plan.shape, np.int64)
+    origin = np.array(plan.origin(index), np.int64)
+    inv = plan.inv_cell
+    n = 0
+    for b, offset, count, spill in items:
+        if spill is None:
+            pos, w = source.load(batches[b])
+        else:
+            pos = np.load(spill + ".pos.npy", mmap_mode="r")[offset : offset + count]
+            w = None
+            if source.has_masses:
+                w = np.load(spill + ".mass.npy", mmap_mode="r")[offset : offset + count]
+        pos = np.ascontiguousarray(pos)
+        w = None if w is None else np.ascontiguousarray(w)
+        kernel(
+            pos,
+            w if w is not None else np.zeros(1),
+            w is not None,
+            shape,
+            inv,  # type: ignore[operator]
+            plan.shift,
+            origin,
+            acc,
+        )
+        n += len(pos)
+    out = _transform(acc, quantity, scale, cell_volume).astype(dtype, copy=False)
+    if isinstance(dest, FieldWriter):
+        dest.write_block(index, out)
+    else:
+        dest[plan.core(index)] = out
+    return n
+
+
+@dataclass(frozen=True)
+class _Routing:
+    batches: list[Batch]
+    routes: list[BatchRoute]
+
+    @property
+    def n_particles(self) -> int:
+        return int(sum(r.count for r in self.routes))
+
+    @property
+    def weight(self) -> float:
+        return float(math.fsum(r.weight_sum for r in self.routes))
+
+    def items(self, plan: DepositPlan) -> dict[int, list[tuple[int, int, int, str | None]]]:
+        """Per block id: (batch, offset, count, spill prefix or None) in batch order."""
+        out: dict[int, list[tuple[int, int, int, str | None]]] = {}
+        for r in sorted(self.routes, key=lambda r: r.index):
+            offsets = np.concatenate([[0], np.cumsum(r.counts)])
+            for k, bid in enumerate(r.blocks):
+                out.setdefault(int(bid), []).append(
+                    (r.index, int(offsets[k]), int(r.counts[k]), r.spill)
+                )
+        return out
+
+    def stats(self, n_blocks: int) -> DepositStats:
+        spilled = [r for r in self.routes if r.spill]
+        return DepositStats(
+            self.n_particles,
+            self.weight,
+            n_blocks,
+            len(self.routes),
+            len(spilled),
+            int(sum(int(r.counts.sum()) for r in spilled)),
+        )
+
+
+def _route_phase(
+    source: ParticleSource,
+    plan: DepositPlan,
+    *,
+    wrap: bool,
+    spill_dir: str,
+    max_rereads: int,
+    progress: bool,
+    scheduler: str | None,
+) -> _Routing:
+    """Phase 1: validate every particle and bucket the batches (nothing is written but buckets)."""
+    os.makedirs(spill_dir, exist_ok=True)
+    batches = source.batches()
+    data = source.batch_data()
+    calls = [(b, None if data is None else data[b.index]) for b in batches if b.count > 0]
+    routes = _run(
+        _route_batch,
+        calls,
+        shared={
+            "source": source,
+            "plan": plan,
+            "wrap": wrap,
+            "spill_dir": spill_dir,
+            "max_rereads": max_rereads,
+        },
+        name="deposit-route",
+        progress=progress,
+        scheduler=scheduler,
+    )
+    return _Routing(batches, routes)
+
+
+def _deposit_phase(
+    source: ParticleSource,
+    plan: DepositPlan,
+    routing: _Routing,
+    dest: Any,
+    todo: Sequence[tuple[int, int, int]],
+    *,
+    quantity: str,
+    total_weight: float | None,
+    progress: bool,
+    scheduler: str | None,
+) -> None:
+    """Phase 2: one task per block: deposit its buckets and ordered batches, write it once."""
+    scale, cell_volume = _scale(source, plan, quantity, total_weight or routing.weight)
+    items = routing.items(plan)
+    calls = [(tuple(idx), items.get(plan.block_id(idx), [])) for idx in todo]
+    _run(
+        _deposit_block,
+        calls,
+        shared={
+            "source": source,
+            "plan": plan,
+            "batches": routing.batches,
+            "dest": dest,
+            "quantity": quantity,
+            "scale": scale,
+            "cell_volume": cell_volume,
+            "dtype": np.dtype(dest.dtype).str,
+        },
+        name="deposit-blocks",
+        progress=progress,
+        scheduler=scheduler,
+    )
+
+
+def _scale(
+    source: ParticleSource, plan: DepositPlan, quantity: str, weight: float
+) -> tuple[float, float]:
+    cell_volume = float(np.prod([b / n for b, n in zip(plan.box_size, plan.shape, strict=True)]))
+    unit = source.particle_mass if (source.particle_mass and not source.has_masses) else 1.0
+    if quantity == "delta":
+        if not weight > 0:
+            raise ConfigError(
+                f"the total particle mass is {weight}; delta needs a positive mean density"
+            )
+        return float(np.prod(plan.shape)) / weight, cell_volume
+    return float(unit), cell_volume
+
+
+def deposit_blocks(
+    particles: ParticleSource,
+    dest: np.ndarray | FieldWriter,
+    *,
+    chunks: Any = None,
+    scheme: str = "cic",
+    quantity: Quantity = "mass",
+    wrap: bool = False,
+    shift: float = 0.0,
+    spill_dir: str | None = None,
+    max_rereads: int = DEFAULT_MAX_REREADS,
+    progress: bool = False,
+) -> DepositStats:
+    """Deposit a particle source block by block into a numpy grid or an open FieldWriter.
+
+    Parameters
+    ----------
+    particles : ParticleSource
+        Positions in Mpc/h; its ``box_size`` must be set (see :func:`open_particles`).
+    dest : numpy.ndarray or FieldWriter
+        Output grid (3-D). A FieldWriter gets one task per pending write block (resume) and is
+        not finalized here. A numpy array is filled on local threads.
+    chunks : optional
+        Block layout for a numpy ``dest`` (int, 3 ints or dask-style tuples; default one
+        block). A FieldWriter dictates its own blocks.
+    scheme : {"ngp", "cic", "tsc", "pcs"}
+    quantity : {"mass", "density", "delta"}
+        Mass per cell (the source's mass units), mass per (Mpc/h)^3, or the overdensity
+        ``mass / mean - 1``.
+    wrap : bool
+        Wrap positions outside ``[0, L]`` instead of refusing them.
+    shift : float
+        Shift in cells (0.5: the second grid of interlacing).
+    spill_dir : str, optional
+        Directory for bucket files (visible to all workers); default a temporary directory.
+        The bucket files are removed when done.
+    max_rereads : int
+        A re-readable batch touching at most this many blocks is read again by each of them
+        instead of being spilled (spatially ordered input skips the shuffle).
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    DepositStats
+    """
+    if quantity not in QUANTITIES:
+        raise ConfigError(f"quantity must be one of {QUANTITIES}, got {quantity!r}")
+    if particles.box_size is None:
+        raise ConfigError(
+            "the particle source has no box size; open it with open_particles(box_size=...)"
+        )
+    if isinstance(dest, FieldWriter):
+        if len(dest.shape) != 3:
+            raise ShapeError(f"deposit writes a 3-D Field, the writer has shape {dest.shape}")
+        plan = DepositPlan.build(dest.shape, dest.block_chunks, particles.box_size, scheme, shift)
+        if chunks is not None and _normalise_chunks(chunks, plan.shape) != plan.chunks:
+            raise ChunkingError(
+                f"chunks {chunks} differ from the Field's write blocks {dest.chunks}"
+            )
+        scheduler = None
+    else:
+        if dest.ndim != 3:
+            raise ShapeError(f"destination grid must be 3-D, got shape {dest.shape}")
+        plan = DepositPlan.build(
+            dest.shape,
+            chunks if chunks is not None else dest.shape,
+            particles.box_size,
+            scheme,
+            shift,
+        )
+        scheduler = "threads"
+    with _spill_area(spill_dir) as spill:
+        routing = _route_phase(
+            particles,
+            plan,
+            wrap=wrap,
+            spill_dir=spill,
+            max_rereads=max_rereads,
+            progress=progress,
+            scheduler=scheduler,
+        )
+        todo = dest.pending() if isinstance(dest, FieldWriter) else plan.blocks()
+        _deposit_phase(
+            particles,
+            plan,
+            routing,
+            dest,
+            todo,
+            quantity=quantity,
+            total_weight=None,
+            progress=progress,
+            scheduler=scheduler,
+        )
+    return routing.stats(len(todo))
+
+
+class _spill_area:
+    """A fresh bucket directory (inside ``parent`` if given), removed on exit."""
+
+    def __init__(self, parent: str | None) -> None:
+        self.parent = parent
+        self.path = ""
+
+    def __enter__(self) -> str:
+        if self.parent is None:
+            self.path = tempfile.mkdtemp(prefix="bigpaint-deposit-")
+        else:
+            os.makedirs(self.parent, exist_ok=True)
+            self.path = tempfile.mkdtemp(prefix="buckets-", dir=self.parent)
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- Field-level entry point
+
+
+def deposit_to_field(
+    particles: Any,
+    url: str,
+    *,
+    nmesh: int | Sequence[int],
+    chunks: int | Sequence[int] | None = None,
+    box_size: float | Sequence[float] | None = None,
+    scheme: str = "cic",
+    quantity: Quantity = "delta",
+    interlace: bool = False,
+    wrap: bool = False,
+    masses: Any = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    length_unit: str | float | None = None,
+    ptype: int = 1,
+    redshift: float | None = None,
+    dtype: str = "float32",
+    spill_dir: str | None = None,
+    max_rereads: int = DEFAULT_MAX_REREADS,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> FieldWriter:
+    """Deposit particles onto a periodic grid and write it as a Field, block by block.
+
+    Runs on the current distributed client if there is one, else on local threads.
+
+    Parameters
+    ----------
+    particles : str, array, dask array or ParticleSource
+        What :func:`bigpaint.io.open_particles` accepts: ``.npy``, Zarr, Gadget HDF5 (single
+        or multi-file), numpy or dask (N, 3) positions in Mpc/h.
+    url : str
+        Output Field (Zarr v3 store).
+    nmesh : int or 3 ints
+        Grid cells per axis.
+    chunks : int or 3 ints, optional
+        Write block size in cells (default: 128 per axis, or the grid if smaller). Any size
+        up to the grid works; the last block per axis may be smaller.
+    box_size : float or 3 floats, optional
+        Box in Mpc/h; required for inputs without one, checked against snapshot headers.
+    scheme : {"ngp", "cic", "tsc", "pcs"}
+    quantity : {"delta", "mass", "density"}
+        Overdensity (kind ``delta``), mass per cell (kind ``mass``), or mass per (Mpc/h)^3
+        (kind ``density``).
+    interlace : bool
+        Interlace: deposit a second grid shifted by half a cell and combine the two in Fourier
+        space with the distributed FFT, which removes most of the aliasing of P(k).
+    wrap : bool
+        Wrap positions outside the box instead of refusing them.
+    masses, batch_size, length_unit, ptype
+        Passed to :func:`bigpaint.io.open_particles`.
+    redshift : float, optional
+        Stored in the Field (default: the input's, if it has one).
+    dtype : str
+        Stored dtype (accumulation is float64).
+    spill_dir : str, optional
+        Where bucket files (and, with interlacing, the two intermediate grids) go; must be
+        visible to every worker. Default: a hidden directory next to a local output, else the
+        system temporary directory. Removed when the Field is finished.
+    max_rereads : int
+        See :func:`deposit_blocks`.
+    overwrite : bool
+        Replace an existing output. Without it, re-running the same command on an unfinished
+        output resumes it, and any other existing output is refused.
+    progress : bool
+
+    Returns
+    -------
+    FieldWriter
+        Of the finished Field (``.open()`` reads it).
+
+    Raises
+    ------
+    MetadataError, ShapeError, NonFiniteError, ParticleBoundsError, ChunkingError
+        Before anything is written.
+    """
+    from bigpaint.mesh.assign import _normalise_grid
+
+    if quantity not in QUANTITIES:
+        raise ConfigError(f"quantity must be one of {QUANTITIES}, got {quantity!r}")
+    scheme_order(scheme)
+    shape = _normalise_grid(nmesh)
+    src = open_particles(
+        particles,
+        box_size=box_size,
+        masses=masses,
+        batch_size=batch_size,
+        length_unit=length_unit,
+        ptype=ptype,
+    )
+    if chunks is None:
+        chunks = tuple(min(n, 128) for n in shape)
+    plan = DepositPlan.build(shape, chunks, src.box_size, scheme)  # type: ignore[arg-type]
+    write_chunks = tuple(c[0] for c in plan.chunks)
+    units = {"delta": "1", "mass": src.mass_units, "density": f"({src.mass_units}) / (Mpc/h)^3"}[
+        quantity
+    ]
+    if quantity != "delta" and src.mass_units == "1" and src.particle_mass is None:
+        units = "particles" if quantity == "mass" else "particles / (Mpc/h)^3"
+    params = {
+        "scheme": plan.scheme,
+        "nmesh": list(shape),
+        "chunks": list(write_chunks),
+        "quantity": quantity,
+        "interlace": bool(interlace),
+        "wrap": bool(wrap),
+        "box_size": list(src.box_size),
+        "dtype": str(np.dtype(dtype)),
+    }  # type: ignore[arg-type]
+    provenance: dict[str, Any] = {
+        "operation": "deposit",
+        "inputs": [src.describe()],
+        "config": params,
+        "n_particles": src.n_particles,
+    }
+    if hasattr(src, "provenance"):
+        provenance["snapshot"] = src.provenance()  # type: ignore[attr-defined]
+    meta = {
+        "box_size": src.box_size,
+        "kind": quantity,
+        "units": units,
+        "redshift": redshift if redshift is not None else src.redshift,
+        "provenance": provenance,
+    }
+    job = job_token(op="deposit", input=src.describe(), n=src.n_particles, **params)
+    if overwrite:
+        remove_field(url)
+    _refuse_foreign_output(url, job)
+    if spill_dir is None:
+        if "://" in str(url):
+            spill_dir = os.path.join(tempfile.gettempdir(), f"bigpaint-deposit-{job[:12]}")
+        else:
+            absurl = os.path.abspath(url)
+            spill_dir = os.path.join(
+                os.path.dirname(absurl), f".{os.path.basename(absurl)}.deposit-{job[:12]}"
+            )
+
+    def create() -> FieldWriter:
+        return create_field(url, shape=shape, chunks=write_chunks, meta=meta, dtype=dtype, job=job)
+
+    if not interlace:
+        with _spill_area(spill_dir) as spill:
+            # route first: bad particles raise here, before the Field exists
+            routing = _route_phase(
+                src,
+                plan,
+                wrap=wrap,
+                spill_dir=spill,
+                max_rereads=max_rereads,
+                progress=progress,
+                scheduler=None,
+            )
+            writer = create()
+            _deposit_phase(
+                src,
+                plan,
+                routing,
+                writer,
+                writer.pending(),
+                quantity=quantity,
+                total_weight=None,
+                progress=progress,
+                scheduler=None,
+            )
+    else:
+        writer = _deposit_interlaced(
+            src,
+            plan,
+            create,
+            quantity=quantity,
+            wrap=wrap,
+            spill_dir=spill_dir,
+            max_rereads=max_rereads,
+            progress=progress,
+            job=job,
+        )
+    writer.finalize()
+    shutil.rmtree(spill_dir, ignore_errors=True)
+    return writer
+
+
+def _refuse_foreign_output(url: str, job: str) -> None:
+    """Refuse an existing output written by another job before any work is done."""
+    import zarr
+
+    from bigpaint.errors import FieldExistsError
+    from bigpaint.field import _exists
+
+    if not _exists(url, None):
+        return
+    try:
+        same = zarr.open_group(store=str(url), mode="r").attrs.get("bigpaint_job") == job
+    except Exception:  # not a Zarr group at all
+        same = False
+    if not same:
+        raise FieldExistsError(
+            f"output {url} already exists (written by a different job); choose another path or "
+            "pass --overwrite"
+        )
+
+
+def _deposit_interlaced(
+    src: ParticleSource,
+    plan: DepositPlan,
+    create: Any,
+    *,
+    quantity: str,
+    wrap: bool,
+    spill_dir: str,
+    max_rereads: int,
+    progress: bool,
+    job: str,
+) -> FieldWriter:
+    """Two mass grids (plain and shifted by half a cell) as temporary Fields, then FFT combine."""
+    try:
+        from bigpaint.mesh import fft as bfft
+        from bigpaint.mesh import window as bwindow
+    except ImportError as exc:  # pragma: no cover - the FFT ships with bigpaint
+        from bigpaint.errors import MissingDependencyError
+
+        raise MissingDependencyError(f"interlacing needs bigpaint.mesh.fft ({exc})") from None
+    import dask.array as da
+
+    from bigpaint.field import open_field, zarr_array
+
+    write_chunks = tuple(c[0] for c in plan.chunks)
+    shifted = DepositPlan.build(plan.shape, plan.chunks, plan.box_size, plan.scheme, 0.5)
+    temps = []
+    writer: FieldWriter | None = None
+    weight = 0.0
+    for name, pl in (("plain", plan), ("shifted", shifted)):
+        with _spill_area(spill_dir) as spill:
+            routing = _route_phase(
+                src,
+                pl,
+                wrap=wrap,
+                spill_dir=spill,
+                max_rereads=max_rereads,
+                progress=progress,
+                scheduler=None,
+            )
+            weight = routing.weight
+            tmp_url = os.path.join(spill_dir, f"{name}.zarr")
+            tmp = create_field(
+                tmp_url,
+                shape=plan.shape,
+                chunks=write_chunks,
+                meta={"box_size": plan.box_size, "kind": "mass", "units": "1"},
+                dtype="float64",
+                job=f"{job}-{name}",
+            )
+            _deposit_phase(
+                src,
+                pl,
+                routing,
+                tmp,
+                tmp.pending(),
+                quantity="mass",
+                total_weight=None,
+                progress=progress,
+                scheduler=None,
+            )
+            tmp.finalize()
+            temps.append(tmp_url)
+        if writer is None:
+            writer = create()  # both routings validated the input before the output exists
+    assert writer is not None
+    arrays = [da.from_zarr(zarr_array(open_field(u))) for u in temps]
+    fk = bwindow.interlace(bfft.rfftn(arrays[0]), bfft.rfftn(arrays[1]), plan.shape)
+    grid = bfft.irfftn(fk, plan.shape, chunks=writer.block_chunks)
+    scale, cell_volume = _scale(src, plan, quantity, weight)
+    blocks = grid.to_delayed()
+    calls = [(idx, blocks[idx]) for idx in writer.pending()]
+    _run(
+        _write_transformed,
+        calls,
+        shared={
+            "dest": writer,
+            "quantity": quantity,
+            "scale": scale,
+            "cell_volume": cell_volume,
+        },
+        name="deposit-interlace",
+        progress=progress,
+        scheduler=None,
+    )
+    return writer
+
+
+def _write_transformed(
+    index: tuple[int, int, int],
+    block: np.ndarray,
+    *,
+    dest: FieldWriter,
+    quantity: str,
+    scale: float,
+    cell_volume: float,
+) -> None:
+    dest.write_block(index, _transform(np.asarray(block, np.float64), quantity, scale, cell_volume))
