@@ -40,8 +40,21 @@ def check_sigma(sigma: Sequence[float], what: str) -> None:
 
 
 def _gaussian_block(window: np.ndarray, *, sigma: tuple[float, ...], truncate: float) -> np.ndarray:
-    lead = (0.0,) * (window.ndim - 3)
-    return ndi.gaussian_filter(window, lead + tuple(sigma), mode="wrap", truncate=truncate)
+    """Separable Gaussian of a window, cropping each axis's context right after its pass.
+
+    Same 1-D passes, in the same axis order and dtype, as ``scipy.ndimage.gaussian_filter``
+    (so the core is bit-identical), but each later pass runs on a smaller array: for a
+    64^3 core with 8 voxels of context this is 1.59x the core's work instead of 1.95x.
+    """
+    out = window
+    lead = window.ndim - 3
+    for ax, (s, c) in enumerate(zip(sigma, gaussian_context(sigma, truncate), strict=True)):
+        axis = lead + ax
+        if s > 1e-15:  # scipy skips (near-)zero sigmas too
+            out = ndi.gaussian_filter1d(out, s, axis=axis, mode="wrap", truncate=truncate)
+        if c:
+            out = out[(slice(None),) * axis + (slice(c, out.shape[axis] - c),)]
+    return out
 
 
 def gaussian_filter(

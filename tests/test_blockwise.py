@@ -210,3 +210,26 @@ def test_resource_annotations_reach_the_scheduler():
     with LocalCluster(n_workers=1, processes=False, resources={"GPU": 1}) as c, Client(c):
         got = run_tasks(restrictions, [(0,), (1,)], resources={"GPU": 1})
     assert got == [{"GPU": 1}, {"GPU": 1}]
+
+
+@given(
+    start=st.tuples(*[st.integers(-20, 20)] * 3),
+    size=st.tuples(*[st.integers(1, 30)] * 3),
+    sharded=st.booleans(),
+    cache=st.sampled_from(["0B", "3KiB", "64MiB"]),
+)
+@settings(max_examples=25)
+def test_cached_field_source_reads_equal_direct_reads(tmp_path_factory, start, size, sharded, cache):
+    from bigpaint.blockwise import FieldSource
+
+    tmp = tmp_path_factory.mktemp("src")
+    a = _field(11, (2, *SHAPE))  # with a channel axis
+    kw = {"shards": True, "inner_chunks": (3, 2, 5)} if sharded else {}
+    ds = open_field(write_array(str(tmp / "a.zarr"), a, chunks=(6, 4, 5), meta=META, **kw).url)
+    src = FieldSource.from_field(ds)
+    window = [(s, s + n) for s, n in zip(start, size, strict=True)]
+    with dask.config.set({"bigpaint.chunk-cache": cache}):  # 3KiB: evicts constantly
+        first = src.read(window)
+        again = src.read(window)
+    np.testing.assert_array_equal(first, periodic_read(a, window))
+    np.testing.assert_array_equal(again, first)
