@@ -77,7 +77,11 @@ class FieldInput:
         return float(math.prod(self.box_size))
 
 
-def _box(box_size: float | Sequence[float] | None, where: str) -> tuple[float, float, float]:
+def _box(
+    box_size: float | Sequence[float] | None, where: str, required: bool = True
+) -> tuple[float, float, float]:
+    if box_size is None and not required:
+        return (math.nan,) * 3
     if box_size is None:
         raise ConfigError(f"{where}: a bare array needs box_size= (Mpc/h); or pass a Field")
     if isinstance(box_size, (int, float, np.number)):
@@ -97,10 +101,12 @@ def as_input(
     box_size: float | Sequence[float] | None = None,
     label: str | None = None,
     where: str = "statistics",
+    require_box: bool = True,
 ) -> FieldInput:
     """Open or wrap ``obj`` (Field URL, Field Dataset, numpy or dask array) for statistics.
 
-    ``box_size`` (Mpc/h) is required for arrays and, for Fields, must agree with the
+    ``box_size`` (Mpc/h) is required for arrays (unless ``require_box=False``, for statistics
+    that need no physical size: the box is then NaN) and, for Fields, must agree with the
     metadata if given.
     """
     from bigpaint.field import data_var, field_meta, open_field
@@ -147,7 +153,7 @@ def as_input(
         raise ShapeError(f"{where}: a field must be 3-D, got shape {tuple(data.shape)}")
     if data.dtype.kind not in "biuf":
         raise ShapeError(f"{where}: a field must hold real numbers, got dtype {data.dtype}")
-    return FieldInput(data, _box(box_size, where), "field", "1", label or "field", {})
+    return FieldInput(data, _box(box_size, where, require_box), "field", "1", label or "field", {})
 
 
 def check_same_grid(a: FieldInput, b: FieldInput, where: str) -> None:
@@ -157,7 +163,9 @@ def check_same_grid(a: FieldInput, b: FieldInput, where: str) -> None:
             f"{where}: fields have different grids {a.shape} ({a.label}) and {b.shape} ({b.label}); "
             "resample one onto the other's grid first"
         )
-    if not np.allclose(a.box_size, b.box_size, rtol=1e-9, atol=0):
+    if all(map(math.isfinite, a.box_size + b.box_size)) and not np.allclose(
+        a.box_size, b.box_size, rtol=1e-9, atol=0
+    ):
         raise MetadataError(
             f"{where}: fields have different box sizes {a.box_size} ({a.label}) and {b.box_size} "
             f"({b.label}) Mpc/h; compare fields of the same box"
