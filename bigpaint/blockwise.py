@@ -408,6 +408,7 @@ def run_tasks(
                     bar.update()
             except BaseException:
                 client.cancel(futures)
+                _drain(client, wanted)
                 raise
             return results
         from dask.callbacks import Callback
@@ -423,6 +424,25 @@ def run_tasks(
             return list(dask.threaded.get(dsk, keys, num_workers=num_workers))
     finally:
         bar.close()
+
+
+def _running_on_workers(keys: set[str], dask_worker: Any = None) -> int:
+    states = ("executing", "long-running", "cancelled", "resumed")
+    return sum(1 for k, ts in dask_worker.state.tasks.items() if k in keys and ts.state in states)
+
+
+def _drain(client: Any, keys: set[str], timeout: float = 120.0) -> None:
+    """Wait until no worker still runs one of ``keys`` (cancelling cannot stop a running
+    thread), so that a caller cleaning up after an error does so after the last write."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            running = client.run(_running_on_workers, keys)
+        except Exception:  # workers gone: nothing can still write
+            return
+        if not any(running.values()):
+            return
+        time.sleep(0.05)
 
 
 def _source_array(source: Any) -> Any:

@@ -233,3 +233,29 @@ def test_cached_field_source_reads_equal_direct_reads(tmp_path_factory, start, s
         again = src.read(window)
     np.testing.assert_array_equal(first, periodic_read(a, window))
     np.testing.assert_array_equal(again, first)
+
+
+def test_error_on_cluster_waits_for_running_blocks(tmp_path):
+    """After a failing block, no other block may still write once the error is raised."""
+    from distributed import Client, LocalCluster
+
+    a = _field(5, (8, 8, 8))
+    src = open_field(write_array(str(tmp_path / "a.zarr"), a, chunks=4, meta=META).url)
+    dest = create_field(str(tmp_path / "b.zarr"), shape=a.shape, chunks=4, meta=META)
+
+    def slow_then_fail(window, block_info):
+        import time as _t
+
+        if block_info.index == (0, 0, 0):
+            raise NonFiniteError("first block fails")
+        _t.sleep(0.3)
+        return window
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False) as c, Client(c):
+        with pytest.raises(NonFiniteError):
+            apply_blockwise(slow_then_fail, src, dest, 0)
+        done_at_raise = dest.done_mask().sum()
+        import time
+
+        time.sleep(0.8)
+        assert dest.done_mask().sum() == done_at_raise  # nothing landed after the raise
