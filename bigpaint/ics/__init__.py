@@ -1,5 +1,36 @@
-"""Initial conditions: white noise (seed-only, chunk-independent), later Gaussian fields and LPT."""
+"""Initial conditions: cosmology and growth, linear P(k), seeded Gaussian fields, LPT."""
 
+from bigpaint.ics.cosmology import Background, CosmologyConfig, background
+from bigpaint.ics.grf import gaussian_field, gaussian_field_array, linear_modes
+from bigpaint.ics.lpt import (
+    LPTResult,
+    lpt_density,
+    lpt_displacement_array,
+    lpt_particles_array,
+    second_order_source,
+    second_order_source_array,
+)
 from bigpaint.ics.noise import white_noise, white_noise_array
+from bigpaint.ics.power import LinearPower, PowerConfig, linear_power, read_power_table, sigma_r
 
-__all__ = ["white_noise", "white_noise_array"]
+__all__ = [
+    "Background",
+    "CosmologyConfig",
+    "LPTResult",
+    "LinearPower",
+    "PowerConfig",
+    "background",
+    "gaussian_field",
+    "gaussian_field_array",
+    "linear_modes",
+    "linear_power",
+    "lpt_density",
+    "lpt_displacement_array",
+    "lpt_particles_array",
+    "read_power_table",
+    "second_order_source",
+    "second_order_source_array",
+    "sigma_r",
+    "white_noise",
+    "white_noise_array",
+]
