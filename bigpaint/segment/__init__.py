@@ -1,0 +1,1 @@
+"""Protohalo catalogues from distance maps: markers, seam-merged components, watershed."""
