@@ -1,0 +1,920 @@
+"""The chunked watershed: markers, seam-merged components, per-component flooding, region sums.
+
+The result equals :func:`bigpaint.segment.watershed.watershed_periodic` on the whole box,
+for any chunk layout, because flooding never crosses the foreground mask: every basin lies
+inside one connected component of ``distance > threshold``, and each component is flooded
+on its own, in bigpaint's total order (higher distance first, ties by global voxel index).
+
+Passes (each a set of Dask tasks; the client only merges small tables):
+
+1. **Blocks** (one task per block, reading ``block + 2 * marker_context`` with periodic
+   wrap): markers of the core (:mod:`bigpaint.segment.markers`), the foreground mask,
+   ``scipy.ndimage.label`` of the core, each local piece named ``1 +`` its smallest global
+   voxel index, the piece table (voxels, bounding box), and the six boundary layers of the
+   piece names, written to face arrays (one writer per block).
+2. **Seams** (one task per seam plane, including the periodic wrap): the pairs of piece
+   names that touch across the seam (:func:`bigpaint.segment.components.seam_pairs`).
+3. **Merge** (client): a Numba union-find over the pairs names every component by its
+   smallest piece name. A component with one piece and no pair is *local*; the others are
+   *spanning*; a spanning component gets its periodic bounding box, which is the full axis
+   where its pieces leave no free plane.
+4. **Flood**: spanning components are grouped by the block holding their bounding box's
+   first corner; one task per group reads each box with periodic reads, labels the mask in
+   it (periodic along full axes), keeps the component, and floods it -- with scikit-image
+   when the box is unrolled, with bigpaint's periodic flood along full axes. One task per
+   block then floods its local components in place with scikit-image, pastes the spanning
+   results that cross it, writes its labels (optional) and returns per-region sums
+   (voxels, centre offsets, distance sums and maxima, threshold trajectories).
+
+Memory per task is a block window, or a spanning component's bounding box: bounded by the
+chunk size as long as components are (a foreground that percolates through the box makes
+one component as large as the box; :class:`Segmentation` reports the largest box flooded).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import numpy as np
+import scipy.ndimage as ndi
+import xarray as xr
+import zarr
+
+from bigpaint.blockwise import BlockPlan, FieldSource, periodic_read, run_tasks
+from bigpaint.context import marker_context
+from bigpaint.errors import ChunkingError, ConfigError, NonFiniteError, ShapeError
+from bigpaint.field import FieldWriter, field_meta, zarr_array
+from bigpaint.segment.components import (
+    check_connectivity,
+    label_periodic,
+    periodic_extent,
+    seam_pairs,
+    union_find,
+)
+from bigpaint.segment.errors import NotADistanceMapError
+from bigpaint.segment.markers import check_marker_params, markers_in_window
+from bigpaint.segment.watershed import flood, flood_ranks, global_index
+
+__all__ = ["SegmentParams", "Segmentation", "segment"]
+
+
+# ---------------------------------------------------------------- parameters and result
+
+
+@dataclass(frozen=True)
+class SegmentParams:
+    """How to turn a distance map into regions.
+
+    Attributes
+    ----------
+    threshold : float
+        Foreground is ``distance > threshold`` (distance units; 0 for true maps).
+    min_distance : int
+        Markers dominate the periodic cube of this half-width, in voxels.
+    marker_threshold : float or None
+        Markers need a (smoothed) distance above this; None: ``threshold``.
+    sigma : float
+        Periodic Gaussian smoothing of the map used to find markers, in voxels (0: none);
+        flooding always uses the raw map.
+    truncate : float
+        Gaussian truncation in standard deviations.
+    connectivity : {1, 2, 3}
+        Voxel neighbourhood of components and flooding (1: 6 faces, 3: 26 neighbours).
+    trajectory_thresholds : tuple of float
+        Increasing distance thresholds at which each region's voxels and summed distance are
+        recorded (the adaptive-threshold trajectories); empty: none.
+    """
+
+    threshold: float = 0.0
+    min_distance: int = 2
+    marker_threshold: float | None = None
+    sigma: float = 0.0
+    truncate: float = 4.0
+    connectivity: int = 1
+    trajectory_thresholds: tuple[float, ...] = ()
+
+    @property
+    def peak_threshold(self) -> float:
+        return self.threshold if self.marker_threshold is None else float(self.marker_threshold)
+
+    @property
+    def context(self) -> tuple[int, ...]:
+        """Periodic context a block needs for its markers (from :mod:`bigpaint.context`)."""
+        return marker_context(self.min_distance, (self.sigma,) * 3, self.truncate)
+
+    def check(self, shape: Sequence[int]) -> None:
+        """Refuse parameters that cannot work on a box of this shape (one-line errors)."""
+        check_connectivity(self.connectivity)
+        check_marker_params(self.min_distance, self.sigma, shape)
+        for name in ("threshold", "truncate"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"{name} must be finite, got {getattr(self, name)!r}")
+        if self.truncate <= 0:
+            raise ConfigError(f"truncate must be > 0 standard deviations, got {self.truncate}")
+        if not math.isfinite(self.peak_threshold):
+            raise ConfigError(f"marker_threshold must be finite, got {self.marker_threshold!r}")
+        t = np.asarray(self.trajectory_thresholds, dtype=np.float64)
+        if t.size and (not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0)):
+            raise ConfigError(
+                "trajectory_thresholds must be finite and strictly increasing, e.g. "
+                "numpy.linspace(0, 1, 41)"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "min_distance": self.min_distance,
+            "marker_threshold": self.peak_threshold,
+            "sigma": self.sigma,
+            "truncate": self.truncate,
+            "connectivity": self.connectivity,
+            "trajectory_thresholds": list(self.trajectory_thresholds),
+        }
+
+
+@dataclass
+class Segmentation:
+    """Regions of a segmented distance map, in voxel units.
+
+    Attributes
+    ----------
+    shape : tuple of 3 int
+        Box shape in voxels.
+    params : SegmentParams
+    id : numpy.ndarray of int64
+        Region label: ``1 +`` the global linear index of its marker voxel.
+    component : numpy.ndarray of int64
+        Name of the connected foreground component holding the region (``1 +`` its smallest
+        voxel index).
+    volume : numpy.ndarray of int64
+        Voxels in the region (cells).
+    centre : numpy.ndarray of float64, (n, 3)
+        Mean voxel position in voxel units, periodic (minimum image around the marker),
+        in ``[0, n)`` per axis; voxel ``i`` spans ``[i, i + 1)``, so its centre is ``i + 0.5``.
+    marker : numpy.ndarray of int64, (n, 3)
+        Marker voxel coordinates.
+    peak_distance, mean_distance : numpy.ndarray of float64
+        Maximum and mean of the distance map over the region.
+    trajectory_volume : numpy.ndarray of int64, (n, T)
+        Voxels of the region with ``distance > trajectory_thresholds[j]``.
+    trajectory_sum : numpy.ndarray of float64, (n, T)
+        Sum of the distance over those voxels.
+    stats : dict
+        Diagnostics: markers, components, spanning components, largest component and
+        largest flooded box (voxels), foreground voxels no marker reached, seconds per pass.
+    """
+
+    shape: tuple[int, int, int]
+    params: SegmentParams
+    id: np.ndarray
+    component: np.ndarray
+    volume: np.ndarray
+    centre: np.ndarray
+    marker: np.ndarray
+    peak_distance: np.ndarray
+    mean_distance: np.ndarray
+    trajectory_volume: np.ndarray
+    trajectory_sum: np.ndarray
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.id.size)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read(source: Any, window: Sequence[tuple[int, int]]) -> np.ndarray:
+    if isinstance(source, FieldSource):
+        return source.read(window)
+    return periodic_read(source, window)
+
+
+def _check_block(d: np.ndarray, origin: Sequence[int]) -> None:
+    """Refuse NaN/inf and negative distances, naming the first bad voxel."""
+    bad = ~np.isfinite(d)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0] + np.asarray(origin))
+        raise NonFiniteError(
+            f"distance map holds {int(bad.sum())} NaN/inf values in this block (first at voxel "
+            f"{first}); clean the input field first"
+        )
+    neg = d < 0
+    if neg.any():
+        local = tuple(int(i) for i in np.argwhere(neg)[0])
+        first = tuple(i + int(o) for i, o in zip(local, origin, strict=True))
+        raise NotADistanceMapError(
+            f"the input is not a distance map: {int(neg.sum())} negative values in this block "
+            f"(first {float(d[local]):.4g} at voxel {first}); segment a distance map (>= 0), "
+            "not a density or overdensity field"
+        )
+
+
+def _piece_names(lab: np.ndarray, n: int, origin: Sequence[int], box: Sequence[int]) -> np.ndarray:
+    """``1 +`` the smallest global voxel index of each label ``1..n`` of an unwrapped core."""
+    flat = lab.ravel()
+    labels, first = np.unique(flat, return_index=True)
+    lut = np.zeros(n + 1, dtype=np.int64)
+    keep = labels > 0
+    coords = np.stack(np.unravel_index(first[keep], lab.shape), axis=1) + np.asarray(origin)
+    ny, nz = int(box[1]), int(box[2])
+    lut[labels[keep]] = coords[:, 0] * (ny * nz) + coords[:, 1] * nz + coords[:, 2] + 1
+    return lut
+
+
+def _label_core(
+    d_core: np.ndarray,
+    threshold: float,
+    connectivity: int,
+    origin: Sequence[int],
+    box: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    mask = d_core > threshold
+    lab, n = ndi.label(mask, structure=ndi.generate_binary_structure(3, connectivity))
+    lut = _piece_names(lab, n, origin, box)
+    return mask, lab, n, lut
+
+
+def _faces(faces: Any, axis: int) -> Any:
+    if isinstance(faces, str):
+        return zarr.open_array(f"{faces}/axis{axis}", mode="r+")
+    return faces[axis]
+
+
+# ---------------------------------------------------------------- pass 1: blocks
+
+
+def _pass_blocks(
+    index: tuple[int, ...], *, source: Any, plan: BlockPlan, params: SegmentParams, faces: Any
+) -> dict[str, np.ndarray]:
+    window = _read(source, plan.window(index))
+    core = plan.core(index)
+    origin = tuple(s.start for s in core)
+    ctx = plan.context
+    inner = tuple(slice(c, n - c) for c, n in zip(ctx, window.shape, strict=True))
+    d_core = window[inner]
+    _check_block(d_core, origin)
+    if params.sigma > 0:
+        from bigpaint.filters import _gaussian_block
+
+        s_win = _gaussian_block(window, sigma=(params.sigma,) * 3, truncate=params.truncate)
+    else:
+        s_win = window
+    box = plan.shape
+    markers = markers_in_window(
+        s_win,
+        d_core,
+        min_distance=params.min_distance,
+        threshold=params.threshold,
+        marker_threshold=params.peak_threshold,
+        core_origin=origin,
+        box=box,
+    )
+    _, lab, n, lut = _label_core(d_core, params.threshold, params.connectivity, origin, box)
+    names = lut[lab]
+    for axis in range(3):
+        arr = _faces(faces, axis)
+        trans = tuple(core[a] for a in range(3) if a != axis)
+        g = index[axis]
+        arr[(2 * g, *trans)] = np.take(names, 0, axis=axis)
+        arr[(2 * g + 1, *trans)] = np.take(names, -1, axis=axis)
+    counts = np.bincount(lab.ravel(), minlength=n + 1)[1:].astype(np.int64)
+    lo = np.zeros((n, 3), dtype=np.int64)
+    hi = np.zeros((n, 3), dtype=np.int64)
+    for i, sl in enumerate(ndi.find_objects(lab)):
+        lo[i] = [s.start + o for s, o in zip(sl, origin, strict=True)]
+        hi[i] = [s.stop + o for s, o in zip(sl, origin, strict=True)]
+    ny, nz = box[1], box[2]
+    mc = np.stack([markers // (ny * nz), (markers // nz) % ny, markers % nz], axis=1)
+    local = mc - np.asarray(origin)
+    marker_piece = names[local[:, 0], local[:, 1], local[:, 2]] if markers.size else markers
+    return {
+        "markers": markers,
+        "marker_piece": marker_piece.astype(np.int64),
+        "pieces": lut[1:],
+        "counts": counts,
+        "lo": lo,
+        "hi": hi,
+    }
+
+
+# ---------------------------------------------------------------- pass 2: seams
+
+
+def _pass_seams(
+    axis: int, seam: int, *, faces: Any, plan: BlockPlan, connectivity: int
+) -> np.ndarray:
+    g = len(plan.chunks[axis])
+    arr = _faces(faces, axis)
+    below = np.asarray(arr[2 * ((seam - 1) % g) + 1])
+    above = np.asarray(arr[2 * seam])
+    return seam_pairs(below, above, connectivity, (True, True))
+
+
+# ---------------------------------------------------------------- pass 4: flooding
+
+
+@dataclass(frozen=True)
+class _Span:
+    """A spanning component: its name, periodic bounding box and markers."""
+
+    name: int
+    start: tuple[int, int, int]
+    extent: tuple[int, int, int]
+    full: tuple[bool, bool, bool]
+    markers: np.ndarray
+
+
+def _watershed(
+    ranks: np.ndarray,
+    markers: np.ndarray,
+    mask: np.ndarray,
+    connectivity: int,
+    periodic: Sequence[bool],
+) -> np.ndarray:
+    if any(periodic):
+        return flood(ranks, markers, mask, connectivity=connectivity, periodic=periodic)
+    from skimage.segmentation import watershed
+
+    return watershed(ranks, markers, mask=mask, connectivity=connectivity)
+
+
+def _flood_span(
+    span: _Span, source: Any, params: SegmentParams, box: tuple[int, ...]
+) -> np.ndarray:
+    window = [(s, s + e) for s, e in zip(span.start, span.extent, strict=True)]
+    d = _read(source, window)
+    mask = d > params.threshold
+    lab, _ = label_periodic(mask, params.connectivity, span.full)
+    ny, nz = box[1], box[2]
+    rep = span.name - 1
+    rc = np.array([rep // (ny * nz), (rep // nz) % ny, rep % nz])
+    rl = (rc - np.asarray(span.start)) % np.asarray(box)
+    comp = lab == lab[tuple(rl)]
+    markers = np.zeros(d.shape, dtype=np.int64)
+    if span.markers.size:
+        m = span.markers
+        mc = np.stack([m // (ny * nz), (m // nz) % ny, m % nz], axis=1)
+        ml = (mc - np.asarray(span.start)) % np.asarray(box)
+        markers[ml[:, 0], ml[:, 1], ml[:, 2]] = m + 1
+    gidx = global_index(span.start, d.shape, box)
+    ranks = flood_ranks(d, comp, gidx)
+    out = _watershed(ranks, markers, comp, params.connectivity, span.full)
+    out[~comp] = 0
+    return out
+
+
+def _flood_group(
+    spans: list[_Span], *, source: Any, params: SegmentParams, box: tuple[int, ...]
+) -> list[tuple[_Span, np.ndarray]]:
+    return [(s, _flood_span(s, source, params, box)) for s in spans]
+
+
+def _arc_overlap(start: int, extent: int, lo: int, hi: int, n: int) -> list[tuple[slice, slice]]:
+    """Pieces of the arc ``[start, start+extent)`` (mod n) inside ``[lo, hi)``: (arc, core) slices."""
+    out = []
+    for k in (-1, 0, 1):
+        a0 = max(start + k * n, lo)
+        a1 = min(start + extent + k * n, hi)
+        if a1 > a0:
+            out.append((slice(a0 - start - k * n, a1 - start - k * n), slice(a0 - lo, a1 - lo)))
+    return out
+
+
+def _paste(
+    out: np.ndarray, span: _Span, labels: np.ndarray, core: tuple[slice, ...], box: tuple[int, ...]
+) -> None:
+    per_axis = [
+        _arc_overlap(s, e, c.start, c.stop, n)
+        for s, e, c, n in zip(span.start, span.extent, core, box, strict=True)
+    ]
+    for (ax, cx), (ay, cy), (az, cz) in (
+        (px, py, pz) for px in per_axis[0] for py in per_axis[1] for pz in per_axis[2]
+    ):
+        piece = labels[ax, ay, az]
+        sel = piece != 0
+        out[cx, cy, cz][sel] = piece[sel]
+
+
+def _region_sums(
+    labels: np.ndarray,
+    d: np.ndarray,
+    origin: Sequence[int],
+    box: Sequence[int],
+    thresholds: np.ndarray,
+) -> dict[str, np.ndarray]:
+    flat = labels.ravel()
+    sel = np.flatnonzero(flat)
+    ids, inv = np.unique(flat[sel], return_inverse=True)
+    k = ids.size
+    dv = d.ravel()[sel].astype(np.float64)
+    nx, ny, nz = (int(n) for n in box)
+    pos = np.stack(np.unravel_index(sel, labels.shape), axis=1) + np.asarray(origin)
+    m = ids - 1
+    mc = np.stack([m // (ny * nz), (m // nz) % ny, m % nz], axis=1)
+    off = np.empty((k, 3), dtype=np.float64)
+    for a, n in enumerate((nx, ny, nz)):
+        rel = (pos[:, a] - mc[inv, a] + n // 2) % n - n // 2
+        off[:, a] = np.bincount(inv, weights=rel, minlength=k)
+    count = np.bincount(inv, minlength=k).astype(np.int64)
+    dsum = np.bincount(inv, weights=dv, minlength=k)
+    dmax = np.full(k, -np.inf)
+    np.maximum.at(dmax, inv, dv)
+    t = thresholds.size
+    if t:
+        b = np.searchsorted(thresholds, dv, side="left")  # thresholds strictly below dv
+        hist_n = np.bincount(inv * (t + 1) + b, minlength=k * (t + 1)).reshape(k, t + 1)
+        hist_s = np.bincount(inv * (t + 1) + b, weights=dv, minlength=k * (t + 1)).reshape(k, t + 1)
+    else:
+        hist_n = np.zeros((k, 1), dtype=np.int64)
+        hist_s = np.zeros((k, 1))
+    return {
+        "ids": ids,
+        "count": count,
+        "offset": off,
+        "dsum": dsum,
+        "dmax": dmax,
+        "hist_n": hist_n.astype(np.int64),
+        "hist_s": hist_s,
+    }
+
+
+def _flood_block(
+    index: tuple[int, ...],
+    pieces: np.ndarray,
+    piece_comp: np.ndarray,
+    span_pieces: np.ndarray,
+    local_markers: np.ndarray,
+    *group_results: list[tuple[_Span, np.ndarray]],
+    source: Any,
+    plan: BlockPlan,
+    params: SegmentParams,
+    dest: Any,
+    components: Any,
+) -> dict[str, np.ndarray]:
+    core = plan.core(index)
+    origin = tuple(s.start for s in core)
+    box = plan.shape
+    d = _read(source, [(s.start, s.stop) for s in core])
+    mask, lab, _, lut = _label_core(d, params.threshold, params.connectivity, origin, box)
+    names = lut[lab]
+    if components is not None:
+        comp = np.zeros(d.shape, dtype=np.int64)
+        if pieces.size:
+            comp[mask] = piece_comp[np.searchsorted(pieces, names[mask])]
+        if isinstance(components, FieldWriter):
+            components.write_block(index, comp)
+        else:
+            components[core] = comp
+    local = mask & ~np.isin(names, span_pieces) if span_pieces.size else mask
+    out = np.zeros(d.shape, dtype=np.int64)
+    if local_markers.size and local.any():
+        ny, nz = box[1], box[2]
+        m = local_markers
+        mc = np.stack([m // (ny * nz), (m // nz) % ny, m % nz], axis=1) - np.asarray(origin)
+        markers = np.zeros(d.shape, dtype=np.int64)
+        markers[mc[:, 0], mc[:, 1], mc[:, 2]] = m + 1
+        out = _watershed(flood_ranks(d, local), markers, local, params.connectivity, (False,) * 3)
+        out = out.astype(np.int64, copy=False)
+    for group in group_results:
+        for span, labels in group:
+            _paste(out, span, labels, core, box)
+    if isinstance(dest, FieldWriter):
+        dest.write_block(index, out)
+    elif dest is not None:
+        dest[core] = out
+    sums = _region_sums(
+        out, d, origin, box, np.asarray(params.trajectory_thresholds, dtype=np.float64)
+    )
+    sums["unassigned"] = np.array([int(np.count_nonzero(mask & (out == 0)))])
+    return sums
+
+
+# ---------------------------------------------------------------- execution
+
+
+def _execute(dsk: dict[str, Any], keys: list[str], local: bool) -> list[Any]:
+    from bigpaint.blockwise import _current_client
+
+    client = None if local else _current_client()
+    if client is None:
+        return list(dask.threaded.get(dsk, keys))
+    futures = client.get(dsk, keys, sync=False)
+    try:
+        return client.gather(futures)
+    except BaseException:
+        client.cancel(futures)
+        raise
+
+
+def _flood_graph(
+    groups: list[list[_Span]],
+    block_calls: list[tuple[Any, ...]],
+    shared: dict[str, Any],
+) -> tuple[dict[str, Any], list[str]]:
+    from dask._task_spec import DataNode, Task, TaskRef
+
+    token = dask.base.tokenize("segment-flood", time.time_ns(), len(block_calls))
+    dsk: dict[str, Any] = {}
+    refs = {}
+    for k, v in shared.items():
+        key = f"segment-{k}-{token}"
+        dsk[key] = DataNode(key, v)
+        refs[k] = TaskRef(key)
+    gkeys = []
+    for i, spans in enumerate(groups):
+        key = f"segment-span-{token}-{i}"
+        dsk[key] = Task(
+            key, _flood_group, spans, source=refs["source"], params=refs["params"], box=refs["box"]
+        )
+        gkeys.append(key)
+    keys = []
+    for i, (*args, deps) in enumerate(block_calls):
+        key = f"segment-block-{token}-{i}"
+        dsk[key] = Task(
+            key,
+            _flood_block,
+            *args,
+            *[TaskRef(gkeys[g]) for g in deps],
+            source=refs["source"],
+            plan=refs["plan"],
+            params=refs["params"],
+            dest=refs["dest"],
+            components=refs["components"],
+        )
+        keys.append(key)
+    return dsk, keys
+
+
+def _block_of(plan: BlockPlan, point: Sequence[int]) -> tuple[int, ...]:
+    out = []
+    for p, sizes in zip(point, plan.chunks, strict=True):
+        edges = np.cumsum(sizes)
+        out.append(int(np.searchsorted(edges, p, side="right")))
+    return tuple(out)
+
+
+def _blocks_on_arc(sizes: Sequence[int], start: int, extent: int, n: int) -> list[int]:
+    edges = np.concatenate([[0], np.cumsum(sizes)])
+    return [
+        b
+        for b in range(len(sizes))
+        if _arc_overlap(start, extent, int(edges[b]), int(edges[b + 1]), n)
+    ]
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _as_source(distance: Any) -> tuple[Any, tuple[int, int, int], Any]:
+    """(reader, shape, default chunks) of a Field Dataset, Zarr array or numpy array."""
+    if isinstance(distance, xr.Dataset):
+        kind = distance.attrs.get("kind")
+        if kind != "distance":
+            raise NotADistanceMapError(
+                f"{distance.encoding.get('bigpaint_url', 'the input')} is a Field of kind "
+                f"{kind!r}, not a distance map; segment a Field of kind 'distance'"
+            )
+        field_meta(distance)
+        src = FieldSource.from_field(distance)
+        arr = zarr_array(distance)
+        unit = getattr(arr, "shards", None) or arr.chunks
+        shape = tuple(int(n) for n in arr.shape)
+        if len(shape) != 3:
+            raise ShapeError(f"a distance map is a 3-D Field, got shape {shape}")
+        return src, shape, tuple(int(c) for c in unit)  # type: ignore[return-value]
+    if isinstance(distance, (np.ndarray, zarr.Array)):
+        if distance.ndim != 3:
+            raise ShapeError(f"a distance map is 3-D, got shape {distance.shape}")
+        if np.dtype(distance.dtype).kind not in "fiu":
+            raise NotADistanceMapError(f"a distance map holds numbers, got dtype {distance.dtype}")
+        shape = tuple(int(n) for n in distance.shape)
+        chunks = distance.chunks if isinstance(distance, zarr.Array) else shape
+        return distance, shape, chunks  # type: ignore[return-value]
+    raise TypeError(
+        f"distance must be an opened Field, a Zarr array or a numpy array, got {type(distance).__name__}"
+    )
+
+
+def segment(
+    distance: Any,
+    params: SegmentParams | None = None,
+    *,
+    chunks: Any = None,
+    labels: FieldWriter | np.ndarray | None = None,
+    components: FieldWriter | np.ndarray | None = None,
+    workdir: str | None = None,
+    progress: bool = False,
+) -> Segmentation:
+    """Segment a periodic distance map into watershed regions, chunk by chunk.
+
+    Equal to :func:`bigpaint.segment.watershed.watershed_periodic` with markers from
+    :func:`bigpaint.segment.markers.find_markers` on the whole box, for any chunk layout.
+
+    Parameters
+    ----------
+    distance : Field Dataset (kind ``distance``), zarr.Array or numpy.ndarray
+        The map, >= 0 everywhere; normalized (each object's centre is 1) or in cells.
+    params : SegmentParams, optional
+        Thresholds, marker spacing, smoothing, connectivity, trajectory thresholds.
+    chunks : optional
+        Block layout (dask convention; uneven allowed for in-memory input). Default: the
+        Field's (or Zarr array's) chunks; one block for a numpy array.
+    labels : FieldWriter or numpy.ndarray, optional
+        Where to write the int64 region labels (``1 +`` marker voxel index, 0 background).
+        A FieldWriter must have the block layout of ``chunks``; it is finalized at the end.
+    components : FieldWriter or numpy.ndarray, optional
+        Where to write the int64 connected-component names of the foreground (``1 +`` each
+        component's smallest voxel index; equal to a periodic labelling of the whole box up
+        to renaming).
+    workdir : str, optional
+        Directory for the seam face arrays of a Field run (must be visible to every worker,
+        e.g. on the shared file system of a SLURM cluster). Default: a temporary directory
+        (fine for a LocalCluster). Removed at the end.
+    progress : bool
+        Progress bars for the block passes.
+
+    Returns
+    -------
+    Segmentation
+    """
+    t_start = time.perf_counter()
+    params = params or SegmentParams()
+    src, shape, default_chunks = _as_source(distance)
+    params.check(shape)
+    in_memory = any(isinstance(a, np.ndarray) for a in (src, labels, components))
+    if isinstance(src, zarr.Array) and not in_memory:
+        in_memory = True  # a bare Zarr array is read by local threads
+    plan = BlockPlan.build(shape, chunks if chunks is not None else default_chunks, params.context)
+    for what, dest in (("labels", labels), ("components", components)):
+        if isinstance(dest, FieldWriter) and dest.block_chunks != plan.chunks:
+            raise ChunkingError(
+                f"{what} Field write blocks {dest.chunks} differ from the segmentation blocks "
+                f"{tuple(c[0] for c in plan.chunks)}; create it with the same chunks"
+            )
+        if isinstance(dest, np.ndarray) and dest.shape != shape:
+            raise ShapeError(f"{what} array has shape {dest.shape}, the map {shape}")
+    scheduler = "threads" if in_memory else None
+
+    tmp = None
+    if in_memory:
+        faces: Any = [
+            np.zeros((2 * len(plan.chunks[a]), *[shape[b] for b in range(3) if b != a]), np.int64)
+            for a in range(3)
+        ]
+    else:
+        if any(len(set(c[:-1])) > 1 for c in plan.chunks):
+            raise ChunkingError(f"a Field run needs a regular block grid, got {plan.chunks}")
+        tmp = tempfile.mkdtemp(prefix="bigpaint-segment-", dir=workdir)
+        faces = f"{tmp}/faces.zarr"
+        group = zarr.open_group(faces, mode="w", zarr_format=3)
+        for a in range(3):
+            trans = [b for b in range(3) if b != a]
+            group.create_array(
+                f"axis{a}",
+                shape=(2 * len(plan.chunks[a]), *[shape[b] for b in trans]),
+                chunks=(1, *[plan.chunks[b][0] for b in trans]),
+                dtype="i8",
+                fill_value=0,
+            )
+    try:
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        blocks = list(plan.blocks())
+        p1 = run_tasks(
+            _pass_blocks,
+            [(idx,) for idx in blocks],
+            shared={"source": src, "plan": plan, "params": params, "faces": faces},
+            name="segment-blocks",
+            progress=progress,
+            scheduler=scheduler,
+        )
+        timings["blocks_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        seams = [(a, s) for a in range(3) for s in range(len(plan.chunks[a]))]
+        pairs_list = run_tasks(
+            _pass_seams,
+            seams,
+            shared={"faces": faces, "plan": plan, "connectivity": params.connectivity},
+            name="segment-seams",
+            progress=progress,
+            scheduler=scheduler,
+        )
+        timings["seams_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        merged = _merge(plan, blocks, p1, pairs_list)
+        timings["merge_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        dsk, keys = _flood_graph(
+            merged["groups"],
+            merged["block_calls"],
+            {
+                "source": src,
+                "plan": plan,
+                "params": params,
+                "dest": labels,
+                "components": components,
+                "box": shape,
+            },
+        )
+        sums = _execute(dsk, keys, local=in_memory)
+        for dest in (labels, components):
+            if isinstance(dest, FieldWriter):
+                dest.finalize()
+        timings["flood_s"] = time.perf_counter() - t0
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result = _reduce(shape, params, sums, merged)
+    timings["total_s"] = time.perf_counter() - t_start
+    result.stats.update(timings)
+    return result
+
+
+def _merge(
+    plan: BlockPlan,
+    blocks: list[tuple[int, ...]],
+    p1: list[dict[str, np.ndarray]],
+    pairs_list: list[np.ndarray],
+) -> dict[str, Any]:
+    """Union-find over the seam pairs; classify components; plan the flooding tasks."""
+    shape = plan.shape
+    pieces = np.concatenate([r["pieces"] for r in p1])
+    counts = np.concatenate([r["counts"] for r in p1])
+    lo = np.concatenate([r["lo"] for r in p1]).reshape(-1, 3)
+    hi = np.concatenate([r["hi"] for r in p1]).reshape(-1, 3)
+    owner = np.concatenate([np.full(r["pieces"].size, i, dtype=np.int64) for i, r in enumerate(p1)])
+    order = np.argsort(pieces, kind="stable")
+    pieces, counts, lo, hi, owner = pieces[order], counts[order], lo[order], hi[order], owner[order]
+    pairs = np.concatenate(pairs_list) if pairs_list else np.zeros((0, 2), np.int64)
+    pairs = pairs.reshape(-1, 2)
+    pa = np.searchsorted(pieces, pairs[:, 0])
+    pb = np.searchsorted(pieces, pairs[:, 1])
+    roots = union_find(pieces.size, pa, pb)
+    comp_of_piece = pieces[roots] if pieces.size else pieces
+    touched = np.zeros(pieces.size, dtype=bool)
+    touched[pa] = True
+    touched[pb] = True
+    comps, comp_inv = np.unique(comp_of_piece, return_inverse=True)
+    n_pieces = np.bincount(comp_inv, minlength=comps.size)
+    spanning = (n_pieces > 1) | (np.bincount(comp_inv, weights=touched, minlength=comps.size) > 0)
+    comp_volume = np.bincount(comp_inv, weights=counts, minlength=comps.size).astype(np.int64)
+    piece_spans = spanning[comp_inv]
+
+    markers = np.concatenate([r["markers"] for r in p1])
+    marker_piece = np.concatenate([r["marker_piece"] for r in p1])
+    marker_comp_idx = comp_inv[np.searchsorted(pieces, marker_piece)] if markers.size else markers
+    marker_spans = spanning[marker_comp_idx] if markers.size else np.zeros(0, bool)
+
+    # spanning components: periodic boxes, grouped by the block of their first corner
+    span_idx = np.flatnonzero(spanning)
+    groups_by_block: dict[tuple[int, ...], list[_Span]] = {}
+    span_blocks: list[tuple[tuple[int, ...], list[list[int]]]] = []
+    largest_box = 0
+    by_comp_pieces = np.argsort(comp_inv, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(n_pieces)])
+    m_order = np.argsort(marker_comp_idx, kind="stable") if markers.size else np.zeros(0, np.int64)
+    m_sorted = marker_comp_idx[m_order] if markers.size else m_order
+    for c in span_idx:
+        sel = by_comp_pieces[starts[c] : starts[c + 1]]
+        start, extent, full = [], [], []
+        for a in range(3):
+            s, e, f = periodic_extent(np.stack([lo[sel, a], hi[sel, a]], axis=1), shape[a])
+            start.append(s)
+            extent.append(e)
+            full.append(f)
+        a0, a1 = np.searchsorted(m_sorted, [c, c + 1])
+        span = _Span(
+            int(comps[c]),
+            tuple(start),  # type: ignore[arg-type]
+            tuple(extent),  # type: ignore[arg-type]
+            tuple(full),  # type: ignore[arg-type]
+            np.sort(markers[m_order[a0:a1]]),
+        )
+        largest_box = max(largest_box, int(np.prod(extent)))
+        if span.markers.size == 0:
+            continue  # nothing floods it: its voxels stay background
+        anchor = _block_of(plan, start)
+        groups_by_block.setdefault(anchor, []).append(span)
+        span_blocks.append(
+            (
+                anchor,
+                [_blocks_on_arc(plan.chunks[a], start[a], extent[a], shape[a]) for a in range(3)],
+            )
+        )
+    anchors = sorted(groups_by_block)
+    group_id = {b: i for i, b in enumerate(anchors)}
+    groups = [groups_by_block[b] for b in anchors]
+    deps: dict[tuple[int, ...], set[int]] = {b: set() for b in blocks}
+    for anchor, per_axis in span_blocks:
+        for bx in per_axis[0]:
+            for by in per_axis[1]:
+                for bz in per_axis[2]:
+                    deps[(bx, by, bz)].add(group_id[anchor])
+
+    block_pos = {b: i for i, b in enumerate(blocks)}
+    span_piece_lists: list[list[np.ndarray]] = [[] for _ in blocks]
+    for i in np.flatnonzero(piece_spans):
+        span_piece_lists[owner[i]].append(pieces[i : i + 1])
+    marker_owner_lists: list[np.ndarray] = []
+    offset = 0
+    for r in p1:
+        k = r["markers"].size
+        marker_owner_lists.append(~marker_spans[offset : offset + k])
+        offset += k
+    by_owner = np.argsort(owner, kind="stable")
+    owner_starts = np.searchsorted(owner[by_owner], np.arange(len(blocks) + 1))
+    block_calls = []
+    for b in blocks:
+        i = block_pos[b]
+        sp = np.concatenate(span_piece_lists[i]) if span_piece_lists[i] else np.zeros(0, np.int64)
+        lm = p1[i]["markers"][marker_owner_lists[i]]
+        mine = np.sort(by_owner[owner_starts[i] : owner_starts[i + 1]])  # pieces sorted by name
+        block_calls.append((b, pieces[mine], comp_of_piece[mine], np.sort(sp), lm, sorted(deps[b])))
+
+    return {
+        "groups": groups,
+        "block_calls": block_calls,
+        "component_of_marker": dict(
+            zip(markers.tolist(), comps[marker_comp_idx].tolist(), strict=True)
+        )
+        if markers.size
+        else {},
+        "stats": {
+            "markers": int(markers.size),
+            "components": int(comps.size),
+            "spanning_components": int(span_idx.size),
+            "components_without_marker": int(
+                comps.size - np.unique(marker_comp_idx).size if markers.size else comps.size
+            ),
+            "foreground_voxels": int(counts.sum()),
+            "largest_component_voxels": int(comp_volume.max(initial=0)),
+            "largest_flood_box_voxels": largest_box,
+            "span_groups": len(groups),
+        },
+    }
+
+
+def _reduce(
+    shape: tuple[int, int, int],
+    params: SegmentParams,
+    sums: list[dict[str, np.ndarray]],
+    merged: dict[str, Any],
+) -> Segmentation:
+    t = len(params.trajectory_thresholds)
+    width = t + 1 if t else 1
+    ids = np.concatenate([s["ids"] for s in sums]) if sums else np.zeros(0, np.int64)
+    uid, inv = np.unique(ids, return_inverse=True)
+    k = uid.size
+
+    def add(name: str, cols: int | None = None) -> np.ndarray:
+        vals = np.concatenate([s[name] for s in sums]) if sums else np.zeros(0)
+        if cols is None:
+            return np.bincount(inv, weights=vals, minlength=k)
+        out = np.zeros((k, cols), dtype=np.float64)
+        np.add.at(out, inv, vals.reshape(-1, cols))
+        return out
+
+    count = add("count").round().astype(np.int64)
+    off = add("offset", 3)
+    dsum = add("dsum")
+    dmax = np.full(k, -np.inf)
+    if k:
+        np.maximum.at(dmax, inv, np.concatenate([s["dmax"] for s in sums]))
+    hist_n = add("hist_n", width).round().astype(np.int64)
+    hist_s = add("hist_s", width)
+    # voxels above threshold j: bins j+1..t of "thresholds strictly below the value"
+    traj_n = np.cumsum(hist_n[:, ::-1], axis=1)[:, ::-1][:, 1:] if t else np.zeros((k, 0), np.int64)
+    traj_s = np.cumsum(hist_s[:, ::-1], axis=1)[:, ::-1][:, 1:] if t else np.zeros((k, 0))
+    _, ny, nz = shape
+    m = uid - 1
+    marker = np.stack([m // (ny * nz), (m // nz) % ny, m % nz], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre = (marker + off / np.maximum(count, 1)[:, None] + 0.5) % np.array(shape)
+        mean = dsum / np.maximum(count, 1)
+    cmap = merged["component_of_marker"]
+    component = np.array([cmap.get(int(i) - 1, 0) for i in uid], dtype=np.int64)
+    stats = dict(merged["stats"])
+    stats["regions"] = int(k)
+    stats["unassigned_voxels"] = int(sum(int(s["unassigned"][0]) for s in sums))
+    return Segmentation(
+        shape=shape,
+        params=params,
+        id=uid.astype(np.int64),
+        component=component,
+        volume=count,
+        centre=centre,
+        marker=marker.astype(np.int64),
+        peak_distance=dmax,
+        mean_distance=mean,
+        trajectory_volume=traj_n.astype(np.int64),
+        trajectory_sum=traj_s,
+        stats=stats,
+    )
