@@ -27,7 +27,7 @@ import xarray as xr
 import zarr
 
 from bigpaint.blockwise import BlockPlan, periodic_read, run_tasks
-from bigpaint.errors import ConfigError
+from bigpaint.errors import ConfigError, ShapeError
 from bigpaint.field import zarr_array
 from bigpaint.stats._inputs import as_input
 from bigpaint.stats._reduce import blockwise_sum, check_finite_block
@@ -45,7 +45,7 @@ def find_peaks(window: np.ndarray) -> np.ndarray:
     ``window.shape - 2``. Use :func:`numpy.pad` with ``mode="wrap"`` for a periodic box.
     """
     if window.ndim != 3 or min(window.shape) < 3:
-        raise ConfigError(
+        raise ShapeError(
             f"a peak window needs one voxel of context per side, got shape {window.shape}"
         )
     nx, ny, nz = (s - 2 for s in window.shape)

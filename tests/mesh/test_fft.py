@@ -175,3 +175,22 @@ def test_two_transforms_in_one_graph_stay_distinct(box16: np.ndarray) -> None:
     )
     back = (irfftn(fa, box16.shape) + irfftn(fb, box16.shape)).compute()
     np.testing.assert_allclose(back, box16 + box16[::-1], atol=1e-5)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.sampled_from(["slab", "pencil"]), st.data())
+def test_zarr_source_is_read_straight_into_slabs(tmp_path_factory, backend: str, data) -> None:
+    """A Zarr array (the store behind a Field) and a numpy array are read straight into the
+    first stage's blocks; the transform still equals numpy's."""
+    from bigpaint.field import open_field, write_array, zarr_array
+
+    shape = data.draw(st.tuples(st.integers(6, 12), st.integers(6, 12), st.integers(6, 12)))
+    x = np.random.default_rng(data.draw(st.integers(0, 999))).standard_normal(shape).astype("f4")
+    chunks = data.draw(st.tuples(*(st.integers(2, n // 2) for n in shape)))
+    url = str(tmp_path_factory.mktemp("fft") / "f.zarr")
+    write_array(url, x, chunks=chunks, meta={"box_size": 10.0, "kind": "delta", "units": "1"})
+    store = zarr_array(open_field(url))
+    direct = rfftn(store, backend=backend, min_blocks=3)
+    ref = np.fft.rfftn(x.astype(np.float64))
+    assert _rel(direct.compute(scheduler="sync"), ref) <= 2e-6
+    assert _rel(rfftn(x, backend=backend).compute(), ref) <= 2e-6

@@ -29,7 +29,7 @@ def _k3(k1: float, k2: float, th: np.ndarray) -> np.ndarray:
     n=st.sampled_from([8, 9, 10]),
     k1=st.sampled_from([1.0, 1.5, 2.0, 3.0]),
     k2=st.sampled_from([1.0, 2.0, 2.5]),
-    width=st.sampled_from([1.0, 2.0]),
+    width=st.sampled_from([1.0, 1.5]),
     data=st.data(),
 )
 def test_distributed_equals_direct_triplet_sum(n, k1, k2, width, data) -> None:
