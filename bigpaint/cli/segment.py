@@ -1,0 +1,242 @@
+"""``bigpaint segment``, ``bigpaint calibrate-threshold`` and ``bigpaint hmf``.
+
+Each parses its options and calls one function of :mod:`bigpaint.segment`: segmenting a
+distance-map Field into a Parquet protohalo catalogue (on the configured cluster),
+calibrating the adaptive threshold against a truth catalogue, and the halo mass function of
+a catalogue (with a truth comparison, CSV table and PNG plot).
+"""
+
+from __future__ import annotations
+
+import click
+
+from bigpaint.cli._common import cluster_options, open_cluster, parse_chunks
+
+__all__ = ["register"]
+
+
+@click.command()
+@click.argument("distance")
+@click.argument("output")
+@click.option(
+    "--calibration",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Adaptive-threshold calibration JSON (from calibrate-threshold) to apply.",
+)
+@click.option(
+    "--threshold", type=float, default=0.0, show_default=True, help="Foreground: distance > this."
+)
+@click.option(
+    "--min-distance",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Markers dominate the periodic cube of this half-width (voxels).",
+)
+@click.option(
+    "--marker-threshold",
+    type=float,
+    default=None,
+    help="Markers need a (smoothed) distance above this (default: --threshold).",
+)
+@click.option(
+    "--sigma",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Gaussian smoothing of the marker map in voxels.",
+)
+@click.option(
+    "--connectivity",
+    type=click.IntRange(1, 3),
+    default=1,
+    show_default=True,
+    help="Neighbours: 1 faces, 2 +edges, 3 +corners.",
+)
+@click.option(
+    "--trajectories",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Record adaptive-threshold trajectories at N thresholds from --threshold to 1 "
+    "(needed to calibrate; a calibration brings its own).",
+)
+@click.option("--labels", default=None, help="Also write the region labels as a Field here.")
+@click.option(
+    "--rho-bar",
+    type=float,
+    default=None,
+    help="Mean density in (Msun/h)/(Mpc/h)^3 (default: Omega_m * rho_crit of the Field).",
+)
+@click.option("--chunks", default=None, help="Blocks: N or NX,NY,NZ voxels (default: the Field's).")
+@click.option(
+    "--workdir", default=None, help="Scratch directory visible to all workers (default: temp)."
+)
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@cluster_options
+def segment(
+    distance: str,
+    output: str,
+    calibration: str | None,
+    threshold: float,
+    min_distance: int,
+    marker_threshold: float | None,
+    sigma: float,
+    connectivity: int,
+    trajectories: int,
+    labels: str | None,
+    rho_bar: float | None,
+    chunks: str | None,
+    workdir: str | None,
+    overwrite: bool,
+    cluster_file: str | None,
+    workers: int | None,
+) -> None:
+    """Segment the distance map DISTANCE into the protohalo catalogue OUTPUT (Parquet)."""
+    import numpy as np
+
+    from bigpaint.field import open_field
+    from bigpaint.segment.catalog import segment_field
+    from bigpaint.segment.engine import SegmentParams
+    from bigpaint.segment.threshold import load_calibration
+
+    thresholds = tuple(np.linspace(threshold, 1.0, trajectories)) if trajectories else ()
+    params = SegmentParams(
+        threshold=threshold,
+        min_distance=min_distance,
+        marker_threshold=marker_threshold,
+        sigma=sigma,
+        connectivity=connectivity,
+        trajectory_thresholds=thresholds,
+    )
+    # refuse bad arguments and inputs before starting a cluster
+    src = open_field(distance)
+    params.check(src[src.attrs["bigpaint_variable"]].shape)
+    cal = load_calibration(calibration) if calibration else None
+    with open_cluster(cluster_file, workers):
+        table = segment_field(
+            distance,
+            output,
+            params,
+            calibration=cal,
+            labels=labels,
+            rho_bar=rho_bar,
+            chunks=parse_chunks(chunks),
+            overwrite=overwrite,
+            workdir=workdir,
+            progress=True,
+        )
+    click.echo(f"wrote {output}: {table.num_rows} protohalos")
+
+
+@click.command("calibrate-threshold")
+@click.argument("catalog")
+@click.argument("truth")
+@click.argument("output")
+@click.option("--truth-column", default="mass", show_default=True, help="Truth mass column.")
+@click.option("--volume-bins", type=click.IntRange(min=2), default=8, show_default=True)
+@click.option("--distance-bins", type=click.IntRange(min=2), default=40, show_default=True)
+@click.option(
+    "--segments", type=click.IntRange(min=1), default=2, show_default=True, help="Fit pieces."
+)
+@click.option(
+    "--min-count",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Use volume bins with at least this many truth objects.",
+)
+def calibrate_threshold(
+    catalog: str,
+    truth: str,
+    output: str,
+    truth_column: str,
+    volume_bins: int,
+    distance_bins: int,
+    segments: int,
+    min_count: int,
+) -> None:
+    """Fit the adaptive threshold of CATALOG (segmented with --trajectories) to TRUTH; save OUTPUT."""
+    from bigpaint.segment.catalog import calibrate_catalog
+
+    cal = calibrate_catalog(
+        catalog,
+        truth,
+        output,
+        truth_column=truth_column,
+        volume_bins=volume_bins,
+        distance_bins=distance_bins,
+        segments=segments,
+        min_count=min_count,
+    )
+    click.echo(f"wrote {output}: {len(cal.points)} calibrated bins, {len(cal.log10_volume)} knots")
+
+
+@click.command()
+@click.argument("catalog")
+@click.option("--truth", default=None, help="Truth catalogue (Parquet) to compare with.")
+@click.option("--bins", type=click.IntRange(min=1), default=12, show_default=True)
+@click.option("--out", default=None, help="Write OUT.csv and OUT.png.")
+@click.option("--column", default="mass", show_default=True, help="Mass column (Msun/h).")
+@click.option("--truth-column", default="mass", show_default=True)
+@click.option("--box", type=float, default=None, help="Box side in Mpc/h if not recorded.")
+@click.option(
+    "--min-count",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Bins with fewer truth haloes are not judged.",
+)
+def hmf(
+    catalog: str,
+    truth: str | None,
+    bins: int,
+    out: str | None,
+    column: str,
+    truth_column: str,
+    box: float | None,
+    min_count: int,
+) -> None:
+    """Halo mass function of CATALOG, with Poisson errors (and the ratio to --truth)."""
+    from bigpaint.segment.hmf import hmf_report
+
+    ds, paths = hmf_report(
+        catalog,
+        truth=truth,
+        out=out,
+        bins=bins,
+        column=column,
+        truth_column=truth_column,
+        box_size=box,
+        min_count=min_count,
+    )
+    head = f"{'M_lo [Msun/h]':>14}{'M_hi':>11}{'N':>7}{'dn/dlog10M':>13}{'err':>10}"
+    if "ratio" in ds:
+        head += f"{'N_truth':>9}{'ratio':>8}{'err':>7}"
+    click.echo(head)
+    for i in range(ds.sizes["bin"]):
+        line = (
+            f"{ds.m_lo.values[i]:>14.3e}{ds.m_hi.values[i]:>11.3e}{int(ds['count'].values[i]):>7d}"
+            f"{ds.dn_dlog10m.values[i]:>13.3e}{ds.dn_dlog10m_err.values[i]:>10.2e}"
+        )
+        if "ratio" in ds:
+            mark = "" if ds.well_sampled.values[i] else "  (few)"
+            line += (
+                f"{int(ds.count_truth.values[i]):>9d}{ds.ratio.values[i]:>8.3f}"
+                f"{ds.ratio_err.values[i]:>7.3f}{mark}"
+            )
+        click.echo(line)
+    if "ratio" in ds:
+        click.echo(
+            f"max |ratio - 1| over bins with >= {min_count} truth haloes: "
+            f"{ds.attrs['max_abs_deviation']:.3f}"
+        )
+    for p in paths:
+        click.echo(f"wrote {p}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(segment)
+    group.add_command(calibrate_threshold)
+    group.add_command(hmf)
