@@ -20,6 +20,7 @@ __all__ = ["cli", "main"]
 _COMMAND_MODULES = [
     "fields",
     "quickstart",
+    "segment",
     "stats",
 ]
 
