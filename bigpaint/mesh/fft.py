@@ -39,6 +39,7 @@ import dask
 import dask.array as da
 import numpy as np
 import scipy.fft
+import zarr
 
 from bigpaint.errors import ChunkingError, ConfigError, NonFiniteError, ShapeError
 from bigpaint.mesh.kgrid import rfft_shape
@@ -230,14 +231,32 @@ def _real_dtype(cplx: np.dtype) -> np.dtype:
     return np.dtype(np.float32) if cplx == np.complex64 else np.dtype(np.float64)
 
 
-def _as_real(x: Any) -> da.Array:
-    arr = x if isinstance(x, da.Array) else da.from_array(np.asarray(x), chunks=-1)
-    if arr.ndim != 3:
-        raise ShapeError(f"rfftn needs a 3-D real array, got {arr.ndim} dimensions {arr.shape}")
-    if arr.dtype.kind == "c":
+def _check_real(shape: tuple[int, ...], dtype: Any) -> None:
+    if len(shape) != 3:
+        raise ShapeError(f"rfftn needs a 3-D real array, got {len(shape)} dimensions {shape}")
+    if np.dtype(dtype).kind == "c":
         raise ShapeError(
-            f"rfftn needs a real array, got {arr.dtype}; use the real part or numpy.fft.fftn"
+            f"rfftn needs a real array, got {np.dtype(dtype)}; use the real part or numpy.fft.fftn"
         )
+
+
+def _as_real(x: Any, first_chunks: Chunks | None = None) -> da.Array:
+    """A real dask array.
+
+    A Zarr array is read lazily in its own chunks and transposed like any dask array (never
+    loaded whole); numpy input is cut straight into ``first_chunks`` (the first stage's
+    slabs or pencils), which saves a rechunk.
+    """
+    if isinstance(x, da.Array):
+        arr = x
+    elif isinstance(x, zarr.Array):
+        _check_real(tuple(x.shape), x.dtype)
+        arr = da.from_zarr(x)
+    else:
+        src = np.asarray(x)
+        _check_real(src.shape, src.dtype)
+        arr = da.from_array(src, chunks=first_chunks or -1)
+    _check_real(tuple(arr.shape), arr.dtype)
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
     return arr
@@ -437,8 +456,10 @@ def rfftn(
 
     Parameters
     ----------
-    x : dask.array.Array or array-like, 3-D real
-        The field; any chunk layout (uneven, one chunk). numpy input is wrapped as one chunk.
+    x : dask.array.Array, zarr.Array or array-like, 3-D real
+        The field; any chunk layout (uneven, one chunk). A Zarr array (e.g.
+        :func:`bigpaint.field.zarr_array` of a Field) is read lazily in its own chunks; a
+        numpy array is cut straight into the first stage's slabs.
     backend : str
         ``"slab"`` (one transpose, default), ``"pencil"`` (two), or a registered backend.
     rechunk_method : {"auto", "p2p", "tasks"}
@@ -460,8 +481,22 @@ def rfftn(
         Complex64 for float32 input, else complex128; shape ``(nx, ny, nz//2+1)``, equal to
         ``numpy.fft.rfftn(x)`` (unnormalised). Lazy: nothing runs until computed.
     """
-    arr = _as_real(x)
     forward, _ = _backend(backend)
+    first = None
+    if isinstance(x, np.ndarray) and x.ndim == 3 and backend in ("slab", "pencil"):
+        real = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        first = (
+            plan_fft(
+                x.shape,
+                decomposition=backend,  # type: ignore[arg-type]
+                itemsize=_complex_dtype(real).itemsize,
+                block_bytes=block_bytes,
+                min_blocks=min_blocks,
+            )
+            .forward[0]
+            .chunks
+        )
+    arr = _as_real(x, first)
     opts = {
         "rechunk_method": rechunk_method,
         "block_bytes": block_bytes,

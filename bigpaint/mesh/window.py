@@ -137,7 +137,7 @@ def _check_half_space(fk: da.Array, shape: Sequence[int]) -> tuple[int, int, int
 
 
 def _compensate_block(
-    block: np.ndarray, shape: tuple[int, int, int], p: int, block_info=None
+    block: np.ndarray, shape: tuple[int, int, int], p: int, block_info: dict | None = None
 ) -> np.ndarray:
     loc = _location(block_info)
     modes = block_modes(shape, loc)
@@ -168,7 +168,7 @@ def compensate(fk: da.Array, shape: Sequence[int], mas: str | int | None) -> da.
 
 
 def _interlace_block(
-    a: np.ndarray, b: np.ndarray, shape: tuple[int, int, int], block_info=None
+    a: np.ndarray, b: np.ndarray, shape: tuple[int, int, int], block_info: dict | None = None
 ) -> np.ndarray:
     loc = _location(block_info)
     ix, iy, iz = block_modes(shape, loc)

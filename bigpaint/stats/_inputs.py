@@ -58,8 +58,6 @@ class FieldInput:
         The Field's provenance (``mas`` and ``interlaced`` keys are read by the spectra).
     label : str
         A name for tables and plots (the store path or ``"field"``).
-    store : zarr.Array or None
-        The Zarr array behind a 3-D Field opened from its store.
     """
 
     data: da.Array
@@ -68,13 +66,6 @@ class FieldInput:
     units: str
     label: str
     provenance: Mapping[str, Any] = field(default_factory=dict)
-    store: Any = None
-
-    @property
-    def fft_source(self) -> Any:
-        """What to hand :func:`bigpaint.mesh.fft.rfftn`: the Zarr array behind a Field (read
-        straight into FFT slabs), else the dask array."""
-        return self.store if self.store is not None else self.data
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -138,11 +129,6 @@ def as_input(
                 f"{where}: box_size={box_size} disagrees with the Field's {box} Mpc/h; drop box_size="
             )
         data = var.data if isinstance(var.data, da.Array) else da.from_array(np.asarray(var.data))
-        store = None
-        if "bigpaint_url" in obj.encoding:
-            from bigpaint.field import zarr_array
-
-            store = zarr_array(obj)
         return FieldInput(
             data,
             box,
@@ -150,7 +136,6 @@ def as_input(
             meta.units,
             label or str(obj.encoding.get("bigpaint_url", "field")),
             dict(meta.provenance),
-            store,
         )
     if isinstance(obj, xr.DataArray):
         raise ConfigError(

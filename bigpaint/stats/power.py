@@ -457,7 +457,7 @@ def _prepare(
     nzh = n // 2 + 1
     factors = tuple(_amplitude_factors(n, nzh, m, compensation) for m in mases)
     fks = tuple(
-        rfftn(i.fft_source, backend=backend, rechunk_method=rechunk_method, block_bytes=block_bytes)
+        rfftn(i.data, backend=backend, rechunk_method=rechunk_method, block_bytes=block_bytes)
         for i in inputs
     )
     return _Prepared(
