@@ -246,9 +246,7 @@ def _prepare(
     use = _use_contrast(inp, contrast)
     mean = _mean(inp) if use else 1.0
     m = _mas_of(inp, mas)
-    fk = rfftn(
-        inp.data, backend=backend, rechunk_method=rechunk_method, block_bytes=block_bytes
-    )
+    fk = rfftn(inp.data, backend=backend, rechunk_method=rechunk_method, block_bytes=block_bytes)
     fk = compensate(fk, (n, n, n), m)
     return _Field(fk, n, box, 1.0 / mean, inp.label, m, use)
 
