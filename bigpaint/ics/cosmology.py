@@ -152,8 +152,11 @@ def as_cosmology(cosmology: CosmologyConfig | Cosmology | dict[str, Any] | None)
         raise ConfigError(str(exc)) from None
 
 
-def colossus_cosmology(cosmo: CosmologyConfig) -> Any:
+def colossus_cosmology(cosmo: CosmologyConfig, *, interpolation: bool = False) -> Any:
     """A colossus ``Cosmology`` for these parameters (flat, matter + Lambda, no files written).
+
+    ``interpolation=False`` (exact integrals) for tables; ``True`` where colossus needs its
+    interpolation tables (derivatives of sigma, hence mass functions).
 
     Raises
     ------
@@ -176,7 +179,7 @@ def colossus_cosmology(cosmo: CosmologyConfig) -> Any:
         ns=cosmo.n_s,
         Tcmb0=cosmo.T_cmb,
         relspecies=False,
-        interpolation=False,
+        interpolation=interpolation,
         persistence="",
         print_warnings=False,
     )

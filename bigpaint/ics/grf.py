@@ -254,8 +254,8 @@ def linear_modes_array(
     shape = _grid(grid)
     box = _box(box_size)
     real, _ = _dtypes(precision)
-    noise = white_noise_array(shape, tuple(slice(0, n) for n in shape), seed=seed, tile=tile)
-    wk = scipy.fft.rfftn(noise.astype(real) if real != noise.dtype else noise)
+    window = tuple(slice(0, n) for n in shape)
+    wk = scipy.fft.rfftn(white_noise_array(shape, window, seed=seed, tile=tile, dtype=real))
     return shape_modes(
         wk,
         full_location(rfft_shape(shape)),
