@@ -1,0 +1,152 @@
+"""Typed configs of ``bigpaint ics`` and ``bigpaint lpt``, and the one call each makes.
+
+A config is a YAML file whose keys are the fields below (unknown keys are refused with the
+closest valid one); :func:`run_ics` and :func:`run_lpt` turn a validated config into a
+:func:`bigpaint.ics.grf.gaussian_field` or :func:`bigpaint.ics.lpt.lpt_density` call.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bigpaint.field import FieldWriter
+from bigpaint.ics.cosmology import CosmologyConfig
+from bigpaint.ics.grf import gaussian_field
+from bigpaint.ics.lpt import LPTResult, lpt_density
+from bigpaint.ics.power import PowerConfig, linear_power
+
+__all__ = ["IcsConfig", "LptConfig", "run_ics", "run_lpt"]
+
+
+class IcsConfig(BaseModel):
+    """A linear density field: grid, box, seed, cosmology, spectrum, output.
+
+    Attributes
+    ----------
+    output : str
+        Field path or URL.
+    grid : int
+        Cells per side (a multiple of ``tile``).
+    box_size : float
+        Mpc/h.
+    seed : int
+    redshift : float
+        Of the written field.
+    chunks : int or 3 ints
+        Write blocks.
+    tile : int
+        Noise tile (cells); the field depends on the seed and tile only.
+    fixed_amplitude, paired : bool
+    precision : {"single", "double"}
+    fft_backend : {"slab", "pencil"}
+    cosmology : CosmologyConfig
+    power : PowerConfig
+    overwrite : bool
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    output: str
+    grid: int = Field(ge=2)
+    box_size: float = Field(gt=0)
+    seed: int = Field(ge=0)
+    redshift: float = Field(0.0, ge=0)
+    chunks: int | tuple[int, int, int] = 128
+    tile: int = Field(32, ge=1)
+    fixed_amplitude: bool = False
+    paired: bool = False
+    precision: Literal["single", "double"] = "single"
+    fft_backend: Literal["slab", "pencil"] = "slab"
+    cosmology: CosmologyConfig = Field(default_factory=CosmologyConfig)
+    power: PowerConfig = Field(default_factory=PowerConfig)
+    overwrite: bool = False
+
+    def check_tile(self) -> None:
+        """Refuse a grid that is not a multiple of the noise tile (one-line error)."""
+        from bigpaint.ics.noise import white_noise_array
+
+        white_noise_array((self.grid,) * 3, (slice(0, 0),) * 3, seed=self.seed, tile=self.tile)
+
+
+class LptConfig(IcsConfig):
+    """A 2LPT (or Zel'dovich) density field from the same ICs as :class:`IcsConfig`.
+
+    Attributes
+    ----------
+    order : {1, 2}
+    nmesh : int, optional
+        Density cells per side (default ``grid``).
+    scheme : {"ngp", "cic", "tsc", "pcs"}
+    block : int
+        Lagrangian cube side (particle-store chunk).
+    particles : str, optional
+        Keep the particles (Zarr group) at this path.
+    velocities : bool
+        Store peculiar velocities (km/s) with the particles.
+    linear_output : str, optional
+        Also write the linear field of the same seed at the same redshift.
+    scratch_dir : str, optional
+        Where the scratch stores go (visible to every worker).
+    """
+
+    order: Literal[1, 2] = 2
+    nmesh: int | None = Field(None, ge=2)
+    scheme: Literal["ngp", "cic", "tsc", "pcs"] = "cic"
+    block: int = Field(128, ge=1)
+    particles: str | None = None
+    velocities: bool = False
+    linear_output: str | None = None
+    scratch_dir: str | None = None
+
+
+def run_ics(cfg: IcsConfig) -> FieldWriter:
+    """Write the linear density Field an :class:`IcsConfig` describes."""
+    cfg.check_tile()
+    power = linear_power(cfg.cosmology, cfg.power)
+    return gaussian_field(
+        cfg.output,
+        grid=cfg.grid,
+        box_size=cfg.box_size,
+        seed=cfg.seed,
+        power=power,
+        redshift=cfg.redshift,
+        chunks=cfg.chunks,
+        tile=cfg.tile,
+        fixed_amplitude=cfg.fixed_amplitude,
+        paired=cfg.paired,
+        precision=cfg.precision,
+        backend=cfg.fft_backend,
+        overwrite=cfg.overwrite,
+    )
+
+
+def run_lpt(cfg: LptConfig, *, progress: bool = False) -> LPTResult:
+    """Write the LPT density Field (and particles) an :class:`LptConfig` describes."""
+    cfg.check_tile()
+    power = linear_power(cfg.cosmology, cfg.power)
+    return lpt_density(
+        cfg.output,
+        grid=cfg.grid,
+        box_size=cfg.box_size,
+        seed=cfg.seed,
+        power=power,
+        redshift=cfg.redshift,
+        order=cfg.order,
+        nmesh=cfg.nmesh,
+        chunks=cfg.chunks,
+        scheme=cfg.scheme,
+        tile=cfg.tile,
+        fixed_amplitude=cfg.fixed_amplitude,
+        paired=cfg.paired,
+        precision=cfg.precision,
+        backend=cfg.fft_backend,
+        block=cfg.block,
+        particles=cfg.particles,
+        velocities=cfg.velocities,
+        linear_output=cfg.linear_output,
+        scratch_dir=cfg.scratch_dir,
+        overwrite=cfg.overwrite,
+        progress=progress,
+    )
