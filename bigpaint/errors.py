@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "BigpaintError",
+    "CheckpointError",
     "ChunkingError",
     "ConfigError",
     "FieldExistsError",
@@ -65,3 +66,8 @@ class NonFiniteError(BigpaintError, ValueError):
 
 class MissingDependencyError(BigpaintError, ImportError):
     """An optional dependency is not installed; the message gives the install command."""
+
+
+class CheckpointError(BigpaintError, ValueError):
+    """A painter checkpoint is missing, damaged, of a newer format, or does not match the
+    architecture it is loaded into."""
