@@ -150,6 +150,8 @@ def label_periodic(
     mask: np.ndarray,
     connectivity: int = 1,
     periodic: Sequence[bool] = (True, True, True),
+    *,
+    renumber: bool = True,
 ) -> tuple[np.ndarray, int]:
     """Connected components of a 3-D mask with periodic wrap along the flagged axes.
 
@@ -164,6 +166,9 @@ def label_periodic(
         Neighbourhood as in ``scipy.ndimage.generate_binary_structure(3, connectivity)``.
     periodic : sequence of 3 bool
         Axes along which the array wraps (the whole box: all three).
+    renumber : bool
+        Number the components ``1..n``; False leaves scipy's labels merged across the wrap
+        (distinct per component, not consecutive; ``n`` is then scipy's count).
 
     Returns
     -------
@@ -188,6 +193,8 @@ def label_periodic(
         p = np.concatenate(pairs)
         roots = union_find(n + 1, p[:, 0], p[:, 1])
         lab = roots[lab]
+    if not renumber:
+        return lab, int(n)
     # renumber 1..n by first appearance in C order
     flat = lab.ravel()
     ids, first = np.unique(flat, return_index=True)

@@ -60,7 +60,7 @@ from bigpaint.segment.components import (
 )
 from bigpaint.segment.errors import NotADistanceMapError
 from bigpaint.segment.markers import check_marker_params, markers_in_window
-from bigpaint.segment.watershed import flood, flood_ranks, global_index
+from bigpaint.segment.watershed import flood, flood_ranks, index_order
 
 __all__ = ["SegmentParams", "Segmentation", "segment"]
 
@@ -220,12 +220,22 @@ def _check_block(d: np.ndarray, origin: Sequence[int]) -> None:
 def _piece_names(lab: np.ndarray, n: int, origin: Sequence[int], box: Sequence[int]) -> np.ndarray:
     """``1 +`` the smallest global voxel index of each label ``1..n`` of an unwrapped core."""
     flat = lab.ravel()
-    labels, first = np.unique(flat, return_index=True)
+    pos = np.flatnonzero(flat)
+    vals = flat[pos]
+    # scipy numbers labels in order of first appearance in C order: a label's first voxel is
+    # where the running maximum grows (checked; np.unique is the slow general fallback)
+    new = np.empty(vals.size, dtype=bool)
+    if vals.size:
+        new[0] = True
+        np.greater(vals[1:], np.maximum.accumulate(vals)[:-1], out=new[1:])
+    labels, first = vals[new], pos[new]
+    if labels.size != n or (n and (labels[0] != 1 or np.any(np.diff(labels) != 1))):
+        labels, first = np.unique(flat, return_index=True)
+        labels, first = labels[labels > 0], first[labels > 0]
     lut = np.zeros(n + 1, dtype=np.int64)
-    keep = labels > 0
-    coords = np.stack(np.unravel_index(first[keep], lab.shape), axis=1) + np.asarray(origin)
+    coords = np.stack(np.unravel_index(first, lab.shape), axis=1) + np.asarray(origin)
     ny, nz = int(box[1]), int(box[2])
-    lut[labels[keep]] = coords[:, 0] * (ny * nz) + coords[:, 1] * nz + coords[:, 2] + 1
+    lut[labels] = coords[:, 0] * (ny * nz) + coords[:, 1] * nz + coords[:, 2] + 1
     return lut
 
 
@@ -251,9 +261,46 @@ def _faces(faces: Any, axis: int) -> Any:
 # ---------------------------------------------------------------- pass 1: blocks
 
 
+def _marker_image(
+    shape: Sequence[int], markers: np.ndarray, origin: Sequence[int], box: Sequence[int]
+) -> np.ndarray:
+    """int64 array of a block's shape with ``1 + index`` at the given markers' voxels."""
+    out = np.zeros(tuple(shape), dtype=np.int64)
+    if markers.size:
+        ny, nz = int(box[1]), int(box[2])
+        m = markers
+        mc = np.stack([m // (ny * nz), (m // nz) % ny, m % nz], axis=1) - np.asarray(origin)
+        out[mc[:, 0], mc[:, 1], mc[:, 2]] = m + 1
+    return out
+
+
+def _write_partial(dest: Any, core: tuple[slice, ...], data: np.ndarray) -> None:
+    """Write a block's provisional labels without marking it done (pass 4 completes it)."""
+    if isinstance(dest, FieldWriter):
+        from bigpaint.field import _open_group
+
+        _open_group(dest.url, dest.storage_options, mode="r+")[dest.name][core] = data
+    else:
+        dest[core] = data
+
+
+def _read_partial(dest: Any, core: tuple[slice, ...]) -> np.ndarray:
+    if isinstance(dest, FieldWriter):
+        from bigpaint.field import _open_group
+
+        return np.asarray(_open_group(dest.url, dest.storage_options, mode="r")[dest.name][core])
+    return np.asarray(dest[core])
+
+
 def _pass_blocks(
-    index: tuple[int, ...], *, source: Any, plan: BlockPlan, params: SegmentParams, faces: Any
-) -> dict[str, np.ndarray]:
+    index: tuple[int, ...],
+    *,
+    source: Any,
+    plan: BlockPlan,
+    params: SegmentParams,
+    faces: Any,
+    dest: Any,
+) -> dict[str, Any]:
     window = _read(source, plan.window(index))
     core = plan.core(index)
     origin = tuple(s.start for s in core)
@@ -289,19 +336,48 @@ def _pass_blocks(
     lo = np.zeros((n, 3), dtype=np.int64)
     hi = np.zeros((n, 3), dtype=np.int64)
     for i, sl in enumerate(ndi.find_objects(lab)):
-        lo[i] = [s.start + o for s, o in zip(sl, origin, strict=True)]
-        hi[i] = [s.stop + o for s, o in zip(sl, origin, strict=True)]
+        lo[i] = [sl_.start for sl_ in sl]
+        hi[i] = [sl_.stop for sl_ in sl]
+    # a piece that touches no face of the core cannot meet another block (or itself across
+    # the wrap): it is a whole component, flooded right here
+    touch = np.any(lo == 0, axis=1) | np.any(hi == np.array(d_core.shape), axis=1)
+    lo += np.asarray(origin)
+    hi += np.asarray(origin)
     ny, nz = box[1], box[2]
     mc = np.stack([markers // (ny * nz), (markers // nz) % ny, markers % nz], axis=1)
     local = mc - np.asarray(origin)
-    marker_piece = names[local[:, 0], local[:, 1], local[:, 2]] if markers.size else markers
+    marker_lab = lab[local[:, 0], local[:, 1], local[:, 2]] if markers.size else markers
+    interior = np.concatenate([[False], ~touch])
+    inner_markers = markers[interior[marker_lab]] if markers.size else markers
+    out = np.zeros(d_core.shape, dtype=np.int64)
+    if inner_markers.size:
+        mask = interior[lab]
+        out = _watershed(
+            flood_ranks(d_core, mask),
+            _marker_image(d_core.shape, inner_markers, origin, box),
+            mask,
+            params.connectivity,
+            (False,) * 3,
+        ).astype(np.int64, copy=False)
+    sums = _region_sums(
+        out,
+        d_core,
+        origin,
+        box,
+        np.asarray(params.trajectory_thresholds, dtype=np.float64),
+        inner_markers + 1,
+    )
+    if dest is not None:
+        _write_partial(dest, core, out)
     return {
         "markers": markers,
-        "marker_piece": marker_piece.astype(np.int64),
+        "marker_piece": lut[marker_lab].astype(np.int64),
         "pieces": lut[1:],
         "counts": counts,
         "lo": lo,
         "hi": hi,
+        "touch": touch,
+        "sums": sums,
     }
 
 
@@ -352,7 +428,7 @@ def _flood_span(
     window = [(s, s + e) for s, e in zip(span.start, span.extent, strict=True)]
     d = _read(source, window)
     mask = d > params.threshold
-    lab, _ = label_periodic(mask, params.connectivity, span.full)
+    lab, _ = label_periodic(mask, params.connectivity, span.full, renumber=False)
     ny, nz = box[1], box[2]
     rep = span.name - 1
     rc = np.array([rep // (ny * nz), (rep // nz) % ny, rep % nz])
@@ -364,8 +440,7 @@ def _flood_span(
         mc = np.stack([m // (ny * nz), (m // nz) % ny, m % nz], axis=1)
         ml = (mc - np.asarray(span.start)) % np.asarray(box)
         markers[ml[:, 0], ml[:, 1], ml[:, 2]] = m + 1
-    gidx = global_index(span.start, d.shape, box)
-    ranks = flood_ranks(d, comp, gidx)
+    ranks = flood_ranks(d, comp, index_order(span.start, d.shape, box))
     out = _watershed(ranks, markers, comp, params.connectivity, span.full)
     out[~comp] = 0
     return out
@@ -390,17 +465,27 @@ def _arc_overlap(start: int, extent: int, lo: int, hi: int, n: int) -> list[tupl
 
 def _paste(
     out: np.ndarray, span: _Span, labels: np.ndarray, core: tuple[slice, ...], box: tuple[int, ...]
-) -> None:
-    per_axis = [
-        _arc_overlap(s, e, c.start, c.stop, n)
-        for s, e, c, n in zip(span.start, span.extent, core, box, strict=True)
-    ]
+) -> bool:
+    """Copy a spanning component's flood into a block's core; False when they do not meet."""
+    per_axis = []
+    for s, e, c, n in zip(span.start, span.extent, core, box, strict=True):
+        overlap = _arc_overlap(s, e, c.start, c.stop, n)
+        if not overlap:
+            return False
+        per_axis.append(overlap)
     for (ax, cx), (ay, cy), (az, cz) in (
         (px, py, pz) for px in per_axis[0] for py in per_axis[1] for pz in per_axis[2]
     ):
         piece = labels[ax, ay, az]
         sel = piece != 0
         out[cx, cy, cz][sel] = piece[sel]
+    return True
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``numpy.isin`` for a small sorted set: a binary search per value, no sort of values."""
+    idx = np.minimum(np.searchsorted(sorted_set, values), sorted_set.size - 1)
+    return sorted_set[idx] == values
 
 
 def _region_sums(
@@ -409,10 +494,18 @@ def _region_sums(
     origin: Sequence[int],
     box: Sequence[int],
     thresholds: np.ndarray,
+    candidates: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
+    """Per-label sums over a block; ``candidates`` (sorted) holds every label that may occur."""
     flat = labels.ravel()
     sel = np.flatnonzero(flat)
-    ids, inv = np.unique(flat[sel], return_inverse=True)
+    if candidates is None:
+        ids, inv = np.unique(flat[sel], return_inverse=True)
+    else:  # a binary search per voxel instead of sorting the voxels
+        inv = np.searchsorted(candidates, flat[sel])
+        present = np.bincount(inv, minlength=candidates.size) > 0
+        remap = np.cumsum(present) - 1
+        ids, inv = candidates[present], remap[inv]
     k = ids.size
     dv = d.ravel()[sel].astype(np.float64)
     nx, ny, nz = (int(n) for n in box)
@@ -450,7 +543,7 @@ def _flood_block(
     index: tuple[int, ...],
     pieces: np.ndarray,
     piece_comp: np.ndarray,
-    span_pieces: np.ndarray,
+    flood_pieces: np.ndarray,
     local_markers: np.ndarray,
     *group_results: list[tuple[_Span, np.ndarray]],
     source: Any,
@@ -459,42 +552,53 @@ def _flood_block(
     dest: Any,
     components: Any,
 ) -> dict[str, np.ndarray]:
+    """Finish a block: flood its local pieces that touch a face (the interior ones were
+    flooded in pass 1), paste the spanning floods that cross it, write, sum the regions."""
     core = plan.core(index)
     origin = tuple(s.start for s in core)
     box = plan.shape
     d = _read(source, [(s.start, s.stop) for s in core])
-    mask, lab, _, lut = _label_core(d, params.threshold, params.connectivity, origin, box)
-    names = lut[lab]
-    if components is not None:
-        comp = np.zeros(d.shape, dtype=np.int64)
-        if pieces.size:
-            comp[mask] = piece_comp[np.searchsorted(pieces, names[mask])]
-        if isinstance(components, FieldWriter):
-            components.write_block(index, comp)
-        else:
-            components[core] = comp
-    local = mask & ~np.isin(names, span_pieces) if span_pieces.size else mask
     out = np.zeros(d.shape, dtype=np.int64)
-    if local_markers.size and local.any():
-        ny, nz = box[1], box[2]
-        m = local_markers
-        mc = np.stack([m // (ny * nz), (m // nz) % ny, m % nz], axis=1) - np.asarray(origin)
-        markers = np.zeros(d.shape, dtype=np.int64)
-        markers[mc[:, 0], mc[:, 1], mc[:, 2]] = m + 1
-        out = _watershed(flood_ranks(d, local), markers, local, params.connectivity, (False,) * 3)
-        out = out.astype(np.int64, copy=False)
+    if local_markers.size or components is not None:
+        mask, lab, _, lut = _label_core(d, params.threshold, params.connectivity, origin, box)
+        names = lut[lab]
+        if components is not None:
+            comp = np.zeros(d.shape, dtype=np.int64)
+            if pieces.size:
+                comp[mask] = piece_comp[np.searchsorted(pieces, names[mask])]
+            if isinstance(components, FieldWriter):
+                components.write_block(index, comp)
+            else:
+                components[core] = comp
+        if local_markers.size:
+            local = mask & _member(names, flood_pieces)
+            out = _watershed(
+                flood_ranks(d, local),
+                _marker_image(d.shape, local_markers, origin, box),
+                local,
+                params.connectivity,
+                (False,) * 3,
+            ).astype(np.int64, copy=False)
+    candidates = [local_markers + 1]
     for group in group_results:
         for span, labels in group:
-            _paste(out, span, labels, core, box)
-    if isinstance(dest, FieldWriter):
-        dest.write_block(index, out)
-    elif dest is not None:
-        dest[core] = out
-    sums = _region_sums(
-        out, d, origin, box, np.asarray(params.trajectory_thresholds, dtype=np.float64)
+            if _paste(out, span, labels, core, box):
+                candidates.append(span.markers + 1)
+    if dest is not None:
+        full = _read_partial(dest, core)
+        full[out != 0] = out[out != 0]
+        if isinstance(dest, FieldWriter):
+            dest.write_block(index, full)
+        else:
+            dest[core] = full
+    return _region_sums(
+        out,
+        d,
+        origin,
+        box,
+        np.asarray(params.trajectory_thresholds, dtype=np.float64),
+        np.unique(np.concatenate(candidates)),
     )
-    sums["unassigned"] = np.array([int(np.count_nonzero(mask & (out == 0)))])
-    return sums
 
 
 # ---------------------------------------------------------------- execution
@@ -551,23 +655,6 @@ def _flood_graph(
         )
         keys.append(key)
     return dsk, keys
-
-
-def _block_of(plan: BlockPlan, point: Sequence[int]) -> tuple[int, ...]:
-    out = []
-    for p, sizes in zip(point, plan.chunks, strict=True):
-        edges = np.cumsum(sizes)
-        out.append(int(np.searchsorted(edges, p, side="right")))
-    return tuple(out)
-
-
-def _blocks_on_arc(sizes: Sequence[int], start: int, extent: int, n: int) -> list[int]:
-    edges = np.concatenate([[0], np.cumsum(sizes)])
-    return [
-        b
-        for b in range(len(sizes))
-        if _arc_overlap(start, extent, int(edges[b]), int(edges[b + 1]), n)
-    ]
 
 
 # ---------------------------------------------------------------- entry point
@@ -691,7 +778,13 @@ def segment(
         p1 = run_tasks(
             _pass_blocks,
             [(idx,) for idx in blocks],
-            shared={"source": src, "plan": plan, "params": params, "faces": faces},
+            shared={
+                "source": src,
+                "plan": plan,
+                "params": params,
+                "faces": faces,
+                "dest": labels,
+            },
             name="segment-blocks",
             progress=progress,
             scheduler=scheduler,
@@ -732,7 +825,7 @@ def segment(
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    result = _reduce(shape, params, sums, merged)
+    result = _reduce(shape, params, [r["sums"] for r in p1] + sums, merged)
     timings["total_s"] = time.perf_counter() - t_start
     result.stats.update(timings)
     return result
@@ -741,7 +834,7 @@ def segment(
 def _merge(
     plan: BlockPlan,
     blocks: list[tuple[int, ...]],
-    p1: list[dict[str, np.ndarray]],
+    p1: list[dict[str, Any]],
     pairs_list: list[np.ndarray],
 ) -> dict[str, Any]:
     """Union-find over the seam pairs; classify components; plan the flooding tasks."""
@@ -750,111 +843,117 @@ def _merge(
     counts = np.concatenate([r["counts"] for r in p1])
     lo = np.concatenate([r["lo"] for r in p1]).reshape(-1, 3)
     hi = np.concatenate([r["hi"] for r in p1]).reshape(-1, 3)
+    touch = np.concatenate([r["touch"] for r in p1]).astype(bool)
     owner = np.concatenate([np.full(r["pieces"].size, i, dtype=np.int64) for i, r in enumerate(p1)])
     order = np.argsort(pieces, kind="stable")
-    pieces, counts, lo, hi, owner = pieces[order], counts[order], lo[order], hi[order], owner[order]
+    pieces, counts, lo, hi = pieces[order], counts[order], lo[order], hi[order]
+    touch, owner = touch[order], owner[order]
     pairs = np.concatenate(pairs_list) if pairs_list else np.zeros((0, 2), np.int64)
     pairs = pairs.reshape(-1, 2)
     pa = np.searchsorted(pieces, pairs[:, 0])
     pb = np.searchsorted(pieces, pairs[:, 1])
     roots = union_find(pieces.size, pa, pb)
     comp_of_piece = pieces[roots] if pieces.size else pieces
-    touched = np.zeros(pieces.size, dtype=bool)
-    touched[pa] = True
-    touched[pb] = True
+    paired = np.zeros(pieces.size, dtype=bool)
+    paired[pa] = True
+    paired[pb] = True
     comps, comp_inv = np.unique(comp_of_piece, return_inverse=True)
     n_pieces = np.bincount(comp_inv, minlength=comps.size)
-    spanning = (n_pieces > 1) | (np.bincount(comp_inv, weights=touched, minlength=comps.size) > 0)
+    spanning = (n_pieces > 1) | (np.bincount(comp_inv, weights=paired, minlength=comps.size) > 0)
     comp_volume = np.bincount(comp_inv, weights=counts, minlength=comps.size).astype(np.int64)
     piece_spans = spanning[comp_inv]
 
     markers = np.concatenate([r["markers"] for r in p1])
-    marker_piece = np.concatenate([r["marker_piece"] for r in p1])
-    marker_comp_idx = comp_inv[np.searchsorted(pieces, marker_piece)] if markers.size else markers
-    marker_spans = spanning[marker_comp_idx] if markers.size else np.zeros(0, bool)
+    marker_owner = np.concatenate(
+        [np.full(r["markers"].size, i, dtype=np.int64) for i, r in enumerate(p1)]
+    )
+    marker_pidx = np.searchsorted(pieces, np.concatenate([r["marker_piece"] for r in p1]))
+    marker_comp_idx = comp_inv[marker_pidx] if markers.size else np.zeros(0, np.int64)
+    has_marker = np.zeros(comps.size, dtype=bool)
+    has_marker[marker_comp_idx] = True
 
     # spanning components: periodic boxes, grouped by the block of their first corner
-    span_idx = np.flatnonzero(spanning)
-    groups_by_block: dict[tuple[int, ...], list[_Span]] = {}
-    span_blocks: list[tuple[tuple[int, ...], list[list[int]]]] = []
-    largest_box = 0
+    edges = [np.concatenate([[0], np.cumsum(c)]) for c in plan.chunks]
+    span_idx = np.flatnonzero(spanning & has_marker)
     by_comp_pieces = np.argsort(comp_inv, kind="stable")
     starts = np.concatenate([[0], np.cumsum(n_pieces)])
-    m_order = np.argsort(marker_comp_idx, kind="stable") if markers.size else np.zeros(0, np.int64)
-    m_sorted = marker_comp_idx[m_order] if markers.size else m_order
+    m_order = np.argsort(marker_comp_idx, kind="stable")
+    m_bounds = np.searchsorted(marker_comp_idx[m_order], np.arange(comps.size + 1))
+    groups_by_block: dict[tuple[int, ...], list[_Span]] = {}
+    deps: dict[tuple[int, ...], set[tuple[int, ...]]] = {b: set() for b in blocks}
+    largest_box = 0
     for c in span_idx:
         sel = by_comp_pieces[starts[c] : starts[c + 1]]
-        start, extent, full = [], [], []
+        start, extent, full, on_axis = [], [], [], []
         for a in range(3):
-            s, e, f = periodic_extent(np.stack([lo[sel, a], hi[sel, a]], axis=1), shape[a])
-            start.append(s)
-            extent.append(e)
-            full.append(f)
-        a0, a1 = np.searchsorted(m_sorted, [c, c + 1])
+            st, ex, fu = periodic_extent(np.stack([lo[sel, a], hi[sel, a]], axis=1), shape[a])
+            start.append(st)
+            extent.append(ex)
+            full.append(fu)
+            # blocks along this axis that the arc [st, st + ex) (mod n) crosses
+            e = edges[a]
+            first = int(np.searchsorted(e, st, side="right")) - 1
+            last_pos = st + ex - 1
+            n_a = len(plan.chunks[a])
+            if last_pos < shape[a]:
+                last = int(np.searchsorted(e, last_pos, side="right")) - 1
+                on_axis.append(range(first, last + 1))
+            else:
+                last = int(np.searchsorted(e, last_pos - shape[a], side="right")) - 1
+                on_axis.append([*range(first, n_a), *range(0, min(last + 1, first))])
         span = _Span(
             int(comps[c]),
             tuple(start),  # type: ignore[arg-type]
             tuple(extent),  # type: ignore[arg-type]
             tuple(full),  # type: ignore[arg-type]
-            np.sort(markers[m_order[a0:a1]]),
+            np.sort(markers[m_order[m_bounds[c] : m_bounds[c + 1]]]),
         )
         largest_box = max(largest_box, int(np.prod(extent)))
-        if span.markers.size == 0:
-            continue  # nothing floods it: its voxels stay background
-        anchor = _block_of(plan, start)
+        anchor = tuple(int(o[0]) for o in on_axis)
         groups_by_block.setdefault(anchor, []).append(span)
-        span_blocks.append(
-            (
-                anchor,
-                [_blocks_on_arc(plan.chunks[a], start[a], extent[a], shape[a]) for a in range(3)],
-            )
-        )
+        for bx in on_axis[0]:
+            for by in on_axis[1]:
+                for bz in on_axis[2]:
+                    deps[(bx, by, bz)].add(anchor)
     anchors = sorted(groups_by_block)
     group_id = {b: i for i, b in enumerate(anchors)}
     groups = [groups_by_block[b] for b in anchors]
-    deps: dict[tuple[int, ...], set[int]] = {b: set() for b in blocks}
-    for anchor, per_axis in span_blocks:
-        for bx in per_axis[0]:
-            for by in per_axis[1]:
-                for bz in per_axis[2]:
-                    deps[(bx, by, bz)].add(group_id[anchor])
 
-    block_pos = {b: i for i, b in enumerate(blocks)}
-    span_piece_lists: list[list[np.ndarray]] = [[] for _ in blocks]
-    for i in np.flatnonzero(piece_spans):
-        span_piece_lists[owner[i]].append(pieces[i : i + 1])
-    marker_owner_lists: list[np.ndarray] = []
-    offset = 0
-    for r in p1:
-        k = r["markers"].size
-        marker_owner_lists.append(~marker_spans[offset : offset + k])
-        offset += k
+    # per block: its pieces (for component labels), the face-touching local pieces it
+    # floods itself and their markers (interior pieces were flooded in pass 1)
     by_owner = np.argsort(owner, kind="stable")
     owner_starts = np.searchsorted(owner[by_owner], np.arange(len(blocks) + 1))
+    local_face = touch & ~piece_spans
+    m_local = local_face[marker_pidx] if markers.size else np.zeros(0, bool)
+    m_by_owner = np.argsort(marker_owner, kind="stable")
+    m_owner_starts = np.searchsorted(marker_owner[m_by_owner], np.arange(len(blocks) + 1))
     block_calls = []
-    for b in blocks:
-        i = block_pos[b]
-        sp = np.concatenate(span_piece_lists[i]) if span_piece_lists[i] else np.zeros(0, np.int64)
-        lm = p1[i]["markers"][marker_owner_lists[i]]
-        mine = np.sort(by_owner[owner_starts[i] : owner_starts[i + 1]])  # pieces sorted by name
-        block_calls.append((b, pieces[mine], comp_of_piece[mine], np.sort(sp), lm, sorted(deps[b])))
+    for i, b in enumerate(blocks):
+        mine = np.sort(by_owner[owner_starts[i] : owner_starts[i + 1]])  # sorted by name
+        mk = m_by_owner[m_owner_starts[i] : m_owner_starts[i + 1]]
+        block_calls.append(
+            (
+                b,
+                pieces[mine],
+                comp_of_piece[mine],
+                pieces[mine][local_face[mine]],
+                np.sort(markers[mk[m_local[mk]]]),
+                sorted(group_id[a] for a in deps[b]),
+            )
+        )
 
     return {
         "groups": groups,
         "block_calls": block_calls,
-        "component_of_marker": dict(
-            zip(markers.tolist(), comps[marker_comp_idx].tolist(), strict=True)
-        )
-        if markers.size
-        else {},
+        "marker_ids": markers + 1,
+        "marker_component": comps[marker_comp_idx] if markers.size else markers,
         "stats": {
             "markers": int(markers.size),
             "components": int(comps.size),
-            "spanning_components": int(span_idx.size),
-            "components_without_marker": int(
-                comps.size - np.unique(marker_comp_idx).size if markers.size else comps.size
-            ),
+            "spanning_components": int(np.count_nonzero(spanning)),
+            "components_without_marker": int(np.count_nonzero(~has_marker)),
             "foreground_voxels": int(counts.sum()),
+            "unassigned_voxels": int(comp_volume[~has_marker].sum()),
             "largest_component_voxels": int(comp_volume.max(initial=0)),
             "largest_flood_box_voxels": largest_box,
             "span_groups": len(groups),
@@ -899,11 +998,11 @@ def _reduce(
     with np.errstate(invalid="ignore", divide="ignore"):
         centre = (marker + off / np.maximum(count, 1)[:, None] + 0.5) % np.array(shape)
         mean = dsum / np.maximum(count, 1)
-    cmap = merged["component_of_marker"]
-    component = np.array([cmap.get(int(i) - 1, 0) for i in uid], dtype=np.int64)
+    mids = merged["marker_ids"]
+    morder = np.argsort(mids)
+    component = merged["marker_component"][morder][np.searchsorted(mids[morder], uid)] if k else uid
     stats = dict(merged["stats"])
     stats["regions"] = int(k)
-    stats["unassigned_voxels"] = int(sum(int(s["unassigned"][0]) for s in sums))
     return Segmentation(
         shape=shape,
         params=params,

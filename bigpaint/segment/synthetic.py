@@ -95,6 +95,22 @@ def synthetic_protohalos(
     return labels
 
 
+def _largest_periodic_extent(labels: np.ndarray) -> int:
+    """Largest extent of any object along any axis, across the wrap: the smaller of its
+    bounding boxes in the array and in the array rolled by half the box."""
+    half = tuple(n // 2 for n in labels.shape)
+    a = ndi.find_objects(labels)
+    b = ndi.find_objects(np.roll(labels, half, axis=(0, 1, 2)))
+    best = 0
+    for sa, sb in zip(a, b, strict=True):
+        if sa is None:
+            continue
+        best = max(
+            best, max(min(x.stop - x.start, y.stop - y.start) for x, y in zip(sa, sb, strict=True))
+        )
+    return best
+
+
 def normalized_distance(labels: np.ndarray, *, periodic: bool = True) -> np.ndarray:
     """Per-object normalized Euclidean distance map of a label map (float32, in [0, 1]).
 
@@ -107,9 +123,7 @@ def normalized_distance(labels: np.ndarray, *, periodic: bool = True) -> np.ndar
     if not labels.any():
         return np.zeros(labels.shape, dtype=np.float32)
     if periodic:
-        objs = ndi.find_objects(labels)
-        reach = max(max(s.stop - s.start for s in sl) for sl in objs if sl is not None)
-        pad = min(int(reach) // 2 + 2, min(labels.shape))
+        pad = min(_largest_periodic_extent(labels) // 2 + 2, min(labels.shape))
         padded = np.pad(labels, pad, mode="wrap")
         d = edt.edt(np.ascontiguousarray(padded), black_border=False)
         d = d[tuple(slice(pad, pad + n) for n in labels.shape)]

@@ -39,7 +39,7 @@ import numpy as np
 
 from bigpaint.segment.components import check_connectivity, neighbour_offsets
 
-__all__ = ["flood", "flood_ranks", "global_index", "watershed_periodic"]
+__all__ = ["flood", "flood_ranks", "global_index", "index_order", "watershed_periodic"]
 
 
 # ---------------------------------------------------------------- ordering
@@ -70,13 +70,39 @@ def global_index(origin: Sequence[int], shape: Sequence[int], box: Sequence[int]
     return (ax[0][:, None, None] * (ny * nz) + ax[1][None, :, None] * nz) + ax[2][None, None, :]
 
 
+def index_order(origin: Sequence[int], shape: Sequence[int], box: Sequence[int]) -> np.ndarray:
+    """Ranks of a window's voxels in global-index order (an int64 array of ``shape``).
+
+    Same order as :func:`global_index` (lexicographic in the wrapped coordinates) but dense,
+    ``0 .. prod(shape) - 1``, so it fits in 32 bits for any window up to 4 G voxels.
+    """
+    ranks = []
+    for o, n, size in zip(origin, box, shape, strict=True):
+        coord = np.arange(o, o + size, dtype=np.int64) % int(n)
+        ranks.append(np.argsort(np.argsort(coord, kind="stable"), kind="stable"))
+    ny, nz = int(shape[1]), int(shape[2])
+    return (ranks[0][:, None, None] * (ny * nz) + ranks[1][None, :, None] * nz) + ranks[2][
+        None, None, :
+    ]
+
+
+def _descending_bits(d: np.ndarray) -> np.ndarray:
+    """uint64 keys that sort float32 values from the highest down (order-preserving bits)."""
+    # adding +0.0 turns -0.0 into +0.0: equal as floats, so they must tie here too
+    bits = (np.ascontiguousarray(d, dtype=np.float32) + np.float32(0.0)).view(np.uint32)
+    ordered = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
+    return (~ordered).astype(np.uint64)
+
+
 def flood_ranks(
-    distance: np.ndarray, mask: np.ndarray, gidx: np.ndarray | None = None
+    distance: np.ndarray, mask: np.ndarray, order: np.ndarray | None = None
 ) -> np.ndarray:
     """Flooding priorities: the rank of each masked voxel in bigpaint's total order.
 
-    Rank 0 is the highest distance; equal distances are ordered by global linear index
-    (``gidx``; when None the window is taken to be unwrapped, so C order is index order).
+    Rank 0 is the highest distance; equal distances are ordered by global linear index,
+    given by ``order`` (any integer array ordering the window's voxels like their global
+    index, e.g. :func:`index_order` or :func:`global_index`); when None the window is taken
+    to be unwrapped, so C order is index order.
 
     Returns
     -------
@@ -84,14 +110,20 @@ def flood_ranks(
         Ranks at masked voxels (exact integers), 0 elsewhere: pass it to a watershed as the
         image to flood (low first).
     """
-    d = np.asarray(distance)[mask]
-    if gidx is None:
-        order = np.argsort(-d.astype(np.float64), kind="stable")
+    distance = np.asarray(distance)
+    mask = np.asarray(mask, dtype=bool)
+    d = distance[mask]
+    tie = np.flatnonzero(mask) if order is None else np.asarray(order)[mask]
+    if d.dtype == np.float32 and (tie.size == 0 or int(tie.max()) < 2**32):
+        # one unstable sort of unique 64-bit keys (distance bits, then the tie rank): ~4x
+        # faster than a stable float sort
+        key = (_descending_bits(d) << np.uint64(32)) | tie.astype(np.uint64)
+        idx = np.argsort(key)
     else:
-        order = np.lexsort((np.asarray(gidx)[mask], -d.astype(np.float64)))
+        idx = np.lexsort((tie, -d.astype(np.float64)))
     ranks = np.empty(d.size, dtype=np.float64)
-    ranks[order] = np.arange(d.size, dtype=np.float64)
-    out = np.zeros(np.shape(distance), dtype=np.float64)
+    ranks[idx] = np.arange(d.size, dtype=np.float64)
+    out = np.zeros(distance.shape, dtype=np.float64)
     out[mask] = ranks
     return out
 
