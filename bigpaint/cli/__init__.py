@@ -18,11 +18,13 @@ __all__ = ["cli", "main"]
 
 # Modules under bigpaint.cli that each define ``register(group)``; one line per stage.
 _COMMAND_MODULES = [
+    "deposit",
     "fields",
     "ics",
     "quickstart",
     "segment",
     "stats",
+    "train",
 ]
 
 

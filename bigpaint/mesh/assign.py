@@ -37,6 +37,7 @@ compensates the assignment lives with the statistics in :mod:`bigpaint.mesh.wind
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numba
@@ -48,11 +49,13 @@ from bigpaint.errors import BigpaintError, NonFiniteError, ShapeError
 __all__ = [
     "SCHEMES",
     "ParticleBoundsError",
+    "ParticleScan",
     "check_particles",
     "deposit",
     "interlace_grids",
     "interlace_phase",
     "readout",
+    "scan_particles",
     "scheme_order",
 ]
 
@@ -183,13 +186,105 @@ def _first(stats: np.ndarray, col: int) -> int:
     return int(firsts.min()) if firsts.size else -1
 
 
+@dataclass(frozen=True)
+class ParticleScan:
+    """What :func:`scan_particles` found in a set of particles (combinable across batches).
+
+    Attributes
+    ----------
+    n : int
+        Particles scanned.
+    nonfinite, outside : int
+        Particles with a NaN/inf position or mass; finite ones outside ``[0, L]``.
+    first_nonfinite, first_outside : (int, tuple) or None
+        Global index and position of the first of each.
+    has_weights : bool
+    """
+
+    n: int
+    nonfinite: int = 0
+    outside: int = 0
+    first_nonfinite: tuple[int, tuple[float, ...]] | None = None
+    first_outside: tuple[int, tuple[float, ...]] | None = None
+    has_weights: bool = False
+
+    @staticmethod
+    def combine(scans: Sequence[ParticleScan]) -> ParticleScan:
+        """One scan of the concatenated batches (given in order)."""
+        firsts = [s.first_nonfinite for s in scans if s.first_nonfinite is not None]
+        outs = [s.first_outside for s in scans if s.first_outside is not None]
+        return ParticleScan(
+            sum(s.n for s in scans),
+            sum(s.nonfinite for s in scans),
+            sum(s.outside for s in scans),
+            min(firsts) if firsts else None,
+            min(outs) if outs else None,
+            any(s.has_weights for s in scans),
+        )
+
+    def raise_if_bad(self, box_size: Sequence[float], *, wrap: bool = False) -> None:
+        """Raise NonFiniteError, or ParticleBoundsError unless ``wrap``, naming count and first."""
+        if self.nonfinite:
+            i, x = self.first_nonfinite  # type: ignore[misc]
+            what = "position or mass" if self.has_weights else "position"
+            raise NonFiniteError(
+                f"{self.nonfinite} of {self.n} particles have a NaN or infinite {what} (first: "
+                f"particle {i} at {x}); clean the input first"
+            )
+        if self.outside and not wrap:
+            i, x = self.first_outside  # type: ignore[misc]
+            box = np.asarray(box_size, np.float64)
+            raise ParticleBoundsError(
+                f"{self.outside} of {self.n} particles lie outside the box [0, {_fmt_box(box)}] "
+                f"Mpc/h (first: particle {i} at {x}); check the box size and length units, or "
+                "pass wrap=True (--wrap) to wrap them periodically"
+            )
+
+
+def scan_particles(
+    positions: np.ndarray,
+    box_size: Sequence[float],
+    *,
+    weights: np.ndarray | None = None,
+    offset: int = 0,
+) -> ParticleScan:
+    """Count NaN/inf positions or weights and positions outside ``[0, L]`` (parallel).
+
+    Parameters
+    ----------
+    positions : (N, 3) float array
+        Positions in Mpc/h.
+    box_size : 3 floats
+        Periodic box side lengths in Mpc/h.
+    weights : (N,) array, optional
+        Per-particle masses (any units).
+    offset : int
+        Global index of ``positions[0]`` (for messages when scanning a batch).
+    """
+    n = positions.shape[0]
+    has_w = weights is not None
+    if n == 0:
+        return ParticleScan(0, has_weights=has_w)
+    box = np.asarray(box_size, dtype=np.float64)
+    w = weights if has_w else np.zeros(1, np.float64)
+    nparts = int(min(n, 4 * numba.get_num_threads()))
+    stats = _scan(positions, w, has_w, box, nparts)
+
+    def first(col: int) -> tuple[int, tuple[float, ...]] | None:
+        i = _first(stats, col)
+        return None if i < 0 else (i + offset, tuple(float(v) for v in positions[i]))
+
+    return ParticleScan(
+        n, int(stats[:, 0].sum()), int(stats[:, 2].sum()), first(1), first(3), has_w
+    )
+
+
 def check_particles(
     positions: np.ndarray,
     box_size: Sequence[float],
     *,
     weights: np.ndarray | None = None,
     wrap: bool = False,
-    offset: int = 0,
 ) -> None:
     """Refuse NaN/inf positions or weights, and positions outside ``[0, L]`` unless ``wrap``.
 
@@ -203,37 +298,13 @@ def check_particles(
         Per-particle masses (any units).
     wrap : bool
         Accept positions outside the box (they are wrapped periodically by the kernels).
-    offset : int
-        Global index of ``positions[0]``, used in messages when checking a batch.
 
     Raises
     ------
     NonFiniteError, ParticleBoundsError
+        Naming how many particles and the first one.
     """
-    n = positions.shape[0]
-    if n == 0:
-        return
-    box = np.asarray(box_size, dtype=np.float64)
-    has_w = weights is not None
-    w = weights if has_w else np.zeros(1, np.float64)
-    nparts = int(min(n, 4 * numba.get_num_threads()))
-    stats = _scan(positions, w, has_w, box, nparts)
-    nbad = int(stats[:, 0].sum())
-    if nbad:
-        i = _first(stats, 1)
-        what = "position or mass" if has_w else "position"
-        raise NonFiniteError(
-            f"{nbad} of {n} particles have a NaN or infinite {what} (first: particle "
-            f"{i + offset} at {tuple(float(v) for v in positions[i])}); clean the input first"
-        )
-    nout = int(stats[:, 2].sum())
-    if nout and not wrap:
-        i = _first(stats, 3)
-        raise ParticleBoundsError(
-            f"{nout} of {n} particles lie outside the box [0, {_fmt_box(box)}] Mpc/h (first: "
-            f"particle {i + offset} at {tuple(float(v) for v in positions[i])}); check the box "
-            "size and length units, or pass wrap=True (--wrap) to wrap them periodically"
-        )
+    scan_particles(positions, box_size, weights=weights).raise_if_bad(box_size, wrap=wrap)
 
 
 def _fmt_box(box: np.ndarray) -> str:
@@ -242,8 +313,11 @@ def _fmt_box(box: np.ndarray) -> str:
 
 # ---------------------------------------------------------------- kernels (numba)
 #
-# One set of kernels per scheme, built by a factory so that the support P is a compile-time
-# constant: the loops over the P^3 nodes unroll and the weight tuples index statically.
+# Every kernel receives the support ``p`` as the length of a tuple of zeros, ``(0,) * p``: a
+# tuple's length is part of its numba type, so ``p`` is a compile-time constant, the loops
+# over the p^3 nodes unroll, the weight tuples index statically, and each scheme gets its
+# own cached specialisation (a closure factory would not cache; ``numba.literally`` costs a
+# retyping on every call).
 
 
 @njit(cache=True)
@@ -252,212 +326,219 @@ def _slab_of(i0, width, nslab):
     return k if k < nslab else nslab - 1
 
 
-def _make_kernels(P: int) -> dict[str, object]:
-    @njit(inline="always", cache=True)
-    def nodes(x, inv_dx, n, shift):
-        i0, w0, w1, w2, w3 = _axis(x, inv_dx, n, P, shift)
-        return i0, _wrap(i0 + 1, n), _wrap(i0 + 2, n), _wrap(i0 + 3, n), w0, w1, w2, w3
+@njit(inline="always", cache=True)
+def _nodes(x, inv_dx, n, p, shift):
+    i0, w0, w1, w2, w3 = _axis(x, inv_dx, n, p, shift)
+    return i0, _wrap(i0 + 1, n), _wrap(i0 + 2, n), _wrap(i0 + 3, n), w0, w1, w2, w3
 
-    @njit(cache=True, nogil=True)
-    def slab_hist(pos, inv, nx, shift, width, nslab, lo, hi, hist):
-        for i in range(lo, hi):
-            hist[_slab_of(_axis(pos[i, 0], inv[0], nx, P, shift)[0], width, nslab)] += 1
 
-    @njit(cache=True, nogil=True)
-    def slab_scatter(pos, inv, nx, shift, width, nslab, lo, hi, cur, perm):
-        for i in range(lo, hi):
-            k = _slab_of(_axis(pos[i, 0], inv[0], nx, P, shift)[0], width, nslab)
-            perm[cur[k]] = i
-            cur[k] += 1
+@njit(cache=True, nogil=True)
+def _slab_hist(pos, inv, nx, pt, shift, width, nslab, lo, hi, hist):
+    p = len(pt)  # a compile-time constant: the length of the tuple type
+    for i in range(lo, hi):
+        hist[_slab_of(_axis(pos[i, 0], inv[0], nx, p, shift)[0], width, nslab)] += 1
 
-    @njit(cache=True, nogil=True)
-    def slab_deposit(pos, weights, has_w, shape, inv, shift, x0, size, perm, lo, hi, flat):
-        """Deposit particles perm[lo:hi] (base plane in [x0, x0+size)) into a float64 buffer,
-        then add the buffer's planes to the grid."""
-        nx, ny, nz = shape[0], shape[1], shape[2]
-        nyz = ny * nz
-        nplane = size + P - 1
-        buf = np.zeros(nplane * nyz, np.float64)
-        for j in range(lo, hi):
-            i = perm[j]
-            jx0, _jx1, _jx2, _jx3, wx0, wx1, wx2, wx3 = nodes(pos[i, 0], inv[0], nx, shift)
-            jy0, jy1, jy2, jy3, wy0, wy1, wy2, wy3 = nodes(pos[i, 1], inv[1], ny, shift)
-            jz0, jz1, jz2, jz3, wz0, wz1, wz2, wz3 = nodes(pos[i, 2], inv[2], nz, shift)
-            jy = (jy0, jy1, jy2, jy3)
-            jz = (jz0, jz1, jz2, jz3)
-            wx = (wx0, wx1, wx2, wx3)
-            wy = (wy0, wy1, wy2, wy3)
-            wz = (wz0, wz1, wz2, wz3)
-            mass = weights[i] if has_w else 1.0
-            lx = jx0 - x0
-            for a in range(P):
-                ma = mass * wx[a]
-                row = (lx + a) * ny
-                for b in range(P):
-                    mab = ma * wy[b]
-                    base = (row + jy[b]) * nz
-                    for c in range(P):
-                        buf[base + jz[c]] += mab * wz[c]
+
+@njit(cache=True, nogil=True)
+def _slab_scatter(pos, inv, nx, pt, shift, width, nslab, lo, hi, cur, perm):
+    p = len(pt)  # a compile-time constant: the length of the tuple type
+    for i in range(lo, hi):
+        k = _slab_of(_axis(pos[i, 0], inv[0], nx, p, shift)[0], width, nslab)
+        perm[cur[k]] = i
+        cur[k] += 1
+
+
+@njit(cache=True, nogil=True)
+def _slab_deposit(pos, weights, has_w, shape, inv, pt, shift, x0, size, perm, lo, hi, edge, flat):
+    """Deposit particles ``perm[lo:hi]`` (first node in planes [x0, x0+size)) into a
+    float64 buffer of size + p - 1 planes. The slab's own planes past the first p - 1 go
+    to the grid; its first p - 1 planes ("head") and the p - 1 planes that spill into the
+    next slab ("ghost") go to ``edge`` (float64), to be summed before the single
+    rounding into the grid. With one slab (``edge`` is None) everything wraps here.
+    """
+    p = len(pt)  # a compile-time constant: the length of the tuple type
+    nx, ny, nz = shape[0], shape[1], shape[2]
+    nyz = ny * nz
+    nplane = size + p - 1
+    buf = np.zeros(nplane * nyz, np.float64)
+    for j in range(lo, hi):
+        i = perm[j]
+        jx0, _jx1, _jx2, _jx3, wx0, wx1, wx2, wx3 = _nodes(pos[i, 0], inv[0], nx, p, shift)
+        jy0, jy1, jy2, jy3, wy0, wy1, wy2, wy3 = _nodes(pos[i, 1], inv[1], ny, p, shift)
+        jz0, jz1, jz2, jz3, wz0, wz1, wz2, wz3 = _nodes(pos[i, 2], inv[2], nz, p, shift)
+        jy = (jy0, jy1, jy2, jy3)
+        jz = (jz0, jz1, jz2, jz3)
+        wx = (wx0, wx1, wx2, wx3)
+        wy = (wy0, wy1, wy2, wy3)
+        wz = (wz0, wz1, wz2, wz3)
+        mass = weights[i] if has_w else 1.0
+        lx = jx0 - x0
+        for a in range(p):
+            ma = mass * wx[a]
+            row = (lx + a) * ny
+            for b in range(p):
+                mab = ma * wy[b]
+                base = (row + jy[b]) * nz
+                for c in range(p):
+                    buf[base + jz[c]] += mab * wz[c]
+    if edge.shape[0] == 0:  # one slab: fold the wrapped planes in float64 first
+        fold = np.zeros(nx * nyz, np.float64)
         for a in range(nplane):
-            o = _wrap(x0 + a, nx) * nyz
+            o = _wrap(a, nx) * nyz
             bo = a * nyz
             for q in range(nyz):
-                flat[o + q] += buf[bo + q]
+                fold[o + q] += buf[bo + q]
+        for q in range(nx * nyz):
+            flat[q] += fold[q]
+        return
+    for a in range(p - 1, size):
+        o = (x0 + a) * nyz
+        bo = a * nyz
+        for q in range(nyz):
+            flat[o + q] += buf[bo + q]
+    for a in range(p - 1):
+        for q in range(nyz):
+            edge[0, a, q] = buf[a * nyz + q]
+            edge[1, a, q] = buf[(size + a) * nyz + q]
 
-    @njit(parallel=True, cache=True)
-    def deposit_slabs(pos, weights, has_w, shape, inv, shift, width, nparts, perm, flat):
-        """Race-free parallel deposit into the flat C-order grid ``flat`` of ``shape``.
 
-        Stable counting sort of the particles by x-slab, then colour phases of slabs. The
-        loop bodies are separate serial functions (numba optimises them better than parfor
-        bodies).
-        """
-        n = pos.shape[0]
-        nx = shape[0]
-        nslab = max(1, nx // width)
+@njit(parallel=True, cache=True)
+def _deposit_slabs(pos, weights, has_w, shape, inv, pt, shift, width, nparts, perm, flat):
+    """Race-free parallel deposit into the flat C-order grid ``flat`` of ``shape``.
 
-        # 1. stable parallel counting sort by x-slab; perm is unique, whatever nparts or the
-        #    thread count, so the summation order below is too
-        hist = np.zeros((nparts, nslab), np.int64)
-        for t in prange(nparts):
-            slab_hist(
-                pos, inv, nx, shift, width, nslab, n * t // nparts, n * (t + 1) // nparts, hist[t]
-            )
-        start = np.zeros(nslab + 1, np.int64)
-        cursor = np.zeros((nparts, nslab), np.int64)
-        acc = 0
-        for k in range(nslab):
-            start[k] = acc
-            for t in range(nparts):
-                cursor[t, k] = acc
-                acc += hist[t, k]
-        start[nslab] = acc
-        for t in prange(nparts):
-            slab_scatter(
-                pos,
-                inv,
-                nx,
-                shift,
-                width,
-                nslab,
-                n * t // nparts,
-                n * (t + 1) // nparts,
-                cursor[t],
-                perm,
-            )
+    A stable counting sort of the particles by x-slab, then every slab deposits into its
+    own float64 buffer and writes the planes no other slab touches; the p - 1 planes
+    shared by neighbouring slabs are summed in float64 afterwards. Every cell is rounded
+    to the grid's dtype once. The loop bodies are separate serial functions (numba
+    optimises them better than parfor bodies).
+    """
+    p = len(pt)  # a compile-time constant: the length of the tuple type
+    n = pos.shape[0]
+    nx = shape[0]
+    nyz = shape[1] * shape[2]
+    nslab = max(1, nx // width)
 
-        # 2. colour phases: slabs of one colour never touch the same grid plane
-        ncolour = 1 if nslab == 1 else (2 if nslab % 2 == 0 else 3)
-        for colour in range(ncolour):
-            members = np.empty(nslab, np.int64)
-            m = 0
-            for k in range(nslab):
-                c = 0 if ncolour == 1 else (2 if ncolour == 3 and k == nslab - 1 else k % 2)
-                if c == colour:
-                    members[m] = k
-                    m += 1
-            for mi in prange(m):
-                k = members[mi]
-                x0 = k * width
-                size = width if k < nslab - 1 else nx - x0
-                slab_deposit(
-                    pos,
-                    weights,
-                    has_w,
-                    shape,
-                    inv,
-                    shift,
-                    x0,
-                    size,
-                    perm,
-                    start[k],
-                    start[k + 1],
-                    flat,
-                )
+    # 1. stable parallel counting sort by x-slab; perm is unique, whatever nparts or the
+    #    thread count, so the summation order below is too
+    hist = np.zeros((nparts, nslab), np.int64)
+    for t in prange(nparts):
+        _slab_hist(
+            pos, inv, nx, pt, shift, width, nslab, n * t // nparts, n * (t + 1) // nparts, hist[t]
+        )
+    start = np.zeros(nslab + 1, np.int64)
+    cursor = np.zeros((nparts, nslab), np.int64)
+    acc = 0
+    for k in range(nslab):
+        start[k] = acc
+        for t in range(nparts):
+            cursor[t, k] = acc
+            acc += hist[t, k]
+    start[nslab] = acc
+    for t in prange(nparts):
+        lo = n * t // nparts
+        hi = n * (t + 1) // nparts
+        _slab_scatter(pos, inv, nx, pt, shift, width, nslab, lo, hi, cursor[t], perm)
+
+    # 2. every slab writes its own planes; shared planes wait in ``edges``
+    if nslab == 1:
+        _slab_deposit(
+            pos, weights, has_w, shape, inv, pt, shift, 0, nx, perm, 0, n,
+            np.zeros((0, 0, 0)), flat,
+        )  # fmt: skip
         return flat
+    edges = np.zeros((nslab, 2, p - 1, nyz), np.float64)
+    for k in prange(nslab):
+        x0 = k * width
+        size = width if k < nslab - 1 else nx - x0
+        _slab_deposit(
+            pos, weights, has_w, shape, inv, pt, shift, x0, size, perm, start[k], start[k + 1],
+            edges[k], flat,
+        )  # fmt: skip
 
-    @njit(cache=True, nogil=True)
-    def deposit_window(pos, weights, has_w, shape, inv, shift, origin, acc):
-        """Serial deposit into the sub-block ``acc`` of the periodic grid starting at ``origin``.
+    # 3. shared planes: head of slab k + ghost of slab k - 1 (periodic), one rounding
+    for k in prange(nslab):
+        prev = k - 1 if k > 0 else nslab - 1
+        for a in range(p - 1):
+            o = (k * width + a) * nyz
+            for q in range(nyz):
+                flat[o + q] += edges[k, 0, a, q] + edges[prev, 1, a, q]
+    return flat
 
-        Contributions to nodes outside the block are dropped, so a chunk is exact when it
-        is given every particle whose support touches it (in any order).
-        """
-        nx, ny, nz = shape[0], shape[1], shape[2]
-        cx, cy, cz = acc.shape
-        ox, oy, oz = origin[0], origin[1], origin[2]
-        flat = acc.reshape(-1)
-        for i in range(pos.shape[0]):
-            jx0, jx1, jx2, jx3, wx0, wx1, wx2, wx3 = nodes(pos[i, 0], inv[0], nx, shift)
-            jx = (jx0, jx1, jx2, jx3)
-            wx = (wx0, wx1, wx2, wx3)
-            lx0 = jx[0] - ox
-            if lx0 < 0:
-                lx0 += nx
-            if lx0 >= cx and lx0 + P - 1 < nx:
-                continue  # support entirely outside along x (the common rejection)
-            jy0, jy1, jy2, jy3, wy0, wy1, wy2, wy3 = nodes(pos[i, 1], inv[1], ny, shift)
-            jy = (jy0, jy1, jy2, jy3)
-            wy = (wy0, wy1, wy2, wy3)
-            jz0, jz1, jz2, jz3, wz0, wz1, wz2, wz3 = nodes(pos[i, 2], inv[2], nz, shift)
-            jz = (jz0, jz1, jz2, jz3)
-            wz = (wz0, wz1, wz2, wz3)
-            mass = weights[i] if has_w else 1.0
-            for a in range(P):
-                lx = jx[a] - ox
-                if lx < 0:
-                    lx += nx
-                if lx >= cx:
+
+@njit(cache=True, nogil=True)
+def _deposit_window(pos, weights, has_w, shape, inv, pt, shift, origin, acc):
+    """Serial deposit into the sub-block ``acc`` of the periodic grid starting at ``origin``.
+
+    Contributions to nodes outside the block are dropped, so a chunk is exact when it
+    is given every particle whose support touches it (in any order).
+    """
+    p = len(pt)  # a compile-time constant: the length of the tuple type
+    nx, ny, nz = shape[0], shape[1], shape[2]
+    cx, cy, cz = acc.shape
+    ox, oy, oz = origin[0], origin[1], origin[2]
+    flat = acc.reshape(-1)
+    for i in range(pos.shape[0]):
+        jx0, jx1, jx2, jx3, wx0, wx1, wx2, wx3 = _nodes(pos[i, 0], inv[0], nx, p, shift)
+        jx = (jx0, jx1, jx2, jx3)
+        wx = (wx0, wx1, wx2, wx3)
+        lx0 = jx[0] - ox
+        if lx0 < 0:
+            lx0 += nx
+        if lx0 >= cx and lx0 + p - 1 < nx:
+            continue  # support entirely outside along x (the common rejection)
+        jy0, jy1, jy2, jy3, wy0, wy1, wy2, wy3 = _nodes(pos[i, 1], inv[1], ny, p, shift)
+        jy = (jy0, jy1, jy2, jy3)
+        wy = (wy0, wy1, wy2, wy3)
+        jz0, jz1, jz2, jz3, wz0, wz1, wz2, wz3 = _nodes(pos[i, 2], inv[2], nz, p, shift)
+        jz = (jz0, jz1, jz2, jz3)
+        wz = (wz0, wz1, wz2, wz3)
+        mass = weights[i] if has_w else 1.0
+        for a in range(p):
+            lx = jx[a] - ox
+            if lx < 0:
+                lx += nx
+            if lx >= cx:
+                continue
+            ma = mass * wx[a]
+            for b in range(p):
+                ly = jy[b] - oy
+                if ly < 0:
+                    ly += ny
+                if ly >= cy:
                     continue
-                ma = mass * wx[a]
-                for b in range(P):
-                    ly = jy[b] - oy
-                    if ly < 0:
-                        ly += ny
-                    if ly >= cy:
-                        continue
-                    mab = ma * wy[b]
-                    base = (lx * cy + ly) * cz
-                    for c in range(P):
-                        lz = jz[c] - oz
-                        if lz < 0:
-                            lz += nz
-                        if lz < cz:
-                            flat[base + lz] += mab * wz[c]
-        return acc
-
-    @njit(parallel=True, cache=True)
-    def readout(grid, pos, inv, shift, out):
-        nx, ny, nz = grid.shape
-        for i in prange(pos.shape[0]):
-            jx0, jx1, jx2, jx3, wx0, wx1, wx2, wx3 = nodes(pos[i, 0], inv[0], nx, shift)
-            jx = (jx0, jx1, jx2, jx3)
-            wx = (wx0, wx1, wx2, wx3)
-            jy0, jy1, jy2, jy3, wy0, wy1, wy2, wy3 = nodes(pos[i, 1], inv[1], ny, shift)
-            jy = (jy0, jy1, jy2, jy3)
-            wy = (wy0, wy1, wy2, wy3)
-            jz0, jz1, jz2, jz3, wz0, wz1, wz2, wz3 = nodes(pos[i, 2], inv[2], nz, shift)
-            jz = (jz0, jz1, jz2, jz3)
-            wz = (wz0, wz1, wz2, wz3)
-            total = 0.0
-            for a in range(P):
-                for b in range(P):
-                    wab = wx[a] * wy[b]
-                    for c in range(P):
-                        total += wab * wz[c] * grid[jx[a], jy[b], jz[c]]
-            out[i] = total
-        return out
-
-    return {"deposit_slabs": deposit_slabs, "deposit_window": deposit_window, "readout": readout}
+                mab = ma * wy[b]
+                base = (lx * cy + ly) * cz
+                for c in range(p):
+                    lz = jz[c] - oz
+                    if lz < 0:
+                        lz += nz
+                    if lz < cz:
+                        flat[base + lz] += mab * wz[c]
+    return acc
 
 
-_KERNELS: dict[int, dict[str, object]] = {}
-
-
-def _kernels(p: int) -> dict[str, object]:
-    if p not in _KERNELS:
-        _KERNELS[p] = _make_kernels(p)
-    return _KERNELS[p]
+@njit(parallel=True, cache=True)
+def _readout(grid, pos, inv, pt, shift, out):
+    p = len(pt)  # a compile-time constant: the length of the tuple type
+    nx, ny, nz = grid.shape
+    for i in prange(pos.shape[0]):
+        jx0, jx1, jx2, jx3, wx0, wx1, wx2, wx3 = _nodes(pos[i, 0], inv[0], nx, p, shift)
+        jx = (jx0, jx1, jx2, jx3)
+        wx = (wx0, wx1, wx2, wx3)
+        jy0, jy1, jy2, jy3, wy0, wy1, wy2, wy3 = _nodes(pos[i, 1], inv[1], ny, p, shift)
+        jy = (jy0, jy1, jy2, jy3)
+        wy = (wy0, wy1, wy2, wy3)
+        jz0, jz1, jz2, jz3, wz0, wz1, wz2, wz3 = _nodes(pos[i, 2], inv[2], nz, p, shift)
+        jz = (jz0, jz1, jz2, jz3)
+        wz = (wz0, wz1, wz2, wz3)
+        total = 0.0
+        for a in range(p):
+            for b in range(p):
+                wab = wx[a] * wy[b]
+                for c in range(p):
+                    total += wab * wz[c] * grid[jx[a], jy[b], jz[c]]
+        out[i] = total
+    return out
 
 
 def _normalise_grid(nmesh: int | Sequence[int]) -> tuple[int, int, int]:
@@ -496,14 +577,15 @@ def _as_positions(positions: np.ndarray) -> np.ndarray:
 
 
 def _as_weights(weights: np.ndarray | None, n: int) -> np.ndarray | None:
+    """Weights as contiguous float64 (one kernel specialisation, exact float64 products)."""
     if weights is None:
         return None
     w = np.asarray(weights)
     if w.shape != (n,):
         raise ShapeError(f"weights must have shape ({n},) to match the positions, got {w.shape}")
-    if w.dtype not in (np.float32, np.float64):
-        w = w.astype(np.float64)
-    return np.ascontiguousarray(w)
+    if w.dtype.kind not in "fiu":
+        raise ShapeError(f"weights must be real numbers, got dtype {w.dtype}")
+    return np.ascontiguousarray(w, dtype=np.float64)
 
 
 def deposit(
@@ -591,12 +673,13 @@ def deposit(
     inv = np.array([s / b for s, b in zip(shape, box, strict=True)], np.float64)
     width = max(8, 2 * p)
     nparts = int(min(n, 4 * numba.get_num_threads()))
-    _kernels(p)["deposit_slabs"](  # type: ignore[operator]
+    _deposit_slabs(
         pos,
         w if w is not None else np.zeros(1),
         w is not None,
         np.array(shape, np.int64),
         inv,
+        (0,) * p,
         float(shift),
         width,
         nparts,
@@ -657,7 +740,7 @@ def readout(
     inv = np.array([s / b for s, b in zip(g.shape, box, strict=True)], np.float64)
     out = np.empty(pos.shape[0], np.float64)
     if pos.shape[0]:
-        _kernels(p)["readout"](np.ascontiguousarray(g), pos, inv, float(shift), out)  # type: ignore[operator]
+        _readout(np.ascontiguousarray(g), pos, inv, (0,) * p, float(shift), out)
     return out
 
 
@@ -665,15 +748,18 @@ def readout(
 
 
 def interlace_phase(shape: Sequence[int], shift: float = 0.5) -> np.ndarray:
-    """Phase ``exp(+i k . s dx)`` on the ``rfftn`` grid that undoes a shift of ``s`` cells.
+    """Phase ``exp(+i k . s H)`` on the ``rfftn`` grid that undoes a shift of ``s`` cells.
 
-    Frequencies follow ``numpy.fft.fftfreq`` (full axes) and ``rfftfreq`` (last axis).
+    Mode numbers follow :func:`bigpaint.mesh.kgrid.mode_numbers` (Pylians' rule: the Nyquist
+    index of an even axis is ``+n/2``), so in-memory and chunked interlacing agree exactly.
     Returns a complex128 array broadcastable to ``rfftn`` output of a grid of ``shape``.
     """
+    from bigpaint.mesh.kgrid import mode_numbers
+
     nx, ny, nz = (int(v) for v in shape)
-    px = np.exp(2j * np.pi * shift * np.fft.fftfreq(nx))[:, None, None]
-    py = np.exp(2j * np.pi * shift * np.fft.fftfreq(ny))[None, :, None]
-    pz = np.exp(2j * np.pi * shift * np.fft.rfftfreq(nz))[None, None, :]
+    px = np.exp(2j * np.pi * shift * mode_numbers(nx) / nx)[:, None, None]
+    py = np.exp(2j * np.pi * shift * mode_numbers(ny) / ny)[None, :, None]
+    pz = np.exp(2j * np.pi * shift * mode_numbers(nz, half=True) / nz)[None, None, :]
     return px * py * pz
 
 

@@ -53,7 +53,14 @@ from numba import njit
 from bigpaint.errors import ChunkingError, ConfigError, ShapeError
 from bigpaint.field import FieldWriter, create_field, job_token, remove_field
 from bigpaint.io.particles import DEFAULT_BATCH_SIZE, Batch, ParticleSource, open_particles
-from bigpaint.mesh.assign import _axis, _kernels, _wrap, check_particles, scheme_order
+from bigpaint.mesh.assign import (
+    ParticleScan,
+    _axis,
+    _deposit_window,
+    _wrap,
+    scan_particles,
+    scheme_order,
+)
 
 __all__ = [
     "DepositPlan",
@@ -325,6 +332,7 @@ class BatchRoute:
     blocks: np.ndarray  # sorted block ids the batch touches
     counts: np.ndarray  # particles (with seam copies) per touched block
     spill: str | None  # path prefix of the bucket files, None when re-read from the source
+    scan: ParticleScan  # NaN / out-of-box findings (a bad batch is not routed)
 
 
 @dataclass(frozen=True)
@@ -368,30 +376,21 @@ def _route_batch(
             f"batch {batch.index} of {source.describe()} has shape {pos.shape}, "
             f"expected ({batch.count}, 3)"
         )
-    check_particles(pos, plan.box_size, weights=mass, wrap=wrap, offset=batch.start)
+    scan = scan_particles(pos, plan.box_size, weights=mass, offset=batch.start)
+    empty = np.zeros(0, np.int64)
+    if scan.nonfinite or (scan.outside and not wrap):  # reported for all batches together
+        return BatchRoute(batch.index, len(pos), 0.0, empty, empty, None, scan)
     weight_sum = float(np.sum(mass, dtype=np.float64)) if mass is not None else float(len(pos))
     counts = plan.route_counts(pos)
     blocks = np.flatnonzero(counts)
     if source.rereadable and len(blocks) <= max_rereads:
-        return BatchRoute(batch.index, len(pos), weight_sum, blocks, counts[blocks], None)
+        return BatchRoute(batch.index, len(pos), weight_sum, blocks, counts[blocks], None, scan)
     counts, bpos, bw = plan.route(pos, mass)
     prefix = os.path.join(spill_dir, f"batch{batch.index:07d}")
     np.save(prefix + ".pos.npy", bpos)
     if bw is not None:
         np.save(prefix + ".mass.npy", bw)
-    return BatchRoute(batch.index, len(pos), weight_sum, blocks, counts[blocks], prefix)
-
-
-class _Opaque:
-    """Carries a value into the graph untouched (dask.delayed would rebuild a dataclass from
-    its fields, computing any dask array inside it, such as a DaskParticles' positions)."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-def _unwrap_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    return fn(*args, **{k: v.value if isinstance(v, _Opaque) else v for k, v in kwargs.items()})
+    return BatchRoute(batch.index, len(pos), weight_sum, blocks, counts[blocks], prefix, scan)
 
 
 def _run(
@@ -404,19 +403,21 @@ def _run(
     scheduler: str | None,
 ) -> list[Any]:
     """Run one task per call with the project's task runner (distributed client or threads)."""
-    import functools
-
     from bigpaint.blockwise import run_tasks
 
-    wrapped = {k: _Opaque(v) for k, v in shared.items()}
-    return run_tasks(
-        functools.partial(_unwrap_call, fn),
-        calls,
-        shared=wrapped,
-        name=name,
-        progress=progress,
-        scheduler=scheduler,
-    )
+    return run_tasks(fn, calls, shared=shared, name=name, progress=progress, scheduler=scheduler)
+
+
+class _Opaque:
+    """Carries a value into a ``dask.delayed`` graph untouched (delayed would rebuild a
+    dataclass from its fields, computing any dask array inside, e.g. DaskParticles')."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _route_dask_batch(batch: Batch, data: Any, source: _Opaque, **kwargs: Any) -> BatchRoute:
+    return _route_batch(batch, data, source=source.value, **kwargs)
 
 
 def _transform(acc: np.ndarray, quantity: str, scale: float, cell_volume: float) -> np.ndarray:
@@ -442,7 +443,6 @@ def _deposit_block(
     dtype: str,
 ) -> int:
     acc = np.zeros(plan.block_shape(index), np.float64)
-    kernel = _kernels(plan.p)["deposit_window"]
     shape = np.array(plan.shape, np.int64)
     origin = np.array(plan.origin(index), np.int64)
     inv = plan.inv_cell
@@ -456,13 +456,14 @@ def _deposit_block(
             if source.has_masses:
                 w = np.load(spill + ".mass.npy", mmap_mode="r")[offset : offset + count]
         pos = np.ascontiguousarray(pos)
-        w = None if w is None else np.ascontiguousarray(w)
-        kernel(
+        w = None if w is None else np.ascontiguousarray(w, dtype=np.float64)
+        _deposit_window(
             pos,
             w if w is not None else np.zeros(1),
             w is not None,
             shape,
-            inv,  # type: ignore[operator]
+            inv,
+            (0,) * plan.p,
             plan.shift,
             origin,
             acc,
@@ -526,21 +527,27 @@ def _route_phase(
     os.makedirs(spill_dir, exist_ok=True)
     batches = source.batches()
     data = source.batch_data()
-    calls = [(b, None if data is None else data[b.index]) for b in batches if b.count > 0]
-    routes = _run(
-        _route_batch,
-        calls,
-        shared={
-            "source": source,
-            "plan": plan,
-            "wrap": wrap,
-            "spill_dir": spill_dir,
-            "max_rereads": max_rereads,
-        },
-        name="deposit-route",
-        progress=progress,
-        scheduler=scheduler,
-    )
+    shared = {"plan": plan, "wrap": wrap, "spill_dir": spill_dir, "max_rereads": max_rereads}
+    if data is None:
+        calls = [(b, None) for b in batches if b.count > 0]
+        routes = _run(
+            _route_batch,
+            calls,
+            shared={"source": source, **shared},
+            name="deposit-route",
+            progress=progress,
+            scheduler=scheduler,
+        )
+    else:
+        # in-process dask arrays: the batches are graph dependencies (their upstream, e.g. an
+        # FFT, is computed once); dask.compute runs on the current client if there is one
+        import dask
+
+        task = dask.delayed(_route_dask_batch, pure=False)
+        tasks = [task(b, data[b.index], _Opaque(source), **shared) for b in batches if b.count > 0]
+        routes = list(dask.compute(*tasks, scheduler=scheduler))
+    routes.sort(key=lambda r: r.index)
+    ParticleScan.combine([r.scan for r in routes]).raise_if_bad(plan.box_size, wrap=wrap)
     return _Routing(batches, routes)
 
 
@@ -852,45 +859,59 @@ def deposit_to_field(
     def create() -> FieldWriter:
         return create_field(url, shape=shape, chunks=write_chunks, meta=meta, dtype=dtype, job=job)
 
-    if not interlace:
-        with _spill_area(spill_dir) as spill:
-            # route first: bad particles raise here, before the Field exists
-            routing = _route_phase(
+    try:
+        if not interlace:
+            with _spill_area(spill_dir) as spill:
+                # route first: bad particles raise here, before the Field exists
+                routing = _route_phase(
+                    src,
+                    plan,
+                    wrap=wrap,
+                    spill_dir=spill,
+                    max_rereads=max_rereads,
+                    progress=progress,
+                    scheduler=None,
+                )
+                writer = create()
+                _deposit_phase(
+                    src,
+                    plan,
+                    routing,
+                    writer,
+                    writer.pending(),
+                    quantity=quantity,
+                    total_weight=None,
+                    progress=progress,
+                    scheduler=None,
+                )
+        else:
+            writer = _deposit_interlaced(
                 src,
                 plan,
+                create,
+                quantity=quantity,
                 wrap=wrap,
-                spill_dir=spill,
+                spill_dir=spill_dir,
                 max_rereads=max_rereads,
                 progress=progress,
-                scheduler=None,
+                job=job,
             )
-            writer = create()
-            _deposit_phase(
-                src,
-                plan,
-                routing,
-                writer,
-                writer.pending(),
-                quantity=quantity,
-                total_weight=None,
-                progress=progress,
-                scheduler=None,
-            )
-    else:
-        writer = _deposit_interlaced(
-            src,
-            plan,
-            create,
-            quantity=quantity,
-            wrap=wrap,
-            spill_dir=spill_dir,
-            max_rereads=max_rereads,
-            progress=progress,
-            job=job,
-        )
-    writer.finalize()
+        writer.finalize()
+    except BaseException:
+        # keep the intermediate grids of an interlaced run whose output exists (resume);
+        # otherwise leave nothing behind
+        if not (interlace and _store_exists(url)):
+            shutil.rmtree(spill_dir, ignore_errors=True)
+        raise
     shutil.rmtree(spill_dir, ignore_errors=True)
     return writer
+
+
+def _store_exists(url: str) -> bool:
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(str(url))
+    return bool(fs.exists(root))
 
 
 def _refuse_foreign_output(url: str, job: str) -> None:
@@ -898,9 +919,8 @@ def _refuse_foreign_output(url: str, job: str) -> None:
     import zarr
 
     from bigpaint.errors import FieldExistsError
-    from bigpaint.field import _exists
 
-    if not _exists(url, None):
+    if not _store_exists(url):
         return
     try:
         same = zarr.open_group(store=str(url), mode="r").attrs.get("bigpaint_job") == job
@@ -933,6 +953,7 @@ def _deposit_interlaced(
         from bigpaint.errors import MissingDependencyError
 
         raise MissingDependencyError(f"interlacing needs bigpaint.mesh.fft ({exc})") from None
+    import dask
     import dask.array as da
 
     from bigpaint.field import open_field, zarr_array
@@ -983,31 +1004,26 @@ def _deposit_interlaced(
     fk = bwindow.interlace(bfft.rfftn(arrays[0]), bfft.rfftn(arrays[1]), plan.shape)
     grid = bfft.irfftn(fk, plan.shape, chunks=writer.block_chunks)
     scale, cell_volume = _scale(src, plan, quantity, weight)
+    # the blocks are graph dependencies (the FFT stages): one write task per pending block
     blocks = grid.to_delayed()
-    calls = [(idx, blocks[idx]) for idx in writer.pending()]
-    _run(
-        _write_transformed,
-        calls,
-        shared={
-            "dest": writer,
-            "quantity": quantity,
-            "scale": scale,
-            "cell_volume": cell_volume,
-        },
-        name="deposit-interlace",
-        progress=progress,
-        scheduler=None,
-    )
+    task = dask.delayed(_write_transformed, pure=False)
+    dest = _Opaque(writer)
+    writes = [
+        task(idx, blocks[idx], dest, quantity=quantity, scale=scale, cell_volume=cell_volume)
+        for idx in writer.pending()
+    ]
+    dask.compute(*writes)
     return writer
 
 
 def _write_transformed(
     index: tuple[int, int, int],
     block: np.ndarray,
+    dest: _Opaque,
     *,
-    dest: FieldWriter,
     quantity: str,
     scale: float,
     cell_volume: float,
 ) -> None:
-    dest.write_block(index, _transform(np.asarray(block, np.float64), quantity, scale, cell_volume))
+    out = _transform(np.asarray(block, np.float64), quantity, scale, cell_volume)
+    dest.value.write_block(index, out)
