@@ -24,7 +24,6 @@ _COMMAND_MODULES = [
     "quickstart",
     "segment",
     "stats",
-    "train",
 ]
 
 
