@@ -24,6 +24,7 @@ _COMMAND_MODULES = [
     "quickstart",
     "segment",
     "stats",
+    "train",
 ]
 
 

@@ -1,0 +1,553 @@
+"""Patches for training: random crops of Fields with periodic wrap, split by region.
+
+:class:`PatchSampler` cuts aligned (input, target) pairs from periodic sources: the target is
+the centre of the input (``margin = (in_size - out_size) / 2`` voxels of context on each
+side, 0 for same-size painters), read straight from Zarr through the chunk-cached
+:class:`bigpaint.blockwise.FieldSource` (:func:`bigpaint.blockwise.periodic_read` for
+in-memory arrays), so crops may cross the box edge. 2-D painters get slabs of
+``projection_depth`` voxels summed along a random axis (EMBER's projected maps). One of the 48
+cube (8 square) symmetries is drawn per sample and applied to both.
+
+Train/validation split by region: a validation cube (:class:`Region`) is held out; a
+training sample is drawn only where its whole input window (context and slab included) avoids
+the cube on the periodic torus, so no validation voxel is ever seen in training. Validation
+samples have their target inside the cube.
+
+dm2gal's inverse-frequency sampling (:func:`inverse_frequency_weights`) draws centre voxels
+with probability inversely proportional to the population of their log bin of the target.
+
+:class:`TrainingData` opens the configured Fields, checks that grids and boxes agree and that
+channel counts match the painter, fits ``"auto"`` normalizations on the training region and
+builds the samplers. Every random choice comes from one ``numpy.random.Generator`` whose state
+is saved for resume.
+
+Why hand-written: torch's DataLoader knows nothing of periodic windows on Zarr, region
+splits on a torus or cube symmetries; these are a few array operations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bigpaint.blockwise import FieldSource, periodic_read
+from bigpaint.errors import ConfigError, MetadataError, NonFiniteError, ShapeError
+from bigpaint.train.symmetry import random_symmetry
+
+__all__ = [
+    "ArraySource",
+    "PatchSampler",
+    "Region",
+    "TrainingData",
+    "default_patch",
+    "inverse_frequency_weights",
+]
+
+
+# ---------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class ArraySource:
+    """An in-memory periodic array with the :class:`FieldSource` ``read(window)`` interface."""
+
+    array: np.ndarray
+    label: str = "array"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    def read(self, window: Sequence[tuple[int, int]]) -> np.ndarray:
+        return periodic_read(self.array, window)
+
+
+def _channels(source: Any) -> int:
+    return int(source.shape[0]) if len(source.shape) == 4 else 1
+
+
+def _label(source: Any) -> str:
+    return str(getattr(source, "url", None) or getattr(source, "label", "array"))
+
+
+def _read(source: Any, window: Sequence[tuple[int, int]]) -> np.ndarray:
+    a = np.asarray(source.read(window), dtype=np.float32)
+    return a if a.ndim == 4 else a[None]
+
+
+# ---------------------------------------------------------------- regions
+
+
+def _overlap(a: int, la: int, b: int, lb: int, n: int) -> bool:
+    """Do ``[a, a+la)`` and ``[b, b+lb)`` intersect modulo ``n``?"""
+    if la >= n or lb >= n:
+        return True
+    return (b - a) % n < la or (a - b) % n < lb
+
+
+@dataclass(frozen=True)
+class Region:
+    """An axis-aligned cube ``[origin, origin + size)`` of a periodic grid (voxels)."""
+
+    origin: tuple[int, int, int]
+    size: int
+
+    def window(self) -> list[tuple[int, int]]:
+        return [(o, o + self.size) for o in self.origin]
+
+    def intersects(self, window: Sequence[tuple[int, int]], shape: Sequence[int]) -> bool:
+        """Does a (periodic) window touch the cube?"""
+        return all(
+            _overlap(lo, hi - lo, o, self.size, n)
+            for (lo, hi), o, n in zip(window, self.origin, shape, strict=True)
+        )
+
+    def contains(self, window: Sequence[tuple[int, int]], shape: Sequence[int]) -> bool:
+        """Is a window inside the cube (periodically)?"""
+        return all(
+            (lo - o) % n + (hi - lo) <= self.size
+            for (lo, hi), o, n in zip(window, self.origin, shape, strict=True)
+        )
+
+
+def inverse_frequency_weights(
+    values: np.ndarray, *, bins: int = 100, vmin: float, vmax: float | None = None
+) -> np.ndarray:
+    """dm2gal's sampling weights: ``1 / count`` of each value's log bin, 0 outside ``[vmin, vmax]``.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Target values (e.g. stellar mass per voxel, Msun/h), any shape.
+    bins : int
+        Log-spaced bins between ``vmin`` and ``vmax`` (100 in the paper).
+    vmin, vmax : float
+        Range (``vmax``: the maximum of ``values`` by default).
+
+    Returns
+    -------
+    numpy.ndarray
+        Weights of ``values``' shape, summing to the number of non-empty bins.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    vmax = float(np.nanmax(v)) if vmax is None else float(vmax)
+    if not vmax > vmin > 0:
+        raise ConfigError(f"weighted sampling needs 0 < vmin < vmax, got vmin={vmin}, vmax={vmax}")
+    edges = np.geomspace(vmin, vmax, bins + 1)
+    inside = (v >= vmin) & (v <= vmax)
+    idx = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, bins - 1)
+    counts = np.bincount(idx[inside], minlength=bins)
+    w = np.zeros_like(v)
+    w[inside] = 1.0 / counts[idx[inside]]
+    return w
+
+
+# ---------------------------------------------------------------- sampler
+
+
+class PatchSampler:
+    """Random aligned (input, target) patches from periodic sources.
+
+    Parameters
+    ----------
+    inputs, targets : sequence of FieldSource or ArraySource
+        3-D ``(n, n, n)`` or 4-D ``(c, n, n, n)`` sources on one grid.
+    in_size, out_size : int
+        Input and target patch sides in voxels (``in_size - out_size`` even).
+    ndim : {2, 3}
+        Patch dimension; 2 projects slabs of ``projection_depth`` voxels.
+    validation : Region
+        The held-out cube.
+    split : {"train", "validation"}
+    symmetries : bool
+        Apply a random cube/square symmetry to each pair.
+    projection_depth : int, optional
+        Required for ``ndim=2``.
+    weights : numpy.ndarray, optional
+        Per-voxel centre weights (3-D grid; ``out_size`` must be 1); see
+        :func:`inverse_frequency_weights`.
+    seed : int
+    """
+
+    def __init__(
+        self,
+        inputs: Sequence[Any],
+        targets: Sequence[Any],
+        *,
+        in_size: int,
+        out_size: int,
+        ndim: int,
+        validation: Region,
+        split: str = "train",
+        symmetries: bool = True,
+        projection_depth: int | None = None,
+        weights: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.inputs, self.targets = list(inputs), list(targets)
+        self.shape = tuple(int(n) for n in self.inputs[0].shape[-3:])
+        self.in_size, self.out_size, self.ndim = int(in_size), int(out_size), int(ndim)
+        if (self.in_size - self.out_size) % 2 or self.in_size < self.out_size:
+            raise ShapeError(
+                f"input patch {in_size} and target patch {out_size} must differ by an even count >= 0"
+            )
+        self.margin = (self.in_size - self.out_size) // 2
+        self.validation = validation
+        self.split = split
+        self.symmetries = symmetries
+        if ndim == 2 and not projection_depth:
+            raise ConfigError("2-D painters train on projected slabs: set data.projection_depth")
+        if ndim not in (2, 3):
+            raise ConfigError(f"patches are 2-D or 3-D, got ndim={ndim}")
+        self.depth = int(projection_depth or 0)
+        if max(self.in_size, self.depth) > min(self.shape):
+            raise ShapeError(
+                f"patch {self.in_size} (depth {self.depth}) exceeds the grid {self.shape}"
+            )
+        self.rng = np.random.default_rng(seed)
+        self._cdf: np.ndarray | None = None
+        if weights is not None:
+            if out_size != 1 or ndim != 3:
+                raise ConfigError(
+                    "weighted sampling draws centre voxels: it needs 3-D patches with out_size 1"
+                )
+            self._cdf = self._centre_cdf(np.asarray(weights, dtype=np.float64))
+
+    # -- state ------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state
+
+    # -- geometry ---------------------------------------------------------------------
+    def _centre_cdf(self, w: np.ndarray) -> np.ndarray:
+        if w.shape != self.shape:
+            raise ShapeError(f"weights of shape {w.shape} do not match the grid {self.shape}")
+        keep = np.ones(self.shape, dtype=bool)
+        if self.split == "train":
+            bad = []
+            for axis, n in enumerate(self.shape):
+                v = np.arange(n)
+                o = self.validation.origin[axis]
+                bad.append(
+                    np.array(
+                        [
+                            _overlap(i - self.margin, self.in_size, o, self.validation.size, n)
+                            for i in v
+                        ]
+                    )
+                )
+            keep &= ~(bad[0][:, None, None] & bad[1][None, :, None] & bad[2][None, None, :])
+        else:
+            inside = []
+            for axis, n in enumerate(self.shape):
+                o = self.validation.origin[axis]
+                inside.append((np.arange(n) - o) % n < self.validation.size)
+            keep &= inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
+        w = np.where(keep, w, 0.0).ravel()
+        total = w.sum()
+        if not total > 0:
+            raise ConfigError(
+                f"no {self.split} voxel has a positive sampling weight; lower weighted_sampling.vmin"
+            )
+        return np.cumsum(w) / total
+
+    def _corner(self, axis: int | None) -> list[int]:
+        """A random corner: anywhere (training, then checked) or inside the cube (validation)."""
+        if self.split == "train":
+            return [int(self.rng.integers(m)) for m in self.shape]
+        corner = []
+        for a, o in enumerate(self.validation.origin):
+            extent = self.depth if a == axis else self.out_size
+            room = self.validation.size - extent
+            if room < 0:
+                raise ConfigError(
+                    f"validation cube {self.validation.size} is smaller than the {extent}-voxel "
+                    "target patch; enlarge data.validation.size"
+                )
+            corner.append(o + int(self.rng.integers(room + 1)))
+        return corner
+
+    def _windows(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int | None]:
+        """Draw one (input window, target window, projection axis) in 3-D voxel ranges."""
+        n = self.shape
+        for _ in range(10000):
+            axis = int(self.rng.integers(3)) if self.ndim == 2 else None
+            if self._cdf is not None:
+                flat = int(np.searchsorted(self._cdf, self.rng.random(), side="right"))
+                corner = [int(c) for c in np.unravel_index(min(flat, self._cdf.size - 1), n)]
+            else:
+                corner = self._corner(axis)
+            win_in, win_out = [], []
+            for a in range(3):
+                c = corner[a]
+                if axis == a:
+                    win_in.append((c, c + self.depth))
+                    win_out.append((c, c + self.depth))
+                else:
+                    win_in.append((c - self.margin, c + self.out_size + self.margin))
+                    win_out.append((c, c + self.out_size))
+            if self._cdf is not None or self.split == "validation":
+                return win_in, win_out, axis
+            if not self.validation.intersects(win_in, n):
+                return win_in, win_out, axis
+        raise ConfigError(
+            f"no training patch of {self.in_size} voxels fits around the validation cube "
+            f"{self.validation}; make the patch or the validation cube smaller"
+        )
+
+    def _load(
+        self, sources: Sequence[Any], window: list[tuple[int, int]], axis: int | None
+    ) -> np.ndarray:
+        arr = np.concatenate([_read(s, window) for s in sources], 0)
+        if axis is not None:
+            arr = arr.sum(axis=1 + axis)
+        if not np.isfinite(arr).all():
+            raise NonFiniteError(
+                f"non-finite values in {', '.join(_label(s) for s in sources)} inside window "
+                f"{window}; fix or regenerate the Field"
+            )
+        return arr
+
+    def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """``batch`` pairs: inputs ``(B, C_in, *in)`` and targets ``(B, C_out, *out)`` (float32)."""
+        xs, ys = [], []
+        for _ in range(batch):
+            win_in, win_out, axis = self._windows()
+            x = self._load(self.inputs, win_in, axis)
+            y = self._load(self.targets, win_out, axis)
+            if self.symmetries:
+                g = random_symmetry(self.rng, self.ndim)
+                x, y = g.apply(x), g.apply(y)
+            xs.append(np.ascontiguousarray(x))
+            ys.append(np.ascontiguousarray(y))
+        return np.stack(xs), np.stack(ys)
+
+
+# ---------------------------------------------------------------- training data
+
+
+def default_patch(family: str) -> int:
+    """The paper's output patch side for a family (voxels)."""
+    return {
+        "halo-painter": 50,
+        "protohalo-unet": 128,
+        "dm2gal": 1,
+        "ember": 512,
+        "cosmic-web-gan": 128,
+    }.get(family, 32)
+
+
+def _open_sources(urls: Sequence[str], what: str) -> tuple[list[Any], list[Any]]:
+    from bigpaint.field import field_meta, open_field
+
+    sources, metas = [], []
+    for url in urls:
+        ds = open_field(url)
+        sources.append(FieldSource.from_field(ds))
+        metas.append(field_meta(ds))
+    return sources, metas
+
+
+def _resolve_auto(norms: list[dict[str, Any]] | None, stats: list[tuple[float, float]]) -> Any:
+    """Replace ``"auto"`` shift/scale of affine normalizations by training-region statistics."""
+    if norms is None:
+        return None
+    if len(norms) == 1 and len(stats) > 1 and "auto" in norms[0].values():
+        raise ConfigError(
+            f"an 'auto' normalization is fitted per channel: give one per channel ({len(stats)})"
+        )
+    out = []
+    for n, stat in zip(norms, stats if len(norms) > 1 else stats[:1], strict=False):
+        n = dict(n)
+        if n.get("shift") == "auto":
+            n["shift"] = stat[0]
+        if n.get("scale") == "auto":
+            n["scale"] = _rms_about(stat, float(n.get("shift", 0.0)))
+        out.append(n)
+    return out
+
+
+def _rms_about(stat: tuple[float, float], shift: float) -> float:
+    """rms about ``shift`` from (mean, rms about the mean)."""
+    mean, std = stat
+    return math.sqrt(max(std**2 + (mean - shift) ** 2, 1e-30))
+
+
+@dataclass
+class TrainingData:
+    """Opened sources, patch geometry and samplers for one training run."""
+
+    inputs: list[Any]
+    targets: list[Any]
+    shape: tuple[int, int, int]
+    box_size: tuple[float, float, float]
+    validation: Region
+    in_size: int
+    out_size: int
+    ndim: int
+    projection_depth: int | None
+    input_meta: list[Any]
+    target_meta: list[Any]
+    train: PatchSampler
+    val: PatchSampler
+
+    @classmethod
+    def from_sources(
+        cls,
+        inputs: Sequence[Any],
+        targets: Sequence[Any],
+        painter: Any,
+        data: Any,
+        *,
+        seed: int = 0,
+        box_size: float | Sequence[float] = 1.0,
+        input_meta: Sequence[Any] = (),
+        target_meta: Sequence[Any] = (),
+    ) -> TrainingData:
+        """Build from opened sources (Fields or arrays) for ``painter`` and a :class:`DataConfig`.
+
+        Sets the painter's normalizations from ``data`` (resolving ``"auto"``).
+        """
+        inputs, targets = list(inputs), list(targets)
+        shapes = {tuple(s.shape[-3:]) for s in inputs + targets}
+        if len(shapes) != 1:
+            raise ShapeError(f"training Fields must share one grid, got {sorted(shapes)}")
+        (shape,) = shapes
+        if len(set(shape)) != 1:
+            raise ShapeError(f"training grids must be cubic, got {shape}")
+        c_in = sum(_channels(s) for s in inputs)
+        c_out = sum(_channels(s) for s in targets)
+        if c_in != painter.in_channels or c_out != painter.out_channels:
+            raise ConfigError(
+                f"{painter.family} has {painter.in_channels} input / {painter.out_channels} output "
+                f"channels, the data give {c_in} / {c_out}; set model.in_channels/out_channels "
+                "or change data.inputs/targets"
+            )
+        v = data.validation
+        if v.size >= shape[0]:
+            raise ConfigError(f"validation cube {v.size} must be smaller than the grid {shape[0]}")
+        region = Region(tuple(int(o) % shape[0] for o in v.origin), v.size)  # type: ignore[arg-type]
+        family = painter.family
+        ndim = painter.ndim
+        if painter.mode == "tile":
+            out_size = in_size = int(painter.tile)
+        else:
+            out_size = int(data.patch or default_patch(family))
+            in_size = out_size + 2 * painter.context if painter.mode == "valid" else out_size
+            if painter.mode == "same" and out_size % painter.alignment:
+                raise ConfigError(
+                    f"{family} patches must be multiples of {painter.alignment} voxels, got {out_size}"
+                )
+        depth = data.projection_depth if ndim == 2 else None
+        stats_in = _channel_stats(inputs, region, shape, depth)
+        stats_out = _channel_stats(targets, region, shape, depth)
+        painter.set_normalization(
+            _resolve_auto(data.input_norm, stats_in), _resolve_auto(data.output_norm, stats_out)
+        )
+        weights = None
+        if data.weighted_sampling is not None:
+            ws = data.weighted_sampling
+            full = _read(targets[0], [(0, n) for n in shape])[0]
+            weights = inverse_frequency_weights(full, bins=ws.bins, vmin=ws.vmin, vmax=ws.vmax)
+        common = dict(
+            in_size=in_size,
+            out_size=out_size,
+            ndim=ndim,
+            validation=region,
+            symmetries=data.symmetries,
+            projection_depth=depth,
+            weights=weights,
+        )
+        train = PatchSampler(inputs, targets, split="train", seed=seed, **common)  # type: ignore[arg-type]
+        # validation targets lie inside the cube: shrink patches that do not fit (the pixel
+        # loss of a smaller patch is still a fair validation loss)
+        vout = out_size
+        if painter.mode != "tile" and out_size > region.size:
+            vout = (
+                region.size
+                if painter.mode == "valid"
+                else region.size // painter.alignment * painter.alignment
+            )
+            if vout < 1:
+                raise ConfigError(
+                    f"validation cube {region.size} is smaller than the alignment {painter.alignment}; enlarge it"
+                )
+        common.update(symmetries=False, out_size=vout, in_size=vout + (in_size - out_size))
+        val = PatchSampler(inputs, targets, split="validation", seed=seed + 1, **common)  # type: ignore[arg-type]
+        box = (float(box_size),) * 3 if np.isscalar(box_size) else tuple(float(b) for b in box_size)  # type: ignore[arg-type]
+        return cls(
+            inputs,
+            targets,
+            shape,
+            box,
+            region,
+            in_size,
+            out_size,
+            ndim,
+            depth,  # type: ignore[arg-type]
+            list(input_meta),
+            list(target_meta),
+            train,
+            val,
+        )
+
+    @classmethod
+    def open(cls, data: Any, painter: Any, *, seed: int = 0) -> TrainingData:
+        """Open the Fields of a :class:`DataConfig` (checks grids, boxes and channels)."""
+        inputs, in_meta = _open_sources(data.inputs, "input")
+        targets, out_meta = _open_sources(data.targets, "target")
+        boxes = {m.box_size for m in in_meta + out_meta}
+        if len(boxes) != 1:
+            raise MetadataError(
+                f"training Fields disagree on the box size (Mpc/h): {sorted(boxes)}; use Fields of one simulation"
+            )
+        return cls.from_sources(
+            inputs,
+            targets,
+            painter,
+            data,
+            seed=seed,
+            box_size=next(iter(boxes)),
+            input_meta=in_meta,
+            target_meta=out_meta,
+        )
+
+    @property
+    def cell_size(self) -> float:
+        """Voxel side in Mpc/h."""
+        return self.box_size[0] / self.shape[0]
+
+
+def _channel_stats(
+    sources: Sequence[Any], region: Region, shape: tuple[int, ...], depth: int | None
+) -> list[tuple[float, float]]:
+    """(mean, std) per channel over the training region, of voxels (3-D painters) or of
+    slabs of ``depth`` voxels projected along x (2-D painters)."""
+    n = shape[0]
+    inside = [((np.arange(n) - o) % n) < region.size for o in region.origin]
+    out = []
+    for s in sources:
+        for ch in _read(s, [(0, m) for m in shape]):
+            if depth:
+                usable = n // depth * depth
+                proj = ch[:usable].reshape(n // depth, depth, n, n).sum(1)
+                touches = inside[0][:usable].reshape(n // depth, depth).any(1)
+                keep = ~(
+                    touches[:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
+                )
+                vals = proj[keep]
+            else:
+                keep = ~(
+                    inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
+                )
+                vals = ch[keep]
+            out.append(
+                (float(np.mean(vals, dtype=np.float64)), float(np.std(vals, dtype=np.float64)))
+            )
+    return out
