@@ -559,12 +559,18 @@ def _deposit_phase(
     todo: Sequence[tuple[int, int, int]],
     *,
     quantity: str,
-    total_weight: float | None,
+    raw: bool = False,
     progress: bool,
     scheduler: str | None,
 ) -> None:
-    """Phase 2: one task per block: deposit its buckets and ordered batches, write it once."""
-    scale, cell_volume = _scale(source, plan, quantity, total_weight or routing.weight)
+    """Phase 2: one task per block: deposit its buckets and ordered batches, write it once.
+
+    ``raw`` writes the plain sum of the weights per cell (no particle mass, no
+    normalisation): the intermediate grids of interlacing.
+    """
+    scale, cell_volume = _scale(source, plan, quantity, routing.weight)
+    if raw:
+        scale = 1.0
     items = routing.items(plan)
     calls = [(tuple(idx), items.get(plan.block_id(idx), [])) for idx in todo]
     _run(
@@ -690,7 +696,6 @@ def deposit_blocks(
             dest,
             todo,
             quantity=quantity,
-            total_weight=None,
             progress=progress,
             scheduler=scheduler,
         )
@@ -880,7 +885,6 @@ def deposit_to_field(
                     writer,
                     writer.pending(),
                     quantity=quantity,
-                    total_weight=None,
                     progress=progress,
                     scheduler=None,
                 )
@@ -991,7 +995,7 @@ def _deposit_interlaced(
                 tmp,
                 tmp.pending(),
                 quantity="mass",
-                total_weight=None,
+                raw=True,
                 progress=progress,
                 scheduler=None,
             )
