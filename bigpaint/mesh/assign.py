@@ -320,9 +320,14 @@ def _fmt_box(box: np.ndarray) -> str:
 # retyping on every call).
 
 
+#: x-planes per slab of the whole-grid kernel (a power of two >= 2 * max support; fixed so
+#: the summation order, hence the result, depends on the input only)
+_SLAB_WIDTH = 8
+
+
 @njit(cache=True)
 def _slab_of(i0, width, nslab):
-    k = i0 // width
+    k = i0 // _SLAB_WIDTH  # a global: a compile-time constant (a shift), == width
     return k if k < nslab else nslab - 1
 
 
@@ -340,17 +345,23 @@ def _slab_hist(pos, inv, nx, pt, shift, width, nslab, lo, hi, hist):
 
 
 @njit(cache=True, nogil=True)
-def _slab_scatter(pos, inv, nx, pt, shift, width, nslab, lo, hi, cur, perm):
+def _slab_scatter(pos, weights, has_w, inv, nx, pt, shift, width, nslab, lo, hi, cur, spos, sw):
+    """Copy particles lo..hi-1 to their slab's run of ``spos``/``sw`` (stable)."""
     p = len(pt)  # a compile-time constant: the length of the tuple type
     for i in range(lo, hi):
         k = _slab_of(_axis(pos[i, 0], inv[0], nx, p, shift)[0], width, nslab)
-        perm[cur[k]] = i
-        cur[k] += 1
+        j = cur[k]
+        spos[j, 0] = pos[i, 0]
+        spos[j, 1] = pos[i, 1]
+        spos[j, 2] = pos[i, 2]
+        if has_w:
+            sw[j] = weights[i]
+        cur[k] = j + 1
 
 
 @njit(cache=True, nogil=True)
-def _slab_deposit(pos, weights, has_w, shape, inv, pt, shift, x0, size, perm, lo, hi, edge, flat):
-    """Deposit particles ``perm[lo:hi]`` (first node in planes [x0, x0+size)) into a
+def _slab_deposit(pos, weights, has_w, shape, inv, pt, shift, x0, size, lo, hi, edge, flat):
+    """Deposit particles ``lo..hi-1`` (first node in planes [x0, x0+size)) into a
     float64 buffer of size + p - 1 planes. The slab's own planes past the first p - 1 go
     to the grid; its first p - 1 planes ("head") and the p - 1 planes that spill into the
     next slab ("ghost") go to ``edge`` (float64), to be summed before the single
@@ -361,8 +372,7 @@ def _slab_deposit(pos, weights, has_w, shape, inv, pt, shift, x0, size, perm, lo
     nyz = ny * nz
     nplane = size + p - 1
     buf = np.zeros(nplane * nyz, np.float64)
-    for j in range(lo, hi):
-        i = perm[j]
+    for i in range(lo, hi):
         jx0, _jx1, _jx2, _jx3, wx0, wx1, wx2, wx3 = _nodes(pos[i, 0], inv[0], nx, p, shift)
         jy0, jy1, jy2, jy3, wy0, wy1, wy2, wy3 = _nodes(pos[i, 1], inv[1], ny, p, shift)
         jz0, jz1, jz2, jz3, wz0, wz1, wz2, wz3 = _nodes(pos[i, 2], inv[2], nz, p, shift)
@@ -380,7 +390,8 @@ def _slab_deposit(pos, weights, has_w, shape, inv, pt, shift, x0, size, perm, lo
                 mab = ma * wy[b]
                 base = (row + jy[b]) * nz
                 for c in range(p):
-                    buf[base + jz[c]] += mab * wz[c]
+                    # unsigned index: no negative-index wraparound test in the hot loop
+                    buf[np.uint64(base + jz[c])] += mab * wz[c]
     if edge.shape[0] == 0:  # one slab: fold the wrapped planes in float64 first
         fold = np.zeros(nx * nyz, np.float64)
         for a in range(nplane):
@@ -403,10 +414,11 @@ def _slab_deposit(pos, weights, has_w, shape, inv, pt, shift, x0, size, perm, lo
 
 
 @njit(parallel=True, cache=True)
-def _deposit_slabs(pos, weights, has_w, shape, inv, pt, shift, width, nparts, perm, flat):
+def _deposit_slabs(pos, weights, has_w, shape, inv, pt, shift, width, nparts, spos, sw, flat):
     """Race-free parallel deposit into the flat C-order grid ``flat`` of ``shape``.
 
-    A stable counting sort of the particles by x-slab, then every slab deposits into its
+    A stable counting sort of the particles by x-slab into ``spos``/``sw`` (a copy, so
+    that each slab then reads its particles sequentially), then every slab deposits into its
     own float64 buffer and writes the planes no other slab touches; the p - 1 planes
     shared by neighbouring slabs are summed in float64 afterwards. Every cell is rounded
     to the grid's dtype once. The loop bodies are separate serial functions (numba
@@ -418,8 +430,8 @@ def _deposit_slabs(pos, weights, has_w, shape, inv, pt, shift, width, nparts, pe
     nyz = shape[1] * shape[2]
     nslab = max(1, nx // width)
 
-    # 1. stable parallel counting sort by x-slab; perm is unique, whatever nparts or the
-    #    thread count, so the summation order below is too
+    # 1. stable parallel counting sort by x-slab; the order is unique, whatever nparts or
+    #    the thread count, so the summation order below is too
     hist = np.zeros((nparts, nslab), np.int64)
     for t in prange(nparts):
         _slab_hist(
@@ -437,22 +449,23 @@ def _deposit_slabs(pos, weights, has_w, shape, inv, pt, shift, width, nparts, pe
     for t in prange(nparts):
         lo = n * t // nparts
         hi = n * (t + 1) // nparts
-        _slab_scatter(pos, inv, nx, pt, shift, width, nslab, lo, hi, cursor[t], perm)
+        _slab_scatter(
+            pos, weights, has_w, inv, nx, pt, shift, width, nslab, lo, hi, cursor[t], spos, sw
+        )
 
     # 2. every slab writes its own planes; shared planes wait in ``edges``
     if nslab == 1:
         _slab_deposit(
-            pos, weights, has_w, shape, inv, pt, shift, 0, nx, perm, 0, n,
-            np.zeros((0, 0, 0)), flat,
-        )  # fmt: skip
+            spos, sw, has_w, shape, inv, pt, shift, 0, nx, 0, n, np.zeros((0, 0, 0)), flat
+        )
         return flat
     edges = np.zeros((nslab, 2, p - 1, nyz), np.float64)
     for k in prange(nslab):
         x0 = k * width
         size = width if k < nslab - 1 else nx - x0
         _slab_deposit(
-            pos, weights, has_w, shape, inv, pt, shift, x0, size, perm, start[k], start[k + 1],
-            edges[k], flat,
+            spos, sw, has_w, shape, inv, pt, shift, x0, size, start[k], start[k + 1], edges[k],
+            flat,
         )  # fmt: skip
 
     # 3. shared planes: head of slab k + ghost of slab k - 1 (periodic), one rounding
@@ -669,9 +682,10 @@ def deposit(
     n = pos.shape[0]
     if n == 0:
         return out
-    perm = np.empty(n, np.int32 if n < 2**31 - 1 else np.int64)
+    # sorted copies: the particles regrouped by x-slab (the memory cost of the speed)
+    spos = np.empty_like(pos)
+    sw = np.empty(n, np.float64) if w is not None else np.zeros(1)
     inv = np.array([s / b for s, b in zip(shape, box, strict=True)], np.float64)
-    width = max(8, 2 * p)
     nparts = int(min(n, 4 * numba.get_num_threads()))
     _deposit_slabs(
         pos,
@@ -681,9 +695,10 @@ def deposit(
         inv,
         (0,) * p,
         float(shift),
-        width,
+        _SLAB_WIDTH,
         nparts,
-        perm,
+        spos,
+        sw,
         out.reshape(-1),
     )
     return out

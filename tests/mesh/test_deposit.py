@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -309,7 +310,8 @@ def test_killed_run_resumes_without_redoing_blocks(tmp_path, rng, monkeypatch):
 
     monkeypatch.setattr(depmod, "_deposit_block", dies_on_block_5)
     url = str(tmp_path / "out.zarr")
-    with pytest.raises(RuntimeError, match="killed"):
+    # one worker thread: no block is still being written when the failure surfaces
+    with dask.config.set(num_workers=1), pytest.raises(RuntimeError, match="killed"):
         deposit_to_field(str(tmp_path / "p.npy"), url, **args)
     with pytest.raises(FieldIncompleteError):
         open_field(url)
