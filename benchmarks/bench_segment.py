@@ -40,6 +40,18 @@ from pathlib import Path
 
 
 def _rss_mib() -> float:
+    """Peak resident memory of this process in MiB.
+
+    ``VmHWM`` of the current address space: unlike ``ru_maxrss`` it is not inherited from
+    the parent across fork + exec (the parent here holds the whole generated map).
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -82,6 +94,8 @@ def _warm() -> None:
 
 
 def _variant_engine(args: argparse.Namespace) -> dict:
+    import dask
+
     from bigpaint.cluster import connect
     from bigpaint.config import LocalClusterConfig
     from bigpaint.segment import SegmentParams, segment_field
@@ -90,8 +104,9 @@ def _variant_engine(args: argparse.Namespace) -> dict:
         n_workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit
     )
     params = SegmentParams(min_distance=2)
-    with connect(cfg) as client:
+    with dask.config.set({"bigpaint.chunk-cache": args.chunk_cache}), connect(cfg) as client:
         client.run(_warm)
+        cache = client.run(lambda: dask.config.get("bigpaint.chunk-cache", None))
         idle = client.run(_rss_mib)
         t0 = time.perf_counter()
         table = segment_field(
@@ -109,6 +124,7 @@ def _variant_engine(args: argparse.Namespace) -> dict:
     stats = catalog_meta(table)["stats"]
     return {
         "time_s": elapsed,
+        "worker_chunk_cache": sorted(set(cache.values())),
         "regions": table.num_rows,
         "stats": stats,
         "worker_peak_rss_mib": sorted(peaks.values()),
@@ -176,6 +192,11 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--memory-limit", default="6GiB", help="per engine worker")
     p.add_argument(
+        "--chunk-cache",
+        default="1GiB",
+        help="decoded-chunk cache per engine worker (dask config bigpaint.chunk-cache)",
+    )
+    p.add_argument(
         "--write-labels",
         action="store_true",
         help="the engine also writes the label Field (timed with the rest)",
@@ -205,10 +226,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-segment-") as tmp:
         inp = f"{tmp}/distance.zarr"
         made = _make_input(inp, args.grid, args.box, args.chunks, args.fill, args.seed, args.jitter)
-        common = ["--input", inp, "--memory-limit", args.memory_limit]
+        common = [
+            "--input",
+            inp,
+            "--memory-limit",
+            args.memory_limit,
+            "--chunk-cache",
+            args.chunk_cache,
+        ]
         ref = f"{tmp}/ref.npy"
         results: dict = {
-            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": sys.version.split()[0],
+                "load_average_at_start": os.getloadavg(),
+            },
+            "chunk_cache": args.chunk_cache,
             "grid": args.grid,
             "chunks": args.chunks,
             "box_mpc_h": args.box,
@@ -233,10 +266,13 @@ def main() -> None:
             )
             results[f"engine_{n}_workers"] = res
 
+    results["machine"]["load_average_at_end"] = os.getloadavg()
     s = results["skimage"]
     print(
         f"segment {args.grid}^3 float32 ({results['field_mib']:.0f} MiB), chunks {args.chunks}^3, "
-        f"foreground {made['foreground_fraction']:.1%}, {os.cpu_count()} cores"
+        f"foreground {made['foreground_fraction']:.1%}, {os.cpu_count()} cores, "
+        f"load average {results['machine']['load_average_at_start'][0]:.1f} at start "
+        f"(other processes share the cores)"
     )
     print(
         f"{'variant':<20}{'time [s]':>10}{'ratio':>8}{'regions':>9}{'peak RSS [MiB]':>36}"
@@ -261,7 +297,9 @@ def main() -> None:
         st = r["stats"]
         print(
             f"{'':<20}passes [s]: blocks {st['blocks_s']:.1f}, seams {st['seams_s']:.1f}, "
-            f"merge {st['merge_s']:.1f}, flood {st['flood_s']:.1f}; "
+            f"merge {st['merge_s']:.1f}, flood {st['flood_s']:.1f}; inside tasks: blocks "
+            f"{st['blocks_task_s']:.1f}, spans {st['spans_task_s']:.1f}, "
+            f"flood blocks {st['flood_blocks_task_s']:.1f}; "
             f"{st['spanning_components']} of {st['components']} components span blocks, "
             f"largest flood box {st['largest_flood_box_voxels']} voxels"
         )

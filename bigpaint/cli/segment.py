@@ -182,6 +182,9 @@ def calibrate_threshold(
 @click.option("--truth-column", default="mass", show_default=True)
 @click.option("--box", type=float, default=None, help="Box side in Mpc/h if not recorded.")
 @click.option(
+    "--min-mass", type=float, default=0.0, help="Drop haloes lighter than this (Msun/h) first."
+)
+@click.option(
     "--min-count",
     type=click.IntRange(min=1),
     default=20,
@@ -196,6 +199,7 @@ def hmf(
     column: str,
     truth_column: str,
     box: float | None,
+    min_mass: float,
     min_count: int,
 ) -> None:
     """Halo mass function of CATALOG, with Poisson errors (and the ratio to --truth)."""
@@ -210,6 +214,7 @@ def hmf(
         truth_column=truth_column,
         box_size=box,
         min_count=min_count,
+        min_mass=min_mass,
     )
     head = f"{'M_lo [Msun/h]':>14}{'M_hi':>11}{'N':>7}{'dn/dlog10M':>13}{'err':>10}"
     if "ratio" in ds:

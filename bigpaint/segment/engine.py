@@ -301,6 +301,7 @@ def _pass_blocks(
     faces: Any,
     dest: Any,
 ) -> dict[str, Any]:
+    t0 = time.perf_counter()
     window = _read(source, plan.window(index))
     core = plan.core(index)
     origin = tuple(s.start for s in core)
@@ -378,6 +379,7 @@ def _pass_blocks(
         "hi": hi,
         "touch": touch,
         "sums": sums,
+        "seconds": time.perf_counter() - t0,
     }
 
 
@@ -422,34 +424,116 @@ def _watershed(
     return watershed(ranks, markers, mask=mask, connectivity=connectivity)
 
 
+def _span_local(span: _Span, points: np.ndarray, box: tuple[int, ...]) -> np.ndarray:
+    """Coordinates in the span's box of global linear voxel indices, ``(n, 3)``."""
+    ny, nz = box[1], box[2]
+    c = np.stack([points // (ny * nz), (points // nz) % ny, points % nz], axis=1)
+    return (c - np.asarray(span.start)) % np.asarray(box)
+
+
 def _flood_span(
     span: _Span, source: Any, params: SegmentParams, box: tuple[int, ...]
 ) -> np.ndarray:
+    """Flood one spanning component on its periodic box (periodic along full axes)."""
     window = [(s, s + e) for s, e in zip(span.start, span.extent, strict=True)]
     d = _read(source, window)
-    mask = d > params.threshold
-    lab, _ = label_periodic(mask, params.connectivity, span.full, renumber=False)
-    ny, nz = box[1], box[2]
-    rep = span.name - 1
-    rc = np.array([rep // (ny * nz), (rep // nz) % ny, rep % nz])
-    rl = (rc - np.asarray(span.start)) % np.asarray(box)
-    comp = lab == lab[tuple(rl)]
+    lab, _ = label_periodic(d > params.threshold, params.connectivity, span.full, renumber=False)
+    comp = lab == lab[tuple(_span_local(span, np.array([span.name - 1]), box)[0])]
     markers = np.zeros(d.shape, dtype=np.int64)
-    if span.markers.size:
-        m = span.markers
-        mc = np.stack([m // (ny * nz), (m // nz) % ny, m % nz], axis=1)
-        ml = (mc - np.asarray(span.start)) % np.asarray(box)
-        markers[ml[:, 0], ml[:, 1], ml[:, 2]] = m + 1
+    ml = _span_local(span, span.markers, box)
+    markers[ml[:, 0], ml[:, 1], ml[:, 2]] = span.markers + 1
     ranks = flood_ranks(d, comp, index_order(span.start, d.shape, box))
     out = _watershed(ranks, markers, comp, params.connectivity, span.full)
     out[~comp] = 0
     return out
 
 
+#: Packs of unrolled spanning components flooded in one scikit-image call hold at most this
+#: many voxels (and at most twice the voxels of their boxes).
+_PACK_VOXELS = 1 << 23
+
+
+def _flood_packed(
+    spans: list[_Span], source: Any, params: SegmentParams, box: tuple[int, ...]
+) -> list[np.ndarray]:
+    """Flood several unrolled spanning components in ONE scikit-image call.
+
+    Their boxes are stacked along x with an empty plane between neighbours, so no two
+    components touch; one labelling, one ranking and one watershed serve them all. The
+    result per component is what :func:`_flood_span` gives (the flood of a component
+    depends only on its own voxels, ranks and markers), without the fixed cost of a call
+    per component (most spanning components are small).
+    """
+    ey = max(s.extent[1] for s in spans)
+    ez = max(s.extent[2] for s in spans)
+    x0 = np.cumsum([0] + [s.extent[0] + 1 for s in spans])
+    nx = int(x0[-1])
+    reads = [
+        _read(source, [(a, a + e) for a, e in zip(s.start, s.extent, strict=True)]) for s in spans
+    ]
+    d = np.zeros((nx, ey, ez), dtype=reads[0].dtype)
+    order = np.zeros((nx, ey, ez), dtype=np.int64)
+    markers = np.zeros((nx, ey, ez), dtype=np.int64)
+    offset = 0
+    for s, x, r in zip(spans, x0[:-1], reads, strict=True):
+        ex, sy, sz = s.extent
+        part = (slice(x, x + ex), slice(0, sy), slice(0, sz))
+        d[part] = r
+        order[part] = index_order(s.start, s.extent, box) + offset
+        offset += ex * sy * sz
+        ml = _span_local(s, s.markers, box)
+        markers[ml[:, 0] + x, ml[:, 1], ml[:, 2]] = s.markers + 1
+    lab, _ = ndi.label(d > params.threshold, ndi.generate_binary_structure(3, params.connectivity))
+    comp = np.zeros(d.shape, dtype=bool)
+    for s, x in zip(spans, x0[:-1], strict=True):
+        rl = _span_local(s, np.array([s.name - 1]), box)[0]
+        part = (slice(x, x + s.extent[0]), slice(0, s.extent[1]), slice(0, s.extent[2]))
+        comp[part] = lab[part] == lab[rl[0] + x, rl[1], rl[2]]
+    out = _watershed(flood_ranks(d, comp, order), markers, comp, params.connectivity, (False,) * 3)
+    out[~comp] = 0
+    return [
+        out[x : x + s.extent[0], : s.extent[1], : s.extent[2]]
+        for s, x in zip(spans, x0[:-1], strict=True)
+    ]
+
+
+def _packs(spans: list[_Span]) -> list[list[_Span]]:
+    """Group unrolled spans into packs of bounded size and bounded padding waste."""
+    todo = sorted(spans, key=lambda s: (s.extent[1] * s.extent[2], s.extent[1]), reverse=True)
+    packs: list[list[_Span]] = []
+    cur: list[_Span] = []
+    vol = nx = ey = ez = 0
+    for s in todo:
+        v = int(np.prod(s.extent))
+        ny_, nz_ = max(ey, s.extent[1]), max(ez, s.extent[2])
+        padded = (nx + s.extent[0] + 1) * ny_ * nz_
+        if cur and (padded > _PACK_VOXELS or padded > 2 * (vol + v) + 4096):
+            packs.append(cur)
+            cur, vol, nx, ny_, nz_ = [], 0, 0, s.extent[1], s.extent[2]
+        cur.append(s)
+        vol += v
+        nx += s.extent[0] + 1
+        ey, ez = ny_, nz_
+    if cur:
+        packs.append(cur)
+    return packs
+
+
 def _flood_group(
-    spans: list[_Span], *, source: Any, params: SegmentParams, box: tuple[int, ...]
-) -> list[tuple[_Span, np.ndarray]]:
-    return [(s, _flood_span(s, source, params, box)) for s in spans]
+    anchor: tuple[int, ...],
+    spans: list[_Span],
+    *,
+    source: Any,
+    params: SegmentParams,
+    box: tuple[int, ...],
+) -> tuple[tuple[int, ...], float, list[tuple[_Span, np.ndarray]]]:
+    """Flood the spanning components anchored in one block: (anchor, seconds, floods)."""
+    t0 = time.perf_counter()
+    out = [(s, _flood_span(s, source, params, box)) for s in spans if any(s.full)]
+    unrolled = [s for s in spans if not any(s.full)]
+    for pack in _packs(unrolled):
+        out.extend(zip(pack, _flood_packed(pack, source, params, box), strict=True))
+    return anchor, time.perf_counter() - t0, out
 
 
 def _arc_overlap(start: int, extent: int, lo: int, hi: int, n: int) -> list[tuple[slice, slice]]:
@@ -545,7 +629,7 @@ def _flood_block(
     piece_comp: np.ndarray,
     flood_pieces: np.ndarray,
     local_markers: np.ndarray,
-    *group_results: list[tuple[_Span, np.ndarray]],
+    *group_results: tuple[tuple[int, ...], float, list[tuple[_Span, np.ndarray]]],
     source: Any,
     plan: BlockPlan,
     params: SegmentParams,
@@ -554,6 +638,7 @@ def _flood_block(
 ) -> dict[str, np.ndarray]:
     """Finish a block: flood its local pieces that touch a face (the interior ones were
     flooded in pass 1), paste the spanning floods that cross it, write, sum the regions."""
+    t0 = time.perf_counter()
     core = plan.core(index)
     origin = tuple(s.start for s in core)
     box = plan.shape
@@ -580,7 +665,10 @@ def _flood_block(
                 (False,) * 3,
             ).astype(np.int64, copy=False)
     candidates = [local_markers + 1]
-    for group in group_results:
+    span_seconds = 0.0
+    for anchor, seconds, group in group_results:
+        if anchor == tuple(index):  # count each group's time once, in its anchor block
+            span_seconds += seconds
         for span, labels in group:
             if _paste(out, span, labels, core, box):
                 candidates.append(span.markers + 1)
@@ -591,7 +679,7 @@ def _flood_block(
             dest.write_block(index, full)
         else:
             dest[core] = full
-    return _region_sums(
+    sums = _region_sums(
         out,
         d,
         origin,
@@ -599,6 +687,8 @@ def _flood_block(
         np.asarray(params.trajectory_thresholds, dtype=np.float64),
         np.unique(np.concatenate(candidates)),
     )
+    sums["seconds"] = np.array([time.perf_counter() - t0, span_seconds])
+    return sums
 
 
 # ---------------------------------------------------------------- execution
@@ -619,7 +709,7 @@ def _execute(dsk: dict[str, Any], keys: list[str], local: bool) -> list[Any]:
 
 
 def _flood_graph(
-    groups: list[list[_Span]],
+    groups: list[tuple[tuple[int, ...], list[_Span]]],
     block_calls: list[tuple[Any, ...]],
     shared: dict[str, Any],
 ) -> tuple[dict[str, Any], list[str]]:
@@ -633,10 +723,16 @@ def _flood_graph(
         dsk[key] = DataNode(key, v)
         refs[k] = TaskRef(key)
     gkeys = []
-    for i, spans in enumerate(groups):
+    for i, (anchor, spans) in enumerate(groups):
         key = f"segment-span-{token}-{i}"
         dsk[key] = Task(
-            key, _flood_group, spans, source=refs["source"], params=refs["params"], box=refs["box"]
+            key,
+            _flood_group,
+            anchor,
+            spans,
+            source=refs["source"],
+            params=refs["params"],
+            box=refs["box"],
         )
         gkeys.append(key)
     keys = []
@@ -827,6 +923,11 @@ def segment(
             shutil.rmtree(tmp, ignore_errors=True)
     result = _reduce(shape, params, [r["sums"] for r in p1] + sums, merged)
     timings["total_s"] = time.perf_counter() - t_start
+    # seconds spent inside the tasks, summed over tasks (against wall time x workers:
+    # the rest is scheduling, transfers and waiting for a core)
+    timings["blocks_task_s"] = float(sum(r["seconds"] for r in p1))
+    timings["spans_task_s"] = float(sum(x["seconds"][1] for x in sums))
+    timings["flood_blocks_task_s"] = float(sum(x["seconds"][0] for x in sums))
     result.stats.update(timings)
     return result
 
@@ -917,7 +1018,7 @@ def _merge(
                     deps[(bx, by, bz)].add(anchor)
     anchors = sorted(groups_by_block)
     group_id = {b: i for i, b in enumerate(anchors)}
-    groups = [groups_by_block[b] for b in anchors]
+    groups = [(b, groups_by_block[b]) for b in anchors]
 
     # per block: its pieces (for component labels), the face-touching local pieces it
     # floods itself and their markers (interior pieces were flooded in pass 1)

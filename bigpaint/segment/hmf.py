@@ -257,16 +257,21 @@ def hmf_report(
     truth_column: str = "mass",
     box_size: float | None = None,
     min_count: int = 20,
+    min_mass: float = 0.0,
 ) -> tuple[xr.Dataset, list[Path]]:
     """Mass function of a catalogue (and its comparison with a truth catalogue); ``bigpaint hmf``.
 
-    Writes ``OUT.csv`` (the table, units in the headers) and ``OUT.png`` when ``out`` is given.
+    ``min_mass`` (Msun/h) drops lighter haloes from both catalogues first (e.g. the
+    protohalo mass cut, when the truth is a FoF catalogue of all haloes). Writes
+    ``OUT.csv`` (the table, units in the headers) and ``OUT.png`` when ``out`` is given.
     """
     from bigpaint.stats.tables import write_table
 
     masses, vol = catalog_masses(catalog, column=column, box_size=box_size)
+    masses = masses[masses >= min_mass]
     if truth is not None:
         tmass, tvol = catalog_masses(truth, column=truth_column, box_size=box_size)
+        tmass = tmass[tmass >= min_mass]
         if not np.isclose(vol, tvol, rtol=1e-6):
             raise MetadataError(
                 f"the catalogue's box ({vol:.6g} (Mpc/h)^3) differs from the truth's ({tvol:.6g}); "
@@ -276,6 +281,7 @@ def hmf_report(
     else:
         ds = mass_function(masses, vol, bins)
     ds.attrs["catalog"] = str(catalog)
+    ds.attrs["min_mass"] = float(min_mass)
     if truth is not None:
         ds.attrs["truth"] = str(truth)
     paths: list[Path] = []

@@ -184,3 +184,35 @@ def test_cli_bad_inputs(tmp_path):
     assert not (tmp_path / "c.parquet").exists()
     res = CliRunner().invoke(cli, ["hmf", str(tmp_path / "missing.parquet")])
     assert res.exit_code == 2 and "no catalogue" in res.output
+
+
+def test_hmf_against_a_fof_catalogue_with_a_mass_cut(tmp_path):
+    """The truth may be the simulator's FoF catalogue (box size in its metadata, all haloes
+    down to 20 particles): ``min_mass`` applies the protohalo cut to both."""
+    import pyarrow as pa
+
+    from bigpaint.sim.fof import write_catalogue
+
+    rng = np.random.default_rng(3)
+    fof = 10 ** rng.uniform(11, 14, 3000)
+    write_catalogue(
+        pa.table({"mass": fof}),
+        tmp_path / "halos.parquet",
+        {"box_size": 100.0, "particle_mass": 1e9},
+    )
+    kept = fof[fof >= 1e12]
+    seg = pa.table({"mass": kept * 1.01}).replace_schema_metadata(
+        {"bigpaint": '{"box_size": [100.0, 100.0, 100.0]}'}
+    )
+    write_catalog(seg, tmp_path / "seg.parquet")
+    ds, _ = hmf_report(
+        tmp_path / "seg.parquet",
+        truth=tmp_path / "halos.parquet",
+        bins=np.logspace(12, 14, 5),
+        min_mass=1e12,
+    )
+    np.testing.assert_array_equal(
+        ds["count_truth"].values, np.histogram(kept, np.logspace(12, 14, 5))[0]
+    )
+    assert ds.attrs["volume"] == pytest.approx(1e6)
+    assert ds.attrs["max_abs_deviation"] < 0.1

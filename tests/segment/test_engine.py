@@ -41,13 +41,15 @@ def _run(d, params, chunks):
     connectivity=st.sampled_from([1, 2, 3]),
     min_distance=st.integers(1, 3),
     sigma=st.sampled_from([0.0, 0.8]),
+    dtype=st.sampled_from(["f4", "f8"]),
 )
 @settings(max_examples=30)
-def test_chunked_equals_whole_box(chunks, fixture, connectivity, min_distance, sigma):
+def test_chunked_equals_whole_box(chunks, fixture, connectivity, min_distance, sigma, dtype):
     """Markers, components and watershed labels of any chunk layout equal the whole-box
     references: brute-force markers, scipy-graph periodic components (up to renaming) and
     the periodic watershed (identical labels: both are named by marker voxel)."""
     _, d = blobs(shape=SHAPE, **fixture)
+    d = d.astype(dtype)
     params = SegmentParams(min_distance=min_distance, connectivity=connectivity, sigma=sigma)
     res, labels, comps = _run(d, params, chunks)
     markers = find_markers(d, min_distance=min_distance, sigma=sigma)
