@@ -113,37 +113,42 @@ class AffineNorm(_Norm):
 
 
 class EmberNorm(_Norm):
-    """EMBER eq. 7: ``y = log((x / x0)^q + 1) / k`` for ``x >= 0`` (negatives clipped to 0).
+    """EMBER eq. 7: ``y = log(((x + offset) / x0)^q + 1) / k``, negatives clipped to 0.
 
     Table 2 of the paper: dark matter ``k=3, x0=1e7 Msun, q=1``; gas ``k=3, x0=1.5e6, q=1``;
-    HI ``k=0.9, x0=1e4, q=0.2``. ``x0`` is in the units of the field.
+    HI ``k=0.9, x0=1e4, q=0.2``. ``x0`` is in the units of the field. ``offset`` (0 in the
+    paper, whose fields are masses) turns a contrast into a mass: a slab of ``d`` voxels of
+    ``delta`` projects to ``sum delta``, and ``offset = d`` gives ``sum (1 + delta)``.
     """
 
     kind: Literal["ember"] = "ember"
     k: float = Field(3.0, gt=0)
     x0: float = Field(1.0, gt=0)
     q: float = Field(1.0, gt=0)
+    offset: float = 0.0
 
     def forward(self, x: Any) -> Any:
         xp = _xp(x)
-        return xp.log(xp.clip(x / self.x0, 0, None) ** self.q + 1) / self.k
+        return xp.log(xp.clip((x + self.offset) / self.x0, 0, None) ** self.q + 1) / self.k
 
     def inverse(self, y: Any) -> Any:
         xp = _xp(y)
-        return self.x0 * xp.clip(xp.exp(self.k * y) - 1, 0, None) ** (1 / self.q)
+        return self.x0 * xp.clip(xp.exp(self.k * y) - 1, 0, None) ** (1 / self.q) - self.offset
 
 
 class LogLikeNorm(_Norm):
     """Cosmic-web GAN eq. 2: ``y = (2 log(x + c) - (b + a)) / (b - a)`` with ``a = log c``.
 
     Maps ``[0, e^b - c]`` to ``[-1, 1]``; the paper uses ``c = 1e-3`` and ``b = log 2632``
-    (particles per pixel). With ``c = 0`` and ``a`` given it is eq. 1.
+    (particles per pixel). With ``c = 0`` and ``a`` given it is eq. 1. ``x`` is first
+    ``x + offset`` (0 in the paper; the projection depth for slabs of a contrast ``delta``).
     """
 
     kind: Literal["loglike"] = "loglike"
     c: float = Field(1e-3, ge=0)
     b: float = math.log(2632.0)
     a: float | None = None
+    offset: float = 0.0
 
     def _a(self) -> float:
         if self.a is not None:
@@ -155,12 +160,13 @@ class LogLikeNorm(_Norm):
     def forward(self, x: Any) -> Any:
         xp = _xp(x)
         a = self._a()
-        return (2 * xp.log(xp.clip(x + self.c, 1e-30, None)) - (self.b + a)) / (self.b - a)
+        v = xp.clip(x + self.offset + self.c, 1e-30, None)
+        return (2 * xp.log(v) - (self.b + a)) / (self.b - a)
 
     def inverse(self, y: Any) -> Any:
         xp = _xp(y)
         a = self._a()
-        return xp.exp((y * (self.b - a) + self.b + a) / 2) - self.c
+        return xp.exp((y * (self.b - a) + self.b + a) / 2) - self.c - self.offset
 
 
 Normalization = Annotated[

@@ -145,12 +145,18 @@ class RunConfig(_Strict):
         ``auto``: CUDA when available.
     amp : bool
         bfloat16 autocast on CUDA devices that support it (ignored on CPU).
+    channels_last : bool
+        Train 3-D painters in the channels-last memory format (about 1.6x faster
+        convolutions on CPU with oneDNN; also the fast path of cuDNN).
     threads : int, optional
         torch intra-op threads on CPU.
     resume : bool
         Continue from ``out/state.pt`` when it exists.
     progress : bool
         Show a progress bar.
+    init_from : str, optional
+        A painter checkpoint of the same architecture whose weights start the run (e.g. a
+        regression pre-training before the WGAN); the normalizations are the config's.
     """
 
     out: str
@@ -163,9 +169,11 @@ class RunConfig(_Strict):
     val_batches: int = Field(4, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
+    channels_last: bool = True
     threads: int | None = Field(None, ge=1)
     resume: bool = True
     progress: bool = True
+    init_from: str | None = None
 
 
 class TrainConfig(_Strict):

@@ -7,6 +7,7 @@
 2. Builds the painter from the registry, opens the Fields (:class:`TrainingData`: region
    split, normalizations fitted on the training region) and the family's objective
    (:mod:`bigpaint.train.objectives`: regression, WGAN-GP, DCGAN + encoder).
+   ``run.init_from`` starts from a checkpoint's weights (same architecture, checked).
 3. Resumes from ``run.out/state.pt`` when it exists (same config required): modules,
    optimizers, schedulers, step, torch and sampler RNG states. A run stopped and resumed
    ends with exactly the weights of an uninterrupted run (tested).
@@ -222,8 +223,15 @@ def train(cfg: TrainConfig | dict[str, Any]) -> TrainResult:
             )
     torch.manual_seed(run.seed)
     painter = build_painter(cfg.family, cfg.model)
+    if run.init_from and saved is None:
+        from bigpaint.painters import load_weights
+
+        load_weights(painter, run.init_from)  # normalizations: set from the config next
     data = TrainingData.open(cfg.data, painter, seed=run.seed)
-    painter.to(device)
+    if run.channels_last and painter.ndim == 3:
+        painter.to(device, memory_format=torch.channels_last_3d)
+    else:
+        painter.to(device)
     objective = make_objective(painter, cfg, data, device, amp)
     best_score = float("inf")
     if saved is not None:

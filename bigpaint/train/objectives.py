@@ -81,6 +81,13 @@ class Objective:
         self.step = 0
 
     # -- helpers -----------------------------------------------------------------------
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """channels-last for 3-D painters when ``run.channels_last`` (faster oneDNN/cuDNN convolutions)."""
+        if self.cfg.run.channels_last and self.painter.ndim == 3:
+            return torch.channels_last_3d
+        return torch.contiguous_format
+
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp is None:
             return contextlib.nullcontext()
@@ -115,6 +122,9 @@ class Objective:
         x, y = sampler.sample(self.cfg.data.batch_size)
         x = torch.as_tensor(apply_norms(self.painter.input_norm, x, 1), device=self.device)
         y = torch.as_tensor(apply_norms(self.painter.output_norm, y, 1), device=self.device)
+        if x.ndim == 5:
+            x = x.contiguous(memory_format=self.memory_format)
+            y = y.contiguous(memory_format=self.memory_format)
         return x, y
 
     def update(self, name: str, loss: torch.Tensor) -> None:
@@ -232,7 +242,7 @@ class HaloObjective(Objective):
             )
             self.critic = HaloCritic(
                 HaloCriticConfig(in_channels=cin, patch=self.data.out_size)
-            ).to(self.device)
+            ).to(self.device, memory_format=self.memory_format)
             self.modules["critic"] = self.critic
             self.add_optimizer("critic", self.adam(self.critic.parameters(), critic=True), total)
 

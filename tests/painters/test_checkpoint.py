@@ -173,6 +173,8 @@ def test_build_painter_config_errors():
         EmberNorm(k=3.0, x0=1e7, q=1.0),
         EmberNorm(k=0.9, x0=1e4, q=0.2),
         LogLikeNorm(),
+        EmberNorm(k=1.0, x0=4.0, offset=8.0),
+        LogLikeNorm(offset=8.0),
     ],
 )
 def test_normalizations_invert_on_numpy_and_torch(norm):

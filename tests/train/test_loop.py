@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from bigpaint.cli import cli
 from bigpaint.config import load_config
-from bigpaint.errors import ConfigError
+from bigpaint.errors import CheckpointError, ConfigError
 from bigpaint.painters import load_checkpoint
 from bigpaint.train import TrainConfig, select_device, train
 
@@ -173,6 +173,20 @@ def test_resumed_run_equals_uninterrupted_run(big, tmp_path, family):
     rows_a = list(csv.DictReader(straight.metrics.open()))
     rows_b = list(csv.DictReader(resumed.metrics.open()))
     assert [r["loss"] for r in rows_a] == [r["loss"] for r in rows_b]
+
+
+def test_init_from_starts_with_the_checkpoint_weights(big, tmp_path):
+    first = train(_cfg(big, tmp_path / "a", "protohalo-unet", max_steps=2))
+    cfg = _cfg(big, tmp_path / "b", "protohalo-unet", max_steps=1, init_from=str(first.last))
+    cfg["optim"] = {"lr": 1e-12}  # (almost) no update: the weights stay the checkpoint's
+    second = train(cfg)
+    a, b = _weights(first.last), _weights(second.last)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-9)
+    cfg["model"] = {"levels": 2, "filters": 3}
+    cfg["run"]["out"] = str(tmp_path / "c")
+    with pytest.raises(CheckpointError, match="filters=2, the painter has filters=3"):
+        train(cfg)
 
 
 def test_run_directory_of_another_training_is_refused(big, tmp_path):
