@@ -260,6 +260,7 @@ def main() -> None:
     box = SIM["box_size"]
 
     # training: regression, then WGAN-GP from it, within the budget
+    load_before = os.getloadavg()
     t0 = time.perf_counter()
     t_pre = args.budget * args.pretrain_fraction
     pre = train(
@@ -279,6 +280,7 @@ def main() -> None:
         )
     )
     train_seconds = time.perf_counter() - t0
+    load_after = os.getloadavg()
 
     # evaluation on the other seed
     lpt = read(eval_box / "lpt_density.zarr")
@@ -353,6 +355,8 @@ def main() -> None:
         },
         "training": {
             "budget_s": args.budget,
+            "load_average_1_5_15min_before": load_before,
+            "load_average_1_5_15min_after": load_after,
             "wall_s": train_seconds,
             "regression": {
                 "steps": pre.steps,

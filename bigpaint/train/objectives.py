@@ -323,6 +323,11 @@ class ProtohaloObjective(Objective):
                 f"objective.buffer {self.settings.buffer} leaves nothing of {self.data.out_size}-voxel "
                 "patches; lower it or enlarge data.patch"
             )
+        if 2 * self.settings.buffer >= self.data.val.out_size:
+            raise ConfigError(
+                f"objective.buffer {self.settings.buffer} leaves nothing of the "
+                f"{self.data.val.out_size}-voxel validation patches; enlarge data.validation.size"
+            )
         self.add_optimizer("painter", self.adam(self.painter.parameters()), self.cfg.run.max_steps)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
