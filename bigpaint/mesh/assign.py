@@ -506,6 +506,22 @@ def _deposit_window(pos, weights, has_w, shape, inv, pt, shift, origin, acc):
         jz = (jz0, jz1, jz2, jz3)
         wz = (wz0, wz1, wz2, wz3)
         mass = weights[i] if has_w else 1.0
+        ly0 = jy[0] - oy
+        if ly0 < 0:
+            ly0 += ny
+        lz0 = jz[0] - oz
+        if lz0 < 0:
+            lz0 += nz
+        if lx0 + p <= cx and ly0 + p <= cy and lz0 + p <= cz:
+            # the whole support inside the block (most particles): no per-node tests
+            for a in range(p):
+                ma = mass * wx[a]
+                for b in range(p):
+                    mab = ma * wy[b]
+                    base = ((lx0 + a) * cy + ly0 + b) * cz + lz0
+                    for c in range(p):
+                        flat[np.uint64(base + c)] += mab * wz[c]
+            continue
         for a in range(p):
             lx = jx[a] - ox
             if lx < 0:

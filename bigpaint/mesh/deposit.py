@@ -6,11 +6,12 @@ How it works
    and out-of-box positions (before anything is written), and find for every particle the
    output blocks its assignment kernel touches: 1 block for most particles, up to ``p^3``
    (2^3 for CIC) for particles whose support straddles a seam, including seams across the
-   periodic wrap. A batch that touches few blocks (``max_rereads``; spatially ordered input
-   such as particles on a Lagrangian grid) and can be re-read cheaply is left where it is.
-   Any other batch is bucketed by block (a stable counting sort) and spilled to one file,
-   so unordered snapshots pay one sequential write and one read, never an all-to-all
-   exchange of the grid.
+   periodic wrap. Each batch is bucketed by block (a stable counting sort) and spilled to
+   one file, so unordered snapshots pay one sequential write and one read. A batch that
+   can be re-read from its source and lies mostly in one block (spatially ordered input,
+   such as a sub-cube of particles from a Lagrangian grid) is left where it is: that
+   "home" block re-reads it, and only the particles that touch other blocks (the few that
+   crossed a seam) are spilled, so ordered input does not pay for a shuffle.
 2. **Deposit** (one task per output block; memory: the block in float64 plus one batch or
    bucket). Read the block's bucket from every spilled batch and the few ordered batches
    that touch it, deposit them with the block's window kernel, which keeps only the nodes
@@ -72,8 +73,9 @@ __all__ = [
 Quantity = Literal["mass", "density", "delta"]
 QUANTITIES = ("mass", "density", "delta")
 
-#: Ordered batches touching at most this many blocks are re-read instead of spilled.
-DEFAULT_MAX_REREADS = 8
+#: A re-readable batch with at least this fraction of its particles in one block (spatially
+#: ordered input) is re-read by that block; only its other particles are spilled.
+DEFAULT_HOME_FRACTION = 0.5
 
 
 # ---------------------------------------------------------------- plan (pure)
@@ -182,7 +184,7 @@ class DepositPlan:
                 pos,
                 np.array(self.shape, np.int64),
                 self.inv_cell,
-                self.p,
+                (0,) * self.p,
                 self.shift,
                 *self._chunk_of,
                 np.array(self.grid, np.int64),
@@ -191,9 +193,16 @@ class DepositPlan:
         return counts
 
     def route(
-        self, positions: np.ndarray, weights: np.ndarray | None = None
+        self,
+        positions: np.ndarray,
+        weights: np.ndarray | None = None,
+        counts: np.ndarray | None = None,
+        skip: int = -1,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Bucket particles by block (stable): every particle once per block it touches.
+
+        ``counts`` may pass :meth:`route_counts` of the same positions (saves a pass);
+        block ``skip`` gets no copies (its count in the result is 0).
 
         Returns
         -------
@@ -206,24 +215,27 @@ class DepositPlan:
         weights : (sum(counts),) or None
         """
         pos = np.ascontiguousarray(positions)
-        counts = self.route_counts(pos)
+        counts = self.route_counts(pos) if counts is None else counts.copy()
+        if skip >= 0:
+            counts[skip] = 0
         total = int(counts.sum())
         out_pos = np.empty((total, 3), pos.dtype)
-        out_w = None if weights is None else np.empty(total, np.asarray(weights).dtype)
+        out_w = None if weights is None else np.empty(total, np.float64)
         if total:
             cursor = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-            w = np.ascontiguousarray(weights) if weights is not None else np.zeros(1)
+            w = np.zeros(1) if weights is None else np.ascontiguousarray(weights, np.float64)
             _route_fill(
                 pos,
                 w,
                 weights is not None,
                 np.array(self.shape, np.int64),
                 self.inv_cell,
-                self.p,
+                (0,) * self.p,
                 self.shift,
                 *self._chunk_of,
                 np.array(self.grid, np.int64),
                 cursor,
+                skip,
                 out_pos,
                 out_w if out_w is not None else np.zeros(1),
             )
@@ -277,7 +289,8 @@ def _touch(i0, p, n, chunk_of, out):
 
 
 @njit(cache=True, nogil=True)
-def _route_count(pos, shape, inv, p, shift, cox, coy, coz, grid, counts):
+def _route_count(pos, shape, inv, pt, shift, cox, coy, coz, grid, counts):
+    p = len(pt)  # compile-time constant (see bigpaint.mesh.assign)
     tx = np.empty(4, np.int64)
     ty = np.empty(4, np.int64)
     tz = np.empty(4, np.int64)
@@ -295,8 +308,9 @@ def _route_count(pos, shape, inv, p, shift, cox, coy, coz, grid, counts):
 
 @njit(cache=True, nogil=True)
 def _route_fill(
-    pos, weights, has_w, shape, inv, p, shift, cox, coy, coz, grid, cursor, out_pos, out_w
+    pos, weights, has_w, shape, inv, pt, shift, cox, coy, coz, grid, cursor, skip, out_pos, out_w
 ):
+    p = len(pt)  # compile-time constant (see bigpaint.mesh.assign)
     tx = np.empty(4, np.int64)
     ty = np.empty(4, np.int64)
     tz = np.empty(4, np.int64)
@@ -309,6 +323,8 @@ def _route_fill(
             for b in range(ky):
                 for c in range(kz):
                     bid = (tx[a] * gy + ty[b]) * gz + tz[c]
+                    if bid == skip:
+                        continue
                     j = cursor[bid]
                     out_pos[j, 0] = pos[i, 0]
                     out_pos[j, 1] = pos[i, 1]
@@ -329,10 +345,12 @@ class BatchRoute:
     index: int
     count: int
     weight_sum: float
-    blocks: np.ndarray  # sorted block ids the batch touches
-    counts: np.ndarray  # particles (with seam copies) per touched block
-    spill: str | None  # path prefix of the bucket files, None when re-read from the source
+    blocks: np.ndarray  # sorted block ids with a bucket in the spill file
+    counts: np.ndarray  # particles (with seam copies) per bucket
+    spill: str | None  # path prefix of the bucket files (None: nothing spilled)
     scan: ParticleScan  # NaN / out-of-box findings (a bad batch is not routed)
+    home: int = -1  # block that re-reads the whole batch from the source (-1: none)
+    home_count: int = 0  # particles touching the home block
 
 
 @dataclass(frozen=True)
@@ -347,9 +365,12 @@ class DepositStats:
     n_blocks : int
         Blocks written in this call.
     n_batches, spilled_batches : int
-        Batches read, and those bucketed to disk (the others were re-read in place).
+        Batches read, and those with a bucket file on disk.
     spilled_particles : int
         Particle copies written to bucket files (seam particles count once per block).
+    reread_batches : int
+        Batches re-read from the source by their home block (spatially ordered input);
+        only their particles that touch other blocks were spilled.
     """
 
     n_particles: int
@@ -358,6 +379,7 @@ class DepositStats:
     n_batches: int
     spilled_batches: int
     spilled_particles: int
+    reread_batches: int = 0
 
 
 def _route_batch(
@@ -368,7 +390,7 @@ def _route_batch(
     plan: DepositPlan,
     wrap: bool,
     spill_dir: str,
-    max_rereads: int,
+    home_fraction: float,
 ) -> BatchRoute:
     pos, mass = source.load(batch, data)
     if pos.shape != (batch.count, 3):
@@ -382,15 +404,23 @@ def _route_batch(
         return BatchRoute(batch.index, len(pos), 0.0, empty, empty, None, scan)
     weight_sum = float(np.sum(mass, dtype=np.float64)) if mass is not None else float(len(pos))
     counts = plan.route_counts(pos)
+    home, home_count = -1, 0
+    if source.rereadable and len(pos):
+        h = int(np.argmax(counts))
+        if counts[h] >= home_fraction * len(pos):
+            home, home_count = h, int(counts[h])
+    if home >= 0 and home_count == int(counts.sum()):  # the whole batch is the home block's
+        empty = np.zeros(0, np.int64)
+        return BatchRoute(batch.index, len(pos), weight_sum, empty, empty, None, scan, home,
+                          home_count)  # fmt: skip
+    counts, bpos, bw = plan.route(pos, mass, counts, skip=home)
     blocks = np.flatnonzero(counts)
-    if source.rereadable and len(blocks) <= max_rereads:
-        return BatchRoute(batch.index, len(pos), weight_sum, blocks, counts[blocks], None, scan)
-    counts, bpos, bw = plan.route(pos, mass)
     prefix = os.path.join(spill_dir, f"batch{batch.index:07d}")
     np.save(prefix + ".pos.npy", bpos)
     if bw is not None:
         np.save(prefix + ".mass.npy", bw)
-    return BatchRoute(batch.index, len(pos), weight_sum, blocks, counts[blocks], prefix, scan)
+    return BatchRoute(batch.index, len(pos), weight_sum, blocks, counts[blocks], prefix, scan,
+                      home, home_count)  # fmt: skip
 
 
 def _run(
@@ -494,6 +524,8 @@ class _Routing:
         """Per block id: (batch, offset, count, spill prefix or None) in batch order."""
         out: dict[int, list[tuple[int, int, int, str | None]]] = {}
         for r in sorted(self.routes, key=lambda r: r.index):
+            if r.home >= 0:  # the home block reads the whole batch from the source
+                out.setdefault(r.home, []).append((r.index, 0, r.count, None))
             offsets = np.concatenate([[0], np.cumsum(r.counts)])
             for k, bid in enumerate(r.blocks):
                 out.setdefault(int(bid), []).append(
@@ -510,6 +542,7 @@ class _Routing:
             len(self.routes),
             len(spilled),
             int(sum(int(r.counts.sum()) for r in spilled)),
+            sum(1 for r in self.routes if r.home >= 0),
         )
 
 
@@ -519,7 +552,7 @@ def _route_phase(
     *,
     wrap: bool,
     spill_dir: str,
-    max_rereads: int,
+    home_fraction: float,
     progress: bool,
     scheduler: str | None,
 ) -> _Routing:
@@ -527,7 +560,7 @@ def _route_phase(
     os.makedirs(spill_dir, exist_ok=True)
     batches = source.batches()
     data = source.batch_data()
-    shared = {"plan": plan, "wrap": wrap, "spill_dir": spill_dir, "max_rereads": max_rereads}
+    shared = {"plan": plan, "wrap": wrap, "spill_dir": spill_dir, "home_fraction": home_fraction}
     if data is None:
         calls = [(b, None) for b in batches if b.count > 0]
         routes = _run(
@@ -616,7 +649,7 @@ def deposit_blocks(
     wrap: bool = False,
     shift: float = 0.0,
     spill_dir: str | None = None,
-    max_rereads: int = DEFAULT_MAX_REREADS,
+    home_fraction: float = DEFAULT_HOME_FRACTION,
     progress: bool = False,
 ) -> DepositStats:
     """Deposit a particle source block by block into a numpy grid or an open FieldWriter.
@@ -642,9 +675,12 @@ def deposit_blocks(
     spill_dir : str, optional
         Directory for bucket files (visible to all workers); default a temporary directory.
         The bucket files are removed when done.
-    max_rereads : int
-        A re-readable batch touching at most this many blocks is read again by each of them
-        instead of being spilled (spatially ordered input skips the shuffle).
+    home_fraction : float
+        A batch that can be re-read from its source (files, arrays) and has at least this
+        fraction of its particles in one block (spatially ordered input, e.g. a Lagrangian
+        sub-cube) is read again by that "home" block; only its particles touching other
+        blocks (the few that crossed a seam) are spilled. Above 1: always spill (a full
+        shuffle); 0: every re-readable batch gets the block holding most of it.
     progress : bool
         Show progress bars.
 
@@ -684,7 +720,7 @@ def deposit_blocks(
             plan,
             wrap=wrap,
             spill_dir=spill,
-            max_rereads=max_rereads,
+            home_fraction=home_fraction,
             progress=progress,
             scheduler=scheduler,
         )
@@ -742,7 +778,7 @@ def deposit_to_field(
     redshift: float | None = None,
     dtype: str = "float32",
     spill_dir: str | None = None,
-    max_rereads: int = DEFAULT_MAX_REREADS,
+    home_fraction: float = DEFAULT_HOME_FRACTION,
     overwrite: bool = False,
     progress: bool = False,
 ) -> FieldWriter:
@@ -783,7 +819,7 @@ def deposit_to_field(
         Where bucket files (and, with interlacing, the two intermediate grids) go; must be
         visible to every worker. Default: a hidden directory next to a local output, else the
         system temporary directory. Removed when the Field is finished.
-    max_rereads : int
+    home_fraction : float
         See :func:`deposit_blocks`.
     overwrite : bool
         Replace an existing output. Without it, re-running the same command on an unfinished
@@ -873,7 +909,7 @@ def deposit_to_field(
                     plan,
                     wrap=wrap,
                     spill_dir=spill,
-                    max_rereads=max_rereads,
+                    home_fraction=home_fraction,
                     progress=progress,
                     scheduler=None,
                 )
@@ -896,7 +932,7 @@ def deposit_to_field(
                 quantity=quantity,
                 wrap=wrap,
                 spill_dir=spill_dir,
-                max_rereads=max_rereads,
+                home_fraction=home_fraction,
                 progress=progress,
                 job=job,
             )
@@ -945,7 +981,7 @@ def _deposit_interlaced(
     quantity: str,
     wrap: bool,
     spill_dir: str,
-    max_rereads: int,
+    home_fraction: float,
     progress: bool,
     job: str,
 ) -> FieldWriter:
@@ -974,7 +1010,7 @@ def _deposit_interlaced(
                 pl,
                 wrap=wrap,
                 spill_dir=spill,
-                max_rereads=max_rereads,
+                home_fraction=home_fraction,
                 progress=progress,
                 scheduler=None,
             )
