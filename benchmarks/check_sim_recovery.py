@@ -141,8 +141,20 @@ def main() -> None:
     own = seg_labels[fg] > 0
     same = np.zeros(own.shape, dtype=bool)
     same[own] = labels.ravel()[seg_labels[fg][own] - 1] == labels[fg][own]
+    # how much of each truth object is one connected piece (a watershed region is connected)
+    import scipy.ndimage as ndi
+
+    structure = ndi.generate_binary_structure(3, args.connectivity)
+    main_piece = 0
+    fragmented = 0
+    for t, sl in zip(truth_ids, [ndi.find_objects(labels)[t - 1] for t in truth_ids], strict=True):
+        pieces, k = ndi.label(labels[sl] == t, structure)
+        main_piece += int(np.bincount(pieces.ravel())[1:].max())
+        fragmented += k > 1
     per_object = {
         "truth_objects": int(truth_ids.size),
+        "truth_objects_in_several_pieces": int(fragmented),
+        "truth_voxels_in_main_piece": main_piece / float(truth_vol.sum()),
         "regions": int(table.num_rows),
         "regions_in_background": int(np.count_nonzero(host == 0)),
         "objects_missed": int(np.count_nonzero(seeds == 0)),

@@ -11,7 +11,10 @@ Passes (each a set of Dask tasks; the client only merges small tables):
    wrap): markers of the core (:mod:`bigpaint.segment.markers`), the foreground mask,
    ``scipy.ndimage.label`` of the core, each local piece named ``1 +`` its smallest global
    voxel index, the piece table (voxels, bounding box), and the six boundary layers of the
-   piece names, written to face arrays (one writer per block).
+   piece names, written to face arrays (one writer per block). A piece that touches no
+   face of the block cannot reach another block, so it is a whole component: it is flooded
+   here with scikit-image and its regions summed (most of the volume, for blocks much
+   larger than the objects).
 2. **Seams** (one task per seam plane, including the periodic wrap): the pairs of piece
    names that touch across the seam (:func:`bigpaint.segment.components.seam_pairs`).
 3. **Merge** (client): a Numba union-find over the pairs names every component by its
@@ -21,10 +24,13 @@ Passes (each a set of Dask tasks; the client only merges small tables):
 4. **Flood**: spanning components are grouped by the block holding their bounding box's
    first corner; one task per group reads each box with periodic reads, labels the mask in
    it (periodic along full axes), keeps the component, and floods it -- with scikit-image
-   when the box is unrolled, with bigpaint's periodic flood along full axes. One task per
-   block then floods its local components in place with scikit-image, pastes the spanning
-   results that cross it, writes its labels (optional) and returns per-region sums
-   (voxels, centre offsets, distance sums and maxima, threshold trajectories).
+   when the box is unrolled (many small boxes packed into one call, separated by empty
+   planes), with bigpaint's periodic flood along full axes. One task per block then floods
+   its remaining local components (those touching a face) in place with scikit-image,
+   pastes the spanning results that cross it, writes its labels (optional) and returns
+   per-region sums (voxels, centre offsets, distance sums and maxima, threshold
+   trajectories). The Dask graph carries the group results from group to block tasks on
+   the workers; nothing large passes through the client.
 
 Memory per task is a block window, or a spanning component's bounding box: bounded by the
 chunk size as long as components are (a foreground that percolates through the box makes

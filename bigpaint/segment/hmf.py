@@ -191,8 +191,10 @@ def plot_mass_function(ds: xr.Dataset, path: str | Path, *, label: str = "catalo
         rax.set_xlabel(r"$M$ [$M_\odot/h$]")
         rax.set_xscale("log")
         rax.legend(loc="best", fontsize=8)
-        lo = np.nanmin(np.where(good, r - ds["ratio_err"].values, np.nan), initial=0.8)
-        hi = np.nanmax(np.where(good, r + ds["ratio_err"].values, np.nan), initial=1.2)
+        with np.errstate(invalid="ignore"):
+            err = np.nan_to_num(ds["ratio_err"].values, nan=0.0, posinf=0.0)
+        lo = np.min(np.where(good, r - err, 0.8), initial=0.8)
+        hi = np.max(np.where(good, r + err, 1.2), initial=1.2)
         rax.set_ylim(min(0.8, lo), max(1.2, hi))
     else:
         ax.set_xlabel(r"$M$ [$M_\odot/h$]")
