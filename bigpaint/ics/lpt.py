@@ -342,6 +342,7 @@ class _ParticleStore:
     block: int
     box_size: float
     velocities: bool
+    ids: bool = True
 
     @property
     def nblocks(self) -> int:
@@ -359,13 +360,14 @@ def _open_store(
     block: int,
     box_size: float,
     velocities: bool,
+    ids: bool,
     attrs: dict[str, Any],
     job: str,
     overwrite: bool,
 ) -> _ParticleStore:
     import zarr
 
-    store = _ParticleStore(url, grid, block, box_size, velocities)
+    store = _ParticleStore(url, grid, block, box_size, velocities, ids)
     n = grid**3
     per = block**3
     if os.path.exists(url) or "://" in url:
@@ -387,7 +389,8 @@ def _open_store(
     g.create_array("positions", shape=(n, 3), chunks=(per, 3), dtype="f4", fill_value=np.nan)
     if velocities:
         g.create_array("velocities", shape=(n, 3), chunks=(per, 3), dtype="f4", fill_value=np.nan)
-    g.create_array("ids", shape=(n,), chunks=(per,), dtype="i8", fill_value=-1)
+    if ids:
+        g.create_array("ids", shape=(n,), chunks=(per,), dtype="i8", fill_value=-1)
     nb = grid // block
     g.create_array("_bigpaint/done", shape=(nb**3,), chunks=(1,), dtype="u1", fill_value=0)
     return store
@@ -406,16 +409,18 @@ def _write_particle_block(
         psi = np.stack(arrays[:3]).astype(np.float64)
         pos = np.mod(q + psi, store.box_size).reshape(3, -1).T.astype(np.float32)
         pos[pos >= np.float32(store.box_size)] = 0.0
-        n = store.grid
-        ii, jj, kk = (np.arange(s.start, s.stop, dtype=np.int64) for s in window)
-        ids = ((ii[:, None, None] * n + jj[None, :, None]) * n + kk[None, None, :]).ravel()
         g = zarr.open_group(store=store.url, mode="r+")
         rows = slice(bid * store.block**3, (bid + 1) * store.block**3)
         g["positions"][rows] = pos
         if store.velocities:
             vel = np.stack(arrays[3:6]).reshape(3, -1).T.astype(np.float32)
             g["velocities"][rows] = vel
-        g["ids"][rows] = ids
+        if store.ids:
+            n = store.grid
+            ii, jj, kk = (np.arange(s.start, s.stop, dtype=np.int64) for s in window)
+            g["ids"][rows] = (
+                (ii[:, None, None] * n + jj[None, :, None]) * n + kk[None, None, :]
+            ).ravel()
         g["_bigpaint/done"][bid] = 1
     return np.ones((1, 1, 1), np.uint8)
 
@@ -529,7 +534,7 @@ def lpt_density(
     particles : str, optional
         Keep the particles as a Zarr group at this path (``positions`` (N, 3) float32 Mpc/h,
         ``ids`` (N,) int64, ``velocities`` (N, 3) float32 km/s with ``velocities=True``). Without
-        it they go to a scratch store that is removed at the end.
+        it the positions alone go to a scratch store that is removed at the end.
     velocities : bool
         Also compute and store peculiar velocities (three more inverse FFTs).
     linear_output : str, optional
@@ -670,6 +675,7 @@ def lpt_density(
         block=lblock,
         box_size=box,
         velocities=bool(velocities),
+        ids=keep,
         attrs={
             "box_size": [box] * 3,
             "redshift": float(redshift),

@@ -20,7 +20,10 @@ particles.
 Force on the mesh: CIC deposit, ``rfftn``, the exact Green's function ``-1/k^2`` and the
 4-point finite-difference gradient ``(8 sin(k H) - sin(2 k H)) / (6 H)`` (FastPM's default
 kernels; ``gradient="spectral"`` uses ``i k`` with the Nyquist plane zeroed), inverse FFT per
-axis, CIC readout at the particles. On the CPU the deposit and readout are bigpaint's numba
+axis, CIC readout at the particles. ``compensate=True`` also divides by the CIC window of the
+deposit and the readout; with ``B = 2`` the default (no compensation) matches the Watson13 FoF
+mass function best, with ``B = 1`` compensation recovers part of the small-halo deficit
+(``benchmarks/bench_pm.py --acceptance`` measures both). On the CPU the deposit and readout are bigpaint's numba
 kernels (:func:`bigpaint.mesh.assign.deposit` / :func:`~bigpaint.mesh.assign.readout`, called
 on the tensors' numpy views, no copies); on a GPU they are the torch ``index_add_``/gather
 kernels here (:func:`cic_deposit_torch`, :func:`cic_readout_torch`), tested against the numba
@@ -167,6 +170,10 @@ class ParticleMesh:
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     gradient : {"fd4", "spectral"}
         4-point finite difference (FastPM) or exact ``i k``.
+    compensate : bool
+        Divide the Green's function by the CIC window twice, ``prod_i sinc^4(pi m_i / n)``
+        (once for the deposit, once for the readout; Hockney & Eastwood), which sharpens the
+        force near the mesh scale. It matters with a coarse mesh (``B = 1``).
     """
 
     def __init__(
@@ -177,6 +184,7 @@ class ParticleMesh:
         *,
         device: str = "cpu",
         gradient: Gradient = "fd4",
+        compensate: bool = False,
     ) -> None:
         if nmesh < 4:
             raise ConfigError(f"the force mesh needs at least 4 cells per side, got {nmesh}")
@@ -194,6 +202,13 @@ class ParticleMesh:
         k2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + kz[None, None, :] ** 2
         with np.errstate(divide="ignore"):
             green = np.where(k2 > 0, -1.5 * self.omega_m / np.where(k2 > 0, k2, 1), 0.0)
+        self.compensate = bool(compensate)
+        if compensate:
+            m = np.fft.fftfreq(n) * n
+            wx = np.sinc(m / n) ** 2  # CIC window per axis, sinc(x) = sin(pi x) / (pi x)
+            wz = np.sinc(np.fft.rfftfreq(n)) ** 2
+            window = wx[:, None, None] * wx[None, :, None] * wz[None, None, :]
+            green = green / window**2
         self._green = torch.from_numpy(green.astype(np.float32)).to(self.device)
         self._grad = []
         for axis, kk in enumerate(self._k1):
