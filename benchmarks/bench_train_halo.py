@@ -396,7 +396,8 @@ def main() -> None:
 
     print(f"\nhalo painter benchmark  ({report['machine']['cpu']}, {args.threads} threads)")
     print(
-        f"training {train_seconds:.0f} s: regression {pre.steps} steps, WGAN-GP {gan.steps} generator updates"
+        f"training {train_seconds:.0f} s: regression {pre.steps} steps, WGAN-GP {gan.steps} generator "
+        f"updates; load average (5 min) {load_before[1]:.1f} before, {load_after[1]:.1f} after"
     )
     print(
         f"eval box: {int(truth.sum())} halos, shot noise {shot:.0f} (Mpc/h)^3, linear bias {bias:.2f}"
