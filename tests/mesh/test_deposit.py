@@ -400,3 +400,16 @@ def test_runs_on_a_distributed_cluster(tmp_path, rng):
         data_var(open_field(url)).values, _delta(pos, 10, 40.0), rtol=1e-6, atol=1e-6
     )
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["o.zarr", "p.npy"]
+
+
+@pytest.mark.parametrize("scheme", ["cic", "pcs"])
+def test_wrapped_positions_chunked_equal_in_memory(scheme, rng):
+    box = (10.0, 12.0, 14.0)
+    pos = rng.uniform(-25.0, 40.0, (3000, 3))  # several boxes away on both sides
+    src = ArrayParticles(pos, box_size=box, batch_size=400)
+    out = np.zeros((6, 7, 5))
+    deposit_blocks(src, out, chunks=((1, 5), (3, 4), (2, 2, 1)), scheme=scheme, wrap=True)
+    want = deposit(pos, (6, 7, 5), box, scheme=scheme, wrap=True, dtype="f8")
+    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ParticleBoundsError, match=r"of 3000 particles lie outside"):
+        deposit_blocks(src, np.zeros((6, 7, 5)), chunks=3, scheme=scheme)
