@@ -9,6 +9,7 @@ better, a batch job, see ``deploy/``); ``local-cuda`` starts one worker per GPU 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -84,6 +85,7 @@ def make_cluster(cfg: ClusterConfig | None = None) -> Any:
             memory_limit=cfg.memory_limit,
             local_directory=cfg.local_directory,
             dashboard_address=cfg.dashboard_address,
+            silence_logs=getattr(logging, cfg.worker_log_level.upper()),
         )
     if isinstance(cfg, SlurmClusterConfig):
         cluster = _slurm_cluster(cfg)

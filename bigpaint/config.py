@@ -38,7 +38,9 @@ class LocalClusterConfig(_Strict):
     """A ``distributed.LocalCluster`` on this machine.
 
     ``memory_limit`` is per worker ("4GiB", "auto", or 0 for none); ``local_directory`` is
-    where workers spill to disk.
+    where workers spill to disk. ``worker_log_level`` is what worker processes print: a failed
+    task already reaches the caller as its exception (the CLI's one-line error), so by default
+    workers stay quiet; set "warning" to see spilling and memory warnings.
     """
 
     kind: Literal["local"] = "local"
@@ -48,6 +50,7 @@ class LocalClusterConfig(_Strict):
     memory_limit: str | int = "auto"
     local_directory: str | None = None
     dashboard_address: str | None = None
+    worker_log_level: Literal["debug", "info", "warning", "error", "critical"] = "critical"
 
 
 class AdaptConfig(_Strict):

@@ -19,7 +19,9 @@ __all__ = [
     "MetadataError",
     "MissingDependencyError",
     "NonFiniteError",
+    "NotADistanceMapError",
     "NotAFieldError",
+    "ParticleBoundsError",
     "ShapeError",
 ]
 
@@ -71,3 +73,11 @@ class MissingDependencyError(BigpaintError, ImportError):
 class CheckpointError(BigpaintError, ValueError):
     """A painter checkpoint is missing, damaged, of a newer format, or does not match the
     architecture it is loaded into."""
+
+
+class ParticleBoundsError(BigpaintError, ValueError):
+    """Particle positions lie outside the periodic box ``[0, L]`` and wrapping was not asked for."""
+
+
+class NotADistanceMapError(BigpaintError, ValueError):
+    """The input is not a distance map (negative values, or a Field of another kind)."""

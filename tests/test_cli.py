@@ -222,3 +222,34 @@ def test_quickstart_small(tmp_path):
     assert summary["chunked_vs_whole_max_abs_diff"] == 0.0
     assert (out / "report" / "slices.png").stat().st_size > 1000
     assert "bigpaint quickstart report" in (out / "report" / "index.html").read_text()
+
+
+def test_worker_side_error_is_one_line_on_real_stderr(tmp_path):
+    """A block failing inside a worker process must not add worker tracebacks to stderr."""
+    a = np.zeros((8, 8, 8), "f4")
+    a[1, 2, 3] = np.nan
+    bad = write_array(str(tmp_path / "n.zarr"), a, chunks=4, meta=META).url
+    out = tmp_path / "o.zarr"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bigpaint",
+            "smooth",
+            bad,
+            str(out),
+            "--sigma-mpc",
+            "1",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "bigpaint: error: input holds 1 NaN/inf values in block (0, 0, 0) (first at voxel (1, 2, 3)); "
+        "clean the input field first"
+    ]
+    assert not out.exists()

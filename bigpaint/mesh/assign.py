@@ -44,7 +44,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from bigpaint.errors import BigpaintError, NonFiniteError, ShapeError
+from bigpaint.errors import NonFiniteError, ParticleBoundsError, ShapeError
 
 __all__ = [
     "SCHEMES",
@@ -65,8 +65,6 @@ SCHEMES: dict[str, int] = {"ngp": 1, "cic": 2, "tsc": 3, "pcs": 4}
 Scheme = Literal["ngp", "cic", "tsc", "pcs"]
 
 
-class ParticleBoundsError(BigpaintError, ValueError):
-    """Particle positions lie outside the periodic box ``[0, L]`` and wrapping was not asked for."""
 
 
 def scheme_order(scheme: str) -> int:

@@ -1,11 +1,7 @@
-"""Errors of the segmentation stage (members of the :mod:`bigpaint.errors` family)."""
+"""Errors of the segmentation stage, kept importable here; they live in :mod:`bigpaint.errors`."""
 
 from __future__ import annotations
 
-from bigpaint.errors import BigpaintError
+from bigpaint.errors import NotADistanceMapError
 
 __all__ = ["NotADistanceMapError"]
-
-
-class NotADistanceMapError(BigpaintError, ValueError):
-    """The input is not a distance map (negative values, or a Field of another kind)."""
