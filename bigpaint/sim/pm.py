@@ -222,7 +222,10 @@ class ParticleMesh:
                     d[-1] = 0.0
             shape = [1, 1, 1]
             shape[axis] = -1
-            self._grad.append(torch.from_numpy(d.astype(np.float32)).to(self.device).view(shape))
+            # -i D(k): one complex multiply per mode turns phi_k into the force component
+            self._grad.append(
+                torch.from_numpy((-1j * d).astype(np.complex64)).to(self.device).view(shape)
+            )
 
     def density(self, pos: torch.Tensor) -> torch.Tensor:
         """Density contrast of unit-mass particles on the mesh (float32 tensor)."""
@@ -238,10 +241,10 @@ class ParticleMesh:
     def accelerations(self, pos: torch.Tensor) -> torch.Tensor:
         """``F = -grad phi`` (``nabla^2 phi = 3/2 Omega_m delta``) at the particles, (N, 3) float64."""
         n = self.nmesh
-        phi_k = torch.fft.rfftn(self.density(pos)) * self._green
+        phi_k = torch.fft.rfftn(self.density(pos)).mul_(self._green)
         out = torch.empty((pos.shape[0], 3), dtype=torch.float64, device=pos.device)
         for axis in range(3):
-            f = torch.fft.irfftn(-1j * self._grad[axis] * phi_k, s=(n, n, n))
+            f = torch.fft.irfftn(phi_k * self._grad[axis], s=(n, n, n))
             if self.device.type == "cpu":
                 out[:, axis] = torch.from_numpy(
                     readout(f.numpy(), pos.numpy(), self.box_size, scheme="cic")
