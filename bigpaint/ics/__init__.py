@@ -1,5 +1,6 @@
-"""Initial conditions: cosmology and growth, linear P(k), seeded Gaussian fields, LPT."""
+"""Initial conditions: cosmology and growth, linear P(k), seeded Gaussian fields, LPT, configs."""
 
+from bigpaint.ics.config import IcsConfig, LptConfig, run_ics, run_lpt
 from bigpaint.ics.cosmology import Background, CosmologyConfig, background
 from bigpaint.ics.grf import gaussian_field, gaussian_field_array, linear_modes
 from bigpaint.ics.lpt import (
@@ -16,8 +17,10 @@ from bigpaint.ics.power import LinearPower, PowerConfig, linear_power, read_powe
 __all__ = [
     "Background",
     "CosmologyConfig",
+    "IcsConfig",
     "LPTResult",
     "LinearPower",
+    "LptConfig",
     "PowerConfig",
     "background",
     "gaussian_field",
@@ -28,6 +31,8 @@ __all__ = [
     "lpt_displacement_array",
     "lpt_particles_array",
     "read_power_table",
+    "run_ics",
+    "run_lpt",
     "second_order_source",
     "second_order_source_array",
     "sigma_r",

@@ -282,6 +282,7 @@ def model_mass_function(
     """
     from colossus.cosmology import cosmology as ccosmo
     from colossus.lss import mass_function
+    from scipy.integrate import trapezoid
 
     from bigpaint.ics.cosmology import as_cosmology, colossus_cosmology
 
@@ -305,7 +306,7 @@ def model_mass_function(
         for lo, hi in itertools.pairwise(edges):
             m = np.geomspace(lo, hi, 17)
             f = mass_function.massFunction(m, redshift, mdef=mdef, model=model, q_out="dndlnM")
-            out.append(np.trapezoid(f, np.log(m)) / np.log(hi / lo))
+            out.append(trapezoid(f, np.log(m)) / np.log(hi / lo))
         return np.asarray(out)
     finally:
         ccosmo.current_cosmo = previous
