@@ -90,6 +90,35 @@ def test_dm2gal_dense_shapes(n):
         p(torch.zeros(1, 2, 66, 66, 66))
 
 
+@pytest.mark.parametrize("kernels", [(7, 7, 5), (7, 5, 3)])
+def test_dm2gal_dense_form_equals_per_patch_evaluation(kernels):
+    """The fully convolutional form at voxel i equals the patch network on the patch whose
+    centre is input voxel i + context (eval mode, batch-norm running statistics)."""
+    patch = 65 if kernels == (7, 7, 5) else 37
+    torch.manual_seed(11)
+    p = build_painter(
+        "dm2gal", {"channels": 2, "hidden": 8, "patch": patch, "kernels": list(kernels)}
+    )
+    p = p.double()
+    p.train()
+    with torch.no_grad():  # give batch norm non-trivial running statistics
+        for _ in range(3):
+            p(torch.randn(2, 2, patch, patch, patch, dtype=torch.float64) * 2 + 0.5)
+    p.eval()
+    ctx = p.context
+    assert 2 * ctx + 1 == patch
+    shape = (patch + 7, patch + 5, patch + 4)
+    x = torch.randn(1, 2, *shape, dtype=torch.float64)
+    with torch.no_grad():
+        dense = p.infer(x)
+        assert tuple(dense.shape[2:]) == tuple(n - 2 * ctx for n in shape)
+        rng = np.random.default_rng(0)
+        for _ in range(6):
+            i, j, k = (int(rng.integers(n - 2 * ctx)) for n in shape)
+            one = p(x[:, :, i : i + patch, j : j + patch, k : k + patch])[0, :, 0, 0, 0]
+            torch.testing.assert_close(dense[0, :, i, j, k], one, rtol=1e-10, atol=1e-12)
+
+
 def test_dm2gal_rejects_kernels_that_do_not_tile_the_patch():
     with pytest.raises(ValueError, match="does not tile"):
         DM2GalConfig(kernels=(5, 5, 5))
