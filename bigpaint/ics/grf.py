@@ -20,9 +20,10 @@ the input ``P(k)`` (tested against the measured P(k) within cosmic variance).
 
 What the values depend on: the seed, the noise tile, the grid and box, the spectrum, the
 options and the precision. Not on the output chunks, the worker count or the scheduler: the
-FFT's internal decomposition is fixed by the grid alone (:func:`bigpaint.mesh.fft.plan_fft`),
-every per-block step is elementwise, and the last rechunk only moves values. Runs with
-different chunkings are bit-identical (tested).
+FFT's internal decomposition is fixed by the grid (and dask's ``array.chunk-size``, which
+sizes the slabs; :func:`bigpaint.mesh.fft.plan_fft`), every per-block step is elementwise, and
+the last rechunk only moves values. Runs with different chunkings or worker counts are
+bit-identical (tested).
 
 Why hand-written: the amplitude step is a few lines of numpy per Fourier block; no library
 shapes a dask-distributed FFT by a power spectrum.
