@@ -220,6 +220,10 @@ def test_quickstart_small(tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert summary["chunked_vs_whole_max_abs_diff"] == 0.0
+    wn = summary["white_noise_power"]
+    assert wn["expected_mpc3_h3"] == (256.0 / 32) ** 3
+    assert 0.5 < wn["chi2_per_dof"] < 2.0, wn  # flat at (L/N)^3 within cosmic variance
+    assert (out / "report" / "power.png").stat().st_size > 1000
     assert (out / "report" / "slices.png").stat().st_size > 1000
     assert "bigpaint quickstart report" in (out / "report" / "index.html").read_text()
 
