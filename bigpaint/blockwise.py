@@ -452,6 +452,8 @@ def _source_array(source: Any) -> Any:
         raise TypeError("pass the Field Dataset (from open_field), not a DataArray")
     if isinstance(source, (np.ndarray, zarr.Array)):
         return source
+    if callable(getattr(source, "read", None)) and hasattr(source, "shape"):
+        return source  # a window reader like FieldSource (e.g. projected slabs)
     raise TypeError(
         f"source must be a Field, Zarr array or numpy array, got {type(source).__name__}"
     )
@@ -475,7 +477,7 @@ def _run_block(
     pass_info: bool,
 ) -> float:
     t0 = time.perf_counter()
-    if isinstance(source, FieldSource):
+    if not isinstance(source, (np.ndarray, zarr.Array)):
         window = source.read(plan.window(index))
     else:
         window = periodic_read(source, plan.window(index))

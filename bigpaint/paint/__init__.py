@@ -1,0 +1,40 @@
+"""Chunked painting: trained painters applied block by block to Fields of any size.
+
+:func:`paint_field` is the entry point (``bigpaint paint`` on the command line); the plan
+(:mod:`bigpaint.paint.plan`) checks the checkpoint against the input before any work, the
+workers (:mod:`bigpaint.paint.workers`) keep one model per process and sub-tile under a
+memory budget, 2-D painters run on projected slabs (:mod:`bigpaint.paint.slabs`), and
+:mod:`bigpaint.paint.seams` measures the seam error of U-Nets against the margin.
+"""
+
+from bigpaint.paint.engine import PaintBlock, paint_field
+from bigpaint.paint.plan import (
+    CheckpointInfo,
+    PaintPlan,
+    SlabSpec,
+    checkpoint_hash,
+    default_margin,
+    plan_paint,
+    read_checkpoint_info,
+)
+from bigpaint.paint.slabs import ProjectedSource, position_noise, project_slabs
+from bigpaint.paint.workers import PainterPlugin, get_painter, paint_images, resolve_device
+
+__all__ = [
+    "CheckpointInfo",
+    "PaintBlock",
+    "PaintPlan",
+    "PainterPlugin",
+    "ProjectedSource",
+    "SlabSpec",
+    "checkpoint_hash",
+    "default_margin",
+    "get_painter",
+    "paint_field",
+    "paint_images",
+    "plan_paint",
+    "position_noise",
+    "project_slabs",
+    "read_checkpoint_info",
+    "resolve_device",
+]

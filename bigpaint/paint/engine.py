@@ -1,0 +1,279 @@
+"""Chunked painting of a Field with a trained painter: :func:`paint_field`.
+
+The job is planned and checked first (:func:`bigpaint.paint.plan.plan_paint`: channels,
+resolution in Mpc/h per voxel against the training resolution, input kind, family and
+slabs, margin); only then is the output created. Painting runs through the blockwise
+primitive (:func:`bigpaint.blockwise.apply_blockwise`): one task per output block that reads
+its window with periodic context straight from Zarr and writes its core, so a killed worker's
+blocks are simply run again elsewhere and a killed process resumes from the completion
+markers. Each task takes the painter from the worker's cache (:mod:`bigpaint.paint.workers`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bigpaint.blockwise import BlockInfo, FieldSource, _current_client, apply_blockwise
+from bigpaint.errors import ConfigError, FieldExistsError, NonFiniteError
+from bigpaint.field import create_field, job_token, open_field, remove_field
+from bigpaint.paint.plan import PaintPlan, SlabSpec, plan_paint
+from bigpaint.paint.slabs import NoiseMaps, ProjectedSource
+from bigpaint.paint.workers import (
+    PainterPlugin,
+    autocast_dtype,
+    get_painter,
+    paint_images,
+    resolve_device,
+)
+
+__all__ = ["PaintBlock", "paint_field"]
+
+
+@dataclass(frozen=True)
+class PaintBlock:
+    """The block function of a paint job (picklable; the painter comes from the worker cache).
+
+    Attributes
+    ----------
+    checkpoint, ckpt_hash : str
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+    margin : int
+    read_context : tuple of 3 int
+        Context the blockwise primitive reads (see :mod:`bigpaint.paint.plan`).
+    slab_axis : int or None
+        Projection axis of 2-D painters (their batch axis).
+    box : tuple of 3 int
+        Spatial shape of the painted (projected) box in voxels.
+    memory_budget : int or None
+    autocast : str or None
+    seed : int
+        Seed of position-keyed noise (noise-injecting painters).
+    """
+
+    checkpoint: str
+    ckpt_hash: str
+    device: str
+    margin: int
+    read_context: tuple[int, int, int]
+    slab_axis: int | None
+    box: tuple[int, int, int]
+    memory_budget: int | None = None
+    autocast: str | None = None
+    seed: int = 0
+
+    def __call__(self, window: np.ndarray, block_info: BlockInfo) -> np.ndarray:
+        dev = resolve_device(self.device)
+        painter = get_painter(self.checkpoint, self.ckpt_hash, dev)
+        x = window if window.ndim == 4 else window[None]
+        core = block_info.core
+        wstart = [s.start - c for s, c in zip(core, self.read_context, strict=True)]
+        cstart = [s.start for s in core]
+        cshape = [s.stop - s.start for s in core]
+        if self.slab_axis is None:
+            plane = [0, 1, 2]
+            batch = x[None]
+            ids = None
+        else:
+            plane = [a for a in range(3) if a != self.slab_axis]
+            batch = np.moveaxis(x, 1 + self.slab_axis, 0)
+            ids = list(
+                range(cstart[self.slab_axis], cstart[self.slab_axis] + cshape[self.slab_axis])
+            )
+        noise = None
+        if getattr(painter.config, "noise", False) and hasattr(painter, "forward_multiscale"):
+            noise = NoiseMaps(
+                self.seed, int(painter.config.levels), tuple(self.box[a] for a in plane)
+            )
+        y = paint_images(
+            painter,
+            batch,
+            [wstart[a] for a in plane],
+            [cstart[a] for a in plane],
+            [cshape[a] for a in plane],
+            margin=self.margin,
+            device=dev,
+            memory_budget=self.memory_budget,
+            autocast=autocast_dtype(self.autocast),
+            noise=noise,
+            batch_ids=ids,
+        )
+        y = y[0] if self.slab_axis is None else np.moveaxis(y, 0, 1 + self.slab_axis)
+        return y[0] if painter.out_channels == 1 else y
+
+
+def _gpu_resources(client: Any, device: str) -> dict[str, float] | None:
+    """``{"GPU": 1}`` for GPU painting on workers that advertise a GPU resource."""
+    if client is None or device == "cpu":
+        return None
+    workers = client.scheduler_info().get("workers", {}).values()
+    with_gpu = [w for w in workers if w.get("resources", {}).get("GPU")]
+    if device.startswith("cuda") or (
+        device == "auto" and workers and len(with_gpu) == len(workers)
+    ):
+        return {"GPU": 1} if with_gpu else None
+    return None
+
+
+def _workers_per_host(client: Any) -> dict[str, int]:
+    hosts: dict[str, int] = {}
+    for addr in client.scheduler_info().get("workers", {}):
+        host = str(addr).split("://")[-1].rsplit(":", 1)[0]
+        hosts[host] = hosts.get(host, 0) + 1
+    return hosts
+
+
+@contextlib.contextmanager
+def _local_torch_threads(client: Any) -> Any:
+    """Without a cluster: one block at a time, torch uses every core (like one forward pass)."""
+    if client is not None:
+        yield
+        return
+    import dask
+
+    with dask.config.set(num_workers=1):
+        yield
+
+
+def paint_field(
+    checkpoint: str | Path,
+    source: str,
+    dest: str,
+    *,
+    chunks: int | Sequence[int] | None = None,
+    margin: int | None = None,
+    device: str = "auto",
+    memory_budget: int | str | None = None,
+    autocast: str | None = None,
+    slab: SlabSpec | Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    resources: dict[str, float] | None = None,
+    seed: int = 0,
+) -> None:
+    """Paint the Field ``source`` with the painter in ``checkpoint`` into the Field ``dest``.
+
+    Runs on the current ``dask.distributed`` client if there is one, otherwise on local
+    threads (one block at a time, torch using every core). The output is resumable: the
+    same call after an interruption skips finished blocks; an existing output written by
+    another job (another checkpoint, input, margin, chunking, ...) is refused unless
+    ``overwrite``.
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+        Painter checkpoint directory (``bigpaint train`` writes them).
+    source : str
+        Path or URL of the input Field (finished). Its voxel size in Mpc/h must equal the
+        training resolution recorded in the checkpoint.
+    dest : str
+        Path or URL of the output Field: ``(x, y, z)``, or ``(channel, x, y, z)`` when the
+        painter has several output channels; for 2-D painters the slab axis has ``n /
+        thickness`` cells.
+    chunks : int or sequence of 3 int, optional
+        Output write blocks in voxels (default: the input's chunks).
+    margin : int, optional
+        Seam margin per side in voxels for ``same``-mode painters (U-Nets); default
+        :func:`bigpaint.paint.plan.default_margin` (seam error below 1e-3 of the output's
+        standard deviation, docs/paint.md). Fixed for ``valid`` and ``tile`` painters.
+    device : {"auto", "cpu", "cuda"}
+        Where workers run the network (``auto``: CUDA if the worker sees a GPU).
+    memory_budget : int or str, optional
+        Bytes of activations per forward call (e.g. ``"2GiB"``); blocks are sub-tiled to fit.
+        Default: half the free GPU memory, 1 GiB on CPU.
+    autocast : {None, "bf16", "fp16"}
+        Mixed-precision inference (GPU); None keeps float32 (chunked equals whole-box).
+    slab : SlabSpec or mapping, optional
+        ``{"axis": 0|1|2|"x"|"y"|"z", "thickness": voxels}`` for 2-D painters (default
+        thickness: the training projection depth).
+    overwrite : bool
+        Replace an existing output.
+    progress : bool
+        Show a progress bar.
+    resources : dict, optional
+        Worker resources per task (default ``{"GPU": 1}`` when painting on GPU workers
+        that advertise a ``GPU`` resource, so one task runs per GPU).
+    seed : int
+        Seed of the position-keyed noise of noise-injecting painters.
+
+    Raises
+    ------
+    CheckpointError, ShapeError, ChunkingError, ConfigError, FieldExistsError
+        Before any output is written.
+    """
+    import dask
+
+    if str(source).rstrip("/") == str(dest).rstrip("/"):
+        raise FieldExistsError(f"output {dest} is the input; write to another path")
+    if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+    autocast_dtype(autocast)
+    budget = None if memory_budget is None else int(dask.utils.parse_bytes(memory_budget))
+    src = open_field(source)
+    plan: PaintPlan = plan_paint(checkpoint, src, chunks=chunks, margin=margin, slab=slab)
+    info = plan.checkpoint
+    base = FieldSource.from_field(src)
+    reader: Any = base
+    if plan.slab is not None:
+        reader = ProjectedSource(base, plan.slab.axis, plan.slab.thickness)
+    box = tuple(int(n) for n in reader.shape[-3:])
+    job = job_token(
+        operation="paint",
+        checkpoint_hash=info.hash,
+        input=str(source),
+        input_finished=src.attrs.get("bigpaint_finished"),
+        chunks=list(plan.chunks),
+        margin=plan.margin,
+        slab=None if plan.slab is None else [plan.slab.axis, plan.slab.thickness],
+        autocast=autocast,
+        seed=seed,
+    )
+    meta = dict(plan.out_meta)
+    meta["provenance"] = {
+        **meta["provenance"],
+        "config": {**meta["provenance"]["config"], "autocast": autocast, "seed": seed},
+    }
+    writer = create_field(
+        dest, shape=plan.out_shape, chunks=plan.chunks, meta=meta, job=job, overwrite=overwrite
+    )
+    fresh = len(writer.pending()) == int(np.prod(writer.grid))
+    client = _current_client()
+    if resources is None:
+        resources = _gpu_resources(client, device)
+    if client is not None:
+        client.register_plugin(
+            PainterPlugin(info.path, info.hash, device, _workers_per_host(client))
+        )
+    func = PaintBlock(
+        checkpoint=str(info.path),
+        ckpt_hash=info.hash,
+        device=device,
+        margin=plan.margin,
+        read_context=plan.read_context,
+        slab_axis=None if plan.slab is None else plan.slab.axis,
+        box=box,  # type: ignore[arg-type]
+        memory_budget=budget,
+        autocast=autocast,
+        seed=seed,
+    )
+    try:
+        with _local_torch_threads(client):
+            apply_blockwise(
+                func,
+                reader,
+                writer,
+                plan.read_context,
+                progress=progress,
+                name=f"paint-{info.meta.family}",
+                resources=resources,
+            )
+    except NonFiniteError:
+        if fresh:  # bad input: leave no half-written output behind
+            remove_field(dest)
+        raise

@@ -1,0 +1,414 @@
+"""Plan of a paint job: what the checkpoint needs, what the input Field offers, and the blocks.
+
+Everything here is pure and runs before any task: the checkpoint is read (metadata and a
+hash of its files, no torch), the input Field is checked against it, and the plan fixes the
+context each block reads, the output shape, chunking and metadata. Every refusal is a
+one-line :class:`bigpaint.errors.BigpaintError` naming the problem and the fix, raised before
+the output exists.
+
+Contexts. A block paints its core ``[s, e)`` (per axis, global voxels) from a window:
+
+``valid`` (halo painter, dm2gal dense form)
+    ``[s - context, e + context)``: the network's output is exactly the core, so the chunked
+    result equals whole-box periodic inference for any chunk layout.
+``same`` (U-Nets)
+    ``[floor((s - margin) / a) a, ceil((e + margin) / a) a)`` with ``a`` the alignment
+    (``2**levels``): the window starts on the global pooling grid whatever the chunk layout,
+    and its first/last ``margin`` voxels absorb the zero-padding error. With ``margin =
+    context`` (the structural receptive field) the core is exact; smaller margins leave a
+    seam error, measured in :mod:`bigpaint.paint.seams` (``docs/paint.md``).
+``tile`` (cosmic-web autoencoder)
+    ``[floor(s / t) t, ceil(e / t) t)``: the whole fixed tiles that cover the core, anchored
+    at the box origin, as whole-image painting cuts them.
+
+The blockwise primitive reads a symmetric context, so a block asks for ``margin + a - 1``
+voxels (enough for any aligned window) and cuts its aligned window out of that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from bigpaint.errors import CheckpointError, ChunkingError, ConfigError, ShapeError
+from bigpaint.painters.base import PainterMetadata
+from bigpaint.painters.checkpoint import METADATA, WEIGHTS, read_metadata
+
+__all__ = [
+    "CheckpointInfo",
+    "PaintPlan",
+    "SlabSpec",
+    "checkpoint_hash",
+    "default_margin",
+    "plan_paint",
+    "read_checkpoint_info",
+]
+
+#: Relative tolerance when comparing voxel sizes in Mpc/h.
+RESOLUTION_RTOL = 1e-3
+
+#: Seam margin of ``same``-mode painters, as a multiple of the alignment, capped at the
+#: structural context. Measured in docs/paint.md: for the protohalo U-Net the seam error at
+#: this margin is below 1e-3 of the output's standard deviation.
+DEFAULT_MARGIN_ALIGNMENTS = 2
+
+
+def checkpoint_hash(path: str | Path) -> str:
+    """SHA-256 (first 16 hex digits) of a checkpoint's metadata and weights files."""
+    path = Path(path)
+    h = hashlib.sha256()
+    for name in (METADATA, WEIGHTS):
+        f = path / name
+        if not f.is_file():
+            raise CheckpointError(f"{path} is not a complete painter checkpoint: {name} is missing")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint says the painter needs (read without torch).
+
+    Attributes
+    ----------
+    path : str
+    hash : str
+        :func:`checkpoint_hash`, the key of the per-worker model cache.
+    meta : PainterMetadata
+    cell_size : float or None
+        Training resolution in Mpc/h per voxel (None: not recorded).
+    input_kinds : tuple of str
+        ``kind`` of each training input Field (empty: not recorded).
+    target_kind, target_units : str or None
+        What the painter paints (the training target's kind and units).
+    projection_depth : int or None
+        2-D painters: training slab thickness in voxels.
+    """
+
+    path: str
+    hash: str
+    meta: PainterMetadata
+    cell_size: float | None = None
+    input_kinds: tuple[str, ...] = ()
+    target_kind: str | None = None
+    target_units: str | None = None
+    projection_depth: int | None = None
+
+
+def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
+    """Read a checkpoint's metadata and training provenance (see :class:`CheckpointInfo`).
+
+    The training resolution comes from the provenance ``bigpaint train`` records: the box of
+    the first input Field [Mpc/h] over the training grid [voxels] (or an explicit
+    ``cell_size``).
+    """
+    meta = read_metadata(path)
+    prov = meta.provenance
+    cell = prov.get("cell_size")
+    inputs = prov.get("inputs") or []
+    if cell is None and inputs and prov.get("grid"):
+        cell = float(inputs[0]["box_size"][0]) / float(prov["grid"][0])
+    targets = prov.get("targets") or []
+    depth = ((prov.get("config") or {}).get("data") or {}).get("projection_depth")
+    return CheckpointInfo(
+        path=str(path),
+        hash=checkpoint_hash(path),
+        meta=meta,
+        cell_size=None if cell is None else float(cell),
+        input_kinds=tuple(str(i.get("kind")) for i in inputs if i.get("kind")),
+        target_kind=targets[0].get("kind") if targets else None,
+        target_units=targets[0].get("units") if targets else None,
+        projection_depth=None if depth is None else int(depth),
+    )
+
+
+def default_margin(meta: PainterMetadata) -> int:
+    """Default seam margin per side (voxels) of a painter.
+
+    ``valid``: the context (exact); ``tile``: 0; ``same``: ``DEFAULT_MARGIN_ALIGNMENTS``
+    alignments, capped at the structural context (see docs/paint.md for the measurement).
+    """
+    if meta.mode == "valid":
+        return meta.context
+    if meta.mode == "tile":
+        return 0
+    return min(meta.context, DEFAULT_MARGIN_ALIGNMENTS * meta.alignment)
+
+
+@dataclass(frozen=True)
+class SlabSpec:
+    """Projected slabs of a 3-D Field for a 2-D painter.
+
+    Attributes
+    ----------
+    axis : int
+        Spatial axis (0, 1, 2 for x, y, z) projected along.
+    thickness : int
+        Slab thickness in voxels; ``thickness`` consecutive voxels are summed.
+    """
+
+    axis: int = 0
+    thickness: int = 1
+
+    @classmethod
+    def parse(
+        cls, value: SlabSpec | Mapping[str, Any] | None, default_thickness: int | None
+    ) -> SlabSpec:
+        if isinstance(value, SlabSpec):
+            spec = value
+        else:
+            raw = dict(value or {})
+            unknown = set(raw) - {"axis", "thickness"}
+            if unknown:
+                raise ConfigError(
+                    f"unknown slab key {sorted(unknown)[0]!r}; give axis and thickness"
+                )
+            axis = raw.get("axis", 0)
+            if isinstance(axis, str):
+                if axis not in ("x", "y", "z"):
+                    raise ConfigError(f"slab axis must be x, y, z or 0, 1, 2, got {axis!r}")
+                axis = "xyz".index(axis)
+            thickness = raw.get("thickness", default_thickness)
+            if thickness is None:
+                raise ConfigError(
+                    "the checkpoint records no projection depth; give slab={'thickness': N} "
+                    "(voxels per projected slab)"
+                )
+            spec = cls(int(axis), int(thickness))
+        if spec.axis not in (0, 1, 2):
+            raise ConfigError(f"slab axis must be 0, 1 or 2, got {spec.axis}")
+        if spec.thickness < 1:
+            raise ConfigError(f"slab thickness must be >= 1 voxel, got {spec.thickness}")
+        return spec
+
+
+@dataclass(frozen=True)
+class PaintPlan:
+    """A checked paint job (pure description; :func:`bigpaint.paint.paint_field` runs it).
+
+    Attributes
+    ----------
+    checkpoint : CheckpointInfo
+    source_shape : tuple of int
+        Input Field shape (channel axis first when present).
+    out_shape : tuple of int
+        Output Field shape: ``(out_channels, ...)`` when ``out_channels > 1``; for slabs the
+        slab axis has ``n / thickness`` cells.
+    chunks : tuple of 3 int
+        Output write blocks in voxels (output grid).
+    margin : int
+        Voxels of neighbourhood per side a painted voxel gets (the context for ``valid``).
+    read_context : tuple of 3 int
+        Context the blockwise primitive reads around each block (output grid voxels).
+    slab : SlabSpec or None
+    cell_size : tuple of 3 float
+        Input voxel size in Mpc/h.
+    out_meta : dict
+        Metadata of the output Field (box, kind, units, redshift, cosmology, provenance).
+    """
+
+    checkpoint: CheckpointInfo
+    source_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    chunks: tuple[int, int, int]
+    margin: int
+    read_context: tuple[int, int, int]
+    slab: SlabSpec | None
+    cell_size: tuple[float, float, float]
+    out_meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mode(self) -> Literal["valid", "same", "tile"]:
+        return self.checkpoint.meta.mode
+
+    @property
+    def alignment(self) -> int:
+        return self.checkpoint.meta.alignment
+
+
+def _in_channels(shape: Sequence[int]) -> int:
+    return int(shape[0]) if len(shape) == 4 else 1
+
+
+def plan_paint(
+    checkpoint: str | Path | CheckpointInfo,
+    source: xr.Dataset,
+    *,
+    chunks: int | Sequence[int] | None = None,
+    margin: int | None = None,
+    slab: SlabSpec | Mapping[str, Any] | None = None,
+) -> PaintPlan:
+    """Check a checkpoint against an input Field and plan the paint job.
+
+    Parameters
+    ----------
+    checkpoint : path or CheckpointInfo
+    source : xarray.Dataset
+        The input Field (from :func:`bigpaint.field.open_field`).
+    chunks : int or sequence of 3 int, optional
+        Output write blocks in voxels of the output grid (default: the input's chunks; for
+        slabs the input's chunks divided by the thickness along the slab axis).
+    margin : int, optional
+        Seam margin per side in voxels (default :func:`default_margin`); ``valid`` painters
+        refuse anything but their context, ``tile`` painters anything but 0.
+    slab : SlabSpec or mapping, optional
+        Required for 2-D painters (default thickness: the training projection depth).
+
+    Raises
+    ------
+    CheckpointError, ShapeError, ChunkingError, ConfigError
+    """
+    from bigpaint.field import field_meta, zarr_array
+
+    info = (
+        checkpoint if isinstance(checkpoint, CheckpointInfo) else read_checkpoint_info(checkpoint)
+    )
+    meta = info.meta
+    fmeta = field_meta(source)
+    arr = zarr_array(source)
+    shape = tuple(int(n) for n in arr.shape)
+    spatial = shape[-3:]
+    url = source.encoding.get("bigpaint_url", "input")
+    ck = info.path
+
+    if _in_channels(shape) != meta.in_channels:
+        raise CheckpointError(
+            f"{ck} paints from {meta.in_channels} input channel(s), {url} has "
+            f"{_in_channels(shape)}; give a Field with {meta.in_channels} channel(s)"
+        )
+    if info.input_kinds and len(set(info.input_kinds)) == 1 and fmeta.kind != info.input_kinds[0]:
+        raise CheckpointError(
+            f"{ck} was trained on {info.input_kinds[0]!r} fields, {url} is {fmeta.kind!r}; "
+            f"paint a {info.input_kinds[0]!r} Field or use a checkpoint trained on {fmeta.kind!r}"
+        )
+    cell = fmeta.cell_size(spatial)
+    if len({round(c, 9) for c in cell}) != 1:
+        raise ShapeError(
+            f"{url} has non-cubic voxels {tuple(round(c, 6) for c in cell)} Mpc/h; painters need "
+            "cubic voxels (equal box_size / grid on every axis)"
+        )
+    if info.cell_size is not None and not math.isclose(
+        cell[0], info.cell_size, rel_tol=RESOLUTION_RTOL
+    ):
+        raise CheckpointError(
+            f"{url} has {cell[0]:.6g} Mpc/h per voxel, {ck} was trained at "
+            f"{info.cell_size:.6g} Mpc/h per voxel; deposit the input on a grid of "
+            f"{fmeta.box_size[0] / info.cell_size:.6g} voxels per side (or use a checkpoint "
+            "trained at this resolution)"
+        )
+
+    if meta.ndim == 2:
+        spec = SlabSpec.parse(slab, info.projection_depth)
+        if info.projection_depth is not None and spec.thickness != info.projection_depth:
+            raise CheckpointError(
+                f"{ck} was trained on slabs of {info.projection_depth} voxels, slab thickness "
+                f"is {spec.thickness}; use thickness {info.projection_depth}"
+            )
+        if spatial[spec.axis] % spec.thickness:
+            raise ChunkingError(
+                f"slab thickness {spec.thickness} does not divide the {spatial[spec.axis]} voxels "
+                f"of axis {'xyz'[spec.axis]}; choose a divisor"
+            )
+        out_spatial = list(spatial)
+        out_spatial[spec.axis] //= spec.thickness
+        plane = [a for a in range(3) if a != spec.axis]
+    elif meta.ndim == 3:
+        if slab is not None:
+            raise CheckpointError(
+                f"{ck} holds a 3-D {meta.family!r} painter; slabs are for 2-D painters, drop slab"
+            )
+        spec = None
+        out_spatial = list(spatial)
+        plane = [0, 1, 2]
+    else:
+        raise CheckpointError(f"{ck} holds a {meta.ndim}-D painter; bigpaint paints 2-D and 3-D")
+
+    a = meta.alignment
+    if meta.mode == "valid":
+        if margin is not None and int(margin) != meta.context:
+            raise ConfigError(
+                f"{meta.family} paints valid convolutions with context {meta.context}; its margin "
+                f"is fixed at {meta.context} voxels, drop margin={margin}"
+            )
+        m = meta.context
+        reach = m
+    elif meta.mode == "same":
+        m = default_margin(meta) if margin is None else int(margin)
+        if m < 0:
+            raise ConfigError(f"margin must be >= 0 voxels, got {m}")
+        reach = m + a - 1
+    else:
+        if margin not in (None, 0):
+            raise ConfigError(f"{meta.family} paints whole {meta.tile}-voxel tiles; drop margin")
+        m = 0
+        reach = a - 1
+        bad = [spatial[i] for i in plane if spatial[i] % a]
+        if bad:
+            raise ShapeError(
+                f"{meta.family} paints {a}-voxel tiles; {url} has {bad[0]} voxels on a painted "
+                f"axis, not a multiple of {a}"
+            )
+    ctx = [0, 0, 0]
+    for i in plane:
+        ctx[i] = reach
+
+    in_chunks = tuple(int(c) for c in arr.chunks[-3:])
+    if chunks is None:
+        out_chunks = list(in_chunks)
+        if spec is not None:
+            out_chunks[spec.axis] = max(1, in_chunks[spec.axis] // spec.thickness)
+    else:
+        out_chunks = [int(chunks)] * 3 if np.isscalar(chunks) else [int(c) for c in chunks]  # type: ignore[arg-type]
+        if len(out_chunks) != 3 or any(c <= 0 for c in out_chunks):
+            raise ChunkingError(f"chunks must be one or three positive integers, got {chunks!r}")
+    out_chunks = [min(c, n) for c, n in zip(out_chunks, out_spatial, strict=True)]
+
+    out_shape = tuple(out_spatial)
+    if meta.out_channels > 1:
+        out_shape = (meta.out_channels, *out_shape)
+    kind = info.target_kind or "painted"
+    units = info.target_units or "1"
+    prov = {
+        "operation": "paint",
+        "inputs": [str(url)],
+        "config": {
+            "checkpoint": str(info.path),
+            "checkpoint_hash": info.hash,
+            "family": meta.family,
+            "mode": meta.mode,
+            "context": meta.context,
+            "alignment": a,
+            "margin": m,
+            "slab": None if spec is None else {"axis": spec.axis, "thickness": spec.thickness},
+            "chunks": out_chunks,
+            "training_cell_size": info.cell_size,
+        },
+    }
+    out_meta = {
+        "box_size": fmeta.box_size,
+        "kind": kind,
+        "units": units,
+        "redshift": fmeta.redshift,
+        "cosmology": None if fmeta.cosmology is None else fmeta.cosmology.model_dump(),
+        "provenance": prov,
+    }
+    return PaintPlan(
+        checkpoint=info,
+        source_shape=shape,
+        out_shape=out_shape,
+        chunks=tuple(out_chunks),  # type: ignore[arg-type]
+        margin=m,
+        read_context=tuple(ctx),  # type: ignore[arg-type]
+        slab=spec,
+        cell_size=cell,  # type: ignore[arg-type]
+        out_meta=out_meta,
+    )

@@ -1,0 +1,349 @@
+"""What runs on a worker: the cached model, its device and threads, and sub-tiled inference.
+
+* **One model per worker.** :func:`get_painter` keeps loaded painters in a process-wide cache
+  keyed by the checkpoint's hash and the device, so a worker loads a checkpoint once however
+  many blocks it paints. On a distributed cluster :class:`PainterPlugin` (a named
+  ``WorkerPlugin``, one name per checkpoint hash) preloads it when the job starts and sets
+  the worker's torch threads; a worker that joins later, or restarts after a crash, loads it
+  on its first block.
+* **Devices.** ``"auto"`` picks CUDA when the worker sees a GPU, else CPU; ``"cuda"`` without
+  one is refused. Host-to-device copies go through pinned memory (``non_blocking``) on CUDA.
+  Inference runs under ``torch.inference_mode`` and, on request, ``torch.autocast`` in
+  bfloat16 or float16 (off by default: chunked output then equals whole-box inference).
+* **Sub-tiling and batching.** A block's core is painted in sub-tiles whose windows fit a
+  memory budget (estimated activation bytes per voxel times window voxels); sub-tiles with
+  windows of one shape are stacked into batches up to the budget (whole slabs of a 2-D
+  painter, or the fixed tiles of a ``tile`` painter, batch together). Each sub-tile gets the
+  same window rule as a block (:mod:`bigpaint.paint.plan`), so sub-tiling never changes the
+  answer.
+
+Why hand-written: the per-worker cache and plugin are a few lines on top of
+``distributed.WorkerPlugin``; the sub-tiling follows the painter's window rule, which no
+inference library knows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from bigpaint.errors import ConfigError, ShapeError
+
+__all__ = [
+    "PainterPlugin",
+    "autocast_dtype",
+    "bytes_per_voxel",
+    "clear_painter_cache",
+    "default_memory_budget",
+    "get_painter",
+    "paint_images",
+    "resolve_device",
+    "set_torch_threads",
+    "subtile_windows",
+]
+
+_CACHE: dict[tuple[str, str], Any] = {}
+_LOCK = threading.Lock()
+#: Loads per (hash, device) in this process (tests check a worker loads a model once).
+LOADS: dict[tuple[str, str], int] = {}
+
+
+def resolve_device(device: str) -> Any:
+    """``"auto"`` -> CUDA if this process sees a GPU, else CPU; ``"cpu"``; ``"cuda[:i]"``."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {device!r} asked for, but torch sees no CUDA GPU on this worker; "
+                "use device 'cpu' or 'auto', or run on GPU workers"
+            )
+        return torch.device(device)
+    raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+
+
+def autocast_dtype(autocast: str | None) -> Any:
+    """``None`` (off), ``"bf16"`` or ``"fp16"`` to a torch dtype."""
+    import torch
+
+    if autocast in (None, "none", "off"):
+        return None
+    table = {
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+    }
+    if autocast not in table:
+        raise ConfigError(f"autocast must be None, 'bf16' or 'fp16', got {autocast!r}")
+    return table[autocast]
+
+
+def get_painter(path: str, ckpt_hash: str, device: Any) -> Any:
+    """The painter of checkpoint ``path`` on ``device``, loaded once per process."""
+    from bigpaint.painters.checkpoint import load_checkpoint
+
+    key = (ckpt_hash, str(device))
+    painter = _CACHE.get(key)
+    if painter is not None:
+        return painter
+    with _LOCK:
+        painter = _CACHE.get(key)
+        if painter is None:
+            painter, _ = load_checkpoint(path, map_location=device)
+            painter.requires_grad_(False)
+            _CACHE[key] = painter
+            LOADS[key] = LOADS.get(key, 0) + 1
+    return painter
+
+
+def clear_painter_cache() -> None:
+    """Drop every cached painter of this process."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+def set_torch_threads(n: int) -> None:
+    """Set torch's intra-op threads (process-wide) to ``n >= 1``."""
+    import torch
+
+    n = max(1, int(n))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def default_memory_budget(device: Any) -> int:
+    """Bytes of activations one block may use: half the free GPU memory, 1 GiB on CPU."""
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free // 2)
+    return 1 << 30
+
+
+try:
+    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPluginBase
+except ImportError:  # pragma: no cover - distributed is a dependency
+    _WorkerPluginBase = object  # type: ignore[assignment,misc]
+
+
+class PainterPlugin(_WorkerPluginBase):  # type: ignore[misc,valid-type]
+    """Preload a checkpoint on every worker and set its torch threads.
+
+    Parameters
+    ----------
+    path, ckpt_hash : str
+        Checkpoint directory and :func:`bigpaint.paint.plan.checkpoint_hash`.
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+    workers_per_host : dict, optional
+        Host name to the number of workers there; CPU workers get
+        ``cores // (workers on the host * worker threads)`` torch threads (at least 1).
+    """
+
+    def __init__(
+        self, path: str, ckpt_hash: str, device: str, workers_per_host: dict[str, int] | None = None
+    ) -> None:
+        self.path = path
+        self.ckpt_hash = ckpt_hash
+        self.device = device
+        self.workers_per_host = dict(workers_per_host or {})
+        self.name = f"bigpaint-painter-{ckpt_hash}-{device}"
+
+    def setup(self, worker: Any) -> None:
+        dev = resolve_device(self.device)
+        if dev.type == "cpu":
+            host = str(worker.address).split("://")[-1].rsplit(":", 1)[0]
+            share = self.workers_per_host.get(host, 1) * max(1, int(worker.state.nthreads))
+            set_torch_threads((os.cpu_count() or 1) // max(1, share))
+        get_painter(self.path, self.ckpt_hash, dev)
+
+
+def bytes_per_voxel(painter: Any) -> int:
+    """Estimated activation bytes per window voxel of a forward pass (float32).
+
+    Three tensors of the widest layer are alive at once (input, output and a skip or branch
+    concatenation), plus the input and output channels.
+    """
+    from torch import nn
+
+    widths = [
+        m.out_channels + m.in_channels
+        for m in painter.modules()
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d))
+    ]
+    return 4 * (3 * max(widths, default=1) + painter.in_channels + painter.out_channels)
+
+
+def _axis_window(t0: int, t1: int, mode: str, margin: int, align: int) -> tuple[int, int]:
+    """Global window [lo, hi) that paints output [t0, t1) along one axis."""
+    if mode == "valid":
+        return t0 - margin, t1 + margin
+    return (t0 - margin) // align * align, -(-(t1 + margin) // align) * align
+
+
+def subtile_windows(
+    core_start: Sequence[int],
+    core_shape: Sequence[int],
+    *,
+    mode: str,
+    margin: int,
+    alignment: int,
+    tile: int | None,
+) -> list[tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]]:
+    """Split a core into sub-tiles of at most ``tile`` voxels per axis, each with its window.
+
+    Returns ``[(sub-tile [t0, t1) per axis, window [lo, hi) per axis), ...]`` in global
+    voxels. For ``tile`` mode the sub-tiles follow the painter's fixed tile grid.
+    """
+    axes = []
+    for s, n in zip(core_start, core_shape, strict=True):
+        if mode == "tile":
+            cuts = sorted({s, s + n, *range(-(-s // alignment) * alignment, s + n, alignment)})
+        else:
+            step = max(1, int(tile or n))
+            cuts = [*range(s, s + n, step), s + n]
+        axes.append([(a, b) for a, b in itertools.pairwise(cuts) if b > a])
+    out = []
+    for combo in itertools.product(*axes):
+        win = tuple(_axis_window(a, b, mode, margin, alignment) for a, b in combo)
+        out.append((tuple(combo), win))
+    return out
+
+
+def _subtile_size(
+    core_shape: Sequence[int], batch: int, reach: int, align: int, bpv: int, budget: int
+) -> int:
+    """Largest sub-tile edge (a multiple of ``align`` where possible) whose batch fits."""
+    t = max(core_shape)
+    while True:
+        vox = np.prod([min(t, n) + 2 * reach for n in core_shape], dtype=float)
+        if batch * vox * bpv <= budget or t <= align:
+            return t
+        t = max(align, (t // 2) // align * align)
+
+
+def paint_images(
+    painter: Any,
+    x: np.ndarray,
+    window_start: Sequence[int],
+    core_start: Sequence[int],
+    core_shape: Sequence[int],
+    *,
+    margin: int,
+    device: Any,
+    memory_budget: int | None = None,
+    autocast: Any = None,
+    noise: Callable[[Sequence[int], Sequence[tuple[int, int]]], list[Any]] | None = None,
+    batch_ids: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Paint the core of a batch of windows, sub-tiled under a memory budget.
+
+    Parameters
+    ----------
+    painter : Painter
+        On ``device``, eval mode.
+    x : numpy.ndarray
+        ``(B, C_in, *S)``: B windows (raw units) over the painted axes, covering global voxels
+        ``[window_start, window_start + S)``.
+    window_start, core_start, core_shape : sequence of int
+        Global voxel coordinates (per painted axis) of the window and of the core to paint.
+    margin : int
+        Seam margin per side (the context for ``valid`` painters).
+    device : torch.device
+    memory_budget : int, optional
+        Bytes of activations per forward call (default :func:`default_memory_budget`).
+    autocast : torch.dtype, optional
+        Run the network under ``torch.autocast`` in this dtype.
+    noise : callable, optional
+        ``noise(batch_ids, window) -> maps`` for painters with noise injection.
+    batch_ids : sequence of int, optional
+        Global index of each batch entry (the slab index), passed to ``noise``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(B, C_out, *core_shape)`` float32.
+    """
+    import torch
+
+    from bigpaint.painters.base import apply_norms, invert_norms
+
+    mode, align = painter.mode, painter.alignment
+    nb = x.shape[0]
+    budget = int(memory_budget or default_memory_budget(device))
+    bpv = bytes_per_voxel(painter)
+    reach = margin + (align - 1 if mode == "same" else 0)
+    if mode == "tile":
+        reach, align = 0, int(painter.tile)
+    tile = _subtile_size(core_shape, 1, reach, align, bpv, budget)
+    jobs = subtile_windows(
+        core_start, core_shape, mode=mode, margin=margin, alignment=align, tile=tile
+    )
+    out = np.empty((nb, painter.out_channels, *core_shape), dtype=np.float32)
+    ids = list(range(nb)) if batch_ids is None else list(batch_ids)
+    groups: dict[tuple[int, ...], list[tuple[Any, Any]]] = {}
+    for sub, win in jobs:
+        groups.setdefault(tuple(b - a for a, b in win), []).append((sub, win))
+    cuda = getattr(device, "type", "cpu") == "cuda"
+    for wshape, members in groups.items():
+        per_item = float(np.prod(wshape)) * bpv
+        batch = max(1, int(budget // max(per_item, 1.0)))
+        items = [(b, sub, win) for sub, win in members for b in range(nb)]
+        for k in range(0, len(items), batch):
+            part = items[k : k + batch]
+            stack = []
+            for b, _sub, win in part:
+                sl = tuple(
+                    slice(lo - w0, hi - w0) for (lo, hi), w0 in zip(win, window_start, strict=True)
+                )
+                stack.append(x[(b, slice(None), *sl)])
+            arr = apply_norms(painter.input_norm, np.stack(stack).astype(np.float32), 1)
+            t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+            t = t.pin_memory().to(device, non_blocking=True) if cuda else t.to(device)
+            with (
+                torch.inference_mode(),
+                torch.autocast(device.type, dtype=autocast, enabled=autocast is not None),
+            ):
+                if noise is not None:
+                    maps = _stack_noise(
+                        noise, [ids[b] for b, _, _ in part], [w for _, _, w in part]
+                    )
+                    y = painter.forward_multiscale(t, noise=[m.to(device) for m in maps])[-1]
+                else:
+                    y = painter.infer(t)
+            y = invert_norms(painter.output_norm, y.float(), 1).cpu().numpy()
+            for (b, sub, win), yi in zip(part, y, strict=True):
+                first = win if mode != "valid" else [(lo + margin, hi - margin) for lo, hi in win]
+                src = tuple(
+                    slice(a - f0, b_ - f0) for (a, b_), (f0, _) in zip(sub, first, strict=True)
+                )
+                dst = tuple(
+                    slice(a - c0, b_ - c0) for (a, b_), c0 in zip(sub, core_start, strict=True)
+                )
+                if yi.shape[1:] != tuple(f1 - f0 for f0, f1 in first):
+                    raise ShapeError(
+                        f"{painter.family} returned {yi.shape[1:]} for a window "
+                        f"{tuple(hi - lo for lo, hi in win)}; the checkpoint's mode is wrong"
+                    )
+                out[(b, slice(None), *dst)] = yi[(slice(None), *src)]
+    return out
+
+
+def _stack_noise(
+    noise: Callable[..., list[Any]], ids: Sequence[int], windows: Sequence[Any]
+) -> list[Any]:
+    import torch
+
+    per = [noise(i, w) for i, w in zip(ids, windows, strict=True)]
+    return [torch.cat([p[level] for p in per], 0) for level in range(len(per[0]))]
