@@ -3,7 +3,9 @@
 ``local`` is a ``distributed.LocalCluster``; ``slurm`` submits worker jobs through
 ``dask_jobqueue.SLURMCluster`` (the scheduler runs where bigpaint runs: a login node or,
 better, a batch job, see ``deploy/``); ``local-cuda`` starts one worker per GPU with
-``dask_cuda.LocalCUDACluster`` and fails with the install command when dask-cuda is missing.
+``dask_cuda.LocalCUDACluster`` and fails with the install command when dask-cuda is missing;
+``scheduler`` connects to a scheduler that a batch script already started (its workers, e.g.
+``dask cuda worker`` on every node of an allocation, are that script's business).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from bigpaint.config import (
     ClusterConfig,
     LocalClusterConfig,
     LocalCudaClusterConfig,
+    SchedulerClusterConfig,
     SlurmClusterConfig,
 )
 from bigpaint.errors import ConfigError, MissingDependencyError
@@ -104,6 +107,11 @@ def make_cluster(cfg: ClusterConfig | None = None) -> Any:
             ) from None
         kwargs = cfg.model_dump(exclude={"kind"}, exclude_none=True)
         return LocalCUDACluster(**kwargs)
+    if isinstance(cfg, SchedulerClusterConfig):
+        raise ConfigError(
+            "cluster kind 'scheduler' connects to a running scheduler and starts no cluster; "
+            "use bigpaint.cluster.connect"
+        )
     raise ConfigError(f"unknown cluster config {cfg!r}")  # pragma: no cover - pydantic guards
 
 
@@ -123,17 +131,47 @@ def connect(
     """
     from distributed import Client
 
+    if isinstance(cfg, SchedulerClusterConfig):
+        with _existing_scheduler(cfg, timeout) as client:
+            _wait(client, cfg.wait_for_workers, timeout)
+            yield client
+        return
     cluster = make_cluster(cfg)
     try:
         with Client(cluster) as client:
-            if wait_for_workers:
-                try:
-                    client.wait_for_workers(wait_for_workers, timeout=timeout)
-                except TimeoutError:
-                    raise ConfigError(
-                        f"no worker joined within {timeout:.0f} s; check the queue (squeue) and "
-                        "the worker logs, or raise the timeout"
-                    ) from None
+            _wait(client, wait_for_workers, timeout)
             yield client
     finally:
         cluster.close()
+
+
+def _wait(client: Any, n: int, timeout: float) -> None:
+    if not n:
+        return
+    try:
+        client.wait_for_workers(n, timeout=timeout)
+    except TimeoutError:
+        raise ConfigError(
+            f"{n} worker(s) did not join within {timeout:.0f} s; check the queue (squeue) and "
+            "the worker logs, or raise the timeout"
+        ) from None
+
+
+def _existing_scheduler(cfg: SchedulerClusterConfig, timeout: float) -> Any:
+    """A client of a running scheduler (closed after use; the scheduler keeps running)."""
+    from distributed import Client
+
+    if cfg.scheduler_file is not None and not os.path.isfile(cfg.scheduler_file):
+        raise ConfigError(
+            f"scheduler file {cfg.scheduler_file} does not exist; start the scheduler with "
+            "'dask scheduler --scheduler-file FILE' first (see deploy/bigpaint-gpu-nodes.sbatch)"
+        )
+    try:
+        if cfg.scheduler_file is not None:
+            return Client(scheduler_file=cfg.scheduler_file, timeout=timeout)
+        return Client(cfg.address, timeout=timeout)
+    except OSError as exc:
+        where = cfg.scheduler_file or cfg.address
+        raise ConfigError(
+            f"cannot reach the scheduler of {where} ({exc}); is it still running?"
+        ) from None

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bigpaint.errors import ConfigError
 
@@ -21,6 +21,7 @@ __all__ = [
     "ClusterConfig",
     "LocalClusterConfig",
     "LocalCudaClusterConfig",
+    "SchedulerClusterConfig",
     "SlurmClusterConfig",
     "config_error",
     "load_config",
@@ -99,8 +100,28 @@ class LocalCudaClusterConfig(_Strict):
     local_directory: str | None = None
 
 
+class SchedulerClusterConfig(_Strict):
+    """A scheduler that is already running (started by a batch script, see ``deploy/``).
+
+    Give ``scheduler_file`` (the JSON file ``dask scheduler --scheduler-file`` writes) or
+    ``address`` (``tcp://host:8786``). bigpaint connects a client and waits for
+    ``wait_for_workers`` workers; it neither starts nor stops the scheduler or its workers.
+    """
+
+    kind: Literal["scheduler"]
+    scheduler_file: str | None = None
+    address: str | None = None
+    wait_for_workers: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SchedulerClusterConfig:
+        if (self.scheduler_file is None) == (self.address is None):
+            raise ValueError("give exactly one of scheduler_file or address")
+        return self
+
+
 ClusterConfig = Annotated[
-    LocalClusterConfig | SlurmClusterConfig | LocalCudaClusterConfig,
+    LocalClusterConfig | SlurmClusterConfig | LocalCudaClusterConfig | SchedulerClusterConfig,
     Field(discriminator="kind"),
 ]
 
@@ -117,8 +138,17 @@ def _known_keys(model: type[BaseModel]) -> set[str]:
 
 
 _ALL_KEYS: set[str] = set()
-for _m in (LocalClusterConfig, SlurmClusterConfig, LocalCudaClusterConfig, AdaptConfig):
+for _m in (
+    LocalClusterConfig,
+    SlurmClusterConfig,
+    LocalCudaClusterConfig,
+    SchedulerClusterConfig,
+    AdaptConfig,
+):
     _ALL_KEYS |= _known_keys(_m)
+
+
+_KINDS = ("local", "slurm", "local-cuda", "scheduler")
 
 
 def config_error(
@@ -126,7 +156,7 @@ def config_error(
 ) -> ConfigError:
     """Turn a pydantic ValidationError into a one-line :class:`ConfigError`."""
     err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"] if p not in ("local", "slurm", "local-cuda")]
+    loc = [str(p) for p in err["loc"] if p not in _KINDS]
     where = ".".join(loc) or "(top level)"
     if err["type"] == "extra_forbidden":
         key = loc[-1] if loc else "?"
@@ -135,7 +165,7 @@ def config_error(
         return ConfigError(f"{source}: unknown key {where!r}{did}; remove or correct it")
     if err["type"] == "union_tag_invalid":
         return ConfigError(
-            f"{source}: {where}.kind must be one of 'local', 'slurm', 'local-cuda', "
+            f"{source}: {where}.kind must be one of {', '.join(map(repr, _KINDS))}, "
             f"got {err.get('input', {}).get('kind')!r}"
         )
     return ConfigError(f"{source}: {where}: {err['msg']} (got {err.get('input')!r})")

@@ -1,15 +1,12 @@
-"""Cluster factory: configs, the SLURM job script, and a real SLURM round trip with stand-ins.
+"""Cluster factory: configs, the SLURM job script, existing schedulers.
 
-The stand-in ``sbatch`` copies the job script and starts it as a local process in its own
-session (so a real dask worker from the script joins the scheduler), ``squeue`` lists the
-jobs still alive, and ``scancel`` kills a job's process group.
+The SLURM round trips with stand-in ``sbatch``/``squeue``/``scancel`` are in
+``tests/deploy/test_slurm.py``.
 """
 
 from __future__ import annotations
 
-import os
-import stat
-import subprocess
+import json
 from pathlib import Path
 
 import pytest
@@ -18,59 +15,12 @@ from bigpaint.cluster import connect, job_script, make_cluster
 from bigpaint.config import (
     LocalClusterConfig,
     LocalCudaClusterConfig,
+    SchedulerClusterConfig,
     SlurmClusterConfig,
     load_config,
     parse_config,
 )
 from bigpaint.errors import ConfigError, MissingDependencyError
-
-SBATCH = r"""#!/usr/bin/env bash
-# stand-in sbatch: run the job script as a local process
-set -eu
-dir="$FAKE_SLURM_DIR"
-id=$(( $(ls "$dir" | grep -c '\.sh$' || true) + 1000 ))
-cp "$1" "$dir/job-$id.sh"
-echo "$@" > "$dir/job-$id.args"
-setsid bash "$dir/job-$id.sh" > "$dir/job-$id.out" 2>&1 < /dev/null &
-echo $! > "$dir/job-$id.pid"
-echo "Submitted batch job $id"
-"""
-SQUEUE = r"""#!/usr/bin/env bash
-# stand-in squeue: one line per job whose process is alive
-dir="$FAKE_SLURM_DIR"
-echo "JOBID STATE"
-for f in "$dir"/job-*.pid; do
-  [ -e "$f" ] || continue
-  id=$(basename "$f" .pid); id=${id#job-}
-  kill -0 "$(cat "$f")" 2>/dev/null && echo "$id RUNNING"
-done
-exit 0
-"""
-SCANCEL = r"""#!/usr/bin/env bash
-# stand-in scancel: kill the job's whole process group
-dir="$FAKE_SLURM_DIR"
-for id in "$@"; do
-  pid=$(cat "$dir/job-$id.pid" 2>/dev/null) || continue
-  kill -TERM -- "-$pid" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-done
-"""
-
-
-@pytest.fixture
-def fake_slurm(tmp_path, monkeypatch):
-    bin_dir, jobs = tmp_path / "bin", tmp_path / "jobs"
-    bin_dir.mkdir()
-    jobs.mkdir()
-    for name, text in (("sbatch", SBATCH), ("squeue", SQUEUE), ("scancel", SCANCEL)):
-        p = bin_dir / name
-        p.write_text(text)
-        p.chmod(p.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_SLURM_DIR", str(jobs))
-    return jobs
-
 
 SLURM = {
     "kind": "slurm",
@@ -99,29 +49,6 @@ def test_job_script_has_resources():
     assert "export OMP_NUM_THREADS=1" in script
     assert "--nthreads 2" in script and "--memory-limit 3.00GiB" in script
     assert "--local-directory /tmp" in script
-
-
-def test_slurm_round_trip_with_stand_in_scheduler(fake_slurm):
-    cfg = parse_config(SlurmClusterConfig, SLURM)
-    with connect(cfg, timeout=120) as client:
-        assert len(client.scheduler_info()["workers"]) == 1
-        out = subprocess.run(["squeue"], capture_output=True, text=True, check=True).stdout
-        assert "RUNNING" in out
-        import dask.array as da
-
-        x = da.arange(1000, chunks=100)
-        assert int(client.compute(x.sum()).result()) == 499500
-        job = next(fake_slurm.glob("job-*.sh")).read_text()
-        assert "#SBATCH --mem=3G" in job and "distributed.cli.dask_worker" in job
-    # closing the cluster ran scancel: the job process is gone
-    import time
-
-    for _ in range(50):
-        out = subprocess.run(["squeue"], capture_output=True, text=True, check=True).stdout
-        if "RUNNING" not in out:
-            break
-        time.sleep(0.2)
-    assert "RUNNING" not in out
 
 
 def test_local_cluster_from_config():
@@ -174,3 +101,37 @@ def test_deploy_examples_parse():
         cluster_config(str(f), None)
     text = (root / "deploy" / "bigpaint-batch.sbatch").read_text()
     assert "#SBATCH" in text and "bigpaint" in text
+
+
+def test_existing_scheduler_by_file_and_address(tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster:
+        info = tmp_path / "scheduler.json"
+        info.write_text(json.dumps({"address": cluster.scheduler_address}))
+        for cfg in (
+            SchedulerClusterConfig(kind="scheduler", scheduler_file=str(info)),
+            SchedulerClusterConfig(kind="scheduler", address=cluster.scheduler_address),
+        ):
+            with connect(cfg, timeout=30) as client:
+                assert client.submit(sum, [1, 2, 3]).result() == 6
+        # connecting and leaving does not stop the scheduler or its workers
+        assert len(cluster.scheduler_info["workers"]) == 1
+
+
+def test_existing_scheduler_errors(tmp_path):
+    from bigpaint.cli._common import cluster_config
+
+    p = tmp_path / "c.yaml"
+    p.write_text("cluster:\n  kind: scheduler\n")
+    with pytest.raises(ConfigError, match="exactly one of scheduler_file or address"):
+        cluster_config(str(p), None)
+    p.write_text("cluster:\n  kind: scheduler\n  scheduler_file: a.json\n  address: tcp://x:1\n")
+    with pytest.raises(ConfigError, match="exactly one of scheduler_file or address"):
+        cluster_config(str(p), None)
+    missing = SchedulerClusterConfig(kind="scheduler", scheduler_file=str(tmp_path / "no.json"))
+    with pytest.raises(ConfigError, match=r"no.json does not exist; start the scheduler"):
+        with connect(missing):
+            pass
+    with pytest.raises(ConfigError, match="starts no cluster"):
+        make_cluster(missing)

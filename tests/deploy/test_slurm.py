@@ -1,0 +1,242 @@
+"""The SLURM recipes of ``deploy/`` in a round trip under a stand-in scheduler.
+
+The stand-in ``sbatch`` (``tests/deploy/bin``) really runs each job script as a local
+process, so the dask workers, scheduler and ``bigpaint`` commands in these tests are the
+real ones; only SLURM's placement of jobs on nodes is missing. The recipes are read from
+``deploy/`` itself, with the site facts (cores, memory, interface, directories) overridden to
+fit this machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bigpaint.blockwise import apply_blockwise
+from bigpaint.cluster import job_script, make_cluster
+from bigpaint.config import SlurmClusterConfig, load_config
+from bigpaint.context import gaussian_context
+from bigpaint.field import create_field, open_field, write_array
+from bigpaint.testing import regular_chunks
+from tests.deploy.conftest import ROOT, FakeSlurm
+
+DEPLOY = ROOT / "deploy"
+META = {"box_size": 100.0, "kind": "delta", "units": "1", "redshift": 0.0}
+N = 16
+SIGMA = 1.0  # voxels: 6.25 Mpc/h in a 100 Mpc/h box of 16 voxels
+
+
+def local_overrides(tmp: Path, jobs: int) -> dict[str, object]:
+    """Site facts of a recipe replaced by what this machine has (one core, loopback)."""
+    return {
+        "cluster.cores": 1,
+        "cluster.memory": "2GiB",
+        "cluster.interface": "lo",
+        "cluster.local_directory": str(tmp / "spill"),
+        "cluster.log_directory": str(tmp / "logs"),
+        "cluster.jobs": jobs,
+    }
+
+
+def gpu_recipe(tmp: Path, jobs: int) -> SlurmClusterConfig:
+    from bigpaint.cli._common import cluster_config
+
+    path = tmp / "cluster.yaml"
+    data = yaml.safe_load((DEPLOY / "cluster-slurm-gpu.yaml").read_text())
+    for key, value in local_overrides(tmp, jobs).items():
+        data["cluster"][key.split(".", 1)[1]] = value
+    path.write_text(yaml.safe_dump(data))
+    cfg = cluster_config(str(path), None)
+    assert isinstance(cfg, SlurmClusterConfig)
+    return cfg
+
+
+def expected(data: np.ndarray) -> np.ndarray:
+    return ndi.gaussian_filter(data, SIGMA, mode="wrap", truncate=4.0)
+
+
+def test_gpu_recipe_is_one_worker_per_gpu():
+    cfg = load_config(_ClusterFile, DEPLOY / "cluster-slurm-gpu.yaml").cluster
+    script = job_script(cfg)
+    assert "#SBATCH --gres=gpu:1" in script
+    assert "--resources GPU=1" in script
+    assert cfg.processes == 1 and "--nworkers" not in script
+    assert f"--nthreads {cfg.cores}" in script
+    assert "#SBATCH --cpus-per-task=8" in script and "#SBATCH --mem=64G" in script
+
+
+class _ClusterFile(__import__("pydantic").BaseModel):
+    cluster: SlurmClusterConfig
+
+
+def test_gpu_recipe_round_trip(fake_slurm: FakeSlurm, tmp_path: Path):
+    """Scale to 2 GPU-worker jobs, paint-like GPU=1 tasks on a Field, scale down, close."""
+    from distributed import Client
+
+    rng = np.random.default_rng(7)
+    cfg = gpu_recipe(tmp_path, jobs=2)
+    cluster = make_cluster(cfg)
+    try:
+        with Client(cluster) as client:
+            client.wait_for_workers(2, timeout=120)
+            workers = client.scheduler_info(n_workers=-1)["workers"].values()
+            assert [w["resources"] for w in workers] == [{"GPU": 1}, {"GPU": 1}]
+            assert len(fake_slurm.alive()) == 2
+            assert {fake_slurm.name(j) for j in fake_slurm.ids()} == {"bigpaint-gpu-worker"}
+
+            context = gaussian_context((SIGMA,) * 3, 4.0)
+            block = functools.partial(ndi.gaussian_filter, sigma=SIGMA, mode="wrap", truncate=4.0)
+
+            @settings(max_examples=4, deadline=None)
+            @given(st.data())
+            def chunked_equals_whole(data):
+                src_chunks = data.draw(regular_chunks((N, N, N), min_size=2))
+                out_chunks = data.draw(regular_chunks((N, N, N), min_size=2))
+                case = tmp_path / f"case-{rng.integers(1 << 30)}"
+                box = rng.standard_normal((N, N, N)).astype("f4")
+                write_array(str(case / "in.zarr"), box, chunks=src_chunks, meta=META)
+                out = create_field(
+                    str(case / "out.zarr"), shape=box.shape, chunks=out_chunks, meta=META
+                )
+                apply_blockwise(
+                    block, open_field(str(case / "in.zarr")), out, context, resources={"GPU": 1}
+                )
+                got = open_field(str(case / "out.zarr"))
+                np.testing.assert_allclose(
+                    got[next(iter(got.data_vars))].values, expected(box), rtol=1e-6, atol=1e-6
+                )
+
+            chunked_equals_whole()
+
+            first, second = fake_slurm.ids()
+            cluster.scale(jobs=1)
+            assert fake_slurm.wait_until(lambda: len(fake_slurm.alive()) == 1)
+            assert fake_slurm.wait_until(
+                lambda: len(client.scheduler_info(n_workers=-1)["workers"]) == 1
+            )
+            assert sorted(fake_slurm.state(j) for j in (first, second)) == [
+                "CANCELLED",
+                "RUNNING",
+            ]
+    finally:
+        cluster.close()
+    assert fake_slurm.wait_until(lambda: not fake_slurm.alive())
+    assert {fake_slurm.state(j) for j in fake_slurm.ids()} == {"CANCELLED"}
+
+
+@pytest.fixture
+def field_in(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    box = np.random.default_rng(3).standard_normal((N, N, N)).astype("f4")
+    path = tmp_path / "in.zarr"
+    write_array(str(path), box, chunks=(6, 5, 8), meta=META)
+    return path, box
+
+
+def driver_env(**extra: str) -> dict[str, str]:
+    return {"BIGPAINT_VENV": sys.prefix, **extra}
+
+
+def test_batch_driver_runs_a_command_with_gpu_worker_jobs(
+    fake_slurm: FakeSlurm, tmp_path: Path, field_in
+):
+    """deploy/bigpaint-batch.sbatch: scheduler in the batch job, workers as further jobs."""
+    src, box = field_in
+    cfg_file = tmp_path / "cluster.yaml"
+    gpu_recipe(tmp_path, jobs=1)  # validates and writes tmp_path/cluster.yaml
+    out = tmp_path / "out.zarr"
+    sigma_mpc = SIGMA * META["box_size"] / N
+    job = fake_slurm.sbatch(
+        str(DEPLOY / "bigpaint-batch.sbatch"),
+        "smooth",
+        str(src),
+        str(out),
+        "--sigma-mpc",
+        str(sigma_mpc),
+        cwd=tmp_path,
+        env=driver_env(BIGPAINT_CLUSTER=str(cfg_file)),
+    )
+    rc = fake_slurm.wait(job, timeout=180)
+    log = (tmp_path / f"bigpaint-driver-{job}.out").read_text()
+    assert rc == 0, log
+    assert fake_slurm.name(job) == "bigpaint-driver"
+    workers = [j for j in fake_slurm.ids() if j != job]
+    assert [fake_slurm.name(j) for j in workers] == ["bigpaint-gpu-worker"]
+    assert fake_slurm.wait_until(lambda: not fake_slurm.alive())
+    assert fake_slurm.state(workers[0]) == "CANCELLED"  # the driver cancelled its workers
+    got = open_field(str(out))
+    np.testing.assert_allclose(
+        got[next(iter(got.data_vars))].values, expected(box), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_batch_driver_bad_input_fails_before_submitting_workers(
+    fake_slurm: FakeSlurm, tmp_path: Path
+):
+    job = fake_slurm.sbatch(
+        str(DEPLOY / "bigpaint-batch.sbatch"),
+        "smooth",
+        str(tmp_path / "missing.zarr"),
+        str(tmp_path / "out.zarr"),
+        "--sigma-mpc",
+        "1",
+        cwd=tmp_path,
+        env=driver_env(BIGPAINT_CLUSTER=str(DEPLOY / "cluster-slurm-gpu.yaml")),
+    )
+    assert fake_slurm.wait(job, timeout=120) == 2
+    log = (tmp_path / f"bigpaint-driver-{job}.out").read_text().strip().splitlines()
+    assert log[-1].startswith("bigpaint: error: ") and "missing.zarr" in log[-1]
+    assert fake_slurm.ids() == [job]  # no worker job was submitted
+    assert not (tmp_path / "out.zarr").exists()
+
+    empty = fake_slurm.sbatch(str(DEPLOY / "bigpaint-batch.sbatch"), cwd=tmp_path, env=driver_env())
+    assert fake_slurm.wait(empty) == 2
+    assert "usage: sbatch" in (tmp_path / f"bigpaint-driver-{empty}.out").read_text()
+
+
+def test_gpu_nodes_script_runs_a_command_on_its_own_scheduler(
+    fake_slurm: FakeSlurm, tmp_path: Path, field_in
+):
+    """deploy/bigpaint-gpu-nodes.sbatch: scheduler + client in the batch step, workers by srun.
+
+    ``dask cuda worker`` needs GPUs, so the workers here are the CPU command the script
+    documents for CPU nodes (BIGPAINT_WORKER); the scheduler file, srun launch, the
+    ``scheduler`` cluster kind and the shutdown are the script's own.
+    """
+    src, box = field_in
+    out = tmp_path / "out.zarr"
+    job = fake_slurm.sbatch(
+        str(DEPLOY / "bigpaint-gpu-nodes.sbatch"),
+        "smooth",
+        str(src),
+        str(out),
+        "--sigma-mpc",
+        str(SIGMA * META["box_size"] / N),
+        cwd=tmp_path,
+        env=driver_env(
+            BIGPAINT_WORKER="dask worker --nworkers 2 --nthreads 1",
+            BIGPAINT_MIN_WORKERS="2",
+            BIGPAINT_INTERFACE="lo",
+        ),
+    )
+    rc = fake_slurm.wait(job, timeout=180)
+    work = tmp_path / f"bigpaint-job-{job}"
+    log = (tmp_path / f"bigpaint-gpu-nodes-{job}.out").read_text()
+    assert rc == 0, log + (work / "workers.log").read_text()
+    assert "kind: scheduler" in (work / "cluster.yaml").read_text()
+    assert "wait_for_workers: 2" in (work / "cluster.yaml").read_text()
+    got = open_field(str(out))
+    np.testing.assert_allclose(
+        got[next(iter(got.data_vars))].values, expected(box), rtol=1e-6, atol=1e-6
+    )
+    # the job ended its scheduler and workers: nothing of it is left running
+    ps = subprocess.run(["pgrep", "-f", str(work)], capture_output=True, text=True)
+    assert ps.stdout.strip() == ""
