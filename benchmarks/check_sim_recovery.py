@@ -56,6 +56,25 @@ def _simulate(path: str, particles: int, box: float, min_particles: int, seed: i
     )
 
 
+def _remake_truth(sim: Path) -> None:
+    """Remake the protohalo truth of an existing run from its ICs and ``halos.parquet``."""
+    from bigpaint.ics.lpt import lpt_particles_array
+    from bigpaint.ics.power import linear_power
+    from bigpaint.sim.fof import read_catalogue
+    from bigpaint.sim.simulate import SimulateConfig, write_protohalo_truth
+
+    summary = json.loads((sim / "summary.json").read_text())
+    cfg = SimulateConfig(**{**summary["config"], "output": str(sim)})
+    lp = linear_power(cfg.cosmology, cfg.power)
+    pos0, _, ids = lpt_particles_array(
+        cfg.particles, cfg.box_size, seed=cfg.seed, power=lp, redshift=cfg.z_init,
+        tile=cfg.tile, fixed_amplitude=cfg.fixed_amplitude, paired=cfg.paired,
+    )  # fmt: skip
+    cat, _ = read_catalogue(sim / "halos.parquet")
+    _, pieces = write_protohalo_truth(cfg, pos0, ids, cat, summary["particle_mass"], overwrite=True)
+    print(f"remade the protohalo truth from the ICs: {pieces}", file=sys.stderr)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -73,6 +92,11 @@ def main() -> None:
     p.add_argument("--min-count", type=int, default=20)
     p.add_argument("--workers", type=int, default=0, help="LocalCluster workers (0: threads)")
     p.add_argument("--out", default=None, help="JSON results (and a PNG next to it)")
+    p.add_argument(
+        "--remake-truth",
+        action="store_true",
+        help="rewrite an existing run's protohalo labels and distance map from its ICs",
+    )
     args = p.parse_args()
 
     import pyarrow.parquet as pq
@@ -84,6 +108,8 @@ def main() -> None:
     sim = Path(args.sim)
     if not (sim / "protohalo_distance.zarr").exists():
         _simulate(str(sim), args.particles, args.box, args.min_particles, args.seed)
+    elif args.remake_truth:
+        _remake_truth(sim)
     dist = open_field(str(sim / "protohalo_distance.zarr"))
     labels = np.asarray(open_field(str(sim / "protohalo_labels.zarr"))["protohalo_label"].values)
     summary = json.loads((sim / "summary.json").read_text())
@@ -141,20 +167,17 @@ def main() -> None:
     own = seg_labels[fg] > 0
     same = np.zeros(own.shape, dtype=bool)
     same[own] = labels.ravel()[seg_labels[fg][own] - 1] == labels[fg][own]
-    # how much of each truth object is one connected piece (a watershed region is connected)
-    import scipy.ndimage as ndi
+    # every truth object is one periodic face-connected piece (bigpaint.sim.truth)
+    from bigpaint.sim.truth import connected_protohalos
 
-    structure = ndi.generate_binary_structure(3, args.connectivity)
-    main_piece = 0
-    fragmented = 0
-    for t, sl in zip(truth_ids, [ndi.find_objects(labels)[t - 1] for t in truth_ids], strict=True):
-        pieces, k = ndi.label(labels[sl] == t, structure)
-        main_piece += int(np.bincount(pieces.ravel())[1:].max())
-        fragmented += k > 1
+    pieces = connected_protohalos(labels)[1]
     per_object = {
         "truth_objects": int(truth_ids.size),
-        "truth_objects_in_several_pieces": int(fragmented),
-        "truth_voxels_in_main_piece": main_piece / float(truth_vol.sum()),
+        "truth_objects_in_several_pieces": pieces["labels_in_several_pieces"],
+        "truth_fragments_at_simulation": {
+            k: dist.attrs["provenance"].get(k)
+            for k in ("labels", "labels_in_several_pieces", "labelled_cells", "fragment_cells")
+        },
         "regions": int(table.num_rows),
         "regions_in_background": int(np.count_nonzero(host == 0)),
         "objects_missed": int(np.count_nonzero(seeds == 0)),

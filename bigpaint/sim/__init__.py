@@ -11,13 +11,20 @@ from bigpaint.sim.fof import (
 )
 from bigpaint.sim.pm import ParticleMesh, PMState, initial_state, run_pm, time_steps
 from bigpaint.sim.simulate import SimulateConfig, SimulationResult, simulate
-from bigpaint.sim.truth import halo_counts, normalized_distance, periodic_edt, protohalo_labels
+from bigpaint.sim.truth import (
+    connected_protohalos,
+    halo_counts,
+    normalized_distance,
+    periodic_edt,
+    protohalo_labels,
+)
 
 __all__ = [
     "PMState",
     "ParticleMesh",
     "SimulateConfig",
     "SimulationResult",
+    "connected_protohalos",
     "fof_groups",
     "halo_catalogue",
     "halo_counts",

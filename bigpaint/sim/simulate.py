@@ -6,7 +6,8 @@ writes into one output directory:
 =========================  =============================================================
 ``halos.parquet``          FoF catalogue at ``z_final`` (:mod:`bigpaint.sim.fof`)
 ``halo_counts.zarr``       halo counts per cell, one channel per mass bin (``halo_count``)
-``protohalo_labels.zarr``  protohalo label of every IC cell (``protohalo_label``, int32)
+``protohalo_labels.zarr``  protohalo label of every IC cell (``protohalo_label``, int32;
+                           one connected region per halo, see :mod:`bigpaint.sim.truth`)
 ``protohalo_distance.zarr``  its per-object normalised distance map (``distance``)
 ``density_ic.zarr``        CIC density contrast of the IC particles (same grid as labels)
 ``density.zarr``           CIC density contrast of the particles at ``z_final``
@@ -41,7 +42,12 @@ from bigpaint.ics.power import LinearPower, PowerConfig, linear_power
 from bigpaint.mesh.assign import deposit
 from bigpaint.sim.fof import fof_groups, halo_catalogue, particle_mass, write_catalogue
 from bigpaint.sim.pm import ParticleMesh, initial_state, run_pm, time_steps
-from bigpaint.sim.truth import halo_counts, normalized_distance, protohalo_labels
+from bigpaint.sim.truth import (
+    connected_protohalos,
+    halo_counts,
+    normalized_distance,
+    protohalo_labels,
+)
 
 __all__ = [
     "FoFConfig",
@@ -50,6 +56,7 @@ __all__ = [
     "SimulateConfig",
     "SimulationResult",
     "simulate",
+    "write_protohalo_truth",
 ]
 
 OUTPUTS = (
@@ -324,21 +331,7 @@ def simulate(
         ),
     )  # fmt: skip
     pg = cfg.protohalo.grid or n
-    min_mass = cfg.protohalo.min_particles * mp
-    labels = protohalo_labels(pos0, ids, cat, pg, box, min_mass=min_mass)
-    extra = {"min_mass": min_mass, "min_particles": cfg.protohalo.min_particles}
-    write_array(
-        os.path.join(out, "protohalo_labels.zarr"),
-        labels,
-        chunks=min(cfg.chunks, pg),
-        meta=_meta(cfg, "protohalo_label", "halo_id + 1", cfg.z_init, extra),
-    )
-    write_array(
-        os.path.join(out, "protohalo_distance.zarr"),
-        normalized_distance(labels),
-        chunks=min(cfg.chunks, pg),
-        meta=_meta(cfg, "distance", "1", cfg.z_init, extra),
-    )
+    labels, pieces = write_protohalo_truth(cfg, pos0, ids, cat, mp)
     write_array(
         os.path.join(out, "density_ic.zarr"),
         _delta(pos0, pg, box),
@@ -361,6 +354,7 @@ def simulate(
         "force_mesh": nmesh,
         "n_halos": cat.num_rows,
         "n_protohalo_labels": int(np.count_nonzero(np.unique(labels))),
+        "protohalo_pieces": pieces,
         "pm_seconds": pm_seconds,
         "pm_steps_per_second": sps,
         "step_seconds": step_times,
@@ -376,6 +370,62 @@ def simulate(
         total_seconds=total,
         particle_mass=mp,
     )
+
+
+def write_protohalo_truth(
+    cfg: SimulateConfig,
+    positions: np.ndarray,
+    ids: np.ndarray,
+    catalogue: Any,
+    particle_mass: float,
+    *,
+    overwrite: bool = False,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Write ``protohalo_labels.zarr`` and ``protohalo_distance.zarr`` of a simulation.
+
+    Parameters
+    ----------
+    cfg : SimulateConfig
+        The run's config (output directory, protohalo grid and mass cut, chunks).
+    positions, ids : arrays
+        The IC particles (Mpc/h) and their ids.
+    catalogue : pyarrow.Table
+        The FoF catalogue (sorted by mass, largest first).
+    particle_mass : float
+        Msun/h.
+    overwrite : bool
+        Replace existing truth Fields (e.g. remade from the ICs and ``halos.parquet``).
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        The connected protohalo labels (:func:`bigpaint.sim.truth.connected_protohalos`).
+    pieces : dict
+        Its fragment statistics.
+    """
+    pg = cfg.protohalo.grid or cfg.particles
+    min_mass = cfg.protohalo.min_particles * particle_mass
+    labels, pieces = connected_protohalos(
+        protohalo_labels(positions, ids, catalogue, pg, cfg.box_size, min_mass=min_mass,
+                         connected=False)
+    )  # fmt: skip
+    extra = {"min_mass": min_mass, "min_particles": cfg.protohalo.min_particles, **pieces}
+    chunks = min(cfg.chunks, pg)
+    write_array(
+        os.path.join(cfg.output, "protohalo_labels.zarr"),
+        labels,
+        chunks=chunks,
+        meta=_meta(cfg, "protohalo_label", "halo_id + 1", cfg.z_init, extra),
+        overwrite=overwrite,
+    )
+    write_array(
+        os.path.join(cfg.output, "protohalo_distance.zarr"),
+        normalized_distance(labels),
+        chunks=chunks,
+        meta=_meta(cfg, "distance", "1", cfg.z_init, extra),
+        overwrite=overwrite,
+    )
+    return labels, pieces
 
 
 def _save_particles(

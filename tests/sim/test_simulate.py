@@ -11,6 +11,7 @@ from bigpaint.errors import ConfigError, FieldExistsError
 from bigpaint.field import open_field
 from bigpaint.sim.fof import read_catalogue
 from bigpaint.sim.simulate import simulate
+from bigpaint.sim.truth import connected_protohalos
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,11 @@ def test_protohalo_labels_and_distances_are_consistent(small_run):
     # every labelled cell belongs to a halo above the mass cut, and every such halo has cells
     assert np.all(mass[used - 1] >= cut)
     assert set(used.tolist()) == set((np.flatnonzero(mass >= cut) + 1).tolist())
+    # each protohalo is one periodic face-connected region (fragments went to the background)
+    np.testing.assert_array_equal(connected_protohalos(labels)[0], labels)
+    pieces = json.load(open(f"{out}/summary.json"))["protohalo_pieces"]
+    assert pieces["labels"] == len(used)
+    assert pieces["labelled_cells"] - pieces["fragment_cells"] == np.count_nonzero(labels)
     # the distance map: 0 on the background, in (0, 1] inside, 1 at each object's deepest cell
     assert np.all(dist[labels == 0] == 0)
     for lab in used:

@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bigpaint.errors import ConfigError
-from bigpaint.sim.truth import halo_counts, normalized_distance, periodic_edt, protohalo_labels
+from bigpaint.sim.truth import (
+    connected_protohalos,
+    halo_counts,
+    normalized_distance,
+    periodic_edt,
+    protohalo_labels,
+)
 
 
 def _catalogue(masses, centres, members):
@@ -61,7 +67,7 @@ def _random_setup(rng, n=12, box=24.0, n_halo=8):
 @settings(max_examples=20)
 def test_protohalo_label_is_the_largest_halo_in_the_cell(seed, cut):
     pos, ids, cat, n, box = _random_setup(np.random.default_rng(seed))
-    labels = protohalo_labels(pos, ids, cat, n, box, min_mass=cut)
+    labels = protohalo_labels(pos, ids, cat, n, box, min_mass=cut, connected=False)
     mass = cat["mass"].to_numpy()
     label_of = {}
     for h, mem in enumerate(cat["members"].to_pylist()):
@@ -76,6 +82,75 @@ def test_protohalo_label_is_the_largest_halo_in_the_cell(seed, cut):
     np.testing.assert_array_equal(labels, want)
     # every labelled cell belongs to a halo above the mass cut
     assert np.all(mass[labels[labels > 0] - 1] >= cut)
+
+
+def _periodic_pieces(labels):
+    """Brute force: the periodic face-connected pieces of each label, by breadth-first search."""
+    shape = labels.shape
+    seen = np.zeros(shape, bool)
+    pieces = []
+    for start in zip(*np.nonzero(labels), strict=True):
+        if seen[start]:
+            continue
+        lab, piece, todo = labels[start], [start], [start]
+        seen[start] = True
+        while todo:
+            c = todo.pop()
+            for axis, step in itertools.product(range(3), (-1, 1)):
+                nb = list(c)
+                nb[axis] = (nb[axis] + step) % shape[axis]
+                nb = tuple(nb)
+                if not seen[nb] and labels[nb] == lab:
+                    seen[nb] = True
+                    piece.append(nb)
+                    todo.append(nb)
+        pieces.append((int(lab), piece))
+    return pieces
+
+
+@given(seed=st.integers(0, 10_000), fill=st.floats(0.2, 0.8), shape=st.sampled_from(
+    [(7, 6, 5), (4, 9, 6), (8, 8, 8)]))  # fmt: skip
+@settings(max_examples=25, deadline=None)
+def test_connected_protohalos_keep_each_labels_largest_periodic_piece(seed, fill, shape):
+    rng = np.random.default_rng(seed)
+    raw = np.where(rng.random(shape) < fill, rng.integers(1, 5, shape), 0).astype(np.int32)
+    got, stats = connected_protohalos(raw)
+    want = np.zeros_like(raw)
+    size = lambda p: (len(p[1]), -min(np.ravel_multi_index(c, shape) for c in p[1]))  # noqa: E731
+    pieces = _periodic_pieces(raw)
+    for lab in np.unique(raw[raw > 0]):
+        best = max((p for p in pieces if p[0] == lab), key=size)
+        for c in best[1]:
+            want[c] = lab
+    np.testing.assert_array_equal(got, want)
+    # each label is now one periodic face-connected component, and fragments are background
+    assert sorted(p[0] for p in _periodic_pieces(got)) == sorted(np.unique(got[got > 0]))
+    assert np.all((got == raw) | (got == 0))
+    assert stats["fragment_cells"] == int(np.count_nonzero(raw)) - int(np.count_nonzero(got))
+    n_pieces = np.bincount([p[0] for p in pieces])
+    assert stats["labels_in_several_pieces"] == int(np.count_nonzero(n_pieces > 1))
+
+
+def test_a_protohalo_across_the_periodic_wrap_is_one_piece():
+    lab = np.zeros((6, 6, 6), np.int32)
+    lab[[0, 5], 2, 2] = 7  # neighbours through the wrap
+    lab[3, 3, 3] = 7  # a detached fragment
+    got, stats = connected_protohalos(lab)
+    assert got[0, 2, 2] == got[5, 2, 2] == 7 and got[3, 3, 3] == 0
+    assert stats == {"labels": 1, "labels_in_several_pieces": 1, "labelled_cells": 3,
+                     "fragment_cells": 1}  # fmt: skip
+
+
+@given(seed=st.integers(0, 10_000))
+@settings(max_examples=10, deadline=None)
+def test_protohalo_labels_are_connected_and_above_the_mass_cut(seed):
+    pos, ids, cat, n, box = _random_setup(np.random.default_rng(seed))
+    raw = protohalo_labels(pos, ids, cat, n, box, min_mass=6e13, connected=False)
+    labels = protohalo_labels(pos, ids, cat, n, box, min_mass=6e13)
+    np.testing.assert_array_equal(labels, connected_protohalos(raw)[0])
+    assert len(_periodic_pieces(labels)) == len(np.unique(labels[labels > 0]))
+    mass = cat["mass"].to_numpy()
+    assert np.all(mass[labels[labels > 0] - 1] >= 6e13)
 
 
 def _brute_force_periodic_edt(labels):
