@@ -606,6 +606,7 @@ def lpt_density(
         except Exception:  # not a Field
             attrs, done = {}, False
         if done and attrs.get("bigpaint_complete") and (particles is None or _complete(particles)):
+            shutil.rmtree(scratch_dir, ignore_errors=True)  # a run killed while cleaning up
             return LPTResult(
                 FieldWriter(output, "delta", (nmesh,) * 3, _chunks3(chunks, nmesh), "<f4"),
                 particles,
