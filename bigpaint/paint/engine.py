@@ -32,7 +32,7 @@ from bigpaint.paint.workers import (
     resolve_device,
 )
 
-__all__ = ["PaintBlock", "paint_field"]
+__all__ = ["PaintBlock", "paint_field", "paint_window"]
 
 
 @dataclass(frozen=True)
@@ -70,42 +70,85 @@ class PaintBlock:
 
     def __call__(self, window: np.ndarray, block_info: BlockInfo) -> np.ndarray:
         dev = resolve_device(self.device)
-        painter = get_painter(self.checkpoint, self.ckpt_hash, dev)
-        x = window if window.ndim == 4 else window[None]
-        core = block_info.core
-        wstart = [s.start - c for s, c in zip(core, self.read_context, strict=True)]
-        cstart = [s.start for s in core]
-        cshape = [s.stop - s.start for s in core]
-        if self.slab_axis is None:
-            plane = [0, 1, 2]
-            batch = x[None]
-            ids = None
-        else:
-            plane = [a for a in range(3) if a != self.slab_axis]
-            batch = np.moveaxis(x, 1 + self.slab_axis, 0)
-            ids = list(
-                range(cstart[self.slab_axis], cstart[self.slab_axis] + cshape[self.slab_axis])
-            )
-        noise = None
-        if getattr(painter.config, "noise", False) and hasattr(painter, "forward_multiscale"):
-            noise = NoiseMaps(
-                self.seed, int(painter.config.levels), tuple(self.box[a] for a in plane)
-            )
-        y = paint_images(
-            painter,
-            batch,
-            [wstart[a] for a in plane],
-            [cstart[a] for a in plane],
-            [cshape[a] for a in plane],
+        return paint_window(
+            get_painter(self.checkpoint, self.ckpt_hash, dev),
+            window,
+            block_info,
             margin=self.margin,
+            read_context=self.read_context,
+            slab_axis=self.slab_axis,
+            box=self.box,
             device=dev,
             memory_budget=self.memory_budget,
-            autocast=autocast_dtype(self.autocast),
-            noise=noise,
-            batch_ids=ids,
+            autocast=self.autocast,
+            seed=self.seed,
         )
-        y = y[0] if self.slab_axis is None else np.moveaxis(y, 0, 1 + self.slab_axis)
-        return y[0] if painter.out_channels == 1 else y
+
+
+def paint_window(
+    painter: Any,
+    window: np.ndarray,
+    block_info: BlockInfo,
+    *,
+    margin: int,
+    read_context: Sequence[int],
+    slab_axis: int | None,
+    box: Sequence[int],
+    device: Any,
+    memory_budget: int | None = None,
+    autocast: str | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Paint one block's core from its window (the body of :class:`PaintBlock`).
+
+    Parameters
+    ----------
+    painter : Painter
+        On ``device``, eval mode.
+    window : numpy.ndarray
+        ``([C,] wx, wy, wz)``: the block plus ``read_context`` voxels per side (periodic).
+    block_info : BlockInfo
+        The block's core in global voxels.
+    margin, read_context, slab_axis, box, memory_budget, autocast, seed
+        As in :class:`PaintBlock`.
+    device : torch.device
+
+    Returns
+    -------
+    numpy.ndarray
+        The core, ``([C_out,] *core)`` float32 (channel axis only when ``C_out > 1``).
+    """
+    x = window if window.ndim == 4 else window[None]
+    core = block_info.core
+    wstart = [s.start - c for s, c in zip(core, read_context, strict=True)]
+    cstart = [s.start for s in core]
+    cshape = [s.stop - s.start for s in core]
+    if slab_axis is None:
+        plane = [0, 1, 2]
+        batch = x[None]
+        ids = None
+    else:
+        plane = [a for a in range(3) if a != slab_axis]
+        batch = np.moveaxis(x, 1 + slab_axis, 0)
+        ids = list(range(cstart[slab_axis], cstart[slab_axis] + cshape[slab_axis]))
+    noise = None
+    if getattr(painter.config, "noise", False) and hasattr(painter, "forward_multiscale"):
+        noise = NoiseMaps(seed, int(painter.config.levels), tuple(int(box[a]) for a in plane))
+    y = paint_images(
+        painter,
+        batch,
+        [wstart[a] for a in plane],
+        [cstart[a] for a in plane],
+        [cshape[a] for a in plane],
+        margin=margin,
+        device=device,
+        memory_budget=memory_budget,
+        autocast=autocast_dtype(autocast),
+        noise=noise,
+        batch_ids=ids,
+    )
+    y = y[0] if slab_axis is None else np.moveaxis(y, 0, 1 + slab_axis)
+    return y[0] if painter.out_channels == 1 else y
 
 
 def _gpu_resources(client: Any, device: str) -> dict[str, float] | None:

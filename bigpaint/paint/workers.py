@@ -25,6 +25,7 @@ inference library knows.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -170,19 +171,47 @@ class PainterPlugin(_WorkerPluginBase):  # type: ignore[misc,valid-type]
 
 
 def bytes_per_voxel(painter: Any) -> int:
-    """Estimated activation bytes per window voxel of a forward pass (float32).
+    """Activation bytes per input voxel of a forward pass (float32), measured once per painter.
 
-    Three tensors of the widest layer are alive at once (input, output and a skip or branch
-    concatenation), plus the input and output channels.
+    A forward pass over a small probe input records the output of every leaf module; their
+    total over the probe's voxels bounds the live activations per voxel from above (inference
+    frees most of them early), for any input size (``valid`` painters: every layer counted at
+    the input's size, as in a window much larger than the context). Cached on the painter.
     """
-    from torch import nn
+    import torch
 
-    widths = [
-        m.out_channels + m.in_channels
-        for m in painter.modules()
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d))
-    ]
-    return 4 * (3 * max(widths, default=1) + painter.in_channels + painter.out_channels)
+    cached = getattr(painter, "_bigpaint_bytes_per_voxel", None)
+    if cached is not None:
+        return int(cached)
+    if painter.mode == "tile":
+        n = int(painter.tile)
+    elif painter.mode == "same":
+        n = int(painter.alignment)
+    else:
+        n = 2 * int(painter.context) + 2
+    p = next(painter.parameters())
+    x = torch.zeros((1, painter.in_channels) + (n,) * painter.ndim, dtype=p.dtype, device=p.device)
+    total = [x.numel()]
+
+    def hook(_m: Any, _i: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor):
+            # valid painters shrink the probe but not a large window: count whole channels
+            total[0] += out.numel() if painter.mode != "valid" else out.shape[1] * n**painter.ndim
+
+    leaves = [m for m in painter.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with torch.inference_mode():
+            painter.infer(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if total[0] == x.numel():  # a functional forward (dm2gal's dense form): count layer widths
+        widths = [getattr(m, "out_channels", getattr(m, "out_features", 0)) for m in leaves]
+        total[0] += sum(widths) * n**painter.ndim
+    value = int(math.ceil(4 * total[0] / n**painter.ndim))
+    painter._bigpaint_bytes_per_voxel = value
+    return value
 
 
 def _axis_window(t0: int, t1: int, mode: str, margin: int, align: int) -> tuple[int, int]:
