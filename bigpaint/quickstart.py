@@ -1,208 +1,114 @@
-"""The embedded quickstart: a small box through every stage that exists, with a report.
+"""The quickstart: the pipeline runner applied to the embedded default config.
 
-Stages (each resumable; a second run skips what is finished):
+``bigpaint/pipeline/defaults/quickstart.yaml`` (shipped inside the package) runs every
+stage of the engine on a laptop, each a thin call of one library function:
 
-1. seeded white noise, written block by block on the cluster;
-2. Gaussian smoothing through the periodic blockwise primitive;
-3. a check of invariant 1: the chunked result against ``scipy.ndimage`` on the whole array;
-4. power spectra on the distributed FFT: the noise's P(k) tested flat at (L/N)^3 by a
-   chi-square over bins (variance P^2 / N_modes), and the smoothing transfer function;
-5. a report directory: ``summary.json``, ``slices.png``, ``power.png`` and ``index.html``.
+1. ``train-box``: a small PM + FoF simulation (64^3 particles, 128 Mpc/h) whose 2LPT
+   density and halo counts share a 2 Mpc/h grid: the training data;
+2. ``painter``: the halo painter trained briefly on it;
+3. ``big-2lpt``: the 2LPT density of a bigger box (128^3 cells, 256 Mpc/h), chunked on the
+   Dask cluster;
+4. ``painted``: halo counts painted on it block by block with periodic context;
+5. ``truth``: the same bigger box simulated with PM + FoF from the same initial conditions;
+6. ``power`` and ``bispectrum``: P(k), T(k), r_c(k), stochasticity and B(k1, k2, theta) of
+   the painted against the true halo counts;
+7. ``protohalos`` and ``hmf``: protohalos segmented from the true distance map, and their
+   mass function against the FoF haloes;
+8. ``report``: ``report/index.html`` with every table (CSV) and figure (PNG).
 
-Later stages (deposit, statistics, painting, segmentation) join as they land.
+A second run skips finished stages; a killed run resumes (see :mod:`bigpaint.pipeline`).
+``docs/quickstart.md`` says what each stage does and what the report shows.
 """
 
 from __future__ import annotations
 
-import html
-import json
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from bigpaint.config import ClusterConfig, parse_config
+from bigpaint.errors import ConfigError
+from bigpaint.pipeline import PipelineConfig, default_config, run_pipeline
+from bigpaint.pipeline.config import set_dotted
 
-from bigpaint.field import field_info, open_field
-from bigpaint.filters import smooth
-from bigpaint.ics.noise import white_noise
+__all__ = ["CELL_MPC_H", "quickstart_config", "run_quickstart"]
 
-__all__ = ["run_quickstart"]
+#: Cell size of both quickstart boxes in Mpc/h (the painter's training resolution).
+CELL_MPC_H = 2.0
+_TILE = 32
 
 
-def _log(msg: str) -> None:
-    import click
+def _set(stages: list[dict[str, Any]], name: str, key: str, value: Any) -> None:
+    for st in stages:
+        if st["name"] == name:
+            st["params"] = set_dotted(st["params"], key, value)
+            return
+    raise ConfigError(f"the embedded quickstart has no stage {name!r}")  # pragma: no cover
 
-    click.echo(f"[quickstart] {msg}", err=True)
+
+def quickstart_config(
+    out_dir: str | Path = "bigpaint-quickstart",
+    *,
+    grid: int | None = None,
+    chunks: int | None = None,
+    train_steps: int | None = None,
+) -> PipelineConfig:
+    """The embedded quickstart pipeline with the command's options applied.
+
+    Parameters
+    ----------
+    out_dir : path
+        Run directory.
+    grid : int, optional
+        Cells per side of the big box (a multiple of 32; the box is ``2 grid`` Mpc/h, so
+        cells stay 2 Mpc/h, the painter's training resolution). Default 128.
+    chunks : int, optional
+        Block size in cells of the big box's Fields (2LPT, painted, truth). Default 32.
+    train_steps : int, optional
+        Painter updates (default 300: a minute or two on 2 CPU cores).
+    """
+    data = default_config("quickstart")
+    data["out"] = str(out_dir)
+    stages = data["stages"]
+    if grid is not None:
+        if grid < _TILE or grid % _TILE:
+            raise ConfigError(f"--grid must be a multiple of {_TILE} (>= {_TILE}), got {grid}")
+        box = CELL_MPC_H * grid
+        for key, value in (("grid", grid), ("box_size", box)):
+            _set(stages, "big-2lpt", key, value)
+        for key, value in (("particles", grid), ("box_size", box), ("halo_counts.grid", grid)):
+            _set(stages, "truth", key, value)
+    if chunks is not None:
+        for name in ("big-2lpt", "painted", "truth"):
+            _set(stages, name, "chunks", chunks)
+    if train_steps is not None:
+        _set(stages, "painter", "run.max_steps", train_steps)
+    return parse_config(PipelineConfig, data, "embedded quickstart")
 
 
 def run_quickstart(
     out_dir: str | Path = "bigpaint-quickstart",
     *,
-    grid: int = 128,
-    box_size: float = 256.0,
-    chunks: int = 32,
-    sigma_mpc: float = 4.0,
-    seed: int = 42,
-) -> dict[str, Any]:
-    """Run the quickstart pipeline on the current Dask client and write the report.
+    grid: int | None = None,
+    chunks: int | None = None,
+    train_steps: int | None = None,
+    overwrite: bool = False,
+    cluster: ClusterConfig | None = None,
+) -> list[dict[str, Any]]:
+    """Run the quickstart pipeline (see :func:`quickstart_config` for the options).
 
     Parameters
     ----------
-    out_dir : path
-        Where the Fields and ``report/`` go.
-    grid : int
-        Voxels per side.
-    box_size : float
-        Box side in Mpc/h.
-    chunks : int
-        Block size in voxels.
-    sigma_mpc : float
-        Smoothing scale in Mpc/h.
-    seed : int
-        White-noise seed.
+    out_dir, grid, chunks, train_steps
+        As :func:`quickstart_config`.
+    overwrite : bool
+        Redo stages whose folder holds another configuration's results.
+    cluster : ClusterConfig, optional
+        Replaces the config's local cluster.
 
     Returns
     -------
-    dict
-        The summary written to ``report/summary.json``.
+    list of dict
+        The record of every stage (:func:`bigpaint.pipeline.run_pipeline`).
     """
-    import scipy.ndimage as ndi
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-
-    t0 = time.perf_counter()
-    _log(f"1/5 white noise {grid}^3 in {chunks}^3 blocks (seed {seed})")
-    noise = white_noise(
-        str(out / "noise.zarr"),
-        grid=grid,
-        box_size=box_size,
-        seed=seed,
-        chunks=chunks,
-        progress=True,
-    )
-    timings["white_noise_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    _log(f"2/5 smoothing with sigma = {sigma_mpc} Mpc/h through the blockwise primitive")
-    smoothed = smooth(noise.url, str(out / "smoothed.zarr"), sigma_mpc, progress=True)
-    timings["smooth_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    _log("3/5 checking the chunked result against scipy.ndimage on the whole array")
-    a = open_field(noise.url)["white_noise"].values
-    b = open_field(smoothed.url)["white_noise"].values
-    sigma_vox = sigma_mpc / (box_size / grid)
-    ref = ndi.gaussian_filter(a, sigma_vox, mode="wrap")
-    max_err = float(np.abs(b - ref).max())
-    timings["check_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    _log("4/5 power spectra of the noise and the smoothed field (distributed FFT)")
-    from bigpaint.stats.power import power_spectrum
-
-    pn = power_spectrum(noise.url, mas=None, contrast=False)
-    ps = power_spectrum(smoothed.url, mas=None, contrast=False)
-    k, nm = pn["k"].values, pn["n_modes"].values
-    p_white = (box_size / grid) ** 3
-    # n_modes counts each conjugate pair once: var(P_bin) = P^2 / n_modes
-    chi2 = float(np.sum((pn["P0"].values - p_white) ** 2 / (p_white**2 / nm)))
-    transfer = np.sqrt(ps["P0"].values / pn["P0"].values)
-    timings["power_s"] = time.perf_counter() - t0
-
-    _log("5/5 writing the report")
-    report = out / "report"
-    report.mkdir(exist_ok=True)
-    summary = {
-        "grid": grid,
-        "box_size_mpc_h": box_size,
-        "chunks": chunks,
-        "seed": seed,
-        "sigma_mpc_h": sigma_mpc,
-        "noise": {"mean": float(a.mean()), "std": float(a.std())},
-        "smoothed": {
-            "std": float(b.std()),
-            "std_expected": float(1 / np.sqrt((2 * np.sqrt(np.pi) * sigma_vox) ** 3)),
-        },
-        "chunked_vs_whole_max_abs_diff": max_err,
-        "white_noise_power": {
-            "expected_mpc3_h3": p_white,
-            "chi2": chi2,
-            "dof": len(k),
-            "chi2_per_dof": chi2 / len(k),
-        },
-        "fields": {
-            k: field_info(v.url)["url"] for k, v in (("noise", noise), ("smoothed", smoothed))
-        },
-        "timings_s": timings,
-    }
-    (report / "summary.json").write_text(json.dumps(summary, indent=2))
-    _plot(a, b, sigma_mpc, report / "slices.png")
-    _plot_power(
-        k, pn["P0"].values, ps["P0"].values, transfer, p_white, sigma_mpc, report / "power.png"
-    )
-    _html(summary, report / "index.html")
-    _log(f"report: {report / 'index.html'}")
-    return summary
-
-
-def _plot(a: np.ndarray, b: np.ndarray, sigma_mpc: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), constrained_layout=True)
-    for ax, img, title in (
-        (axes[0], a, "white noise"),
-        (axes[1], b, f"smoothed, sigma={sigma_mpc} Mpc/h"),
-    ):
-        im = ax.imshow(img[img.shape[0] // 2].T, origin="lower", cmap="viridis")
-        ax.set_title(title)
-        ax.set_xlabel("y [cells]")
-        ax.set_ylabel("z [cells]")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _plot_power(k, p_noise, p_smooth, transfer, p_white, sigma_mpc, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    ax0.loglog(k, p_noise, label="white noise")
-    ax0.loglog(k, p_smooth, label="smoothed")
-    ax0.axhline(p_white, color="k", ls=":", label="(L/N)$^3$")
-    ax0.set_xlabel("k [h/Mpc]")
-    ax0.set_ylabel("P(k) [(Mpc/h)$^3$]")
-    ax0.legend()
-    ax1.semilogx(k, transfer, label="measured sqrt(P_s/P_n)")
-    ax1.semilogx(
-        k, np.exp(-0.5 * (k * sigma_mpc) ** 2), ls="--", label="exp(-k$^2\\sigma^2$/2), continuous"
-    )
-    ax1.set_xlabel("k [h/Mpc]")
-    ax1.set_ylabel("transfer")
-    ax1.legend()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _html(summary: dict[str, Any], path: Path) -> None:
-    rows = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"
-        for k, v in summary.items()
-    )
-    path.write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>bigpaint quickstart</title>"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "td,th{text-align:left;padding:.2em .6em;border-bottom:1px solid #ddd}</style></head><body>"
-        "<h1>bigpaint quickstart report</h1>"
-        "<p>Chunked operations checked against their whole-array references.</p>"
-        f"<table>{rows}</table><h2>Slices</h2><img src='slices.png' alt='field slices'>"
-        "<h2>Power spectra</h2><img src='power.png' alt='power spectra'>"
-        "</body></html>"
-    )
+    cfg = quickstart_config(out_dir, grid=grid, chunks=chunks, train_steps=train_steps)
+    return run_pipeline(cfg, source="quickstart", overwrite=overwrite, cluster=cluster)

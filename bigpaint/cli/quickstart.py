@@ -1,10 +1,14 @@
-"""``bigpaint quickstart``: the whole engine on a small embedded default."""
+"""``bigpaint quickstart``: every stage of the engine on a small embedded default.
+
+Thin: builds the embedded pipeline (:func:`bigpaint.quickstart.quickstart_config`) with the
+given options and runs it like ``bigpaint run`` does.
+"""
 
 from __future__ import annotations
 
 import click
 
-from bigpaint.cli._common import cluster_options, open_cluster
+from bigpaint.cli._common import cluster_options
 
 __all__ = ["register"]
 
@@ -16,36 +20,52 @@ __all__ = ["register"]
     default="bigpaint-quickstart",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Output directory (Fields and report/).",
+    help="Run directory (one folder per stage, report/ with index.html).",
 )
 @click.option(
     "--grid",
     type=click.IntRange(min=32),
-    default=128,
-    show_default=True,
-    help="Voxels per side (a multiple of 32).",
+    default=None,
+    help="Cells per side of the big box, a multiple of 32 (box = 2 grid Mpc/h). [default: 128]",
 )
 @click.option(
     "--chunks",
     type=click.IntRange(min=4),
-    default=32,
-    show_default=True,
-    help="Block size in voxels.",
+    default=None,
+    help="Block size in cells of the big box's Fields. [default: 32]",
 )
+@click.option(
+    "--train-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Painter training updates. [default: 300]",
+)
+@click.option("--overwrite", is_flag=True, help="Redo stages that were run with other options.")
+@click.option("--dry-run", is_flag=True, help="Check the pipeline and print each stage's status.")
 @cluster_options
 def quickstart(
-    out_dir: str, grid: int, chunks: int, cluster_file: str | None, workers: int | None
+    out_dir: str,
+    grid: int | None,
+    chunks: int | None,
+    train_steps: int | None,
+    overwrite: bool,
+    dry_run: bool,
+    cluster_file: str | None,
+    workers: int | None,
 ) -> None:
-    """Run every stage that exists on a small box and write a report (resumable)."""
-    from bigpaint.quickstart import run_quickstart
+    """Simulate, train, paint, judge and segment on a small box; write report/index.html.
 
-    with open_cluster(cluster_file, workers):
-        summary = run_quickstart(out_dir, grid=grid, chunks=chunks)
-    click.echo(
-        f"quickstart done: chunked vs whole-array max |diff| = "
-        f"{summary['chunked_vs_whole_max_abs_diff']:.3g}; report in {out_dir}/report/index.html"
-    )
+    Runs the pipeline embedded in the package (bigpaint/pipeline/defaults/quickstart.yaml);
+    running it again skips finished stages and resumes a killed one.
+    """
+    from bigpaint.cli.run import execute, resolve_cluster
+    from bigpaint.quickstart import quickstart_config
+
+    cfg = quickstart_config(out_dir, grid=grid, chunks=chunks, train_steps=train_steps)
+    cluster = resolve_cluster(cfg, cluster_file, workers)
+    execute(cfg, "quickstart", overwrite=overwrite, dry_run=dry_run, cluster=cluster)
 
 
 def register(group: click.Group) -> None:
+    """Add ``quickstart`` to the ``bigpaint`` command group."""
     group.add_command(quickstart)

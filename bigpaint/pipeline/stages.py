@@ -1,0 +1,553 @@
+"""The stage kinds a pipeline can run: each validates its params and calls ONE library function.
+
+=============  ===========================================  ==================================
+kind           calls                                        writes (under ``OUT/<name>/``)
+=============  ===========================================  ==================================
+``simulate``   :func:`bigpaint.sim.simulate`                the simulation's truth Fields,
+                                                            ``halos.parquet``, ``summary.json``
+``train``      :func:`bigpaint.train.train`                 ``best.painter``, ``last.painter``,
+                                                            ``metrics.csv``
+``ics``        :func:`bigpaint.ics.config.run_ics`          ``delta_lin.zarr``
+``lpt``        :func:`bigpaint.ics.config.run_lpt`          ``density.zarr``
+``paint``      :func:`bigpaint.paint.paint_field`           ``painted.zarr``
+``power``      :func:`bigpaint.stats.report.power_report`   ``power.csv``, ``power.png``
+``bispectrum`` :func:`bigpaint.stats.report.bispectrum_report`  ``bispectrum.csv``/``.png``
+``segment``    :func:`bigpaint.segment.segment_field`       ``catalog.parquet``
+``hmf``        :func:`bigpaint.segment.hmf_report`          ``hmf.csv``, ``hmf.png``
+``report``     :func:`bigpaint.pipeline.report.write_report`  ``index.html`` and copies of
+                                                            every table and figure
+=============  ===========================================  ==================================
+
+Resume within a stage is the library's: Fields carry block completion markers and a job
+token (``lpt``, ``ics``, ``paint`` skip finished blocks), training continues from its
+``state.pt``. Stages with no partial state (``simulate``, ``segment`` and the statistics)
+start again from the beginning of the stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bigpaint.config import parse_config
+
+__all__ = ["STAGE_KINDS", "StageContext", "StageKind"]
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage is told when it runs.
+
+    Attributes
+    ----------
+    name : str
+    dir : Path
+        Its folder ``OUT/<name>/`` (exists).
+    where : str
+        ``"stage 'name' (kind)"`` for messages.
+    log : callable
+        ``log(str)`` prints one progress line.
+    previous : list of dict
+        Records of the stages before it (for the report).
+    run_dir : Path
+    """
+
+    name: str
+    dir: Path
+    where: str
+    log: Callable[[str], None]
+    previous: list[dict[str, Any]] = field(default_factory=list)
+    run_dir: Path = Path()
+
+
+@dataclass(frozen=True)
+class StageKind:
+    """One kind of stage.
+
+    Attributes
+    ----------
+    kind : str
+    summary : str
+        One line for ``--help`` and docs.
+    inputs : tuple of str
+        Dotted ``params`` keys whose values (a path or a list of paths) are inputs.
+    written : tuple of str
+        Dotted keys the pipeline sets (refused in ``params``).
+    cluster : bool
+        Needs the Dask cluster.
+    validate : callable
+        ``validate(params, ctx) -> config`` with the written keys filled in (one-line errors).
+    outputs : callable
+        ``outputs(config) -> names`` under the stage folder, for references and checks.
+    run : callable
+        ``run(config, ctx) -> summary`` (a small dict of numbers for the report).
+    after_all : bool
+        Depends on every earlier stage (the report).
+    """
+
+    kind: str
+    summary: str
+    inputs: tuple[str, ...]
+    written: tuple[str, ...]
+    cluster: bool
+    validate: Callable[[dict[str, Any], StageContext], Any]
+    outputs: Callable[[Any], tuple[str, ...]]
+    run: Callable[[Any, StageContext], dict[str, Any]]
+    after_all: bool = False
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- simulate
+
+
+def _simulate_validate(params: dict[str, Any], ctx: StageContext) -> Any:
+    from bigpaint.sim.simulate import SimulateConfig
+
+    # the stage folder is the pipeline's: a killed run's partial outputs are replaced
+    data = {**params, "output": str(ctx.dir), "overwrite": True}
+    return parse_config(SimulateConfig, data, ctx.where)
+
+
+def _simulate_outputs(cfg: Any) -> tuple[str, ...]:
+    from bigpaint.sim.simulate import OUTPUTS
+
+    return tuple(o for o in OUTPUTS if cfg.save_particles or o != "particles.zarr")
+
+
+def _simulate_run(cfg: Any, ctx: StageContext) -> dict[str, Any]:
+    from bigpaint.sim.simulate import simulate
+
+    res = simulate(cfg, log=ctx.log)
+    return {"n_halos": res.n_halos, "particle_mass_msun_h": res.particle_mass}
+
+
+# ---------------------------------------------------------------- train
+
+
+def _train_validate(params: dict[str, Any], ctx: StageContext) -> Any:
+    from bigpaint.pipeline.config import set_dotted
+    from bigpaint.train import TrainConfig
+
+    return parse_config(TrainConfig, set_dotted(params, "run.out", str(ctx.dir)), ctx.where)
+
+
+def _train_run(cfg: Any, ctx: StageContext) -> dict[str, Any]:
+    from bigpaint.train import train
+
+    res = train(cfg)
+    return {"steps": res.steps, "best_validation_score": res.best_score}
+
+
+# ---------------------------------------------------------------- ics / lpt
+
+
+def _ics_validate(params: dict[str, Any], ctx: StageContext) -> Any:
+    from bigpaint.ics.config import IcsConfig
+
+    data = {**params, "output": str(ctx.dir / "delta_lin.zarr")}
+    return parse_config(IcsConfig, data, ctx.where)
+
+
+def _ics_run(cfg: Any, ctx: StageContext) -> dict[str, Any]:
+    from bigpaint.ics.config import run_ics
+
+    cfg.check_tile()
+    writer = run_ics(cfg)
+    return {"grid": writer.shape[0]}
+
+
+def _lpt_validate(params: dict[str, Any], ctx: StageContext) -> Any:
+    from bigpaint.ics.config import LptConfig
+
+    data = {
+        **params,
+        "output": str(ctx.dir / "density.zarr"),
+        "scratch_dir": str(ctx.dir / "scratch"),
+    }
+    return parse_config(LptConfig, data, ctx.where)
+
+
+def _lpt_run(cfg: Any, ctx: StageContext) -> dict[str, Any]:
+    from bigpaint.ics.config import run_lpt
+
+    cfg.check_tile()
+    res = run_lpt(cfg, progress=True)
+    return {"grid": res.density.shape[0], "n_particles": res.n_particles}
+
+
+# ---------------------------------------------------------------- paint
+
+
+class PaintParams(_Strict):
+    """Arguments of :func:`bigpaint.paint.paint_field` (paths are inputs)."""
+
+    checkpoint: str
+    source: str
+    chunks: int | tuple[int, int, int] | None = None
+    margin: int | None = Field(None, ge=0)
+    device: str = "auto"
+    memory_budget: str | int | None = None
+    autocast: Literal["bf16", "fp16"] | None = None
+    slab: dict[str, Any] | None = None
+    seed: int = Field(0, ge=0)
+    dest: str = ""
+
+
+def _paint_validate(params: dict[str, Any], ctx: StageContext) -> Any:
+    return parse_config(PaintParams, {**params, "dest": str(ctx.dir / "painted.zarr")}, ctx.where)
+
+
+def _paint_run(cfg: PaintParams, ctx: StageContext) -> dict[str, Any]:
+    from bigpaint.paint import paint_field
+
+    paint_field(
+        cfg.checkpoint,
+        cfg.source,
+        cfg.dest,
+        chunks=cfg.chunks,
+        margin=cfg.margin,
+        device=cfg.device,
+        memory_budget=cfg.memory_budget,
+        autocast=cfg.autocast,
+        slab=cfg.slab,
+        seed=cfg.seed,
+        progress=True,
+    )
+    return {}
+
+
+# ---------------------------------------------------------------- statistics
+
+
+Channel = Literal["sum"] | int | None
+
+
+def select_channel(url: str, channel: Channel, where: str) -> Any:
+    """A 3-D Field from ``url``: one channel of a 4-D Field, or their sum (``"sum"``).
+
+    A 3-D Field is returned as it is (its path); the sum keeps the Field's metadata, so a
+    sum of halo counts per mass bin is the total halo count.
+    """
+    from bigpaint.errors import ConfigError
+    from bigpaint.field import data_var, open_field
+
+    ds = open_field(url)
+    var = data_var(ds)
+    if var.ndim == 3 or channel is None:
+        return url if var.ndim == 3 else ds
+    dim = var.dims[0]
+    if channel == "sum":
+        summed = var.sum(dim, keep_attrs=True).astype(var.dtype)
+        out = ds.drop_vars([var.name, dim], errors="ignore").assign({var.name: summed})
+    else:
+        n = var.shape[0]
+        if not 0 <= channel < n:
+            raise ConfigError(f"{where}: channel {channel} of {url} does not exist (it has {n})")
+        out = ds.isel({dim: channel}).drop_vars(dim, errors="ignore")
+    out.attrs = dict(ds.attrs)
+    out.encoding.update(ds.encoding)
+    return out
+
+
+class PowerParams(_Strict):
+    """:func:`bigpaint.stats.report.power_report`: P(k) of ``a``, or with ``b`` (the truth)
+    the auto and cross spectra, T(k), r_c(k) and stochasticity. ``summary_kmax`` (h/Mpc) is
+    the k up to which the report averages T and r_c."""
+
+    a: str
+    b: str | None = None
+    channel: Channel = "sum"
+    mas: str | None = "auto"
+    mas_b: str | None = "auto"
+    compensation: Literal["sinc", "none"] = "sinc"
+    dk: float | None = Field(None, gt=0)
+    kmin: float | None = Field(None, ge=0)
+    kmax: float | None = Field(None, gt=0)
+    nbins: int | None = Field(None, ge=1)
+    log: bool = False
+    contrast: bool | None = None
+    summary_kmax: float = Field(0.2, gt=0)
+
+
+def _power_run(cfg: PowerParams, ctx: StageContext) -> dict[str, Any]:
+    import numpy as np
+
+    from bigpaint.stats.report import power_report
+
+    a = select_channel(cfg.a, cfg.channel, ctx.where)
+    b = None if cfg.b is None else select_channel(cfg.b, cfg.channel, ctx.where)
+    opts = cfg.model_dump(exclude={"a", "b", "channel", "summary_kmax"})
+    ds = power_report(a, b, out=ctx.dir / "power.csv", plot=ctx.dir / "power.png", **opts)
+    if b is None:
+        return {}
+    low = ds["k"].values <= cfg.summary_kmax
+    return {
+        f"mean T(k <= {cfg.summary_kmax})": float(np.nanmean(ds["T"].values[low])),
+        f"mean r_c(k <= {cfg.summary_kmax})": float(np.nanmean(ds["r_c"].values[low])),
+        "bins": int(ds.sizes["bin"]),
+    }
+
+
+class BispectrumParams(_Strict):
+    """:func:`bigpaint.stats.report.bispectrum_report`: B(k1, k2, theta) (or equilateral)
+    of ``a`` and the truth ``b``, k in h/Mpc, theta in radians."""
+
+    a: str
+    b: str | None = None
+    channel: Channel = "sum"
+    k1: float | None = Field(None, gt=0)
+    k2: float | None = Field(None, gt=0)
+    theta: list[float] | None = None
+    equilateral: list[float] | None = None
+    mas: str | None = "auto"
+    shell_width: float | None = Field(None, gt=0)
+    method: str = "auto"
+    contrast: bool | None = None
+
+
+def _bispectrum_run(cfg: BispectrumParams, ctx: StageContext) -> dict[str, Any]:
+    import numpy as np
+
+    from bigpaint.stats.report import bispectrum_report
+
+    a = select_channel(cfg.a, cfg.channel, ctx.where)
+    b = None if cfg.b is None else select_channel(cfg.b, cfg.channel, ctx.where)
+    opts = cfg.model_dump(exclude={"a", "b", "channel"})
+    res = bispectrum_report(
+        a, b, out=ctx.dir / "bispectrum.csv", plot=ctx.dir / "bispectrum.png", **opts
+    )
+    if "b" not in res:
+        return {}
+    ratio = res["a"]["B"].values / res["b"]["B"].values
+    return {"median B/B_true": float(np.nanmedian(ratio))}
+
+
+# ---------------------------------------------------------------- segment / hmf
+
+
+class SegmentStageParams(_Strict):
+    """:func:`bigpaint.segment.segment_field` on a distance-map Field (see
+    :class:`bigpaint.segment.SegmentParams`; ``trajectories`` thresholds from ``threshold``
+    to 1 are recorded for calibration)."""
+
+    distance: str
+    calibration: str | None = None
+    threshold: float = 0.0
+    min_distance: int = Field(2, ge=1)
+    marker_threshold: float | None = None
+    sigma: float = Field(0.0, ge=0)
+    truncate: float = Field(4.0, gt=0)
+    connectivity: int = Field(1, ge=1, le=3)
+    trajectories: int = Field(0, ge=0)
+    rho_bar: float | None = Field(None, gt=0)
+    chunks: int | tuple[int, int, int] | None = None
+
+
+def _segment_run(cfg: SegmentStageParams, ctx: StageContext) -> dict[str, Any]:
+    import numpy as np
+
+    from bigpaint.segment import SegmentParams, segment_field
+
+    thresholds = (
+        tuple(float(t) for t in np.linspace(cfg.threshold, 1.0, cfg.trajectories))
+        if cfg.trajectories
+        else ()
+    )
+    params = SegmentParams(
+        threshold=cfg.threshold,
+        min_distance=cfg.min_distance,
+        marker_threshold=cfg.marker_threshold,
+        sigma=cfg.sigma,
+        truncate=cfg.truncate,
+        connectivity=cfg.connectivity,
+        trajectory_thresholds=thresholds,
+    )
+    workdir = ctx.dir / "work"
+    workdir.mkdir(exist_ok=True)
+    table = segment_field(
+        cfg.distance,
+        str(ctx.dir / "catalog.parquet"),
+        params,
+        calibration=cfg.calibration,
+        rho_bar=cfg.rho_bar,
+        chunks=cfg.chunks,
+        overwrite=True,  # a killed run's partial catalogue; the folder is the pipeline's
+        workdir=str(workdir),
+        progress=True,
+    )
+    return {"n_protohalos": table.num_rows}
+
+
+class HmfParams(_Strict):
+    """:func:`bigpaint.segment.hmf_report`: the mass function of ``catalog`` against the
+    ``truth`` catalogue; ``min_mass`` (Msun/h) cuts both (e.g. the protohalo mass cut)."""
+
+    catalog: str
+    truth: str | None = None
+    bins: int | list[float] = 12
+    column: str = "mass"
+    truth_column: str = "mass"
+    box_size: float | None = Field(None, gt=0)
+    min_count: int = Field(20, ge=0)
+    min_mass: float = Field(0.0, ge=0)
+
+
+def _hmf_run(cfg: HmfParams, ctx: StageContext) -> dict[str, Any]:
+    from bigpaint.segment import hmf_report
+
+    ds, _ = hmf_report(cfg.catalog, **cfg.model_dump(exclude={"catalog"}), out=ctx.dir / "hmf.csv")
+    summary = {"n_haloes": int(ds["count"].sum())}
+    if "count_truth" in ds:
+        summary["n_haloes_truth"] = int(ds["count_truth"].sum())
+    return summary
+
+
+# ---------------------------------------------------------------- report
+
+
+class ReportParams(_Strict):
+    """The report: a title and the Fields whose mid-plane slices it shows side by side."""
+
+    title: str = "bigpaint pipeline report"
+    slices: list[str] = Field(default_factory=list)
+    slice_titles: list[str] | None = None
+
+
+def _report_run(cfg: ReportParams, ctx: StageContext) -> dict[str, Any]:
+    from bigpaint.pipeline.report import write_report
+
+    return write_report(ctx.dir, ctx.previous, title=cfg.title, slices=cfg.slices,
+                        slice_titles=cfg.slice_titles, run_dir=ctx.run_dir)  # fmt: skip
+
+
+# ---------------------------------------------------------------- registry
+
+
+def _typed(model: type[BaseModel]) -> Callable[[dict[str, Any], StageContext], Any]:
+    def validate(params: dict[str, Any], ctx: StageContext) -> Any:
+        return parse_config(model, params, ctx.where)
+
+    return validate
+
+
+def _fixed(*names: str) -> Callable[[Any], tuple[str, ...]]:
+    return lambda _cfg: names
+
+
+def _kinds(kinds: Sequence[StageKind]) -> dict[str, StageKind]:
+    return {k.kind: k for k in kinds}
+
+
+#: Every stage kind by name.
+STAGE_KINDS: dict[str, StageKind] = _kinds(
+    [
+        StageKind(
+            "simulate",
+            "small PM N-body + FoF and its truth Fields (bigpaint.sim.simulate)",
+            inputs=(),
+            written=("output", "overwrite"),
+            cluster=False,
+            validate=_simulate_validate,
+            outputs=_simulate_outputs,
+            run=_simulate_run,
+        ),
+        StageKind(
+            "train",
+            "train a painter (bigpaint.train.train)",
+            inputs=("data.inputs", "data.targets", "run.init_from"),
+            written=("run.out",),
+            cluster=False,
+            validate=_train_validate,
+            outputs=_fixed("best.painter", "last.painter", "metrics.csv"),
+            run=_train_run,
+        ),
+        StageKind(
+            "ics",
+            "Gaussian linear density on the cluster (bigpaint.ics.config.run_ics)",
+            inputs=(),
+            written=("output",),
+            cluster=True,
+            validate=_ics_validate,
+            outputs=_fixed("delta_lin.zarr"),
+            run=_ics_run,
+        ),
+        StageKind(
+            "lpt",
+            "2LPT density on the cluster (bigpaint.ics.config.run_lpt)",
+            inputs=(),
+            written=("output", "scratch_dir", "particles", "linear_output"),
+            cluster=True,
+            validate=_lpt_validate,
+            outputs=_fixed("density.zarr"),
+            run=_lpt_run,
+        ),
+        StageKind(
+            "paint",
+            "chunked painting with a checkpoint (bigpaint.paint.paint_field)",
+            inputs=("checkpoint", "source"),
+            written=("dest",),
+            cluster=True,
+            validate=_paint_validate,
+            outputs=_fixed("painted.zarr"),
+            run=_paint_run,
+        ),
+        StageKind(
+            "power",
+            "P(k), T(k), r_c(k), stochasticity (bigpaint.stats.report.power_report)",
+            inputs=("a", "b"),
+            written=(),
+            cluster=True,
+            validate=_typed(PowerParams),
+            outputs=_fixed("power.csv", "power.png"),
+            run=_power_run,
+        ),
+        StageKind(
+            "bispectrum",
+            "B(k1, k2, theta) and Q (bigpaint.stats.report.bispectrum_report)",
+            inputs=("a", "b"),
+            written=(),
+            cluster=True,
+            validate=_typed(BispectrumParams),
+            outputs=_fixed("bispectrum.csv", "bispectrum.png"),
+            run=_bispectrum_run,
+        ),
+        StageKind(
+            "segment",
+            "protohalo catalogue from a distance map (bigpaint.segment.segment_field)",
+            inputs=("distance", "calibration"),
+            written=(),
+            cluster=True,
+            validate=_typed(SegmentStageParams),
+            outputs=_fixed("catalog.parquet"),
+            run=_segment_run,
+        ),
+        StageKind(
+            "hmf",
+            "halo mass function against a truth catalogue (bigpaint.segment.hmf_report)",
+            inputs=("catalog", "truth"),
+            written=(),
+            cluster=False,
+            validate=_typed(HmfParams),
+            outputs=_fixed("hmf.csv", "hmf.png"),
+            run=_hmf_run,
+        ),
+        StageKind(
+            "report",
+            "index.html with every table and figure of the run (bigpaint.pipeline.report)",
+            inputs=("slices",),
+            written=(),
+            cluster=False,
+            validate=_typed(ReportParams),
+            outputs=_fixed("index.html", "summary.json"),
+            run=_report_run,
+            after_all=True,
+        ),
+    ]
+)
