@@ -16,6 +16,7 @@ __all__ = [
     "FieldExistsError",
     "FieldIncompleteError",
     "FieldNotFoundError",
+    "FloodTooLargeError",
     "MetadataError",
     "MissingDependencyError",
     "NonFiniteError",
@@ -81,3 +82,7 @@ class ParticleBoundsError(BigpaintError, ValueError):
 
 class NotADistanceMapError(BigpaintError, ValueError):
     """The input is not a distance map (negative values, or a Field of another kind)."""
+
+
+class FloodTooLargeError(BigpaintError, MemoryError):
+    """A segmentation component is too large to flood within the memory budget."""

@@ -71,7 +71,17 @@ __all__ = ["register"]
 )
 @click.option("--chunks", default=None, help="Blocks: N or NX,NY,NZ voxels (default: the Field's).")
 @click.option(
-    "--workdir", default=None, help="Scratch directory visible to all workers (default: temp)."
+    "--workdir",
+    default=None,
+    help="Where the resumable scratch goes, visible to all workers (default: next to OUTPUT).",
+)
+@click.option(
+    "--max-flood-gib",
+    type=click.FloatRange(min=0, min_open=True),
+    default=4.0,
+    show_default=True,
+    help="Memory budget of flooding one connected component (GiB); a percolating "
+    "foreground above it is refused before flooding.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @cluster_options
@@ -89,11 +99,16 @@ def segment(
     rho_bar: float | None,
     chunks: str | None,
     workdir: str | None,
+    max_flood_gib: float,
     overwrite: bool,
     cluster_file: str | None,
     workers: int | None,
 ) -> None:
-    """Segment the distance map DISTANCE into the protohalo catalogue OUTPUT (Parquet)."""
+    """Segment the distance map DISTANCE into the protohalo catalogue OUTPUT (Parquet).
+
+    Resumable: running the same command again after an interruption skips the finished
+    blocks (kept in a scratch directory next to OUTPUT, or under --workdir).
+    """
     import numpy as np
 
     from bigpaint.field import open_field
@@ -125,6 +140,7 @@ def segment(
             chunks=parse_chunks(chunks),
             overwrite=overwrite,
             workdir=workdir,
+            max_flood_gib=max_flood_gib,
             progress=True,
         )
     click.echo(f"wrote {output}: {table.num_rows} protohalos")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bigpaint.errors import ConfigError, FieldExistsError, FieldNotFoundError, MetadataError
-from bigpaint.segment.engine import Segmentation, SegmentParams, segment
+from bigpaint.segment.engine import DEFAULT_MAX_FLOOD_GIB, Segmentation, SegmentParams, segment
 from bigpaint.segment.threshold import Calibration, apply_calibration, load_calibration
 
 __all__ = [
@@ -206,9 +207,16 @@ def segment_field(
     chunks: int | Sequence[int] | None = None,
     overwrite: bool = False,
     workdir: str | None = None,
+    max_flood_gib: float | None = DEFAULT_MAX_FLOOD_GIB,
     progress: bool = False,
 ) -> pa.Table:
     """Segment a distance-map Field and write its protohalo catalogue (``bigpaint segment``).
+
+    Resumable: the run keeps its finished blocks in a scratch directory named by the job
+    (input, parameters, blocks, calibration, ``rho_bar``, labels path) next to ``output``
+    (or under ``workdir``), so the same call after an interruption skips them (see
+    :func:`bigpaint.segment.segment`). The catalogue is written atomically, then the
+    scratch removed; the same call on a finished catalogue of this job returns it.
 
     Parameters
     ----------
@@ -231,7 +239,10 @@ def segment_field(
     overwrite : bool
         Replace existing outputs.
     workdir : str, optional
-        Scratch directory visible to all workers (see :func:`bigpaint.segment.segment`).
+        Where the resumable scratch goes, visible to all workers (default: next to
+        ``output``).
+    max_flood_gib : float or None
+        Memory budget of flooding one component (see :func:`bigpaint.segment.segment`).
 
     Returns
     -------
@@ -241,10 +252,6 @@ def segment_field(
     from bigpaint.field import create_field, field_meta, job_token, open_field, zarr_array
 
     params = params or SegmentParams()
-    if Path(output).exists() and not overwrite:
-        raise FieldExistsError(
-            f"output {output} already exists; choose another path or pass --overwrite"
-        )
     src = open_field(input)
     meta = field_meta(src)
     shape = tuple(int(n) for n in zarr_array(src).shape)
@@ -260,6 +267,36 @@ def segment_field(
                 "(--rho-bar, in (Msun/h)/(Mpc/h)^3)"
             )
         rho_bar = mean_density(meta.cosmology.Omega_m)
+    job = job_token(
+        operation="segment-catalog",
+        input=str(input),
+        input_finished=src.attrs.get("bigpaint_finished"),
+        params=params.as_dict(),
+        chunks=None if chunks is None else np.broadcast_to(chunks, 3).tolist(),
+        rho_bar=float(rho_bar),
+        calibration=None if cal is None else cal.to_json(),
+        labels=labels,
+    )
+    out = Path(output)
+    scratch = (
+        Path(workdir) / f"segment-{job[:12]}"
+        if workdir
+        else out.parent / f".{out.name}.segment-{job[:12]}"
+    )
+    if out.exists() and not overwrite:
+        try:
+            done = catalog_meta(read_catalog(out)).get("job") == job
+        except MetadataError:
+            done = False
+        if not done:
+            raise FieldExistsError(
+                f"output {output} already exists (written by another job); choose another "
+                "path or pass --overwrite"
+            )
+        shutil.rmtree(scratch, ignore_errors=True)  # a run killed while cleaning up
+        return read_catalog(out)
+    if overwrite or (labels is not None and not Path(labels).exists()):
+        shutil.rmtree(scratch, ignore_errors=True)  # saved blocks need their partial labels
     writer = None
     if labels is not None:
         arr = zarr_array(src)
@@ -283,7 +320,10 @@ def segment_field(
             job=job_token(operation="segment", input=str(input), params=params.as_dict()),
             overwrite=overwrite,
         )
-    seg = segment(src, params, chunks=chunks, labels=writer, workdir=workdir, progress=progress)
+    seg = segment(
+        src, params, chunks=chunks, labels=writer, scratch=str(scratch),
+        max_flood_gib=max_flood_gib, progress=progress,
+    )  # fmt: skip
     table = build_catalog(
         seg,
         box_size=meta.box_size,
@@ -295,9 +335,11 @@ def segment_field(
             "redshift": meta.redshift,
             "cosmology": None if meta.cosmology is None else meta.cosmology.model_dump(),
             "labels": labels,
+            "job": job,
         },
     )
     write_catalog(table, output, overwrite=overwrite)
+    shutil.rmtree(scratch, ignore_errors=True)
     return table
 
 

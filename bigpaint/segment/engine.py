@@ -33,15 +33,32 @@ Passes (each a set of Dask tasks; the client only merges small tables):
    the workers; nothing large passes through the client.
 
 Memory per task is a block window, or a spanning component's bounding box: bounded by the
-chunk size as long as components are (a foreground that percolates through the box makes
-one component as large as the box; :class:`Segmentation` reports the largest box flooded).
+chunk size as long as components are. A foreground that percolates through the box makes
+one component as large as the box, so the largest box to flood is checked before any
+flooding against ``max_flood_gib`` (about :data:`FLOOD_BYTES_PER_VOXEL` bytes per voxel of
+the box): above it the run stops with :class:`~bigpaint.errors.FloodTooLargeError`, which
+names the fix (a higher ``threshold``, so the foreground breaks into objects, or a larger
+budget on a larger machine). :class:`Segmentation` reports the largest box flooded.
+
+**Resume.** With ``scratch`` (a persistent directory, e.g. made by
+:func:`bigpaint.segment.segment_field` next to its output) each block's pass-1 result and
+each block's pass-4 sums are saved there as the block finishes (written to a temporary
+file, then renamed, so a file exists only complete), together with the seam faces. A
+second call with the same scratch skips every saved block, recomputes the cheap seam and
+merge passes from the saved results, floods only the blocks not done (and only the
+spanning groups they need), and gives the same result as an uninterrupted run. The scratch
+records the shape, blocks and parameters and refuses a call with others.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import pickle
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,7 +72,13 @@ import zarr
 
 from bigpaint.blockwise import BlockPlan, FieldSource, periodic_read, run_tasks
 from bigpaint.context import marker_context
-from bigpaint.errors import ChunkingError, ConfigError, NonFiniteError, ShapeError
+from bigpaint.errors import (
+    ChunkingError,
+    ConfigError,
+    FloodTooLargeError,
+    NonFiniteError,
+    ShapeError,
+)
 from bigpaint.field import FieldWriter, field_meta, zarr_array
 from bigpaint.segment.components import (
     check_connectivity,
@@ -68,7 +91,20 @@ from bigpaint.segment.errors import NotADistanceMapError
 from bigpaint.segment.markers import check_marker_params, markers_in_window
 from bigpaint.segment.watershed import flood, flood_ranks, index_order
 
-__all__ = ["SegmentParams", "Segmentation", "segment"]
+__all__ = [
+    "DEFAULT_MAX_FLOOD_GIB",
+    "FLOOD_BYTES_PER_VOXEL",
+    "SegmentParams",
+    "Segmentation",
+    "segment",
+]
+
+#: Memory of flooding a spanning component per voxel of its bounding box, bytes: the map
+#: (float64 at most), the periodic labelling, mask, markers, flood ranks, index order and
+#: output labels (int64 each), and scikit-image's queue and output (an upper estimate).
+FLOOD_BYTES_PER_VOXEL = 64
+#: Default budget of one flood, GiB (a component of the 512^3 benchmark floods ~0.15 MVoxel).
+DEFAULT_MAX_FLOOD_GIB = 4.0
 
 
 # ---------------------------------------------------------------- parameters and result
@@ -306,6 +342,7 @@ def _pass_blocks(
     params: SegmentParams,
     faces: Any,
     dest: Any,
+    cache: str | None = None,
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     window = _read(source, plan.window(index))
@@ -376,7 +413,7 @@ def _pass_blocks(
     )
     if dest is not None:
         _write_partial(dest, core, out)
-    return {
+    result = {
         "markers": markers,
         "marker_piece": lut[marker_lab].astype(np.int64),
         "pieces": lut[1:],
@@ -387,6 +424,57 @@ def _pass_blocks(
         "sums": sums,
         "seconds": time.perf_counter() - t0,
     }
+    if cache is not None:  # after the faces and provisional labels: saved means complete
+        _save(_cache_file(cache, "blocks", index), result)
+    return result
+
+
+# ---------------------------------------------------------------- resume
+
+
+def _cache_file(cache: str, stage: str, index: Sequence[int]) -> str:
+    return os.path.join(cache, stage, "_".join(str(int(i)) for i in index) + ".pkl")
+
+
+def _save(path: str, obj: Any) -> None:
+    """Pickle ``obj`` to ``path`` atomically (a temporary file renamed into place)."""
+    tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
+    with open(tmp, "wb") as fh:
+        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+
+
+def _load_done(cache: str | None, stage: str, blocks: list[tuple[int, ...]]) -> dict[Any, Any]:
+    """The saved results of a stage, by block index (the scratch is our own: pickle is fine)."""
+    done: dict[Any, Any] = {}
+    if cache is None:
+        return done
+    for b in blocks:
+        f = _cache_file(cache, stage, b)
+        if os.path.exists(f):
+            with open(f, "rb") as fh:
+                done[b] = pickle.load(fh)
+    return done
+
+
+def _open_scratch(scratch: str, state: dict[str, Any]) -> bool:
+    """Create or reopen a resumable scratch directory; True when it was already in use."""
+    os.makedirs(os.path.join(scratch, "blocks"), exist_ok=True)
+    os.makedirs(os.path.join(scratch, "flood"), exist_ok=True)
+    path = os.path.join(scratch, "job.json")
+    if os.path.exists(path):
+        with open(path) as fh:
+            old = json.load(fh)
+        if old != state:
+            raise ConfigError(
+                f"scratch directory {scratch} belongs to a segmentation with other inputs, "
+                "blocks or parameters; remove it or choose another scratch directory"
+            )
+        return True
+    with open(path + ".tmp", "w") as fh:
+        json.dump(state, fh)
+    os.replace(path + ".tmp", path)
+    return False
 
 
 # ---------------------------------------------------------------- pass 2: seams
@@ -641,6 +729,7 @@ def _flood_block(
     params: SegmentParams,
     dest: Any,
     components: Any,
+    cache: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Finish a block: flood its local pieces that touch a face (the interior ones were
     flooded in pass 1), paste the spanning floods that cross it, write, sum the regions."""
@@ -694,6 +783,8 @@ def _flood_block(
         np.unique(np.concatenate(candidates)),
     )
     sums["seconds"] = np.array([time.perf_counter() - t0, span_seconds])
+    if cache is not None:  # after the labels are written and marked
+        _save(_cache_file(cache, "flood", index), sums)
     return sums
 
 
@@ -754,6 +845,7 @@ def _flood_graph(
             params=refs["params"],
             dest=refs["dest"],
             components=refs["components"],
+            cache=refs["cache"],
         )
         keys.append(key)
     return dsk, keys
@@ -800,6 +892,8 @@ def segment(
     labels: FieldWriter | np.ndarray | None = None,
     components: FieldWriter | np.ndarray | None = None,
     workdir: str | None = None,
+    scratch: str | None = None,
+    max_flood_gib: float | None = DEFAULT_MAX_FLOOD_GIB,
     progress: bool = False,
 ) -> Segmentation:
     """Segment a periodic distance map into watershed regions, chunk by chunk.
@@ -827,12 +921,26 @@ def segment(
         Directory for the seam face arrays of a Field run (must be visible to every worker,
         e.g. on the shared file system of a SLURM cluster). Default: a temporary directory
         (fine for a LocalCluster). Removed at the end.
+    scratch : str, optional
+        A persistent directory (visible to every worker) that makes the run resumable: the
+        faces and every finished block's results are kept there, and a call with the same
+        scratch, input, blocks and parameters resumes from them (see the module
+        docstring). Field input and Field outputs only. The caller removes it.
+    max_flood_gib : float or None
+        Memory budget of flooding one spanning component, GiB (estimated as
+        :data:`FLOOD_BYTES_PER_VOXEL` per voxel of its bounding box); ``None``: no limit.
     progress : bool
         Progress bars for the block passes.
 
     Returns
     -------
     Segmentation
+
+    Raises
+    ------
+    FloodTooLargeError
+        A component's bounding box needs more than ``max_flood_gib`` to flood (checked
+        before any flooding).
     """
     t_start = time.perf_counter()
     params = params or SegmentParams()
@@ -851,8 +959,26 @@ def segment(
         if isinstance(dest, np.ndarray) and dest.shape != shape:
             raise ShapeError(f"{what} array has shape {dest.shape}, the map {shape}")
     scheduler = "threads" if in_memory else None
+    if max_flood_gib is not None and not max_flood_gib > 0:
+        raise ConfigError(f"max_flood_gib must be > 0 GiB or None, got {max_flood_gib}")
+    if scratch is not None and in_memory:
+        raise ConfigError(
+            "a resumable segmentation (scratch) needs a Field input and Field outputs; "
+            "write the map as a Field or leave scratch out"
+        )
 
     tmp = None
+    resumed = False
+    if scratch is not None:
+        resumed = _open_scratch(
+            scratch,
+            {
+                "shape": list(shape),
+                "chunks": [list(c) for c in plan.chunks],
+                "params": params.as_dict(),
+                "outputs": [labels is not None, components is not None],
+            },
+        )
     if in_memory:
         faces: Any = [
             np.zeros((2 * len(plan.chunks[a]), *[shape[b] for b in range(3) if b != a]), np.int64)
@@ -861,10 +987,13 @@ def segment(
     else:
         if any(len(set(c[:-1])) > 1 for c in plan.chunks):
             raise ChunkingError(f"a Field run needs a regular block grid, got {plan.chunks}")
-        tmp = tempfile.mkdtemp(prefix="bigpaint-segment-", dir=workdir)
-        faces = f"{tmp}/faces.zarr"
-        group = zarr.open_group(faces, mode="w", zarr_format=3)
+        if scratch is None:
+            tmp = tempfile.mkdtemp(prefix="bigpaint-segment-", dir=workdir)
+        faces = f"{scratch or tmp}/faces.zarr"
+        group = zarr.open_group(faces, mode="a" if resumed else "w", zarr_format=3)
         for a in range(3):
+            if resumed and f"axis{a}" in group:
+                continue
             trans = [b for b in range(3) if b != a]
             group.create_array(
                 f"axis{a}",
@@ -876,22 +1005,28 @@ def segment(
     try:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        blocks = list(plan.blocks())
-        p1 = run_tasks(
+        blocks = [tuple(int(i) for i in b) for b in plan.blocks()]
+        done1 = _load_done(scratch, "blocks", blocks)
+        todo1 = [b for b in blocks if b not in done1]
+        new1 = run_tasks(
             _pass_blocks,
-            [(idx,) for idx in blocks],
+            [(idx,) for idx in todo1],
             shared={
                 "source": src,
                 "plan": plan,
                 "params": params,
                 "faces": faces,
                 "dest": labels,
+                "cache": scratch,
             },
             name="segment-blocks",
             progress=progress,
             scheduler=scheduler,
         )
+        done1.update(zip(todo1, new1, strict=True))
+        p1 = [done1[b] for b in blocks]
         timings["blocks_s"] = time.perf_counter() - t0
+        timings["blocks_resumed"] = len(blocks) - len(todo1)
         t0 = time.perf_counter()
         seams = [(a, s) for a in range(3) for s in range(len(plan.chunks[a]))]
         pairs_list = run_tasks(
@@ -906,10 +1041,13 @@ def segment(
         t0 = time.perf_counter()
         merged = _merge(plan, blocks, p1, pairs_list)
         timings["merge_s"] = time.perf_counter() - t0
+        _check_flood_budget(merged["stats"], max_flood_gib, params, shape)
         t0 = time.perf_counter()
+        done4 = _load_done(scratch, "flood", blocks)
+        calls, groups = _todo_floods(merged, blocks, done4)
         dsk, keys = _flood_graph(
-            merged["groups"],
-            merged["block_calls"],
+            groups,
+            calls,
             {
                 "source": src,
                 "plan": plan,
@@ -917,9 +1055,13 @@ def segment(
                 "dest": labels,
                 "components": components,
                 "box": shape,
+                "cache": scratch,
             },
         )
-        sums = _execute(dsk, keys, local=in_memory)
+        new4 = _execute(dsk, keys, local=in_memory)
+        done4.update(zip([c[0] for c in calls], new4, strict=True))
+        sums = [done4[b] for b in blocks]
+        timings["flood_blocks_resumed"] = len(blocks) - len(calls)
         for dest in (labels, components):
             if isinstance(dest, FieldWriter):
                 dest.finalize()
@@ -936,6 +1078,35 @@ def segment(
     timings["flood_blocks_task_s"] = float(sum(x["seconds"][0] for x in sums))
     result.stats.update(timings)
     return result
+
+
+def _check_flood_budget(
+    stats: dict[str, Any], max_flood_gib: float | None, params: SegmentParams, shape: Any
+) -> None:
+    """Refuse, before any flooding, a component whose box would not fit the budget."""
+    voxels = int(stats["largest_flood_box_voxels"])
+    need = voxels * FLOOD_BYTES_PER_VOXEL / 2**30
+    if max_flood_gib is None or need <= max_flood_gib:
+        return
+    share = voxels / math.prod(int(n) for n in shape)
+    raise FloodTooLargeError(
+        f"the foreground (distance > {params.threshold:g}) percolates: one connected "
+        f"component spans a box of {voxels} voxels ({share:.0%} of the map), about "
+        f"{need:.1f} GiB to flood, above the budget of {max_flood_gib:g} GiB; raise the "
+        "threshold (--threshold) so the foreground breaks into objects, or raise the "
+        "budget (--max-flood-gib) on a machine with the memory"
+    )
+
+
+def _todo_floods(
+    merged: dict[str, Any], blocks: list[tuple[int, ...]], done: dict[Any, Any]
+) -> tuple[list[tuple[Any, ...]], list[tuple[tuple[int, ...], list[_Span]]]]:
+    """The flood calls of the blocks not done, and only the spanning groups they need."""
+    calls = [c for b, c in zip(blocks, merged["block_calls"], strict=True) if b not in done]
+    needed = sorted({g for c in calls for g in c[-1]})
+    renumber = {g: i for i, g in enumerate(needed)}
+    groups = [merged["groups"][g] for g in needed]
+    return [(*c[:-1], [renumber[g] for g in c[-1]]) for c in calls], groups
 
 
 def _merge(

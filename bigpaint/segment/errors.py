@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from bigpaint.errors import NotADistanceMapError
+from bigpaint.errors import FloodTooLargeError, NotADistanceMapError
 
-__all__ = ["NotADistanceMapError"]
+__all__ = ["FloodTooLargeError", "NotADistanceMapError"]
