@@ -54,10 +54,11 @@ __all__ = [
 #: Relative tolerance when comparing voxel sizes in Mpc/h.
 RESOLUTION_RTOL = 1e-3
 
-#: Seam margin of ``same``-mode painters, as a multiple of the alignment, capped at the
-#: structural context. Measured in docs/paint.md: for the protohalo U-Net the seam error at
-#: this margin is below 1e-3 of the output's standard deviation.
-DEFAULT_MARGIN_ALIGNMENTS = 2
+#: Smallest default seam margin of ``same``-mode painters in voxels. The default is one
+#: alignment but at least this, capped at the structural context; docs/paint.md has the
+#: measured seam error against the margin (below 1e-3 of the output's standard deviation at
+#: the default for the paper's protohalo U-Net and for the small test U-Nets).
+MIN_DEFAULT_MARGIN = 16
 
 
 def checkpoint_hash(path: str | Path) -> str:
@@ -134,14 +135,16 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
 def default_margin(meta: PainterMetadata) -> int:
     """Default seam margin per side (voxels) of a painter.
 
-    ``valid``: the context (exact); ``tile``: 0; ``same``: ``DEFAULT_MARGIN_ALIGNMENTS``
-    alignments, capped at the structural context (see docs/paint.md for the measurement).
+    ``valid``: the context (exact); ``tile``: 0; ``same``: one alignment but at least
+    :data:`MIN_DEFAULT_MARGIN` voxels, capped at the structural context (docs/paint.md has
+    the measurement). Windows start on the pooling grid, so with aligned chunks a margin is
+    in effect rounded up to a multiple of the alignment anyway.
     """
     if meta.mode == "valid":
         return meta.context
     if meta.mode == "tile":
         return 0
-    return min(meta.context, DEFAULT_MARGIN_ALIGNMENTS * meta.alignment)
+    return min(meta.context, max(meta.alignment, MIN_DEFAULT_MARGIN))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ costs one pass over the box and no context, so the curve can be measured for the
 architecture (context 222 voxels) on a small box.
 
 ``docs/paint.md`` records the curve and the default margin it justifies
-(:data:`bigpaint.paint.plan.DEFAULT_MARGIN_ALIGNMENTS`).
+(:func:`bigpaint.paint.plan.default_margin`).
 
 Why hand-written: torch has circular padding for convolutions only; the transposed
 convolution's periodic form and the measurement are a few lines on top.

@@ -209,7 +209,7 @@ def bytes_per_voxel(painter: Any) -> int:
     if total[0] == x.numel():  # a functional forward (dm2gal's dense form): count layer widths
         widths = [getattr(m, "out_channels", getattr(m, "out_features", 0)) for m in leaves]
         total[0] += sum(widths) * n**painter.ndim
-    value = int(math.ceil(4 * total[0] / n**painter.ndim))
+    value = math.ceil(4 * total[0] / n**painter.ndim)
     painter._bigpaint_bytes_per_voxel = value
     return value
 

@@ -86,20 +86,21 @@ def test_unet_full_context_is_exact_for_unaligned_chunks(unet_ckpt, layout, seed
     np.testing.assert_allclose(_chunked(unet_ckpt, x, layout, margin=meta.context), ref, **TOL)
 
 
-def test_unet_seam_error_at_default_margin_is_below_bound():
+@pytest.mark.parametrize("seed", [0, 3])
+def test_unet_seam_error_at_default_margin_is_below_bound(seed):
     """The documented bound: max seam error < 1e-3 of the output's std at the default margin
-    (docs/paint.md), and it shrinks as the margin grows."""
+    (docs/paint.md), for unaligned uneven chunks; it grows when the margin shrinks."""
     from bigpaint.paint import default_margin
 
-    painter = small("protohalo-unet", seed=3).eval()
-    x = np.random.default_rng(4).standard_normal((16, 16, 16)).astype("f4")
+    painter = small("protohalo-unet", seed=seed).eval()
+    x = np.random.default_rng(seed + 1).standard_normal((16, 16, 16)).astype("f4")
     ref = periodic_paint(painter, x)
     m = default_margin(painter.metadata())
     assert m < painter.context, "the default must be cheaper than the full context"
-    at_default = seam_error(painter, x, m, chunks=(8, 16, 4), reference=ref)
+    at_default = seam_error(painter, x, m, chunks=((6, 10), (16,), (5, 3, 8)), reference=ref)
     assert at_default["max_rel"] < 1e-3
-    worse = seam_error(painter, x, m // 2, chunks=(8, 16, 4), reference=ref)
-    assert worse["max_abs"] > at_default["max_abs"]
+    worse = seam_error(painter, x, m // 4, chunks=((6, 10), (16,), (5, 3, 8)), reference=ref)
+    assert worse["max_abs"] > 10 * at_default["max_abs"]
 
 
 def test_subtiling_under_a_small_budget_changes_nothing(halo_ckpt, unet_ckpt):

@@ -1,0 +1,139 @@
+"""``bigpaint paint``: paint a Field with a trained painter, chunk by chunk.
+
+Thin: flags (or a YAML file, ``--config``) become a :class:`bigpaint.paint.config.PaintConfig`
+and one call of :func:`bigpaint.paint.paint_field`. The checkpoint is checked against the
+input before a cluster starts. Re-running the same command resumes.
+"""
+
+from __future__ import annotations
+
+import click
+
+from bigpaint.cli._common import cluster_config, cluster_options, parse_chunks
+
+__all__ = ["register"]
+
+
+@click.command()
+@click.argument("paths", nargs=-1, metavar="[INPUT OUTPUT]")
+@click.option("--checkpoint", default=None, help="Painter checkpoint directory (bigpaint train).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML paint config (checkpoint, input, output, chunks, margin, slab, cluster, ...).",
+)
+@click.option("--chunks", default=None, help="Output write blocks: N or NX,NY,NZ voxels.")
+@click.option(
+    "--margin",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Seam margin per side in voxels for U-Nets (default: docs/paint.md).",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Default auto."
+)
+@click.option("--memory-budget", default=None, help="Activation memory per forward, e.g. 2GiB.")
+@click.option("--autocast", type=click.Choice(["bf16", "fp16"]), default=None)
+@click.option("--slab-axis", type=click.Choice(["x", "y", "z"]), default=None, help="2-D painters.")
+@click.option(
+    "--slab-thickness",
+    type=click.IntRange(min=1),
+    default=None,
+    help="2-D painters: voxels per projected slab (default: the training depth).",
+)
+@click.option("--seed", type=int, default=None, help="Seed of noise-injecting painters.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@cluster_options
+def paint(
+    paths: tuple[str, ...],
+    checkpoint: str | None,
+    config_file: str | None,
+    chunks: str | None,
+    margin: int | None,
+    device: str | None,
+    memory_budget: str | None,
+    autocast: str | None,
+    slab_axis: str | None,
+    slab_thickness: int | None,
+    seed: int | None,
+    overwrite: bool,
+    cluster_file: str | None,
+    workers: int | None,
+) -> None:
+    """Paint INPUT into OUTPUT with the painter in --checkpoint (or from --config).
+
+    \b
+    bigpaint paint --checkpoint runs/halo/best.painter box.zarr halos.zarr
+    bigpaint paint --config paint.yaml
+    """
+    from bigpaint.cluster import connect
+    from bigpaint.config import load_config, parse_config
+    from bigpaint.errors import ConfigError
+    from bigpaint.field import open_field
+    from bigpaint.paint import paint_field, plan_paint
+    from bigpaint.paint.config import PaintConfig
+
+    if len(paths) not in (0, 2):
+        raise ConfigError(f"give INPUT and OUTPUT (or neither, with --config), got {len(paths)}")
+    slab = {}
+    if slab_axis is not None:
+        slab["axis"] = slab_axis
+    if slab_thickness is not None:
+        slab["thickness"] = slab_thickness
+    overrides = {
+        "checkpoint": checkpoint,
+        "input": paths[0] if paths else None,
+        "output": paths[1] if paths else None,
+        "chunks": list(parse_chunks(chunks)) if chunks else None,
+        "margin": margin,
+        "device": device,
+        "memory_budget": memory_budget,
+        "autocast": autocast,
+        "seed": seed,
+        "overwrite": True if overwrite else None,
+        **{f"slab.{k}": v for k, v in slab.items()},
+    }
+    if config_file is not None:
+        cfg = load_config(PaintConfig, config_file, overrides)
+    else:
+        if checkpoint is None or not paths:
+            raise ConfigError("give --checkpoint CKPT INPUT OUTPUT, or --config FILE")
+        data = {k: v for k, v in overrides.items() if v is not None and "." not in k}
+        if slab:
+            data["slab"] = slab
+        cfg = parse_config(PaintConfig, data, "paint options")
+    if cluster_file is not None or workers is not None or config_file is None:
+        cluster = cluster_config(cluster_file, workers)
+    else:
+        cluster = cfg.cluster
+    slab_arg = None if cfg.slab is None else cfg.slab.model_dump(exclude_none=True)
+    # refuse an incompatible checkpoint or input before a cluster starts
+    plan = plan_paint(
+        cfg.checkpoint, open_field(cfg.input), chunks=cfg.chunks, margin=cfg.margin, slab=slab_arg
+    )
+    with connect(cluster):
+        paint_field(
+            cfg.checkpoint,
+            cfg.input,
+            cfg.output,
+            chunks=cfg.chunks,
+            margin=cfg.margin,
+            device=cfg.device,
+            memory_budget=cfg.memory_budget,
+            autocast=cfg.autocast,
+            slab=slab_arg,
+            overwrite=cfg.overwrite,
+            progress=True,
+            seed=cfg.seed,
+        )
+    click.echo(
+        f"painted {cfg.output} {plan.out_shape} with {plan.checkpoint.meta.family} "
+        f"(margin {plan.margin}, chunks {plan.chunks})"
+    )
+
+
+def register(group: click.Group) -> None:
+    """Add ``paint`` to the ``bigpaint`` command group."""
+    group.add_command(paint)
