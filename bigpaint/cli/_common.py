@@ -27,7 +27,7 @@ def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "cluster_file",
         type=click.Path(dir_okay=False),
         default=None,
-        help="YAML file with a 'cluster:' section (local, slurm or local-cuda). Default: local.",
+        help="YAML file with a 'cluster:' section (local, slurm, local-cuda or scheduler). Default: local.",
     )(func)
     return func
 
