@@ -229,7 +229,8 @@ def paint_field(
         Where workers run the network (``auto``: CUDA if the worker sees a GPU).
     memory_budget : int or str, optional
         Bytes of activations per forward call (e.g. ``"2GiB"``); blocks are sub-tiled to fit.
-        Default: half the free GPU memory, 1 GiB on CPU.
+        Default: half the free GPU memory; on CPU a third of the worker memory limit
+        (:func:`bigpaint.paint.workers.default_memory_budget`).
     autocast : {None, "bf16", "fp16"}
         Mixed-precision inference (GPU); None keeps float32 (chunked equals whole-box).
     slab : SlabSpec or mapping, optional

@@ -123,13 +123,27 @@ def set_torch_threads(n: int) -> None:
 
 
 def default_memory_budget(device: Any) -> int:
-    """Bytes of activations one block may use: half the free GPU memory, 1 GiB on CPU."""
+    """Bytes of activations one forward call may use.
+
+    CUDA: half the free device memory. CPU: a third of the Dask worker's memory limit, or
+    without one, the machine's memory over twice its cores (at least 256 MiB).
+    """
+    import psutil
     import torch
 
     if getattr(device, "type", str(device)) == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free // 2)
-    return 1 << 30
+    limit = 0
+    try:
+        from distributed import get_worker
+
+        limit = int(get_worker().memory_manager.memory_limit or 0)
+    except (ImportError, ValueError, AttributeError):
+        pass
+    if limit > 0:
+        return max(256 << 20, limit // 3)
+    return max(256 << 20, int(psutil.virtual_memory().total // (2 * (os.cpu_count() or 1))))
 
 
 try:
