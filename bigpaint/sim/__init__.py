@@ -9,6 +9,7 @@ from bigpaint.sim.fof import (
     read_catalogue,
     write_catalogue,
 )
+from bigpaint.sim.massfunction import pm_fof_masses, pooled_mass_function
 from bigpaint.sim.pm import ParticleMesh, PMState, initial_state, run_pm, time_steps
 from bigpaint.sim.simulate import SimulateConfig, SimulationResult, simulate
 from bigpaint.sim.truth import (
@@ -34,6 +35,8 @@ __all__ = [
     "normalized_distance",
     "particle_mass",
     "periodic_edt",
+    "pm_fof_masses",
+    "pooled_mass_function",
     "protohalo_labels",
     "read_catalogue",
     "run_pm",
