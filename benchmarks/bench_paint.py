@@ -177,7 +177,10 @@ def _variant_seams(args: argparse.Namespace) -> dict:
         painter, _ = load_checkpoint(args.seam_checkpoint)
         weights = str(args.seam_checkpoint)
     else:
-        painter = _painter("protohalo-unet")
+        from bigpaint.painters import build_painter
+
+        torch.manual_seed(0)
+        painter = build_painter("protohalo-unet", json.loads(args.seam_config)).eval()
         weights = "random initial weights (torch.manual_seed(0))"
     n = args.seam_grid
     a = np.random.default_rng(7).standard_normal((n, n, n)).astype("f4")
@@ -228,6 +231,12 @@ def main() -> None:
     ap.add_argument("--seam-grid", type=int, default=64)
     ap.add_argument("--margins", default="0,16,32,48,64")
     ap.add_argument("--seam-checkpoint", default=None)
+    ap.add_argument(
+        "--seam-config", default="{}", help="protohalo-unet config JSON (random weights)"
+    )
+    ap.add_argument(
+        "--seam-tag", default="custom", help="suffix of the seams JSON for --seam-config"
+    )
     ap.add_argument("--out-dir", default=str(Path(__file__).with_name("results")))
     ap.add_argument("--work-dir", default=None)
     # internal: one variant per subprocess
@@ -335,7 +344,14 @@ def main() -> None:
             res["machine"]["load_average_at_end"] = os.getloadavg()
             (out_dir / "paint-memory.json").write_text(json.dumps(res, indent=2))
     if "seams" in parts:
-        extra = ["--seam-grid", str(args.seam_grid), "--margins", args.margins]
+        extra = [
+            "--seam-grid",
+            str(args.seam_grid),
+            "--margins",
+            args.margins,
+            "--seam-config",
+            args.seam_config,
+        ]
         if args.seam_checkpoint:
             extra += ["--seam-checkpoint", args.seam_checkpoint]
         res = {"machine": _machine(), **_run("seams", args, extra)}
@@ -344,7 +360,8 @@ def main() -> None:
                 f"margin {row['margin']:4d}: max |err| / std = {row['max_rel']:.3e}, "
                 f"rms / std = {row['rms'] / row['std']:.3e}"
             )
-        (out_dir / "paint-seams.json").write_text(json.dumps(res, indent=2))
+        tag = "" if args.seam_config == "{}" and not args.seam_checkpoint else f"-{args.seam_tag}"
+        (out_dir / f"paint-seams{tag}.json").write_text(json.dumps(res, indent=2))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ memory budget, 2-D painters run on projected slabs (:mod:`bigpaint.paint.slabs`)
 :mod:`bigpaint.paint.seams` measures the seam error of U-Nets against the margin.
 """
 
-from bigpaint.paint.engine import PaintBlock, paint_field
+from bigpaint.paint.config import PaintConfig, SlabConfig
+from bigpaint.paint.engine import PaintBlock, paint_field, paint_window
 from bigpaint.paint.plan import (
     CheckpointInfo,
     PaintPlan,
@@ -17,24 +18,32 @@ from bigpaint.paint.plan import (
     plan_paint,
     read_checkpoint_info,
 )
+from bigpaint.paint.seams import periodic_paint, periodic_twin, seam_curve, seam_error
 from bigpaint.paint.slabs import ProjectedSource, position_noise, project_slabs
 from bigpaint.paint.workers import PainterPlugin, get_painter, paint_images, resolve_device
 
 __all__ = [
     "CheckpointInfo",
     "PaintBlock",
+    "PaintConfig",
     "PaintPlan",
     "PainterPlugin",
     "ProjectedSource",
+    "SlabConfig",
     "SlabSpec",
     "checkpoint_hash",
     "default_margin",
     "get_painter",
     "paint_field",
     "paint_images",
+    "paint_window",
+    "periodic_paint",
+    "periodic_twin",
     "plan_paint",
     "position_noise",
     "project_slabs",
     "read_checkpoint_info",
     "resolve_device",
+    "seam_curve",
+    "seam_error",
 ]
