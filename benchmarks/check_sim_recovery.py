@@ -56,15 +56,17 @@ def _simulate(path: str, particles: int, box: float, min_particles: int, seed: i
     )
 
 
-def _remake_truth(sim: Path) -> None:
-    """Remake the protohalo truth of an existing run from its ICs and ``halos.parquet``."""
+def _remake_truth(sim: Path, min_particles: int) -> None:
+    """Remake the protohalo truth of an existing run from its ICs and ``halos.parquet``
+    (with the mass cut ``min_particles``)."""
     from bigpaint.ics.lpt import lpt_particles_array
     from bigpaint.ics.power import linear_power
     from bigpaint.sim.fof import read_catalogue
     from bigpaint.sim.simulate import SimulateConfig, write_protohalo_truth
 
     summary = json.loads((sim / "summary.json").read_text())
-    cfg = SimulateConfig(**{**summary["config"], "output": str(sim)})
+    protohalo = {**summary["config"]["protohalo"], "min_particles": min_particles}
+    cfg = SimulateConfig(**{**summary["config"], "output": str(sim), "protohalo": protohalo})
     lp = linear_power(cfg.cosmology, cfg.power)
     pos0, _, ids = lpt_particles_array(
         cfg.particles, cfg.box_size, seed=cfg.seed, power=lp, redshift=cfg.z_init,
@@ -82,7 +84,9 @@ def main() -> None:
     p.add_argument("--sim", default="sim-check", help="simulation directory (made if missing)")
     p.add_argument("--particles", type=int, default=128)
     p.add_argument("--box", type=float, default=128.0, help="Mpc/h")
-    p.add_argument("--min-particles", type=int, default=100)
+    p.add_argument(
+        "--min-particles", type=int, default=100, help="protohalo mass cut (with --remake-truth)"
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--chunks", type=int, default=32, help="segmentation blocks (voxels)")
     p.add_argument("--min-distance", type=int, default=2)
@@ -109,7 +113,7 @@ def main() -> None:
     if not (sim / "protohalo_distance.zarr").exists():
         _simulate(str(sim), args.particles, args.box, args.min_particles, args.seed)
     elif args.remake_truth:
-        _remake_truth(sim)
+        _remake_truth(sim, args.min_particles)
     dist = open_field(str(sim / "protohalo_distance.zarr"))
     labels = np.asarray(open_field(str(sim / "protohalo_labels.zarr"))["protohalo_label"].values)
     summary = json.loads((sim / "summary.json").read_text())
@@ -171,6 +175,39 @@ def main() -> None:
     from bigpaint.sim.truth import connected_protohalos
 
     pieces = connected_protohalos(labels)[1]
+    # diagnostic: the same periodic watershed of the whole box seeded by ONE marker per truth
+    # object (its first deepest cell), on the normalized map and on the raw EDT: what the
+    # map itself allows, whatever the marker finder does
+    from bigpaint.segment.watershed import watershed_periodic
+    from bigpaint.sim.truth import periodic_edt
+
+    d_all = np.asarray(dist["distance"].values, dtype=np.float64)
+    deepest = np.flatnonzero(d_all.ravel() >= args.marker_threshold)
+    first = np.unique(labels.ravel()[deepest], return_index=True)[1]
+    seeds_img = np.zeros(labels.size, np.int64)
+    seeds_img[deepest[first]] = labels.ravel()[deepest[first]]
+    seeds_img = seeds_img.reshape(shape)
+    oracle = {}
+    for name, img in (("normalized", d_all), ("raw_edt", periodic_edt(labels))):
+        ws = watershed_periodic(img.astype(np.float64), seeds_img, connectivity=args.connectivity)
+        vol = np.bincount(ws.ravel(), minlength=int(labels.max()) + 1)[truth_ids]
+        r = vol / truth_vol
+        hmf = compare_mass_functions(
+            rho_bar * cell_volume * vol[vol > 0],
+            rho_bar * cell_volume * truth_vol,
+            box**3,
+            10 ** np.arange(np.log10(truth_vol.min() * rho_bar * cell_volume),
+                            np.log10(truth_vol.max() * rho_bar * cell_volume) + args.bins,
+                            args.bins),
+            min_count=args.min_count,
+        )  # fmt: skip
+        oracle[name] = {
+            "voxels_in_their_own_object": float(np.mean(ws[labels > 0] == labels[labels > 0])),
+            "exact_volume_fraction": float(np.mean(r == 1.0)),
+            "within_5pct_fraction": float(np.mean(np.abs(r - 1) <= 0.05)),
+            "hmf_max_abs_deviation": float(hmf.attrs["max_abs_deviation"]),
+        }
+
     per_object = {
         "truth_objects": int(truth_ids.size),
         "truth_objects_in_several_pieces": pieces["labels_in_several_pieces"],
@@ -234,6 +271,7 @@ def main() -> None:
             "stats": meta["stats"],
         },
         "per_object": per_object,
+        "one_marker_per_object": oracle,
         "hmf_vs_truth_labels": {
             "max_abs_deviation": vs_label.attrs["max_abs_deviation"],
             "bins": table_of(vs_label),
@@ -254,6 +292,11 @@ def main() -> None:
     print(f"segmented in {seg_seconds:.1f} s ({args.chunks}^3 blocks): {table.num_rows} regions")
     for k, v in per_object.items():
         print(f"  {k:<28} {v:.4f}" if isinstance(v, float) else f"  {k:<28} {v}")
+    for name, o in oracle.items():
+        print(
+            f"  one marker per object, {name} map: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in o.items())
+        )
     for name, ds in (
         ("vs truth labels", vs_label),
         ("vs FoF masses", vs_fof),
