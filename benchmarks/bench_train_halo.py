@@ -13,8 +13,9 @@ Steps:
    FastPM-style PM to z = 0 (40 steps, force mesh 256^3), FoF (b = 0.2, >= 10 particles,
    the paper's rockstar cut), halo counts on the 128^3 grid (2 Mpc/h cells) in three mass
    bins, and the 2LPT density of the same ICs on that grid (the painter's input).
-2. Train (:func:`bigpaint.train.train`) within ``--budget`` seconds of wall clock in two
-   runs: a Poisson-likelihood regression (``--pretrain-fraction`` of the budget), then the
+2. Train (:func:`bigpaint.train.train`) within ``--budget`` seconds of wall clock (set-up,
+   steps, validations and checkpoints of both runs, measured by this script) in two runs:
+   a Poisson-likelihood regression (``--pretrain-fraction`` of the budget), then the
    paper's WGAN-GP (n_critic 5, lambda 10, Adam (0.5, 0.999), critic of Fig. 6) started from
    it, with the Poisson term kept in the generator loss (``--supervised-weight``). The
    paper trains the pure WGAN for 5 10^5 updates (30 GPU hours): a 15-minute CPU budget
@@ -237,6 +238,12 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="simulation cache (default: OUT/sims)")
     ap.add_argument("--budget", type=float, default=900.0, help="training wall clock, seconds")
     ap.add_argument("--pretrain-fraction", type=float, default=0.6)
+    ap.add_argument(
+        "--margin",
+        type=float,
+        default=30.0,
+        help="seconds kept back for the WGAN run's last update, final validation and checkpoint",
+    )
     ap.add_argument("--supervised-weight", type=float, default=1.0)
     ap.add_argument("--pretrain-lr", type=float, default=3e-3)
     ap.add_argument("--pretrain-patch", type=int, default=24, help="output patch of the regression")
@@ -259,7 +266,10 @@ def main() -> None:
     eval_box, eval_info = simulate_box(work, 43)
     box = SIM["box_size"]
 
-    # training: regression, then WGAN-GP from it, within the budget
+    # training: regression, then WGAN-GP from it, within the budget. The loop checks its
+    # max_time after a step, then validates and checkpoints: the WGAN run is given the
+    # budget less what the regression spent, less that overrun (measured on the regression
+    # run: set-up, last step, final validation, checkpoint) and --margin for its slower steps.
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     t_pre = args.budget * args.pretrain_fraction
@@ -269,18 +279,26 @@ def main() -> None:
         )
     )
     spent = time.perf_counter() - t0
+    overrun = max(0.0, spent - t_pre)
+    gan_budget = args.budget - spent - overrun - args.margin
+    if gan_budget <= 0:
+        raise SystemExit(
+            f"bench_train_halo: error: no time left for the WGAN-GP run ({spent:.0f} s spent of "
+            f"{args.budget:.0f} s); lower --pretrain-fraction or --margin"
+        )
     gan = train(
         train_config(
-            train_box,
-            out / "run-wgan",
-            kind="wgan-gp",
-            budget=max(1.0, args.budget - spent),
-            args=args,
-            init=pre.last,
+            train_box, out / "run-wgan", kind="wgan-gp", budget=gan_budget, args=args, init=pre.last
         )
     )
     train_seconds = time.perf_counter() - t0
+    within_budget = train_seconds <= args.budget
     load_after = os.getloadavg()
+    print(
+        f"training wall clock {train_seconds:.1f} s (regression {spent:.1f} s, WGAN-GP "
+        f"{train_seconds - spent:.1f} s) of a {args.budget:.0f} s budget: "
+        f"{'within' if within_budget else 'OVER'} budget"
+    )
 
     # evaluation on the other seed
     lpt = read(eval_box / "lpt_density.zarr")
@@ -358,6 +376,10 @@ def main() -> None:
             "load_average_1_5_15min_before": load_before,
             "load_average_1_5_15min_after": load_after,
             "wall_s": train_seconds,
+            "within_budget": within_budget,
+            "margin_s": args.margin,
+            "regression_overrun_s": overrun,
+            "wgan_budget_s": gan_budget,
             "regression": {
                 "steps": pre.steps,
                 "seconds": pre.elapsed,
@@ -396,8 +418,11 @@ def main() -> None:
 
     print(f"\nhalo painter benchmark  ({report['machine']['cpu']}, {args.threads} threads)")
     print(
-        f"training {train_seconds:.0f} s: regression {pre.steps} steps, WGAN-GP {gan.steps} generator "
-        f"updates; load average (5 min) {load_before[1]:.1f} before, {load_after[1]:.1f} after"
+        f"training {train_seconds:.1f} s of {args.budget:.0f} s "
+        f"({'within' if within_budget else 'OVER'} budget): regression {pre.steps} steps, "
+        f"WGAN-GP {gan.steps} generator updates; load average (1/5/15 min) "
+        f"{'/'.join(f'{x:.1f}' for x in load_before)} before, "
+        f"{'/'.join(f'{x:.1f}' for x in load_after)} after"
     )
     print(
         f"eval box: {int(truth.sum())} halos, shot noise {shot:.0f} (Mpc/h)^3, linear bias {bias:.2f}"
