@@ -64,7 +64,7 @@ def quickstart_config(
     chunks : int, optional
         Block size in cells of the big box's Fields (2LPT, painted, truth). Default 32.
     train_steps : int, optional
-        Painter updates (default 300: a minute or two on 2 CPU cores).
+        Painter updates (default 200: a minute or two on 2 CPU cores).
     """
     data = default_config("quickstart")
     data["out"] = str(out_dir)

@@ -38,7 +38,7 @@ __all__ = ["register"]
     "--train-steps",
     type=click.IntRange(min=1),
     default=None,
-    help="Painter training updates. [default: 300]",
+    help="Painter training updates. [default: 200]",
 )
 @click.option("--overwrite", is_flag=True, help="Redo stages that were run with other options.")
 @click.option("--dry-run", is_flag=True, help="Check the pipeline and print each stage's status.")

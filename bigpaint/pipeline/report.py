@@ -136,7 +136,8 @@ def write_report(
                 parts.append(f"<img src='{html.escape(copy)}' alt='{html.escape(copy)}'>")
             else:
                 parts.append(f"<p><a href='{html.escape(copy)}'>{html.escape(copy)}</a></p>")
-                parts.append(_table_html(src))
+                if src.name != "metrics.csv":  # a training log (with wall times): link only
+                    parts.append(_table_html(src))
         sections.append("".join(parts))
     if slices:
         names = list(slice_titles or [_rel(s, run_dir) for s in slices])

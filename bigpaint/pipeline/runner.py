@@ -113,7 +113,7 @@ def _read_record(path: Path) -> dict[str, Any] | None:
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, path)
 
 

@@ -18,8 +18,12 @@ import yaml
 
 TINY = Path(__file__).with_name("tiny.yaml")
 
-# Keys that hold wall-clock times: they differ between two runs by nature.
-_VOLATILE = re.compile(r"(time|seconds|per_second|created|finished|elapsed|_at$)")
+# Keys that hold wall-clock times and differ between two runs by nature, and the tokens
+# derived from them: job tokens (they include the inputs' finish times) and checkpoint
+# hashes (the checkpoint metadata records the training wall time; the weights are compared).
+_VOLATILE = re.compile(
+    r"(time|seconds|per_second|created|finished|elapsed|_at$|_s$|job|checkpoint_hash)"
+)
 
 
 def tiny_config(out: Path, **stage_params: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +71,7 @@ def _content(path: Path, rel: str) -> Any:
         return text[: text.index(TIMINGS_BEGIN)] + text[text.index(TIMINGS_END) :]
     if path.suffix == ".json":
         return _stable(json.loads(raw))
-    if path.name == "metrics.csv":  # the elapsed_s column is wall time
+    if path.name.endswith("metrics.csv"):  # the elapsed_s column is wall time
         rows = list(csv.DictReader(io.StringIO(raw.decode())))
         return [_stable(r) for r in rows]
     if path.suffix == ".parquet":
@@ -81,7 +85,21 @@ def _content(path: Path, rel: str) -> Any:
         with pa.ipc.new_stream(sink, table.schema.remove_metadata()) as w:
             w.write_table(table.replace_schema_metadata(None))
         return sink.getvalue().to_pybytes(), meta
+    if path.suffix == ".pt":  # torch.save bytes vary for equal contents
+        import torch
+
+        return _tensors(torch.load(path, map_location="cpu", weights_only=True))
     return raw
+
+
+def _tensors(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _tensors(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_tensors(v) for v in obj]
+    if hasattr(obj, "numpy"):
+        return (str(obj.dtype), tuple(obj.shape), obj.numpy().tobytes())
+    return obj
 
 
 def run_outputs(run_dir: Path) -> dict[str, Any]:
