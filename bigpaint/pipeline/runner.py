@@ -87,7 +87,7 @@ def _digest(obj: Any) -> str:
 
 
 def _fingerprint(path: str) -> dict[str, Any]:
-    """What identifies an external input: its completion state for a Field, else size/mtime."""
+    """What identifies an external input: a Field's finish time, else sizes and mtimes."""
     p = Path(path)
     marker = p / "zarr.json"
     if marker.is_file():
@@ -97,9 +97,15 @@ def _fingerprint(path: str) -> dict[str, Any]:
             attrs = {}
         if "bigpaint_finished" in attrs:
             return {"path": path, "finished": attrs["bigpaint_finished"]}
-    target = marker if marker.is_file() else p
-    st = target.stat()
-    return {"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if p.is_dir() and not marker.is_file():  # e.g. a checkpoint: its files, one level deep
+        files = sorted(f for f in p.iterdir() if f.is_file())
+        return {"path": path, "files": [(f.name, *_stat(f)) for f in files]}
+    return {"path": path, "stat": _stat(marker if marker.is_file() else p)}
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:

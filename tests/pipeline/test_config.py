@@ -140,3 +140,24 @@ def test_example_configs_validate(tmp_path):
     for path in examples:
         res = _cli("run", str(path), "--out", str(tmp_path / path.stem), "--dry-run")
         assert res.exit_code == 0, (path, res.output)
+
+
+def test_external_inputs_are_fingerprinted(tmp_path):
+    cat, ckpt = tmp_path / "cat.parquet", tmp_path / "p.painter"
+    ckpt.mkdir()
+    cat.write_bytes(b"one")
+    (ckpt / "weights").write_bytes(b"w1")
+    data = {
+        "out": str(tmp_path / "run"),
+        "stages": [
+            {"name": "hmf", "kind": "hmf", "params": {"catalog": str(cat)}},
+            {"name": "p", "kind": "paint", "params": {"checkpoint": str(ckpt), "source": str(cat)}},
+        ],
+    }
+    first = [p.hash for p in _plan(data)]
+    assert [p.hash for p in _plan(data)] == first
+    (ckpt / "weights").write_bytes(b"w2-longer")  # a retrained checkpoint
+    second = [p.hash for p in _plan(data)]
+    assert second[0] == first[0] and second[1] != first[1]
+    cat.write_bytes(b"three")
+    assert all(a != b for a, b in zip(second, (p.hash for p in _plan(data)), strict=True))
