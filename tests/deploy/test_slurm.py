@@ -45,6 +45,7 @@ def local_overrides(tmp: Path, jobs: int) -> dict[str, object]:
         "cluster.local_directory": str(tmp / "spill"),
         "cluster.log_directory": str(tmp / "logs"),
         "cluster.jobs": jobs,
+        "cluster.scheduler_options": {"dashboard_address": ":0"},  # 8787 may be taken
     }
 
 
@@ -71,7 +72,7 @@ class _ClusterFile(BaseModel):
 
 def test_gpu_recipe_is_one_worker_per_gpu():
     cfg = load_config(_ClusterFile, DEPLOY / "cluster-slurm-gpu.yaml").cluster
-    script = job_script(cfg)
+    script = job_script(cfg.model_copy(update={"scheduler_options": {"dashboard_address": ":0"}}))
     assert "#SBATCH --gres=gpu:1" in script
     assert "--resources GPU=1" in script
     assert cfg.processes == 1 and "--nworkers" not in script
