@@ -30,7 +30,8 @@ jobs may share the cores), and a digest of the result. Results of one stage and 
 must agree across chunk sizes and worker counts (chunking never changes the answer): the
 suite checks that and reports ``consistent``.
 
-Strong scaling: speed-up T(1 worker) / T(w) at a fixed box. Weak scaling: the box grows as
+Strong scaling: speed-up T(1 worker) / T(w) at a fixed box (paint up to
+``--paint-max-grid``). Weak scaling: the box grows as
 n_w = n_1 w^(1/3) (rounded to even), and the efficiency is the throughput per worker at w
 over that at one worker.
 
@@ -38,7 +39,8 @@ Usage::
 
     python benchmarks/scaling.py --out benchmarks/results/scaling          # 2-core defaults
     python benchmarks/scaling.py --sizes 256 512 1024 --chunks 128 256 --workers 1 2 4 8 \\
-        --weak-base 512 --memory-limit 200GiB --out big-node                # a big machine
+        --weak-base 512 --weak-chunks 128 --paint-max-grid 0 --memory-limit 200GiB \\
+        --out big-node                                                       # a big machine
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ def plan(args: argparse.Namespace) -> tuple[list[Case], list[Case]]:
         for w in args.workers
         for s in args.stages
     ]
+    cap = args.paint_max_grid
+    strong = [c for c in strong if not (c.stage == "paint" and cap and c.grid > cap)]
     return strong, weak
 
 
@@ -487,8 +491,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256], help="box sides n")
     ap.add_argument("--chunks", type=int, nargs="+", default=[32, 64], help="chunk sides c")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--weak-base", type=int, default=128, help="weak scaling: n at one worker")
-    ap.add_argument("--weak-chunks", type=int, default=64, help="weak scaling: chunk side")
+    ap.add_argument("--weak-base", type=int, default=96, help="weak scaling: n at one worker")
+    ap.add_argument("--weak-chunks", type=int, default=32, help="weak scaling: chunk side")
+    ap.add_argument(
+        "--paint-max-grid",
+        type=int,
+        default=128,
+        help="strong scaling: paint only boxes up to this side (0: all; painting costs ~30x "
+        "the other stages per voxel on a CPU)",
+    )
     ap.add_argument("--memory-limit", default="16GiB", help="all workers together")
     ap.add_argument("--checkpoint", default=None, help="painter checkpoint for the paint stage")
     ap.add_argument("--no-weak", action="store_true", help="strong scaling only")
@@ -552,10 +563,60 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         plot_weak(fig_weak, weak_rows, stages, f"weak scaling: {title}")
         report["figures"].append(fig_weak.name)
     (out / "scaling.json").write_text(json.dumps(report, indent=2, default=float))
+    (out / "scaling.md").write_text(markdown(report))
     if not args.keep_inputs:
         shutil.rmtree(args.workdir, ignore_errors=True)
     print_tables(report)
     return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The measurements as Markdown tables (for BENCHMARKS.md)."""
+    m = report["machine"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores_available']} cores, "
+        f"{m['memory_bytes'] / 2**30:.0f} GiB; load average (1 min) "
+        f"{report['load_average_start'][0]:.1f} at start, {report['load_average_end'][0]:.1f} "
+        f"at end; suite wall time {report['suite_wall_s']:.0f} s.",
+        "",
+        "| stage | n | chunks | workers | wall [s] | Mvox/s | speed-up | peak worker RSS [MiB] "
+        "| load |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    speed = {
+        (r["stage"], r["grid"], r["chunks"], r["workers"]): r["speedup"]
+        for r in report["strong_scaling"]
+    }
+    for r in sorted(
+        report["measurements"], key=lambda r: (STAGES.index(r["stage"]), r["grid"], r["chunks"])
+    ):
+        sp = speed.get((r["stage"], r["grid"], r["chunks"], r["workers"]))
+        lines.append(
+            f"| {r['stage']} | {r['grid']}³ | {r['chunks']}³ | {r['workers']} | "
+            f"{r['wall_s']:.2f} | {r['voxels_per_s'] / 1e6:.2f} | "
+            f"{'-' if sp is None else f'{sp:.2f}'} | "
+            f"{max(r['worker_peak_rss_bytes']) / 2**20:.0f} | {r['load_average_before'][0]:.1f} |"
+        )
+    if report["weak_scaling"]:
+        lines += [
+            "",
+            "| stage | n | chunks | workers | wall [s] | Mvox/s per worker | weak efficiency |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in report["weak_scaling"]:
+            lines.append(
+                f"| {r['stage']} | {r['grid']}³ | {r['chunks']}³ | {r['workers']} | "
+                f"{r['wall_s']:.2f} | {r['voxels_per_s_per_worker'] / 1e6:.2f} | "
+                f"{r['efficiency']:.2f} |"
+            )
+    bad = [k for k, ok in report["consistent"].items() if not ok]
+    lines += [
+        "",
+        "Results agree across chunk sizes and worker counts for every stage and box."
+        if not bad
+        else f"Results DIFFER across chunkings or worker counts: {', '.join(bad)}.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def print_tables(report: dict[str, Any]) -> None:

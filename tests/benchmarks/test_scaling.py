@@ -36,14 +36,15 @@ def test_weak_grid_doubles_the_volume_per_worker(scaling) -> None:
 
 
 def test_plan_covers_every_case_and_skips_chunks_bigger_than_the_box(scaling) -> None:
-    args = scaling.parse_args(
-        ["--out", "x", "--sizes", "16", "32", "--chunks", "8", "32", "--workers", "1", "2",
-         "--weak-base", "16", "--weak-chunks", "8"]
-    )  # fmt: skip
+    argv = ["--out", "x", "--sizes", "16", "32", "--chunks", "8", "32", "--workers", "1", "2",
+            "--weak-base", "16", "--weak-chunks", "8"]  # fmt: skip
+    args = scaling.parse_args(argv)
     strong, weak = scaling.plan(args)
     assert len(strong) == len(set(strong)) == 4 * 2 * 3  # stages x workers x (16/8, 32/8, 32/32)
     assert scaling.Case("power", 16, 32, 1) not in strong
     assert {(c.grid, c.workers) for c in weak} == {(16, 1), (20, 2)}
+    capped, _ = scaling.plan(scaling.parse_args([*argv, "--paint-max-grid", "16"]))
+    assert set(strong) - set(capped) == {c for c in strong if c.stage == "paint" and c.grid == 32}
 
 
 def test_consistency_flags_a_result_that_differs(scaling) -> None:
@@ -124,3 +125,5 @@ def test_suite_runs_end_to_end_at_tiny_sizes(tmp_path: Path) -> None:
         assert name in report["figures"]
     assert not (out / "work").exists()  # inputs removed without --keep-inputs
     assert "results agree across chunkings and worker counts" in proc.stdout
+    table = (out / "scaling.md").read_text()
+    assert table.count("| paint |") == 5 and "Results agree across chunk sizes" in table
