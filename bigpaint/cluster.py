@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,11 +51,21 @@ def _slurm_kwargs(cfg: SlurmClusterConfig) -> dict[str, Any]:
     return kwargs
 
 
+@contextlib.contextmanager
+def _any_dashboard_port() -> Iterator[None]:
+    """When another run holds the default dashboard port, distributed serves on a free one
+    and warns in several lines, which would break the CLI's one-line output: keep it quiet."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
+        yield
+
+
 def _slurm_cluster(cfg: SlurmClusterConfig) -> Any:
     from dask_jobqueue import SLURMCluster
 
     try:
-        return SLURMCluster(**_slurm_kwargs(cfg))
+        with _any_dashboard_port():
+            return SLURMCluster(**_slurm_kwargs(cfg))
     except ValueError as exc:  # e.g. an interface that does not exist on this host
         raise ConfigError(f"cluster (slurm): {exc}") from None
 
@@ -81,15 +92,16 @@ def make_cluster(cfg: ClusterConfig | None = None) -> Any:
         from distributed import LocalCluster
 
         n = cfg.n_workers or max(1, (os.cpu_count() or 1) // cfg.threads_per_worker)
-        return LocalCluster(
-            n_workers=n,
-            threads_per_worker=cfg.threads_per_worker,
-            processes=cfg.processes,
-            memory_limit=cfg.memory_limit,
-            local_directory=cfg.local_directory,
-            dashboard_address=cfg.dashboard_address,
-            silence_logs=getattr(logging, cfg.worker_log_level.upper()),
-        )
+        with _any_dashboard_port():
+            return LocalCluster(
+                n_workers=n,
+                threads_per_worker=cfg.threads_per_worker,
+                processes=cfg.processes,
+                memory_limit=cfg.memory_limit,
+                local_directory=cfg.local_directory,
+                dashboard_address=cfg.dashboard_address,
+                silence_logs=getattr(logging, cfg.worker_log_level.upper()),
+            )
     if isinstance(cfg, SlurmClusterConfig):
         cluster = _slurm_cluster(cfg)
         if cfg.adapt is not None:

@@ -106,7 +106,9 @@ def test_deploy_examples_parse():
 def test_existing_scheduler_by_file_and_address(tmp_path):
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster:
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+    ) as cluster:
         info = tmp_path / "scheduler.json"
         info.write_text(json.dumps({"address": cluster.scheduler_address}))
         for cfg in (
@@ -135,3 +137,25 @@ def test_existing_scheduler_errors(tmp_path):
             pass
     with pytest.raises(ConfigError, match="starts no cluster"):
         make_cluster(missing)
+
+
+def test_busy_dashboard_port_gives_no_warning():
+    """Two runs on one machine: the second's dashboard moves to a free port, silently (the
+    multi-line warning would break the CLI's one-line output)."""
+    import socket
+    import warnings
+
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", 8787))
+        sock.listen()
+    except OSError:  # another process already holds it: the situation under test
+        pass
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=r"Port \d+ is already in use")
+            cfg = LocalClusterConfig(n_workers=1, processes=False, memory_limit="1GiB")
+            with connect(cfg) as client:
+                assert client.submit(sum, [1, 2]).result() == 3
+    finally:
+        sock.close()
