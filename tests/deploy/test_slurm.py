@@ -191,8 +191,8 @@ def test_gpu_nodes_script_runs_a_command_on_its_own_scheduler(
         str(SIGMA * META["box_size"] / N),
         cwd=tmp_path,
         env=driver_env(
-            BIGPAINT_WORKER="dask worker --nworkers 2 --nthreads 1",
-            BIGPAINT_MIN_WORKERS="2",
+            BIGPAINT_WORKER="dask worker --nworkers 1 --nthreads 2",
+            BIGPAINT_MIN_WORKERS="1",
             BIGPAINT_INTERFACE="lo",
         ),
     )
@@ -201,7 +201,7 @@ def test_gpu_nodes_script_runs_a_command_on_its_own_scheduler(
     log = (tmp_path / f"bigpaint-gpu-nodes-{job}.out").read_text()
     assert rc == 0, log + (work / "workers.log").read_text()
     assert "kind: scheduler" in (work / "cluster.yaml").read_text()
-    assert "wait_for_workers: 2" in (work / "cluster.yaml").read_text()
+    assert "wait_for_workers: 1" in (work / "cluster.yaml").read_text()
     got = open_field(str(out))
     np.testing.assert_allclose(
         got[next(iter(got.data_vars))].values, expected(box), rtol=1e-6, atol=1e-6
