@@ -52,12 +52,12 @@ def test_killed_lpt_density_resumes_each_stage_and_is_identical(tmp_path):
     out = tmp_path / "out.zarr"
     # run 1: killed while the particle cubes are written
     log1 = tmp_path / "run1.log"
-    _kill_when(_run(out, log1, 0.1, start_new_session=True), log1, 0, 10)
+    _kill_when(_run(out, log1, 0.05, start_new_session=True), log1, 0, 10)
     cubes1, blocks1 = _log(log1)
     assert 10 <= len(cubes1) < CUBES and not blocks1, "the kill must land in the particle stage"
     # run 2: finished cubes are skipped; killed while the density blocks are deposited
     log2 = tmp_path / "run2.log"
-    _kill_when(_run(out, log2, 0.1, start_new_session=True), log2, 1, 10)
+    _kill_when(_run(out, log2, 0.05, start_new_session=True), log2, 1, 10)
     cubes2, blocks2 = _log(log2)
     done1 = set(cubes1[:-1])  # the last logged cube may have died before its marker
     assert done1.isdisjoint(cubes2), "finished particle cubes were recomputed"

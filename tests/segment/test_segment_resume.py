@@ -61,12 +61,12 @@ def test_killed_segment_resumes_each_pass_and_is_identical(tmp_path, monkeypatch
 
     # run 1: killed in the block pass
     log1 = tmp_path / "run1.log"
-    _kill_when(_run(tmp_path, log1, 0.1, start_new_session=True), log1, 0, 10)
+    _kill_when(_run(tmp_path, log1, 0.05, start_new_session=True), log1, 0, 10)
     b1, f1 = _log(log1)
     assert 10 <= len(b1) < len(BLOCKS) and not f1, "the kill must land in the block pass"
     # run 2: finished blocks skipped; killed in the flood pass
     log2 = tmp_path / "run2.log"
-    _kill_when(_run(tmp_path, log2, 0.1, start_new_session=True), log2, 1, 10)
+    _kill_when(_run(tmp_path, log2, 0.05, start_new_session=True), log2, 1, 10)
     b2, f2 = _log(log2)
     assert set(b1[:-1]).isdisjoint(b2), "finished blocks were recomputed"
     assert set(b1) | set(b2) == BLOCKS
