@@ -23,7 +23,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bigpaint.errors import ConfigError, FieldExistsError, FieldNotFoundError, MetadataError
+from bigpaint.errors import (
+    ConfigError,
+    FieldExistsError,
+    FieldNotFoundError,
+    FloodTooLargeError,
+    MetadataError,
+)
 from bigpaint.segment.engine import DEFAULT_MAX_FLOOD_GIB, Segmentation, SegmentParams, segment
 from bigpaint.segment.threshold import Calibration, apply_calibration, load_calibration
 
@@ -320,10 +326,14 @@ def segment_field(
             job=job_token(operation="segment", input=str(input), params=params.as_dict()),
             overwrite=overwrite,
         )
-    seg = segment(
-        src, params, chunks=chunks, labels=writer, scratch=str(scratch),
-        max_flood_gib=max_flood_gib, progress=progress,
-    )  # fmt: skip
+    try:
+        seg = segment(
+            src, params, chunks=chunks, labels=writer, scratch=str(scratch),
+            max_flood_gib=max_flood_gib, progress=progress,
+        )  # fmt: skip
+    except FloodTooLargeError:
+        shutil.rmtree(scratch, ignore_errors=True)  # the fix is another job (threshold)
+        raise
     table = build_catalog(
         seg,
         box_size=meta.box_size,
