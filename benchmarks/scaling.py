@@ -21,8 +21,10 @@ writes of the output Field or catalogue):
 
 Inputs are made once per (n, c) in ``--workdir`` and are not timed. Each worker count gets
 its own LocalCluster (one single-threaded worker process per worker, ``--memory-limit``
-shared between them); on it, every stage first runs once on a 16^3 box (numba compilation,
-imports; not recorded), and each worker's decoded-chunk cache is emptied before every
+shared between them), all started together; on each, every stage first runs once on a 16^3
+box (numba compilation, imports; not recorded). The worker counts of one stage, box and
+chunk size then run back to back, so that a change in the load from other jobs does not
+bias the speed-ups, and each worker's decoded-chunk cache is emptied before every
 measurement. Recorded per measurement: wall time, throughput (voxels of the box per second),
 peak RSS of each worker process (psutil, sampled every 0.1 s; includes the worker's
 baseline, given as ``worker_idle_rss_bytes``), the load average before and after (other
@@ -314,7 +316,13 @@ def measure(
 
 
 def run_cases(cases: list[Case], args: argparse.Namespace, inputs: Inputs) -> list[dict]:
-    """Every case, one LocalCluster per worker count, in the order given."""
+    """Every case, on one LocalCluster per worker count, all clusters up at once.
+
+    The worker counts of one (stage, box, chunks) run back to back, so a change in the load
+    from other jobs during the suite shifts them alike instead of biasing the speed-ups.
+    """
+    import contextlib
+
     import dask
 
     from bigpaint.cluster import connect
@@ -323,37 +331,44 @@ def run_cases(cases: list[Case], args: argparse.Namespace, inputs: Inputs) -> li
     total = int(dask.utils.parse_bytes(args.memory_limit))
     scratch = Path(args.workdir) / "scratch"
     records: list[dict] = []
-    for w in sorted({c.workers for c in cases}):
-        todo = [c for c in cases if c.workers == w]
-        cfg = LocalClusterConfig(
-            n_workers=w,
-            threads_per_worker=1,
-            memory_limit=total // w,
-            local_directory=str(Path(args.workdir) / "dask-worker-space"),
-        )
-        with connect(cfg, wait_for_workers=w) as client:
+    with contextlib.ExitStack() as stack:
+        clusters: dict[int, tuple[Any, list[int], dict]] = {}
+        for w in sorted({c.workers for c in cases}):
+            cfg = LocalClusterConfig(
+                n_workers=w,
+                threads_per_worker=1,
+                memory_limit=total // w,
+                local_directory=str(Path(args.workdir) / "dask-worker-space"),
+            )
+            client = stack.enter_context(connect(cfg, wait_for_workers=w))
             pids = sorted(client.run(os.getpid).values())
-            threads = client.run(_worker_info)
+            threads = next(iter(client.run(_worker_info).values()))
+            clusters[w] = (client, pids, threads)
             t0 = time.perf_counter()
-            for stage in sorted({c.stage for c in todo}):
-                warm = Case(stage, WARM_GRID, WARM_CHUNKS, w)
-                prepare(warm, inputs)
-                warm_dir = scratch / f"warm-{stage}-{w}"
-                warm_dir.mkdir(parents=True, exist_ok=True)
-                RUNNERS[stage](inputs, warm_dir, WARM_GRID, WARM_CHUNKS)
-                shutil.rmtree(warm_dir, ignore_errors=True)
+            with client.as_current():
+                for stage in sorted({c.stage for c in cases if c.workers == w and args.warmup}):
+                    prepare(Case(stage, WARM_GRID, WARM_CHUNKS, w), inputs)
+                    warm_dir = scratch / f"warm-{stage}-{w}"
+                    warm_dir.mkdir(parents=True, exist_ok=True)
+                    RUNNERS[stage](inputs, warm_dir, WARM_GRID, WARM_CHUNKS)
+                    shutil.rmtree(warm_dir, ignore_errors=True)
             print(f"{w} worker(s) {threads}: warmed up in {time.perf_counter() - t0:.1f} s")
-            for case in todo:
+        group: dict[tuple[str, int, int], int] = {}
+        for c in cases:
+            group.setdefault((c.stage, c.grid, c.chunks), len(group))
+        for case in sorted(cases, key=lambda c: (group[c.stage, c.grid, c.chunks], c.workers)):
+            client, pids, threads = clusters[case.workers]
+            with client.as_current():
                 rec = measure(client, case, inputs, scratch, pids)
-                rec["worker_threads"] = next(iter(threads.values()))
-                records.append(rec)
-                print(
-                    f"  {case.stage:<8} n={case.grid:<5} c={case.chunks:<4} w={w}: "
-                    f"{rec['wall_s']:8.2f} s  {rec['voxels_per_s'] / 1e6:8.2f} Mvox/s  "
-                    f"peak worker RSS {max(rec['worker_peak_rss_bytes']) / 2**20:7.0f} MiB  "
-                    f"load {rec['load_average_before'][0]:.1f}",
-                    flush=True,
-                )
+            rec["worker_threads"] = threads
+            records.append(rec)
+            print(
+                f"  {case.stage:<8} n={case.grid:<5} c={case.chunks:<4} w={case.workers}: "
+                f"{rec['wall_s']:8.2f} s  {rec['voxels_per_s'] / 1e6:8.2f} Mvox/s  "
+                f"peak worker RSS {max(rec['worker_peak_rss_bytes']) / 2**20:7.0f} MiB  "
+                f"load {rec['load_average_before'][0]:.1f}",
+                flush=True,
+            )
     return records
 
 
@@ -449,7 +464,7 @@ def plot_weak(path: Path, rows: list[dict], stages: list[str], title: str) -> No
         ax.set_title(f"{stage} (chunks {mine[0]['chunks']}^3)" if mine else stage)
         ax.set_xlabel("workers")
         ax.set_xticks(ws or [1])
-        ax.set_ylim(0, 1.3)
+        ax.set_ylim(0, max([1.3, *(1.1 * r["efficiency"] for r in mine)]))
         ax.legend(fontsize=7)
     _finish(plt, fig, axes, "throughput per worker / one worker's", title, path)
 
@@ -504,6 +519,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--checkpoint", default=None, help="painter checkpoint for the paint stage")
     ap.add_argument("--no-weak", action="store_true", help="strong scaling only")
     ap.add_argument("--keep-inputs", action="store_true", help="keep WORKDIR's input files")
+    ap.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="skip the 16^3 warm-up (smoke tests: first times then include compilation)",
+    )
     args = ap.parse_args(argv)
     bad = [x for x in [*args.sizes, *args.chunks, *args.workers, args.weak_base] if x < 1]
     if bad:
