@@ -378,7 +378,9 @@ def _segment_run(cfg: SegmentStageParams, ctx: StageContext) -> dict[str, Any]:
         calibration=cfg.calibration,
         rho_bar=cfg.rho_bar,
         chunks=cfg.chunks,
-        overwrite=True,  # a killed run's partial catalogue; the folder is the pipeline's
+        # a killed run resumes from the blocks saved under work/; a changed stage's folder
+        # is removed by the runner before it is redone
+        overwrite=False,
         workdir=str(workdir),
         progress=True,
     )
