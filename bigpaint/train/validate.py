@@ -147,6 +147,20 @@ def paint_validation(
     return np.stack(preds), np.stack(trues)
 
 
+def average_channels(per: list[dict[str, float]], occupied: list[bool]) -> dict[str, Any]:
+    """Mean of the per-channel metrics over the channels whose truth is not empty.
+
+    A channel with no signal in the validation cube (e.g. the heaviest halo-mass bin of a
+    small box) has no spectrum to judge, so its infinite score would hide every other
+    channel's progress; it is left out of the mean (all channels count if none is occupied).
+    ``judged`` lists the channels averaged.
+    """
+    judged = [i for i, ok in enumerate(occupied) if ok] or list(range(len(per)))
+    out: dict[str, Any] = {key: float(np.mean([per[i][key] for i in judged])) for key in per[0]}
+    out["judged"] = judged
+    return out
+
+
 def validate(painter: Any, data: Any, *, max_context: int = 16) -> dict[str, Any]:
     """Paint the validation cube and judge it by its spectra (see the module docstring).
 
@@ -172,7 +186,13 @@ def validate(painter: Any, data: Any, *, max_context: int = 16) -> dict[str, Any
             k, pp, pt, px = spectra_2d(pred[:, c], true[:, c], pred.shape[-1] * cell)
         per.append(spectrum_metrics(pp, pt, px))
         spectra.append((k, pp, pt, px))
-    out: dict[str, Any] = {key: float(np.mean([m[key] for m in per])) for key in per[0]}
+    out = average_channels(
+        per,
+        [
+            bool(np.any(true[:, c] if painter.ndim == 2 else true[c]))
+            for c in range(painter.out_channels)
+        ],
+    )
     if len(per) > 1:
         for i, m in enumerate(per):
             out.update({f"{key}_c{i}": v for key, v in m.items()})

@@ -10,7 +10,13 @@ import pytest
 from bigpaint.painters import build_painter
 from bigpaint.train.config import DataConfig
 from bigpaint.train.sampler import TrainingData
-from bigpaint.train.validate import paint_validation, spectra_2d, spectrum_metrics, validate
+from bigpaint.train.validate import (
+    average_channels,
+    paint_validation,
+    spectra_2d,
+    spectrum_metrics,
+    validate,
+)
 
 from .conftest import small
 
@@ -45,6 +51,18 @@ def test_metrics():
     assert half["pk_logratio"] == pytest.approx(math.log(4))
     dead = spectrum_metrics(np.zeros(3), p, np.zeros(3))
     assert dead["score"] == math.inf
+
+
+def test_empty_truth_channel_does_not_hide_the_others():
+    p = np.array([1.0, 2.0, 4.0])
+    good = spectrum_metrics(p, p, p * 0.9)
+    empty = spectrum_metrics(p, np.zeros(3), np.zeros(3))
+    assert empty["score"] == math.inf
+    out = average_channels([good, empty], [True, False])
+    assert out["score"] == pytest.approx(good["score"]) and out["judged"] == [0]
+    assert out["r_c"] == pytest.approx(0.9)
+    every = average_channels([empty, empty], [False, False])  # nothing to judge: all count
+    assert every["score"] == math.inf and every["judged"] == [0, 1]
 
 
 def test_paint_validation_reads_the_cube_with_context(boxes):
