@@ -252,8 +252,12 @@ class FieldSource:
         arr = zarr_array(ds)
         unit = getattr(arr, "shards", None) or arr.chunks
         return cls(
-            ds.encoding["bigpaint_url"], ds.encoding["bigpaint_variable"], tuple(arr.shape),
-            np.dtype(arr.dtype).str, tuple(unit), str(ds.attrs.get("bigpaint_finished")),
+            ds.encoding["bigpaint_url"],
+            ds.encoding["bigpaint_variable"],
+            tuple(arr.shape),
+            np.dtype(arr.dtype).str,
+            tuple(unit),
+            str(ds.attrs.get("bigpaint_finished")),
             tuple(sorted((ds.encoding.get("bigpaint_storage_options") or {}).items())),
         )
 
@@ -276,7 +280,9 @@ class FieldSource:
                 while pos < s1:
                     ci = pos // c
                     end = min(s1, (ci + 1) * c)
-                    axis.append((ci, slice(pos - ci * c, end - ci * c), slice(d0 + pos - s0, d0 + end - s0)))
+                    axis.append(
+                        (ci, slice(pos - ci * c, end - ci * c), slice(d0 + pos - s0, d0 + end - s0))
+                    )
                     pos = end
             pieces.append(axis)
         array = None
@@ -286,7 +292,10 @@ class FieldSource:
             def load(cidx: tuple[int, ...] = cidx) -> np.ndarray:
                 nonlocal array
                 array = array if array is not None else self._array()
-                sl = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(cidx, rc, spatial, strict=True))
+                sl = tuple(
+                    slice(i * c, min((i + 1) * c, n))
+                    for i, c, n in zip(cidx, rc, spatial, strict=True)
+                )
                 return np.asarray(array[(Ellipsis, *sl)])
 
             chunk = cache.get((self.url, self.name, self.stamp, cidx), load)

@@ -219,7 +219,9 @@ def test_resource_annotations_reach_the_scheduler():
     cache=st.sampled_from(["0B", "3KiB", "64MiB"]),
 )
 @settings(max_examples=25)
-def test_cached_field_source_reads_equal_direct_reads(tmp_path_factory, start, size, sharded, cache):
+def test_cached_field_source_reads_equal_direct_reads(
+    tmp_path_factory, start, size, sharded, cache
+):
     from bigpaint.blockwise import FieldSource
 
     tmp = tmp_path_factory.mktemp("src")

@@ -65,8 +65,6 @@ SCHEMES: dict[str, int] = {"ngp": 1, "cic": 2, "tsc": 3, "pcs": 4}
 Scheme = Literal["ngp", "cic", "tsc", "pcs"]
 
 
-
-
 def scheme_order(scheme: str) -> int:
     """Number of cells per axis a particle touches under ``scheme`` (1 NGP ... 4 PCS).
 
