@@ -118,6 +118,8 @@ def make_cluster(cfg: ClusterConfig | None = None) -> Any:
                 "(on a machine with CUDA GPUs), or use kind 'local'"
             ) from None
         kwargs = cfg.model_dump(exclude={"kind"}, exclude_none=True)
+        # one worker per GPU advertises it, so GPU-annotated tasks (painting) run one per GPU
+        kwargs["resources"] = {"GPU": 1}
         return LocalCUDACluster(**kwargs)
     if isinstance(cfg, SchedulerClusterConfig):
         raise ConfigError(

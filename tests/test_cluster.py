@@ -69,6 +69,18 @@ def test_local_cuda_without_dask_cuda_is_a_clear_error():
         pytest.skip("dask-cuda is installed here; the missing-dependency path cannot be shown")
 
 
+def test_local_cuda_workers_advertise_one_gpu_each(monkeypatch):
+    import sys
+    import types
+
+    seen = {}
+    fake = types.ModuleType("dask_cuda")
+    fake.LocalCUDACluster = lambda **kw: seen.update(kw) or "cluster"
+    monkeypatch.setitem(sys.modules, "dask_cuda", fake)
+    assert make_cluster(LocalCudaClusterConfig(kind="local-cuda")) == "cluster"
+    assert seen["resources"] == {"GPU": 1}
+
+
 def test_config_typo_names_key_and_suggestion(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("cluster:\n  kind: local\n  n_wokers: 2\n")
