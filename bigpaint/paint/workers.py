@@ -265,13 +265,29 @@ def subtile_windows(
 
 
 def _subtile_size(
-    core_shape: Sequence[int], batch: int, reach: int, align: int, bpv: int, budget: int
+    core_start: Sequence[int],
+    core_shape: Sequence[int],
+    *,
+    mode: str,
+    margin: int,
+    align: int,
+    bpv: int,
+    budget: int,
 ) -> int:
-    """Largest sub-tile edge (a multiple of ``align`` where possible) whose batch fits."""
+    """Largest sub-tile edge (a multiple of ``align`` where possible) whose windows fit.
+
+    Each candidate is judged by the windows it really gets (aligned to the global pooling
+    grid for ``same`` painters), not by a worst-case reach: a 128³ core with margin 32 and
+    alignment 32 paints a 192³ window, where ``margin + align - 1`` per side would claim 254³
+    and split the block into sub-tiles that repaint their margins many times over.
+    """
     t = max(core_shape)
     while True:
-        vox = np.prod([min(t, n) + 2 * reach for n in core_shape], dtype=float)
-        if batch * vox * bpv <= budget or t <= align:
+        jobs = subtile_windows(
+            core_start, core_shape, mode=mode, margin=margin, alignment=align, tile=t
+        )
+        vox = max(float(np.prod([hi - lo for lo, hi in win])) for _, win in jobs)
+        if vox * bpv <= budget or t <= align:
             return t
         t = max(align, (t // 2) // align * align)
 
@@ -326,10 +342,11 @@ def paint_images(
     nb = x.shape[0]
     budget = int(memory_budget or default_memory_budget(device))
     bpv = bytes_per_voxel(painter)
-    reach = margin + (align - 1 if mode == "same" else 0)
     if mode == "tile":
-        reach, align = 0, int(painter.tile)
-    tile = _subtile_size(core_shape, 1, reach, align, bpv, budget)
+        align = int(painter.tile)
+    tile = _subtile_size(
+        core_start, core_shape, mode=mode, margin=margin, align=align, bpv=bpv, budget=budget
+    )
     jobs = subtile_windows(
         core_start, core_shape, mode=mode, margin=margin, alignment=align, tile=tile
     )

@@ -10,6 +10,7 @@ from bigpaint.errors import ConfigError
 from bigpaint.paint.engine import _gpu_resources
 from bigpaint.paint.workers import (
     PainterPlugin,
+    _subtile_size,
     autocast_dtype,
     bytes_per_voxel,
     resolve_device,
@@ -91,6 +92,17 @@ def test_subtile_windows_cover_the_core_once():
                 if mode != "valid":
                     assert lo % align == 0 and hi % align == 0
         assert (cover == 1).all()
+
+
+def test_subtile_size_judges_the_windows_it_really_gets():
+    kw = {"mode": "same", "margin": 32, "align": 32, "bpv": 1}
+    # an aligned 128^3 core paints a 192^3 window: it fits a 192^3 budget whole
+    assert _subtile_size((128, 0, 256), (128,) * 3, budget=192**3, **kw) == 128
+    # unaligned, its window is 224^3 along each axis, so it is split once
+    assert _subtile_size((8, 8, 8), (128,) * 3, budget=192**3, **kw) == 64
+    valid = kw | {"mode": "valid"}  # core + 2 margins, any origin
+    assert _subtile_size((3, 5, 7), (128,) * 3, budget=192**3, **valid) == 128
+    assert _subtile_size((3, 5, 7), (128,) * 3, budget=192**3 - 1, **valid) == 64
 
 
 def test_bytes_per_voxel_grows_with_width():
