@@ -79,7 +79,12 @@ def _checkpoint(family: str, path: Path, grid: int) -> str:
     return str(save_checkpoint(_painter(family), path, provenance=prov))
 
 
-def _make_input(path: Path, grid: int, chunks: int) -> str:
+def _chunks(text: str) -> int | tuple[int, ...]:
+    parts = tuple(int(v) for v in str(text).split(","))
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _make_input(path: Path, grid: int, chunks: int | tuple[int, ...]) -> str:
     """A smoothed, unit-variance Gaussian box written block by block (never whole in memory)."""
     import numpy as np
     import scipy.ndimage as ndi
@@ -223,7 +228,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", default="throughput,memory,seams")
     ap.add_argument("--grid", type=int, default=256)
-    ap.add_argument("--chunks", type=int, default=128)
+    ap.add_argument(
+        "--chunks",
+        type=_chunks,
+        default=128,
+        help="block edge in voxels, or x,y,z (e.g. 256,128,128: fewer margins per voxel)",
+    )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--families", default="halo-painter,protohalo-unet")
     ap.add_argument("--memory-grids", default="128,256")
@@ -280,7 +290,12 @@ def main() -> None:
                     "--grid",
                     str(args.grid),
                     "--chunks",
-                    str(args.chunks),
+                    ",".join(
+                        map(
+                            str,
+                            args.chunks if isinstance(args.chunks, tuple) else (args.chunks,) * 3,
+                        )
+                    ),
                     "--workers",
                     str(args.workers),
                 ]
