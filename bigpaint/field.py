@@ -183,6 +183,23 @@ def remove_field(url: str, storage_options: Mapping[str, Any] | None = None) -> 
         fs.rm(root, recursive=True)
 
 
+_PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
+
+
+def remove_stale_partials(url: str, storage_options: Mapping[str, Any] | None = None) -> int:
+    """Delete the ``*.<uuid>.partial`` files a killed zarr writer left under ``url``.
+
+    Call only when no writer is active on the store. Returns the number removed.
+    """
+    fs, root = _fs(url, storage_options)
+    if not fs.exists(root):
+        return 0
+    stale = [p for p in fs.find(root) if _PARTIAL.search(p)]
+    for path in stale:
+        fs.rm_file(path)
+    return len(stale)
+
+
 def _open_group(url: str, storage_options: Mapping[str, Any] | None, mode: str) -> zarr.Group:
     kwargs: dict[str, Any] = {}
     if storage_options and "://" in str(url):
@@ -312,7 +329,12 @@ class FieldWriter:
         group[_DONE_PATH][tuple(index)] = 1
 
     def finalize(self) -> None:
-        """Mark the Field complete (idempotent); refuses while any block is missing."""
+        """Mark the Field complete (idempotent); refuses while any block is missing.
+
+        Temporary files that a writer killed mid-write left behind (zarr's local store writes
+        ``<chunk>.<uuid>.partial`` then renames it) are removed first: every block is done,
+        so no live writer owns them.
+        """
         if self._group(mode="r").attrs.get("bigpaint_complete", False):
             return
         missing = int((~self.done_mask()).sum())
@@ -320,6 +342,7 @@ class FieldWriter:
             raise FieldIncompleteError(
                 f"{self.url}: {missing} blocks are still unwritten; run the job again to finish"
             )
+        remove_stale_partials(self.url, self.storage_options)
         group = self._group()
         group.attrs["bigpaint_complete"] = True
         group.attrs["bigpaint_finished"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")

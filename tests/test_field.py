@@ -78,6 +78,26 @@ def test_unfinished_field_refused_then_resumed(tmp_path, box16):
     np.testing.assert_array_equal(open_field(url)["delta"].values, box16)
 
 
+def test_finalize_removes_temp_files_of_a_killed_writer(tmp_path, box16):
+    """zarr's local store writes ``<chunk>.<uuid>.partial`` and renames it; a kill mid-write
+    leaves the temp file behind, and the resumed Field must not keep it."""
+    url = tmp_path / "k.zarr"
+    job = job_token(op="test")
+    w = create_field(str(url), shape=box16.shape, chunks=8, meta=META, job=job)
+    w.write_block((0, 0, 0), box16[:8, :8, :8])
+    chunk = next(p for p in (url / "delta").rglob("*") if p.is_file() and p.parent.name != "delta")
+    stale = chunk.with_name(chunk.name + ".0123456789abcdef0123456789abcdef.partial")
+    stale.write_bytes(b"half a chunk")
+    keep = url / "notes.partial"  # not zarr's temp-file pattern: left alone
+    keep.write_text("user file")
+    w2 = create_field(str(url), shape=box16.shape, chunks=8, meta=META, job=job)
+    for idx in w2.pending():
+        w2.write_block(idx, box16[w2.block_slices(idx)])
+    w2.finalize()
+    assert not stale.exists() and keep.exists()
+    np.testing.assert_array_equal(open_field(str(url))["delta"].values, box16)
+
+
 def test_existing_output_refused_unless_overwrite(tmp_path, field16, box16):
     before = tree_digest(field16)
     with pytest.raises(FieldExistsError, match="--overwrite"):

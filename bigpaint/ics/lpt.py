@@ -55,7 +55,14 @@ import numpy as np
 import scipy.fft
 
 from bigpaint.errors import ConfigError, FieldExistsError
-from bigpaint.field import FieldWriter, create_field, job_token, open_field, zarr_array
+from bigpaint.field import (
+    FieldWriter,
+    create_field,
+    job_token,
+    open_field,
+    remove_stale_partials,
+    zarr_array,
+)
 from bigpaint.ics.grf import (
     Precision,
     _box,
@@ -447,6 +454,7 @@ def write_particles(
             meta=np.array((), np.uint8),
         )
         flags.compute()
+    remove_stale_partials(store.url)
     zarr.open_group(store=store.url, mode="r+").attrs["bigpaint_complete"] = True
     return len(todo)
 
