@@ -113,7 +113,7 @@ def _variant_monolithic(args: argparse.Namespace) -> dict:
     from bigpaint.field import open_field
     from bigpaint.paint.plan import default_margin
 
-    painter = _painter(args.family)
+    painter = _painter(args.family).prepare_inference()  # the layout the engine's workers use
     meta = painter.metadata()
     m = default_margin(meta)
     if painter.mode == "same":
@@ -140,8 +140,14 @@ def _worker_peak() -> float:
     return _rss_mib()
 
 
+def _warm_imports() -> None:
+    import torch  # noqa: F401
+
+    import bigpaint.paint  # noqa: F401
+
+
 def _variant_engine(args: argparse.Namespace) -> dict:
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster, get_task_stream
 
     from bigpaint.paint import paint_field
 
@@ -155,13 +161,27 @@ def _variant_engine(args: argparse.Namespace) -> dict:
         ) as cluster,
         Client(cluster) as client,
     ):
+        # Worker processes import torch and bigpaint before the clock starts, as the
+        # monolithic process does; loading the checkpoint stays inside the timed run.
+        client.run(_warm_imports)
+        budget = int(args.memory_budget_gib * 2**30) if args.memory_budget_gib else None
         t0 = time.perf_counter()
-        paint_field(args.checkpoint, args.input, args.output, chunks=args.chunks)
+        with get_task_stream(client) as stream:
+            paint_field(
+                args.checkpoint, args.input, args.output, chunks=args.chunks, memory_budget=budget
+            )
         wall = time.perf_counter() - t0
         peaks = client.run(_worker_peak)
         threads = client.run(lambda: __import__("torch").get_num_threads())
+    compute = [
+        ss["stop"] - ss["start"]
+        for task in stream.data
+        for ss in task["startstops"]
+        if ss["action"] == "compute"
+    ]
     return {
         "wall_s": wall,
+        "task_compute_s": sorted(compute),
         "voxels": args.grid**3,
         "worker_peak_rss_mib": sorted(peaks.values()),
         "torch_threads_per_worker": sorted(threads.values()),
@@ -236,6 +256,15 @@ def main() -> None:
     )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--families", default="halo-painter,protohalo-unet")
+    ap.add_argument(
+        "--memory-budget-gib",
+        type=float,
+        default=None,
+        help="activation budget per forward call on each worker (default: the engine's)",
+    )
+    ap.add_argument(
+        "--tag", default=None, help="suffix of the throughput JSON (paint-throughput-TAG.json)"
+    )
     ap.add_argument("--memory-grids", default="128,256")
     ap.add_argument("--memory-chunks", type=int, default=64)
     ap.add_argument("--seam-grid", type=int, default=64)
@@ -277,6 +306,7 @@ def main() -> None:
                 "grid": args.grid,
                 "chunks": args.chunks,
                 "workers": args.workers,
+                "memory_budget_gib": args.memory_budget_gib,
                 "families": {},
             }
             inp = _make_input(tmp / "in.zarr", args.grid, args.chunks)
@@ -299,6 +329,8 @@ def main() -> None:
                     "--workers",
                     str(args.workers),
                 ]
+                if args.memory_budget_gib:
+                    common += ["--memory-budget-gib", str(args.memory_budget_gib)]
                 mono = _run("monolithic", args, common)
                 eng = _run(
                     "engine",
@@ -319,7 +351,8 @@ def main() -> None:
                     f"{max(eng['worker_peak_rss_mib']):.0f} MiB (mono {mono['peak_rss_mib']:.0f})"
                 )
             res["machine"]["load_average_at_end"] = os.getloadavg()
-            (out_dir / "paint-throughput.json").write_text(json.dumps(res, indent=2))
+            name = f"paint-throughput-{args.tag}.json" if args.tag else "paint-throughput.json"
+            (out_dir / name).write_text(json.dumps(res, indent=2))
         if "memory" in parts:
             res = {
                 "machine": _machine(),

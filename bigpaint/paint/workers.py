@@ -101,7 +101,7 @@ def get_painter(path: str, ckpt_hash: str, device: Any) -> Any:
         painter = _CACHE.get(key)
         if painter is None:
             painter, _ = load_checkpoint(path, map_location=device)
-            painter.requires_grad_(False)
+            painter.prepare_inference()
             _CACHE[key] = painter
             LOADS[key] = LOADS.get(key, 0) + 1
     return painter

@@ -342,6 +342,8 @@ class Painter(nn.Module):
     Config: ClassVar[type[PainterConfig]]
     mode: ClassVar[PainterMode]
     spatial_ndim: ClassVar[int]
+    #: CPU inference is faster with channels-last weights (see :meth:`prepare_inference`).
+    cpu_channels_last: ClassVar[bool] = False
 
     def __init__(self, config: PainterConfig, *, ndim: int | None = None) -> None:
         super().__init__()
@@ -451,11 +453,35 @@ class Painter(nn.Module):
                 output_norm, self.out_channels, f"{self.family} output_norm"
             )
 
+    def prepare_inference(self) -> Painter:
+        """Freeze the painter in eval mode, in its fastest memory layout for painting.
+
+        On CPU, a family with ``cpu_channels_last`` gets channels-last weights, oneDNN's fast
+        path for 3-D convolutions (1.5x for the protohalo U-Net on a 2-core VM; the halo
+        painter's 10-filter convolutions run 10 % slower that way, so it keeps the default),
+        and :meth:`infer` then feeds it channels-last inputs. Results equal the default
+        layout's to float rounding. For painters that only paint, never for training.
+
+        Returns
+        -------
+        Painter
+            ``self``.
+        """
+        self.eval().requires_grad_(False)
+        p = next(self.parameters(), None)
+        if self.cpu_channels_last and self.ndim == 3 and p is not None and p.device.type == "cpu":
+            self.to(memory_format=torch.channels_last_3d)
+            self._channels_last = True
+        return self
+
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         """The forward used to paint volumes: ``(B, C_in, *S) -> (B, C_out, *output_shape(S))``.
 
-        Defaults to :meth:`forward`; dm2gal overrides it with its dense form.
+        Defaults to :meth:`forward` (on channels-last inputs after :meth:`prepare_inference`
+        chose that layout); dm2gal overrides it with its dense form.
         """
+        if getattr(self, "_channels_last", False) and x.dim() == 5:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         return self(x)
 
     @torch.no_grad()

@@ -74,7 +74,7 @@ def save_checkpoint(
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     try:
-        state = {k: v.detach().cpu() for k, v in painter.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in painter.state_dict().items()}
         torch.save(state, tmp / WEIGHTS)
         (tmp / METADATA).write_text(meta.model_dump_json(indent=2))
         if path.exists():

@@ -91,6 +91,7 @@ class ProtohaloUNet(Painter):
     Config: ClassVar[type[PainterConfig]] = ProtohaloUNetConfig
     mode: ClassVar[Any] = "same"
     spatial_ndim: ClassVar[int] = 3
+    cpu_channels_last: ClassVar[bool] = True
 
     def __init__(
         self, config: ProtohaloUNetConfig | None = None, *, ndim: int | None = None

@@ -456,3 +456,25 @@ def test_paint_applies_and_inverts_normalizations(family):
         net = p.infer(torch.as_tensor((x - 1.0) / 2.0)[None])[0].numpy()
     expected = 3.0 * np.clip(np.exp(2.0 * net) - 1, 0, None)
     np.testing.assert_allclose(p.paint(x), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", sorted(SMALL))
+def test_prepare_inference_keeps_the_painted_values(family):
+    """The inference layout (channels-last weights for the U-Net on CPU) changes speed, not
+    results: the prepared painter paints what the training-layout painter paints."""
+    p = small(family).eval()
+    q = small(family)
+    q.load_state_dict(p.state_dict())
+    q.prepare_inference()
+    assert not q.training and not any(t.requires_grad for t in q.parameters())
+    channels_last = type(q).cpu_channels_last and q.ndim == 3
+    assert getattr(q, "_channels_last", False) == channels_last
+    if channels_last:
+        w = next(t for t in q.parameters() if t.dim() == 5 and t.shape[1] > 1)
+        assert w.is_contiguous(memory_format=torch.channels_last_3d) and not w.is_contiguous()
+    nd = p.ndim
+    n = {"valid": 2 * p.context + 3, "same": 2 * p.alignment, "tile": p.tile or 0}[p.mode]
+    x = np.random.default_rng(1).standard_normal((p.in_channels, *(n,) * nd)).astype("f4")
+    np.testing.assert_allclose(
+        q.paint(x), p.paint(x), rtol=1e-4, atol=1e-5 * np.abs(p.paint(x)).max()
+    )
