@@ -91,6 +91,13 @@ def main() -> None:
     p.add_argument("--chunks", type=int, default=32, help="segmentation blocks (voxels)")
     p.add_argument("--min-distance", type=int, default=2)
     p.add_argument("--marker-threshold", type=float, default=0.999)
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=0.0,
+        help="Gaussian smoothing (voxels) of the map the markers are found on; breaks the ties "
+        "of elongated objects whose deepest value 1 sits on separate cells",
+    )
     p.add_argument("--connectivity", type=int, default=1)
     p.add_argument("--bins", type=float, default=0.2, help="HMF bin width in dex")
     p.add_argument("--min-count", type=int, default=20)
@@ -127,6 +134,7 @@ def main() -> None:
         threshold=0.0,
         min_distance=args.min_distance,
         marker_threshold=args.marker_threshold,
+        sigma=args.sigma,
         connectivity=args.connectivity,
     )
     cat_path = sim / "segmented.parquet"
