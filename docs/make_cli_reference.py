@@ -36,11 +36,23 @@ def commands(
             yield from commands(cmd, sub)
 
 
+def _root(cli: click.Group) -> click.Context:
+    # the group's own context settings (``-h`` for help): click caches each command's help
+    # option at its first use, so a bare context would print whatever ran first
+    return click.Context(
+        cli,
+        info_name="bigpaint",
+        terminal_width=WIDTH,
+        max_content_width=WIDTH,
+        **cli.context_settings,
+    )
+
+
 def command_paths() -> list[str]:
     """``bigpaint info``, ``bigpaint stats power``, ...: every registered command path."""
     from bigpaint.cli import cli
 
-    root = click.Context(cli, info_name="bigpaint", terminal_width=WIDTH, max_content_width=WIDTH)
+    root = _root(cli)
     return [path for path, _, _ in commands(cli, root)]
 
 
@@ -48,7 +60,7 @@ def render() -> str:
     """The Markdown reference of every command."""
     from bigpaint.cli import cli
 
-    root = click.Context(cli, info_name="bigpaint", terminal_width=WIDTH, max_content_width=WIDTH)
+    root = _root(cli)
     entries = list(commands(cli, root))
     lines = [
         "# Command reference",
