@@ -55,6 +55,15 @@ __all__ = ["register"]
     help="Neighbours: 1 faces, 2 +edges, 3 +corners.",
 )
 @click.option(
+    "--merge-h",
+    "merge_h",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Merge basins by dynamics: a maximum less than this above its saddle to a higher "
+    "one joins its region (h-maxima; e.g. 0.5 on a normalized map). 0: one region per marker.",
+)
+@click.option(
     "--trajectories",
     type=click.IntRange(min=0),
     default=0,
@@ -94,6 +103,7 @@ def segment(
     marker_threshold: float | None,
     sigma: float,
     connectivity: int,
+    merge_h: float,
     trajectories: int,
     labels: str | None,
     rho_bar: float | None,
@@ -124,6 +134,7 @@ def segment(
         sigma=sigma,
         connectivity=connectivity,
         trajectory_thresholds=thresholds,
+        h=merge_h,
     )
     # refuse bad arguments and inputs before starting a cluster
     src = open_field(distance)

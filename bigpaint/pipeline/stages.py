@@ -345,6 +345,7 @@ class SegmentStageParams(_Strict):
     sigma: float = Field(0.0, ge=0)
     truncate: float = Field(4.0, gt=0)
     connectivity: int = Field(1, ge=1, le=3)
+    h: float = Field(0.0, ge=0)
     trajectories: int = Field(0, ge=0)
     rho_bar: float | None = Field(None, gt=0)
     chunks: int | tuple[int, int, int] | None = None
@@ -368,6 +369,7 @@ def _segment_run(cfg: SegmentStageParams, ctx: StageContext) -> dict[str, Any]:
         truncate=cfg.truncate,
         connectivity=cfg.connectivity,
         trajectory_thresholds=thresholds,
+        h=cfg.h,
     )
     workdir = ctx.dir / "work"
     workdir.mkdir(exist_ok=True)

@@ -31,6 +31,11 @@ Passes (each a set of Dask tasks; the client only merges small tables):
    per-region sums (voxels, centre offsets, distance sums and maxima, threshold
    trajectories). The Dask graph carries the group results from group to block tasks on
    the workers; nothing large passes through the client.
+5. **Dynamics** (only with ``h > 0``, :mod:`bigpaint.segment.dynamics`): every flood above
+   also returns its basins' adjacency and saddle heights (a basin lies inside one
+   component, so the flood of that component sees all of its neighbours); the client
+   merges the basin graph by dynamics, adds the merged basins' sums, and one task per
+   block holding a merged basin renames it in the written labels.
 
 Memory per task is a block window, or a spanning component's bounding box: bounded by the
 chunk size as long as components are. A foreground that percolates through the box makes
@@ -87,6 +92,7 @@ from bigpaint.segment.components import (
     seam_pairs,
     union_find,
 )
+from bigpaint.segment.dynamics import basin_saddles, check_h, merge_by_dynamics, reduce_saddles
 from bigpaint.segment.errors import NotADistanceMapError
 from bigpaint.segment.markers import check_marker_params, markers_in_window
 from bigpaint.segment.watershed import flood, flood_ranks, index_order
@@ -134,6 +140,11 @@ class SegmentParams:
     trajectory_thresholds : tuple of float
         Increasing distance thresholds at which each region's voxels and summed distance are
         recorded (the adaptive-threshold trajectories); empty: none.
+    h : float
+        Merge basins by dynamics (:mod:`bigpaint.segment.dynamics`): a region whose peak lies
+        less than ``h`` above its highest saddle to a higher region joins it, so each region
+        holds one maximum of dynamics ``>= h`` (the h-maxima of the reference pipeline).
+        Distance units; 0: no merging (one region per marker).
     """
 
     threshold: float = 0.0
@@ -143,6 +154,7 @@ class SegmentParams:
     truncate: float = 4.0
     connectivity: int = 1
     trajectory_thresholds: tuple[float, ...] = ()
+    h: float = 0.0
 
     @property
     def peak_threshold(self) -> float:
@@ -157,6 +169,7 @@ class SegmentParams:
         """Refuse parameters that cannot work on a box of this shape (one-line errors)."""
         check_connectivity(self.connectivity)
         check_marker_params(self.min_distance, self.sigma, shape)
+        check_h(self.h)
         for name in ("threshold", "truncate"):
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"{name} must be finite, got {getattr(self, name)!r}")
@@ -180,6 +193,7 @@ class SegmentParams:
             "truncate": self.truncate,
             "connectivity": self.connectivity,
             "trajectory_thresholds": list(self.trajectory_thresholds),
+            "h": self.h,
         }
 
 
@@ -193,15 +207,18 @@ class Segmentation:
         Box shape in voxels.
     params : SegmentParams
     id : numpy.ndarray of int64
-        Region label: ``1 +`` the global linear index of its marker voxel.
+        Region label: ``1 +`` the global linear index of its marker voxel (of its highest
+        basin's marker, for a region merged by dynamics).
     component : numpy.ndarray of int64
         Name of the connected foreground component holding the region (``1 +`` its smallest
         voxel index).
     volume : numpy.ndarray of int64
         Voxels in the region (cells).
     centre : numpy.ndarray of float64, (n, 3)
-        Mean voxel position in voxel units, periodic (minimum image around the marker),
-        in ``[0, n)`` per axis; voxel ``i`` spans ``[i, i + 1)``, so its centre is ``i + 0.5``.
+        Mean voxel position in voxel units, periodic (minimum image around the marker; for
+        a region merged by dynamics, around each basin's marker, then moved to the region's:
+        the same while regions span less than half the box), in ``[0, n)`` per axis; voxel
+        ``i`` spans ``[i, i + 1)``, so its centre is ``i + 0.5``.
     marker : numpy.ndarray of int64, (n, 3)
         Marker voxel coordinates.
     peak_distance, mean_distance : numpy.ndarray of float64
@@ -413,6 +430,8 @@ def _pass_blocks(
         np.asarray(params.trajectory_thresholds, dtype=np.float64),
         inner_markers + 1,
     )
+    if params.h > 0:
+        sums["saddles"] = basin_saddles(out, d_core, params.connectivity)
     if dest is not None:
         _write_partial(dest, core, out)
     result = {
@@ -527,10 +546,21 @@ def _span_local(span: _Span, points: np.ndarray, box: tuple[int, ...]) -> np.nda
     return (c - np.asarray(span.start)) % np.asarray(box)
 
 
+_Saddles = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _saddles(
+    out: np.ndarray, d: np.ndarray, params: SegmentParams, periodic: Any
+) -> list[_Saddles]:
+    """Basin adjacency of a flood, when merging by dynamics (else nothing)."""
+    return [basin_saddles(out, d, params.connectivity, periodic)] if params.h > 0 else []
+
+
 def _flood_span(
     span: _Span, source: Any, params: SegmentParams, box: tuple[int, ...]
-) -> np.ndarray:
-    """Flood one spanning component on its periodic box (periodic along full axes)."""
+) -> tuple[np.ndarray, list[_Saddles]]:
+    """Flood one spanning component on its periodic box (periodic along full axes);
+    also its basin saddles when merging by dynamics."""
     window = [(s, s + e) for s, e in zip(span.start, span.extent, strict=True)]
     d = _read(source, window)
     lab, _ = label_periodic(d > params.threshold, params.connectivity, span.full, renumber=False)
@@ -541,7 +571,7 @@ def _flood_span(
     ranks = flood_ranks(d, comp, index_order(span.start, d.shape, box))
     out = _watershed(ranks, markers, comp, params.connectivity, span.full)
     out[~comp] = 0
-    return out
+    return out, _saddles(out, d, params, span.full)
 
 
 #: Packs of unrolled spanning components flooded in one scikit-image call hold at most this
@@ -551,7 +581,7 @@ _PACK_VOXELS = 1 << 23
 
 def _flood_packed(
     spans: list[_Span], source: Any, params: SegmentParams, box: tuple[int, ...]
-) -> list[np.ndarray]:
+) -> tuple[list[np.ndarray], list[_Saddles]]:
     """Flood several unrolled spanning components in ONE scikit-image call.
 
     Their boxes are stacked along x with an empty plane between neighbours, so no two
@@ -587,10 +617,11 @@ def _flood_packed(
         comp[part] = lab[part] == lab[rl[0] + x, rl[1], rl[2]]
     out = _watershed(flood_ranks(d, comp, order), markers, comp, params.connectivity, (False,) * 3)
     out[~comp] = 0
-    return [
+    floods = [
         out[x : x + s.extent[0], : s.extent[1], : s.extent[2]]
         for s, x in zip(spans, x0[:-1], strict=True)
     ]
+    return floods, _saddles(out, d, params, (False,) * 3)
 
 
 def _packs(spans: list[_Span]) -> list[list[_Span]]:
@@ -622,14 +653,22 @@ def _flood_group(
     source: Any,
     params: SegmentParams,
     box: tuple[int, ...],
-) -> tuple[tuple[int, ...], float, list[tuple[_Span, np.ndarray]]]:
-    """Flood the spanning components anchored in one block: (anchor, seconds, floods)."""
+) -> tuple[tuple[int, ...], float, list[tuple[_Span, np.ndarray]], list[_Saddles]]:
+    """Flood the spanning components anchored in one block: (anchor, seconds, floods,
+    basin saddles)."""
     t0 = time.perf_counter()
-    out = [(s, _flood_span(s, source, params, box)) for s in spans if any(s.full)]
+    out, saddles = [], []
+    for s in spans:
+        if any(s.full):
+            flooded, sad = _flood_span(s, source, params, box)
+            out.append((s, flooded))
+            saddles += sad
     unrolled = [s for s in spans if not any(s.full)]
     for pack in _packs(unrolled):
-        out.extend(zip(pack, _flood_packed(pack, source, params, box), strict=True))
-    return anchor, time.perf_counter() - t0, out
+        floods, sad = _flood_packed(pack, source, params, box)
+        out.extend(zip(pack, floods, strict=True))
+        saddles += sad
+    return anchor, time.perf_counter() - t0, out, saddles
 
 
 def _arc_overlap(start: int, extent: int, lo: int, hi: int, n: int) -> list[tuple[slice, slice]]:
@@ -690,8 +729,7 @@ def _region_sums(
     dv = d.ravel()[sel].astype(np.float64)
     nx, ny, nz = (int(n) for n in box)
     pos = np.stack(np.unravel_index(sel, labels.shape), axis=1) + np.asarray(origin)
-    m = ids - 1
-    mc = np.stack([m // (ny * nz), (m // nz) % ny, m % nz], axis=1)
+    mc = _coords(ids, box)
     off = np.empty((k, 3), dtype=np.float64)
     for a, n in enumerate((nx, ny, nz)):
         rel = (pos[:, a] - mc[inv, a] + n // 2) % n - n // 2
@@ -725,7 +763,7 @@ def _flood_block(
     piece_comp: np.ndarray,
     flood_pieces: np.ndarray,
     local_markers: np.ndarray,
-    *group_results: tuple[tuple[int, ...], float, list[tuple[_Span, np.ndarray]]],
+    *group_results: tuple[tuple[int, ...], float, list[tuple[_Span, np.ndarray]], list[_Saddles]],
     source: Any,
     plan: BlockPlan,
     params: SegmentParams,
@@ -762,10 +800,12 @@ def _flood_block(
                 (False,) * 3,
             ).astype(np.int64, copy=False)
     candidates = [local_markers + 1]
+    saddles = _saddles(out, d, params, (False,) * 3) if local_markers.size else []
     span_seconds = 0.0
-    for anchor, seconds, group in group_results:
-        if anchor == tuple(index):  # count each group's time once, in its anchor block
+    for anchor, seconds, group, group_saddles in group_results:
+        if anchor == tuple(index):  # count each group once, in its anchor block
             span_seconds += seconds
+            saddles += group_saddles
         for span, labels in group:
             if _paste(out, span, labels, core, box):
                 candidates.append(span.markers + 1)
@@ -784,6 +824,8 @@ def _flood_block(
         np.asarray(params.trajectory_thresholds, dtype=np.float64),
         np.unique(np.concatenate(candidates)),
     )
+    if params.h > 0:
+        sums["saddles"] = reduce_saddles(saddles)
     sums["seconds"] = np.array([time.perf_counter() - t0, span_seconds])
     if cache is not None:  # after the labels are written and marked
         _save(_cache_file(cache, "flood", index), sums)
@@ -901,7 +943,8 @@ def segment(
     """Segment a periodic distance map into watershed regions, chunk by chunk.
 
     Equal to :func:`bigpaint.segment.watershed.watershed_periodic` with markers from
-    :func:`bigpaint.segment.markers.find_markers` on the whole box, for any chunk layout.
+    :func:`bigpaint.segment.markers.find_markers` on the whole box (then, with ``params.h
+    > 0``, :func:`bigpaint.segment.dynamics.merge_basins_periodic`), for any chunk layout.
 
     Parameters
     ----------
@@ -913,7 +956,8 @@ def segment(
         Block layout (dask convention; uneven allowed for in-memory input). Default: the
         Field's (or Zarr array's) chunks; one block for a numpy array.
     labels : FieldWriter or numpy.ndarray, optional
-        Where to write the int64 region labels (``1 +`` marker voxel index, 0 background).
+        Where to write the int64 region labels (``1 +`` marker voxel index, 0 background;
+        a merged region carries the label of its highest basin).
         A FieldWriter must have the block layout of ``chunks``; it is finalized at the end.
     components : FieldWriter or numpy.ndarray, optional
         Where to write the int64 connected-component names of the foreground (``1 +`` each
@@ -1064,14 +1108,30 @@ def segment(
         done4.update(zip([c[0] for c in calls], new4, strict=True))
         sums = [done4[b] for b in blocks]
         timings["flood_blocks_resumed"] = len(blocks) - len(calls)
+        timings["flood_s"] = time.perf_counter() - t0
+        result, renamed, into = _reduce(shape, params, [r["sums"] for r in p1] + sums, merged)
+        if labels is not None and renamed.size:
+            t0 = time.perf_counter()
+            touched = [
+                b
+                for b, r1, r4 in zip(blocks, p1, sums, strict=True)
+                if _member(np.concatenate([r1["sums"]["ids"], r4["ids"]]), renamed).any()
+            ]
+            run_tasks(
+                _rename_block,
+                [(b,) for b in touched],
+                shared={"plan": plan, "dest": labels, "renamed": renamed, "into": into},
+                name="segment-rename",
+                progress=progress,
+                scheduler=scheduler,
+            )
+            timings["rename_s"] = time.perf_counter() - t0
         for dest in (labels, components):
             if isinstance(dest, FieldWriter):
                 dest.finalize()
-        timings["flood_s"] = time.perf_counter() - t0
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    result = _reduce(shape, params, [r["sums"] for r in p1] + sums, merged)
     timings["total_s"] = time.perf_counter() - t_start
     # seconds spent inside the tasks, summed over tasks (against wall time x workers:
     # the rest is scheduling, transfers and waiting for a core)
@@ -1246,44 +1306,71 @@ def _reduce(
     params: SegmentParams,
     sums: list[dict[str, np.ndarray]],
     merged: dict[str, Any],
-) -> Segmentation:
+) -> tuple[Segmentation, np.ndarray, np.ndarray]:
+    """Add the per-block region sums; merge basins by dynamics when ``params.h > 0``.
+
+    Returns the segmentation and the renaming of merged basins (old labels, sorted, and
+    their regions' labels) that the written labels still need.
+    """
     t = len(params.trajectory_thresholds)
     width = t + 1 if t else 1
     ids = np.concatenate([s["ids"] for s in sums]) if sums else np.zeros(0, np.int64)
     uid, inv = np.unique(ids, return_inverse=True)
     k = uid.size
 
-    def add(name: str, cols: int | None = None) -> np.ndarray:
-        vals = np.concatenate([s[name] for s in sums]) if sums else np.zeros(0)
-        if cols is None:
-            return np.bincount(inv, weights=vals, minlength=k)
-        out = np.zeros((k, cols), dtype=np.float64)
-        np.add.at(out, inv, vals.reshape(-1, cols))
+    def add(values: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
+        if values.ndim == 1:
+            return np.bincount(index, weights=values, minlength=n)
+        out = np.zeros((n, values.shape[1]), dtype=np.float64)
+        np.add.at(out, index, values)
         return out
 
-    count = add("count").round().astype(np.int64)
-    off = add("offset", 3)
-    dsum = add("dsum")
+    def cat(name: str, cols: int | None = None) -> np.ndarray:
+        vals = np.concatenate([s[name] for s in sums]) if sums else np.zeros(0)
+        return vals if cols is None else vals.reshape(-1, cols)
+
+    count = add(cat("count"), inv, k)
+    off = add(cat("offset", 3), inv, k)
+    dsum = add(cat("dsum"), inv, k)
     dmax = np.full(k, -np.inf)
     if k:
-        np.maximum.at(dmax, inv, np.concatenate([s["dmax"] for s in sums]))
-    hist_n = add("hist_n", width).round().astype(np.int64)
-    hist_s = add("hist_s", width)
+        np.maximum.at(dmax, inv, cat("dmax"))
+    hist_n = add(cat("hist_n", width), inv, k)
+    hist_s = add(cat("hist_s", width), inv, k)
+    box = np.array(shape)
+    renamed, into = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if params.h > 0 and k:
+        edges = reduce_saddles([s["saddles"] for s in sums if "saddles" in s])
+        roots = merge_by_dynamics(uid, dmax, *edges, params.h)
+        moved = roots != uid
+        renamed, into = uid[moved], roots[moved]
+        # each basin's offsets move to its region's marker: + count * (minimum image of the
+        # vector between the two markers; exact while regions are under half the box)
+        shift = (_coords(uid, shape) - _coords(roots, shape) + box // 2) % box - box // 2
+        off = off + count[:, None] * shift
+        uid, rinv = np.unique(roots, return_inverse=True)
+        k = uid.size
+        count, off, dsum = add(count, rinv, k), add(off, rinv, k), add(dsum, rinv, k)
+        hist_n, hist_s = add(hist_n, rinv, k), add(hist_s, rinv, k)
+        top = np.full(k, -np.inf)
+        np.maximum.at(top, rinv, dmax)
+        dmax = top
+    count = count.round().astype(np.int64)
+    hist_n = hist_n.round().astype(np.int64)
     # voxels above threshold j: bins j+1..t of "thresholds strictly below the value"
     traj_n = np.cumsum(hist_n[:, ::-1], axis=1)[:, ::-1][:, 1:] if t else np.zeros((k, 0), np.int64)
     traj_s = np.cumsum(hist_s[:, ::-1], axis=1)[:, ::-1][:, 1:] if t else np.zeros((k, 0))
-    _, ny, nz = shape
-    m = uid - 1
-    marker = np.stack([m // (ny * nz), (m // nz) % ny, m % nz], axis=1)
+    marker = _coords(uid, shape)
     with np.errstate(invalid="ignore", divide="ignore"):
-        centre = (marker + off / np.maximum(count, 1)[:, None] + 0.5) % np.array(shape)
+        centre = (marker + off / np.maximum(count, 1)[:, None] + 0.5) % box
         mean = dsum / np.maximum(count, 1)
     mids = merged["marker_ids"]
     morder = np.argsort(mids)
     component = merged["marker_component"][morder][np.searchsorted(mids[morder], uid)] if k else uid
     stats = dict(merged["stats"])
     stats["regions"] = int(k)
-    return Segmentation(
+    stats["merged_basins"] = int(renamed.size)
+    seg = Segmentation(
         shape=shape,
         params=params,
         id=uid.astype(np.int64),
@@ -1297,3 +1384,27 @@ def _reduce(
         trajectory_sum=traj_s,
         stats=stats,
     )
+    return seg, renamed, into
+
+
+def _coords(labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Voxel coordinates ``(n, 3)`` of the markers that name regions (``1 +`` linear index)."""
+    m = np.asarray(labels, np.int64) - 1
+    ny, nz = int(shape[1]), int(shape[2])
+    return np.stack([m // (ny * nz), (m // nz) % ny, m % nz], axis=1)
+
+
+def _rename_block(
+    index: tuple[int, ...], *, plan: BlockPlan, dest: Any, renamed: np.ndarray, into: np.ndarray
+) -> None:
+    """Rename a block's merged basins to their regions' labels (idempotent: a resumed run
+    may rename a block twice)."""
+    core = plan.core(index)
+    lab = _read_partial(dest, core)
+    pos = np.minimum(np.searchsorted(renamed, lab), renamed.size - 1)
+    hit = renamed[pos] == lab
+    lab[hit] = into[pos[hit]]
+    if isinstance(dest, FieldWriter):
+        dest.write_block(index, lab)
+    else:
+        dest[core] = lab

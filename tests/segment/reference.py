@@ -89,3 +89,23 @@ def count_lifts(mask: np.ndarray, connectivity: int) -> bool:
         if len(copies) != 27:
             return False
     return True
+
+
+def saddles_brute(labels: np.ndarray, d: np.ndarray, connectivity: int, periodic) -> dict:
+    """{(a, b): highest min(d) over touching voxel pairs}, a < b, by visiting every voxel."""
+    out: dict = {}
+    shape = labels.shape
+    for v in itertools.product(*map(range, shape)):
+        la = labels[v]
+        if not la:
+            continue
+        for off in offsets(connectivity):
+            w = [c + o for c, o in zip(v, off, strict=True)]
+            if any(not p and not 0 <= c < n for c, p, n in zip(w, periodic, shape, strict=True)):
+                continue
+            w = tuple(c % n for c, n in zip(w, shape, strict=True))
+            lb = labels[w]
+            if lb and lb != la:
+                key = (min(la, lb), max(la, lb))
+                out[key] = max(out.get(key, -np.inf), min(float(d[v]), float(d[w])))
+    return out
