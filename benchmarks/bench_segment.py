@@ -103,7 +103,7 @@ def _variant_engine(args: argparse.Namespace) -> dict:
     cfg = LocalClusterConfig(
         n_workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit
     )
-    params = SegmentParams(min_distance=2)
+    params = SegmentParams(min_distance=2, h=args.h)
     with dask.config.set({"bigpaint.chunk-cache": args.chunk_cache}), connect(cfg) as client:
         client.run(_warm)
         cache = client.run(lambda: dask.config.get("bigpaint.chunk-cache", None))
@@ -131,6 +131,10 @@ def _variant_engine(args: argparse.Namespace) -> dict:
         "worker_idle_rss_mib": sorted(idle.values()),
         "client_peak_rss_mib": _rss_mib(),
     }
+
+
+def _key(workers: int, h: float) -> str:
+    return f"engine_{workers}_workers" + (f"_h{h:g}" if h else "")
 
 
 def _run_variant(name: str, args: argparse.Namespace, extra: list[str]) -> dict:
@@ -190,6 +194,15 @@ def main() -> None:
         help="uniform noise added to the foreground (0: keep the exact map's ties)",
     )
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument(
+        "--merge-h",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="engine runs merging basins by dynamics at each h (0: none; the agreement with "
+        "scikit-image is measured at 0 only)",
+    )
+    p.add_argument("--h", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--memory-limit", default="6GiB", help="per engine worker")
     p.add_argument(
         "--chunk-cache",
@@ -214,7 +227,8 @@ def main() -> None:
         if args.variant == "skimage":
             res = _variant_skimage(args)
         else:
-            args.workers = int(args.variant.split("-")[1])
+            _, workers, h = args.variant.split("-")
+            args.workers, args.h = int(workers), float(h)
             res = _variant_engine(args)
         print(json.dumps(res, default=float))
         return
@@ -250,21 +264,24 @@ def main() -> None:
             "skimage": _run_variant("skimage", args, [*common, "--ref", ref]),
         }
         ref_ids, ref_vol = np.load(ref)
-        for n in args.workers:
+        runs = [(n, h) for h in args.merge_h for n in args.workers]
+        for n, h in runs:
             extra = ["--output", f"{tmp}/cat-{n}.parquet", "--workdir", tmp]
             if args.write_labels:
                 extra += ["--labels", f"{tmp}/labels-{n}.zarr"]
-            res = _run_variant(f"engine-{n}", args, [*common, *extra])
-            cat = read_catalog(f"{tmp}/cat-{n}.parquet")
-            ids, vol = cat["id"].to_numpy(), cat["volume_raw"].to_numpy()
-            _, ia, ib = np.intersect1d(ref_ids, ids, return_indices=True)
-            same = ref_vol[ia] == vol[ib]
-            res["agreement"] = float(ref_vol[ia][same].sum() / ref_vol.sum())
+            res = _run_variant(f"engine-{n}-{h}", args, [*common, *extra])
+            res["h"] = h
+            if h == 0:
+                cat = read_catalog(f"{tmp}/cat-{n}.parquet")
+                ids, vol = cat["id"].to_numpy(), cat["volume_raw"].to_numpy()
+                _, ia, ib = np.intersect1d(ref_ids, ids, return_indices=True)
+                same = ref_vol[ia] == vol[ib]
+                res["agreement"] = float(ref_vol[ia][same].sum() / ref_vol.sum())
             res["speed_ratio_vs_skimage"] = results["skimage"]["time_s"] / res["time_s"]
             res["speed_ratio_vs_skimage_watershed_only"] = (
                 results["skimage"]["watershed_s"] / res["time_s"]
             )
-            results[f"engine_{n}_workers"] = res
+            results[_key(n, h)] = res
 
     results["machine"]["load_average_at_end"] = os.getloadavg()
     s = results["skimage"]
@@ -283,16 +300,18 @@ def main() -> None:
         f"{s['peak_rss_mib']:>36.0f}{'-':>8}"
     )
     print(f"{'  (markers / ws)':<20}{s['markers_s']:>5.1f}/{s['watershed_s']:<5.1f}")
-    for n in args.workers:
-        r = results[f"engine_{n}_workers"]
+    for n, h in runs:
+        r = results[_key(n, h)]
         mem = (
             "workers "
             + "/".join(f"{m:.0f}" for m in r["worker_peak_rss_mib"])
             + f", client {r['client_peak_rss_mib']:.0f}"
         )
+        name = f"engine {n} worker(s)" + (f" h {h:g}" if h else "")
+        agree = f"{r['agreement']:.4f}" if "agreement" in r else "-"
         print(
-            f"{f'engine {n} worker(s)':<20}{r['time_s']:>10.1f}{r['speed_ratio_vs_skimage']:>8.2f}"
-            f"{r['regions']:>9d}{mem:>36}{r['agreement']:>8.4f}"
+            f"{name:<20}{r['time_s']:>10.1f}{r['speed_ratio_vs_skimage']:>8.2f}"
+            f"{r['regions']:>9d}{mem:>36}{agree:>8}"
         )
         st = r["stats"]
         print(
