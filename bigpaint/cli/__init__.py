@@ -1,8 +1,9 @@
 """The ``bigpaint`` command: one thin subcommand per stage of the data flow.
 
 Each subcommand module defines click commands that parse options into a typed config and
-call one library function. Errors from bigpaint print as one line and exit with status 2
-(``--debug`` shows the traceback); unexpected errors exit 1 with a hint to use ``--debug``.
+call one library function. Errors from bigpaint, and bad options of a subcommand, print as
+one line and exit with status 2 (``--debug`` shows the traceback); unexpected errors exit 1
+with a hint to use ``--debug``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ class _Group(click.Group):
         debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a bad option of a subcommand: one line, too
+            if debug:
+                raise
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            click.echo(f"bigpaint: error: {exc.format_message()} (see {where} --help)", err=True)
+            ctx.exit(2)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except BigpaintError as exc:

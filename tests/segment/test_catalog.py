@@ -169,10 +169,13 @@ def test_cli_segment_and_hmf(dist_field, tmp_path):
         str(tmp_path / "c2.parquet"),
         "--calibration",
         str(tmp_path / "cal.json"),
+        "--merge-h",
+        "0.5",
         "--workers",
         "1",
     )
     assert res.exit_code == 0, res.output
+    assert read_catalog(tmp_path / "c2.parquet").num_rows <= read_catalog(cat).num_rows
 
 
 def test_cli_bad_inputs(tmp_path):
@@ -184,6 +187,11 @@ def test_cli_bad_inputs(tmp_path):
     assert not (tmp_path / "c.parquet").exists()
     res = CliRunner().invoke(cli, ["hmf", str(tmp_path / "missing.parquet")])
     assert res.exit_code == 2 and "no catalogue" in res.output
+    res = CliRunner().invoke(cli, ["segment", url, str(tmp_path / "c.parquet"), "--merge-h", "-1"])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert "--merge-h" in lines[0] and "not in the range" in lines[0]
+    assert not (tmp_path / "c.parquet").exists()
 
 
 def test_hmf_against_a_fof_catalogue_with_a_mass_cut(tmp_path):
