@@ -229,7 +229,8 @@ class Segmentation:
         Sum of the distance over those voxels.
     stats : dict
         Diagnostics: markers, components, spanning components, largest component and
-        largest flooded box (voxels), foreground voxels no marker reached, seconds per pass.
+        largest flooded box (voxels), foreground voxels no marker reached, basins merged
+        into others by dynamics, seconds per pass.
     """
 
     shape: tuple[int, int, int]
