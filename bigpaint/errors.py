@@ -22,7 +22,9 @@ __all__ = [
     "NonFiniteError",
     "NotADistanceMapError",
     "NotAFieldError",
+    "OutputLockedError",
     "ParticleBoundsError",
+    "PathConflictError",
     "ShapeError",
 ]
 
@@ -86,3 +88,11 @@ class NotADistanceMapError(BigpaintError, ValueError):
 
 class FloodTooLargeError(BigpaintError, MemoryError):
     """A segmentation component is too large to flood within the memory budget."""
+
+
+class PathConflictError(BigpaintError, ValueError):
+    """An output path is an input path, or lies inside one, or holds one (however spelled)."""
+
+
+class OutputLockedError(BigpaintError, RuntimeError):
+    """Another live process is writing the same output; the message names it."""
