@@ -1,8 +1,8 @@
 """Painters: torch networks that paint one field from another, with the metadata the engine needs.
 
-Five families, one per paper in ``../shared/papers/`` (see each module's docstring for the
-architecture and every deviation): ``halo-painter``, ``protohalo-unet``, ``dm2gal``,
-``ember`` and ``cosmic-web-gan``. :func:`build_painter` makes one from its config,
+Five families, one per paper (each module's docstring cites it by title and arXiv id and
+gives the architecture and every deviation): ``halo-painter``, ``protohalo-unet``,
+``dm2gal``, ``ember`` and ``cosmic-web-gan``. :func:`build_painter` makes one from its config,
 :func:`load_checkpoint` from a checkpoint directory.
 
 The interface chunked painting relies on (:class:`Painter`): ``context`` (voxels per side,

@@ -1,7 +1,7 @@
 """The painter interface: a torch module plus everything the engine needs to run it at scale.
 
 A painter maps ``in_channels`` input fields to ``out_channels`` output fields on a 2-D or 3-D
-grid. Besides its weights, the engine (chunked painting, issue #7) needs to know:
+grid. Besides its weights, the engine (chunked painting, :mod:`bigpaint.paint`) needs to know:
 
 ``context``
     Voxels of neighbourhood needed on each side of a painted voxel, derived from the
@@ -457,7 +457,7 @@ class Painter(nn.Module):
         """Freeze the painter in eval mode, in its fastest memory layout for painting.
 
         On CPU, a family with ``cpu_channels_last`` gets channels-last weights, oneDNN's fast
-        path for 3-D convolutions (1.5x for the protohalo U-Net on a 2-core VM; the halo
+        path for 3-D convolutions (1.5x for the protohalo U-Net on a 2-core x86-64 CPU; the halo
         painter's 10-filter convolutions run 10 % slower that way, so it keeps the default),
         and :meth:`infer` then feeds it channels-last inputs. Results equal the default
         layout's to float rounding. For painters that only paint, never for training.
@@ -561,7 +561,7 @@ def paint_array(
     neighbourhood on each side (rounded up to the painter's alignment), then cropped to the
     tile. For ``mode="valid"`` painters and for ``"same"`` painters with the full
     architectural context this equals painting the infinite periodic repetition of ``x``;
-    a smaller ``context`` gives seams (what issue #7 measures).
+    a smaller ``context`` gives seams (``docs/paint.md`` gives their measured size).
 
     Parameters
     ----------

@@ -1,6 +1,5 @@
-"""Cosmic-web GAN and its autoencoder (Ullmo, Decelle & Aghanim 2021, "Encoding large scale
-cosmological structure with Generative Adversarial Networks"; ``../shared/papers/
-cosmic-web-gan-autoencoder.txt``).
+"""Cosmic-web GAN and its autoencoder (M. Ullmo, A. Decelle & N. Aghanim 2021, "Encoding
+large scale cosmological structure with Generative Adversarial Networks", arXiv:2011.05244).
 
 A 2-D DCGAN learns 128^2 log-transformed density images (eq. 2,
 :class:`bigpaint.painters.base.LogLikeNorm`: ``c = 1e-3``, ``b = log 2632``); its trained

@@ -1,5 +1,5 @@
-"""dm2gal (Kasmanoff, Villaescusa-Navarro, Tinker & Ho 2020, "dm2gal: Mapping Dark Matter to
-Galaxies with Neural Networks"; ``../shared/papers/dm2gal.txt``).
+"""dm2gal (N. Kasmanoff, F. Villaescusa-Navarro, J. Tinker & S. Ho 2020, "dm2gal: Mapping Dark
+Matter to Galaxies with Neural Networks", arXiv:2012.00186).
 
 The network takes a two-channel 65^3 patch (dark matter and subhalo fields of the
 gravity-only run) and predicts the stellar mass of the central voxel. Six blocks of

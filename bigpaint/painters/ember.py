@@ -1,5 +1,6 @@
-"""EMBER (Bernardini, Feldmann, Anglés-Alcázar et al. 2022, "EMBER: Emulating baryons from dark
-matter"; ``../shared/papers/ember-baryons.txt``): a 2-D U-Net with multi-scale outputs that
+"""EMBER (M. Bernardini, R. Feldmann, D. Anglés-Alcázar et al. 2022, "From EMBER to FIRE:
+predicting high resolution baryon fields from dark matter simulations with Deep Learning",
+arXiv:2110.11970): a 2-D U-Net with multi-scale outputs that
 maps projected dark matter to projected gas (or HI), optionally stochastic (noise injection,
 trained as a WGAN against a multi-scale critic).
 

@@ -1,5 +1,5 @@
-"""Halo painter (Kodi Ramanah, Charnock & Lavaux 2019, "Painting halos from 3D dark matter
-fields using Wasserstein mapping networks"; ``../shared/papers/halo-painting-wgan.txt``).
+"""Halo painter (D. Kodi Ramanah, T. Charnock & G. Lavaux 2019, "Painting halos from cosmic
+density fields of dark matter with physically motivated neural networks", arXiv:1903.10524).
 
 Architecture (paper Figs. 4-5): two residual Inception blocks of valid (unpadded)
 convolutions, then four 1x1x1 layers; every convolution has 10 filters; leaky ReLU with

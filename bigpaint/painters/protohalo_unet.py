@@ -1,5 +1,5 @@
-"""Protohalo U-Net (Lucie-Smith-style protohalo regression; ``../shared/papers/
-protohalo-unet-watershed.txt``, "A deep regression network for halo formation").
+"""Protohalo U-Net (M. Bernardini, L. Mayer, D. Reed & R. Feldmann 2020, "Predicting dark
+matter halo formation in N-body simulations with deep regression networks", arXiv:1912.04299).
 
 Maps the unit-variance scaled initial density contrast to the per-object normalized
 Euclidean distance map of protohalo regions (each protohalo's distance-to-background map
@@ -32,8 +32,8 @@ Deviations, stated:
 Context: the padding breaks exact translation equivariance near chunk edges, so the engine
 needs the architectural receptive field: :meth:`ProtohaloUNet.derive_context` probes it on a
 1-D, 1-filter twin (:func:`bigpaint.context.probe_context`), with chunk origins aligned to
-2^L (``alignment``). For L=5 the context is 222 voxels per side: issue #7 measures the seam
-error of smaller contexts.
+2^L (``alignment``). For L=5 the context is 222 voxels per side; ``docs/paint.md`` gives the
+measured seam error of the smaller margins that painting uses.
 
 Why hand-written: the U-Net is a few torch layers; a dependency (MONAI) would bring its own
 conventions and no way to probe a 1-D twin.
