@@ -24,13 +24,20 @@ import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import fsspec
 import numpy as np
 import xarray as xr
 import zarr
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bigpaint.errors import (
     ChunkingError,
@@ -47,6 +54,7 @@ __all__ = [
     "Cosmology",
     "FieldMeta",
     "FieldWriter",
+    "MassAssignment",
     "create_field",
     "data_var",
     "field_info",
@@ -88,6 +96,41 @@ class Cosmology(BaseModel):
     sigma_8: float = Field(0.834, gt=0, lt=3)
 
 
+class MassAssignment(BaseModel):
+    """How a Field's values were assigned to its cells: the window its Fourier modes carry.
+
+    A particle deposit with scheme of order ``p`` (NGP 1, CIC 2, TSC 3, PCS 4) multiplies
+    every mode by ``prod_i sinc(k_i H / 2)^p`` (``H`` the cell size in Mpc/h); the spectra
+    divide that window out when their ``mas`` is ``"auto"``.
+
+    Attributes
+    ----------
+    scheme : {"NGP", "CIC", "TSC", "PCS"} or None
+        Scheme of the deposit; None: the values carry no assignment window (Gaussian
+        fields, white noise, distance maps).
+    interlaced : bool
+        The deposit was averaged with a half-cell-shifted twin in Fourier space.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scheme: Literal["NGP", "CIC", "TSC", "PCS"] | None
+    interlaced: bool = False
+
+    @field_validator("scheme", mode="before")
+    @classmethod
+    def _scheme_name(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return None if v.lower() == "none" else v.upper()
+        return v
+
+    @model_validator(mode="after")
+    def _interlaced_deposit(self) -> MassAssignment:
+        if self.interlaced and self.scheme is None:
+            raise ValueError("an interlaced Field is a deposit: give its scheme")
+        return self
+
+
 class FieldMeta(BaseModel):
     """The physics and provenance that travel with every Field.
 
@@ -105,6 +148,9 @@ class FieldMeta(BaseModel):
     cosmology : Cosmology or None
     provenance : dict
         bigpaint version, operation, configuration, inputs and creation time.
+    mass_assignment : MassAssignment or None
+        The assignment window of the values (see :class:`MassAssignment`); None when not
+        recorded (Fields written by hand or by an older bigpaint).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -115,6 +161,7 @@ class FieldMeta(BaseModel):
     redshift: float | None = Field(default=None, ge=0)
     cosmology: Cosmology | None = None
     provenance: dict[str, Any] = Field(default_factory=dict)
+    mass_assignment: MassAssignment | None = None
 
     @field_validator("box_size", mode="before")
     @classmethod
