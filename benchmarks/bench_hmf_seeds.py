@@ -1,4 +1,4 @@
-"""The PM + FoF mass function against Watson13, pooled over several seeds (issue 5).
+"""The PM + FoF mass function against Watson13, pooled over several seeds.
 
 For each force-mesh choice (``B2``: mesh 2N; ``B1``: mesh N; ``B1c``: mesh N with the CIC
 window deconvolved) and each seed, one 128^3-particle, 256 Mpc/h box is run from 2LPT at

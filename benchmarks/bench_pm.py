@@ -7,7 +7,7 @@ factors ``--factors`` (B). The ICs are made, one step is run to compile the numb
 and warm torch, then ``--steps`` steps are timed. No baseline exists in this process (no
 other PM code is installed), so absolute figures are reported.
 
-``--acceptance``: the run the issue asks for: 128^3 particles in a 256 Mpc/h box, 2LPT ICs at
+``--acceptance``: the accuracy check: 128^3 particles in a 256 Mpc/h box, 2LPT ICs at
 z = 19, ``--acc-steps`` KDK steps (linear in a) to z = 0, for B = 2 and B = 1 (the latter
 also with the CIC window deconvolved from the force kernel). Reported:
 

@@ -1,6 +1,6 @@
 """Halo painter trained on a bigpaint-simulated box, judged on a box of another seed.
 
-Goal (issue 6): at most 15 minutes of training on 2 CPU cores, then on an unseen box
+Goal: at most 15 minutes of training on 2 CPU cores, then on an unseen box
 ``r_c(k) >= 0.8`` for ``k <= 0.2 h/Mpc`` against the FoF halo counts, and a lower
 stochasticity ``s(k) = P_hh (1 - r_c^2)`` than the paper's baseline, the 2LPT density scaled
 by the linear bias that matches the halo power on large scales (Kodi Ramanah et al. 2019,
