@@ -27,6 +27,7 @@ from bigpaint.field import (
     remove_field,
     zarr_array,
 )
+from bigpaint.mass_assignment import mass_assignment_of
 
 __all__ = ["check_sigma", "gaussian_filter", "smooth"]
 
@@ -153,7 +154,9 @@ def smooth(
                 "operation": "smooth",
                 "inputs": [str(input)],
                 "config": params,
-            }
+            },
+            # a Gaussian leaves the deposit's window in: keep the record (older spellings too)
+            "mass_assignment": mass_assignment_of(meta, str(input)),
         }
     )
     writer = create_field(

@@ -36,6 +36,16 @@ def _mas(text: str) -> str | None:
     return None if text.lower() == "none" else text
 
 
+def _check_mas(where: str, *fields: tuple[str | None, str | None]) -> None:
+    """Refuse a mass assignment that cannot be resolved (bad name, ``auto`` on a Field with
+    no record) from the Fields' metadata alone, before a cluster is started."""
+    from bigpaint.stats._inputs import as_input, resolve_mas
+
+    for url, mas in fields:
+        if url is not None:
+            resolve_mas(as_input(url, where=where), mas, where)
+
+
 @click.group()
 def stats() -> None:
     """Power spectra, bispectra and one-point statistics of Fields."""
@@ -52,9 +62,10 @@ def stats() -> None:
     "--mas",
     default="auto",
     show_default=True,
-    help="Mass assignment of A to compensate: auto (from the Field), NGP, CIC, TSC, PCS or none.",
+    help="Mass assignment of A to compensate: auto (the Field's mass_assignment record; a density "
+    "or count Field without one is refused), NGP, CIC, TSC, PCS or none.",
 )
-@click.option("--mas-b", default="auto", show_default=True, help="Mass assignment of B.")
+@click.option("--mas-b", default="auto", show_default=True, help="Mass assignment of B (as --mas).")
 @click.option(
     "--compensation",
     type=click.Choice(["sinc", "aliased", "none"]),
@@ -111,6 +122,7 @@ def power(
     from bigpaint.stats.report import power_report
 
     ells = [int(v) for v in (_floats(multipoles, "--multipoles") or [0])]
+    _check_mas("stats power", (a, _mas(mas)), (b, _mas(mas_b)))
     with open_cluster(cluster_file, workers):
         ds = power_report(
             a,
@@ -164,7 +176,11 @@ def power(
     show_default=True,
 )
 @click.option(
-    "--mas", default="auto", show_default=True, help="Mass assignment to compensate (or none)."
+    "--mas",
+    default="auto",
+    show_default=True,
+    help="Mass assignment of A and B to compensate: auto (each Field's record; a density or "
+    "count Field without one is refused), NGP, CIC, TSC, PCS or none.",
 )
 @click.option(
     "--contrast/--no-contrast", default=None, help="Use field/mean - 1 (default by kind)."
@@ -193,6 +209,7 @@ def bispectrum_cmd(
     """Bispectrum B(k1, k2, theta) and Q of A (and of the reference B, with their ratio)."""
     from bigpaint.stats.report import bispectrum_report
 
+    _check_mas("stats bispectrum", (a, _mas(mas)), (b, _mas(mas)))
     with open_cluster(cluster_file, workers):
         res = bispectrum_report(
             a,

@@ -446,6 +446,7 @@ def gaussian_field(
                 "cosmology": power.cosmology.model_dump(),
                 "sigma_8_table": power.sigma_8,
             },
+            "mass_assignment": {"scheme": None},
         },
         job=job_token(
             operation="gaussian_field",

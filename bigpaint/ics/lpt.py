@@ -517,7 +517,8 @@ def lpt_density(
     Parameters
     ----------
     output : str
-        The density Field (kind ``delta``: ``rho / mean - 1`` of the deposited particles).
+        The density Field (kind ``delta``: ``rho / mean - 1`` of the deposited particles); its
+        ``mass_assignment`` record names ``scheme``, which the spectra compensate.
     grid : int
         Particles (and Lagrangian cells) per side; a multiple of ``tile``.
     box_size : float
@@ -546,7 +547,8 @@ def lpt_density(
     velocities : bool
         Also compute and store peculiar velocities (three more inverse FFTs).
     linear_output : str, optional
-        Also write the linear density contrast at ``redshift`` (same seed) as a Field.
+        Also write the linear density contrast at ``redshift`` (same seed) as a Field (no
+        assignment window).
     scratch_dir : str, optional
         Where scratch stores go (default: next to ``output``).
     overwrite : bool
@@ -710,6 +712,7 @@ def lpt_density(
                 "redshift": float(redshift),
                 "cosmology": cosmo_field,
                 "provenance": {"operation": "gaussian_field", "config": params},
+                "mass_assignment": {"scheme": None},
             },
             job=f"{job}-linear-{job_token(chunks=chunks)}",
             overwrite=overwrite,

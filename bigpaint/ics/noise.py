@@ -121,6 +121,7 @@ def white_noise(
             "kind": "white_noise",
             "units": "1",
             "provenance": {"operation": "white_noise", "config": params},
+            "mass_assignment": {"scheme": None},
         },
         job=job_token(
             operation="white_noise", shape=shape, box=box_size, chunks=chunks, dtype=dtype, **params

@@ -807,6 +807,8 @@ def deposit_to_field(
     interlace : bool
         Interlace: deposit a second grid shifted by half a cell and combine the two in Fourier
         space with the distributed FFT, which removes most of the aliasing of P(k).
+        The scheme and interlacing are the Field's ``mass_assignment`` record, which the
+        spectra read to compensate the window.
     wrap : bool
         Wrap positions outside the box instead of refusing them.
     masses, batch_size, length_unit, ptype
@@ -883,6 +885,7 @@ def deposit_to_field(
         "units": units,
         "redshift": redshift if redshift is not None else src.redshift,
         "provenance": provenance,
+        "mass_assignment": {"scheme": plan.scheme.upper(), "interlaced": bool(interlace)},
     }
     job = job_token(op="deposit", input=src.describe(), n=src.n_particles, **params)
     if overwrite:

@@ -23,6 +23,15 @@ Contexts. A block paints its core ``[s, e)`` (per axis, global voxels) from a wi
 
 The blockwise primitive reads a symmetric context, so a block asks for ``margin + a - 1``
 voxels (enough for any aligned window) and cuts its aligned window out of that.
+
+Mass assignment. A painted Field has no deposit of its own, but the network learnt to
+reproduce its training target cell by cell, the target's assignment window included (halo
+counts deposited with NGP are painted with NGP's suppression of small-scale power). So the
+output carries the ``mass_assignment`` record of the training target, which ``bigpaint
+train`` stores in the checkpoint: compared with a truth deposited the same way, both
+spectra are compensated alike and T(k), r_c(k) are not tilted by one window. A checkpoint
+that records no target window gives an output without a record, which ``mas="auto"``
+refuses for density and count kinds instead of guessing.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import numpy as np
 import xarray as xr
 
 from bigpaint.errors import CheckpointError, ChunkingError, ConfigError, ShapeError
+from bigpaint.field import MassAssignment
 from bigpaint.painters.base import PainterMetadata
 from bigpaint.painters.checkpoint import METADATA, WEIGHTS, read_metadata
 
@@ -91,6 +101,8 @@ class CheckpointInfo:
         ``kind`` of each training input Field (empty: not recorded).
     target_kind, target_units : str or None
         What the painter paints (the training target's kind and units).
+    target_mass_assignment : MassAssignment or None
+        The training targets' assignment window (None: not recorded, or the targets differ).
     projection_depth : int or None
         2-D painters: training slab thickness in voxels.
     """
@@ -103,6 +115,7 @@ class CheckpointInfo:
     target_kind: str | None = None
     target_units: str | None = None
     projection_depth: int | None = None
+    target_mass_assignment: MassAssignment | None = None
 
 
 def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
@@ -129,7 +142,20 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
         target_kind=targets[0].get("kind") if targets else None,
         target_units=targets[0].get("units") if targets else None,
         projection_depth=None if depth is None else int(depth),
+        target_mass_assignment=_target_window(targets),
     )
+
+
+def _target_window(targets: Sequence[Mapping[str, Any]]) -> MassAssignment | None:
+    """The one assignment window all training targets share (None: unknown or mixed)."""
+    from bigpaint.errors import MetadataError
+    from bigpaint.mass_assignment import mass_assignment_of
+
+    try:
+        records = {mass_assignment_of(t, "training target") for t in targets}
+    except MetadataError:  # a damaged record: the window is unknown, not an error to paint
+        return None
+    return records.pop() if len(records) == 1 else None
 
 
 def default_margin(meta: PainterMetadata) -> int:
@@ -395,6 +421,9 @@ def plan_paint(
             "chunks": out_chunks,
             "training_cell_size": info.cell_size,
         },
+        "mass_assignment_from": "training target"
+        if info.target_mass_assignment is not None
+        else "not recorded by the checkpoint",
     }
     out_meta = {
         "box_size": fmeta.box_size,
@@ -403,6 +432,9 @@ def plan_paint(
         "redshift": fmeta.redshift,
         "cosmology": None if fmeta.cosmology is None else fmeta.cosmology.model_dump(),
         "provenance": prov,
+        "mass_assignment": None
+        if info.target_mass_assignment is None
+        else info.target_mass_assignment.model_dump(),
     }
     return PaintPlan(
         checkpoint=info,

@@ -5,7 +5,7 @@ writes into one output directory:
 
 =========================  =============================================================
 ``halos.parquet``          FoF catalogue at ``z_final`` (:mod:`bigpaint.sim.fof`)
-``halo_counts.zarr``       halo counts per cell, one channel per mass bin (``halo_count``)
+``halo_counts.zarr``       halo counts per cell (NGP), one channel per mass bin (``halo_count``)
 ``protohalo_labels.zarr``  protohalo label of every IC cell (``protohalo_label``, int32;
                            one connected region per halo, see :mod:`bigpaint.sim.truth`)
 ``protohalo_distance.zarr``  its per-object normalised distance map (``distance``)
@@ -183,8 +183,15 @@ class SimulationResult(BaseModel):
 
 
 def _meta(
-    cfg: SimulateConfig, kind: str, units: str, redshift: float, extra: dict[str, Any]
+    cfg: SimulateConfig,
+    kind: str,
+    units: str,
+    redshift: float,
+    extra: dict[str, Any],
+    *,
+    scheme: str | None,
 ) -> dict[str, Any]:
+    """Metadata of a truth Field; ``scheme`` is its mass assignment (None: no window)."""
     return {
         "box_size": cfg.box_size,
         "kind": kind,
@@ -196,6 +203,7 @@ def _meta(
             "config": json.loads(cfg.model_dump_json()),
             **extra,
         },
+        "mass_assignment": {"scheme": scheme, "interlaced": False},
     }
 
 
@@ -268,7 +276,7 @@ def simulate(
         os.path.join(out, "lpt_density.zarr"),
         _delta(pos_lpt, n, box),
         chunks=cfg.chunks,
-        meta=_meta(cfg, "delta", "1", cfg.z_final, {"field": "2LPT", "mas": "CIC"}),
+        meta=_meta(cfg, "delta", "1", cfg.z_final, {"field": "2LPT"}, scheme="CIC"),
     )
     del pos_lpt
     say(f"ICs: {n}^3 particles at z = {cfg.z_init}, particle mass {mp:.4g} Msun/h")
@@ -327,7 +335,7 @@ def simulate(
         chunks=min(cfg.chunks, hc.grid),
         meta=_meta(
             cfg, "halo_count", "halos", cfg.z_final,
-            {"mass_bins": hc.mass_bins, "mass_units": "Msun/h", "mas": "NGP"},
+            {"mass_bins": hc.mass_bins, "mass_units": "Msun/h"}, scheme="NGP",
         ),
     )  # fmt: skip
     pg = cfg.protohalo.grid or n
@@ -336,13 +344,13 @@ def simulate(
         os.path.join(out, "density_ic.zarr"),
         _delta(pos0, pg, box),
         chunks=min(cfg.chunks, pg),
-        meta=_meta(cfg, "delta", "1", cfg.z_init, {"mas": "CIC"}),
+        meta=_meta(cfg, "delta", "1", cfg.z_init, {}, scheme="CIC"),
     )
     write_array(
         os.path.join(out, "density.zarr"),
         _delta(pos, n, box),
         chunks=cfg.chunks,
-        meta=_meta(cfg, "delta", "1", cfg.z_final, {"mas": "CIC", "field": "PM"}),
+        meta=_meta(cfg, "delta", "1", cfg.z_final, {"field": "PM"}, scheme="CIC"),
     )
     if cfg.save_particles:
         _save_particles(os.path.join(out, "particles.zarr"), pos, vel, ids, cfg)
@@ -415,14 +423,14 @@ def write_protohalo_truth(
         os.path.join(cfg.output, "protohalo_labels.zarr"),
         labels,
         chunks=chunks,
-        meta=_meta(cfg, "protohalo_label", "halo_id + 1", cfg.z_init, extra),
+        meta=_meta(cfg, "protohalo_label", "halo_id + 1", cfg.z_init, extra, scheme=None),
         overwrite=overwrite,
     )
     write_array(
         os.path.join(cfg.output, "protohalo_distance.zarr"),
         normalized_distance(labels),
         chunks=chunks,
-        meta=_meta(cfg, "distance", "1", cfg.z_init, extra),
+        meta=_meta(cfg, "distance", "1", cfg.z_init, extra, scheme=None),
         overwrite=overwrite,
     )
     return labels, pieces

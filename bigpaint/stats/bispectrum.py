@@ -50,8 +50,8 @@ from bigpaint.errors import ConfigError
 from bigpaint.mesh.fft import RechunkMethod, irfftn, rfftn
 from bigpaint.mesh.kgrid import block_modes
 from bigpaint.mesh.window import compensate
-from bigpaint.stats._inputs import as_input, check_cubic
-from bigpaint.stats.power import _mas_of, _mean, _use_contrast
+from bigpaint.stats._inputs import as_input, check_cubic, resolve_interlaced, resolve_mas
+from bigpaint.stats.power import _mean, _use_contrast
 
 __all__ = ["Shell", "bispectrum", "bispectrum_equilateral", "crop_size"]
 
@@ -227,7 +227,9 @@ class _Field:
     box: float
     scale: float
     label: str
-    mas: str | None
+    mas: str | int | None
+    mas_source: str
+    interlaced: bool
     contrast: bool
 
 
@@ -245,10 +247,10 @@ def _prepare(
     n, box = check_cubic(inp, where)
     use = _use_contrast(inp, contrast)
     mean = _mean(inp) if use else 1.0
-    m = _mas_of(inp, mas)
+    m, source = resolve_mas(inp, mas, where)
     fk = rfftn(inp.data, backend=backend, rechunk_method=rechunk_method, block_bytes=block_bytes)
     fk = compensate(fk, (n, n, n), m)
-    return _Field(fk, n, box, 1.0 / mean, inp.label, m, use)
+    return _Field(fk, n, box, 1.0 / mean, inp.label, m, source, resolve_interlaced(inp, None), use)
 
 
 def _run(
@@ -304,6 +306,8 @@ def _attrs(f: _Field, width: float, how: str) -> dict[str, Any]:
         "shell_width": width,
         "shell_width_units": "h/Mpc",
         "mas": str(f.mas),
+        "interlaced": str(f.interlaced),
+        "mas_source": f.mas_source,
         "contrast": str(f.contrast),
         "method": how,
         "conventions": "B = V^2/N^9 <d_k1 d_k2 d_k3> over closed triangles; theta is the angle between k1 "
@@ -339,7 +343,9 @@ def bispectrum(
     box_size : float, optional
         Box side in Mpc/h for array inputs.
     mas : {"auto", "NGP", "CIC", "TSC", "PCS", None}
-        Mass-assignment window to divide out (sinc^p), ``"auto"`` from the Field provenance.
+        Mass-assignment window to divide out (sinc^p). ``"auto"`` reads the Field's
+        ``mass_assignment`` record and refuses a deposit-like Field without one, as
+        :func:`bigpaint.stats.power.power_spectrum` does.
     shell_width : float, optional
         Full shell width in h/Mpc (default ``k_F``; ``2 k_F`` reproduces Pylians).
     contrast : bool, optional

@@ -15,7 +15,10 @@ Conventions (chosen to match Pylians3 ``Pk_library.Pk`` / ``XPk`` so results com
 * Mass-assignment compensation divides ``delta_k`` by ``prod_i sinc(pi m_i / n)^p``
   (Pylians' ``MAS_correction``); ``compensation="aliased"`` instead divides the power by
   Jing's alias sum (flat Poisson shot noise for non-interlaced fields; see
-  :mod:`bigpaint.mesh.window`).
+  :mod:`bigpaint.mesh.window`). ``mas="auto"`` takes the scheme from the Field's
+  ``mass_assignment`` record and refuses a deposit-like Field without one
+  (:func:`bigpaint.stats._inputs.resolve_mas`); the table's attributes say which scheme was
+  divided out, whether the field was interlaced, and where that came from.
 * Only independent modes count: one per conjugate pair in the ``k_z = 0`` and Nyquist
   planes, Pylians' rule (:func:`bigpaint.mesh.kgrid.independent_modes`).
 * ``k`` of a bin is the mean ``|k|`` of its modes; the DC mode is never binned.
@@ -64,6 +67,8 @@ from bigpaint.stats._inputs import (
     as_input,
     check_cubic,
     check_same_grid,
+    resolve_interlaced,
+    resolve_mas,
 )
 from bigpaint.stats.bins import kbins
 
@@ -362,19 +367,6 @@ def _ells(multipoles: Sequence[int]) -> tuple[int, ...]:
     return ells
 
 
-def _mas_of(inp: FieldInput, mas: str | None) -> str | None:
-    if mas == "auto":
-        got = inp.provenance.get("mas") or inp.provenance.get("scheme")
-        return str(got).upper() if got else None
-    return mas
-
-
-def _interlaced_of(inp: FieldInput, interlaced: bool | None) -> bool:
-    if interlaced is None:
-        return bool(inp.provenance.get("interlaced", False))
-    return bool(interlaced)
-
-
 def _use_contrast(inp: FieldInput, contrast: bool | None) -> bool:
     return inp.kind in DENSITY_KINDS if contrast is None else bool(contrast)
 
@@ -427,7 +419,8 @@ class _Prepared:
     scales: tuple[float, ...]
     contrasts: tuple[bool, ...]
     means: tuple[float, ...]
-    mas: tuple[str | None, ...]
+    mas: tuple[str | int | None, ...]
+    mas_sources: tuple[str, ...]
     interlaced: tuple[bool, ...]
     n: int
     box: float
@@ -452,8 +445,15 @@ def _prepare(
         check_same_grid(inputs[0], other, where)
     contrasts = tuple(_use_contrast(i, contrast) for i in inputs)
     means = tuple(_mean(i) if c else 1.0 for i, c in zip(inputs, contrasts, strict=True))
-    mases = tuple(_mas_of(i, m) for i, m in zip(inputs, mas, strict=True))
-    inter = tuple(_interlaced_of(i, il) for i, il in zip(inputs, interlaced, strict=True))
+    resolved = [resolve_mas(i, m, where) for i, m in zip(inputs, mas, strict=True)]
+    mases = tuple(m for m, _ in resolved)
+    inter = tuple(resolve_interlaced(i, il) for i, il in zip(inputs, interlaced, strict=True))
+    for i, m, il in zip(inputs, mases, inter, strict=True):
+        if compensation == "aliased" and il and m is not None:
+            raise ConfigError(
+                f"{where}: {i.label} is interlaced, which cancels the odd aliases that Jing's alias "
+                "sum divides out; use compensation 'sinc'"
+            )
     nzh = n // 2 + 1
     factors = tuple(_amplitude_factors(n, nzh, m, compensation) for m in mases)
     fks = tuple(
@@ -461,7 +461,17 @@ def _prepare(
         for i in inputs
     )
     return _Prepared(
-        inputs, fks, factors, tuple(1.0 / m for m in means), contrasts, means, mases, inter, n, box
+        inputs,
+        fks,
+        factors,
+        tuple(1.0 / m for m in means),
+        contrasts,
+        means,
+        mases,
+        tuple(src for _, src in resolved),
+        inter,
+        n,
+        box,
     )
 
 
@@ -526,11 +536,13 @@ def power_spectrum(
     box_size : float or 3 floats, optional
         Box side in Mpc/h for array inputs.
     mas, mas_other : {"auto", "NGP", "CIC", "TSC", "PCS", None}
-        Mass-assignment scheme to compensate; ``"auto"`` reads ``provenance["mas"]`` of a
-        Field (none if absent); None compensates nothing.
+        Mass-assignment scheme to compensate; ``"auto"`` reads the Field's
+        ``mass_assignment`` record. A Field of a deposit kind (densities, counts, ``delta``)
+        without a record is refused under ``"auto"``; other kinds and arrays get none.
+        None compensates nothing.
     interlaced : bool, optional
-        Recorded in the attributes (default: ``provenance["interlaced"]``); compensate an
-        interlaced field with ``compensation="sinc"``.
+        Recorded in the attributes (default: the Field's record). An interlaced field takes
+        ``compensation="sinc"``; ``"aliased"`` is refused for it.
     compensation : {"sinc", "aliased", "none"}
         ``"sinc"`` divides by ``W(k)^2`` (Pylians); ``"aliased"`` by Jing's alias sum (use on
         non-interlaced fields for flat shot noise).
@@ -555,12 +567,14 @@ def power_spectrum(
     xarray.Dataset
         Dimension ``bin``; coordinates ``k`` (mean |k|, h/Mpc), ``k_lo``, ``k_hi``,
         ``n_modes``; variables ``P0``, ``P2``, ``P4`` (those requested) with units; attrs with
-        the conventions used (box size, grid, MAS, compensation, contrast, shot noise).
+        the conventions used (box size, grid, ``mas``, ``interlaced``, ``mas_source``,
+        compensation, contrast, shot noise).
 
     Raises
     ------
     ShapeError, MetadataError
-        Grids or boxes differ, or are not cubic.
+        Grids or boxes differ, or are not cubic; ``mas="auto"`` on a deposit-like Field
+        without a mass-assignment record.
     ConfigError
         k bins outside ``(0, sqrt(3) k_Nyq]``, bad options.
     NonFiniteError
@@ -629,6 +643,7 @@ def _attrs(prep: _Prepared, compensation: str, los: int, statistic: str) -> dict
         "k_nyquist": math.pi * prep.n / prep.box,
         "mas": ", ".join(str(m) for m in prep.mas),
         "interlaced": ", ".join(str(i) for i in prep.interlaced),
+        "mas_source": ", ".join(prep.mas_sources),
         "compensation": compensation,
         "contrast": ", ".join(str(c) for c in prep.contrasts),
         "field_means": ", ".join(f"{m:.9g}" for m in prep.means),

@@ -143,6 +143,9 @@ def _provenance(cfg: TrainConfig, data: Any, extra: dict[str, Any]) -> dict[str,
                     "box_size": list(m.box_size),
                     "redshift": m.redshift,
                     "provenance": json.loads(json.dumps(m.provenance, default=str)),
+                    "mass_assignment": None
+                    if getattr(m, "mass_assignment", None) is None
+                    else m.mass_assignment.model_dump(),
                 }
             )
         return out

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from bigpaint.cli import cli
 from bigpaint.field import write_array
+from bigpaint.mass_assignment import NO_WINDOW
 from bigpaint.stats import (
     bispectrum,
     compare_spectra,
@@ -47,7 +48,7 @@ def pair(tmp_path_factory) -> dict[str, str]:
             url,
             x.astype("f4"),
             chunks=(6, 5, 7),
-            meta={"box_size": BOX, "kind": "delta", "units": "1"},
+            meta={"box_size": BOX, "kind": "delta", "units": "1", "mass_assignment": NO_WINDOW},
         )
         out[name] = url
     other = str(root / "other.zarr")
@@ -55,7 +56,7 @@ def pair(tmp_path_factory) -> dict[str, str]:
         other,
         truth.astype("f4"),
         chunks=8,
-        meta={"box_size": 2 * BOX, "kind": "delta", "units": "1"},
+        meta={"box_size": 2 * BOX, "kind": "delta", "units": "1", "mass_assignment": NO_WINDOW},
     )
     out["other"] = other
     cfg = root / "cluster.yaml"

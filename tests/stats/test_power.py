@@ -13,6 +13,7 @@ from scipy import stats as sps
 
 from bigpaint.errors import ConfigError, MetadataError, NonFiniteError, ShapeError
 from bigpaint.field import write_array
+from bigpaint.mass_assignment import NO_WINDOW
 from bigpaint.mesh.assign import deposit
 from bigpaint.mesh.fft import irfftn, rfftn
 from bigpaint.mesh.window import interlace
@@ -261,11 +262,10 @@ def test_bad_inputs_are_refused(tmp_path, box16) -> None:
     a = str(tmp_path / "a.zarr")
     b = str(tmp_path / "b.zarr")
     c = str(tmp_path / "c.zarr")
-    write_array(a, box16, chunks=8, meta={"box_size": 100.0, "kind": "delta", "units": "1"})
-    write_array(b, box16, chunks=8, meta={"box_size": 200.0, "kind": "delta", "units": "1"})
-    write_array(
-        c, box16[:8, :8, :8], chunks=8, meta={"box_size": 100.0, "kind": "delta", "units": "1"}
-    )
+    gauss = {"kind": "delta", "units": "1", "mass_assignment": NO_WINDOW}
+    write_array(a, box16, chunks=8, meta={"box_size": 100.0, **gauss})
+    write_array(b, box16, chunks=8, meta={"box_size": 200.0, **gauss})
+    write_array(c, box16[:8, :8, :8], chunks=8, meta={"box_size": 100.0, **gauss})
     with pytest.raises(MetadataError, match="different box sizes"):
         power_spectrum(a, b)
     with pytest.raises(ShapeError, match="different grids"):
