@@ -47,23 +47,23 @@ budget on a larger machine). :class:`Segmentation` reports the largest box flood
 
 **Resume.** With ``scratch`` (a persistent directory, e.g. made by
 :func:`bigpaint.segment.segment_field` next to its output) each block's pass-1 result and
-each block's pass-4 sums are saved there as the block finishes (written to a temporary
-file, then renamed, so a file exists only complete), together with the seam faces. A
-second call with the same scratch skips every saved block, recomputes the cheap seam and
-merge passes from the saved results, floods only the blocks not done (and only the
-spanning groups they need), and gives the same result as an uninterrupted run. The scratch
-records the shape, blocks and parameters and refuses a call with others.
+each block's pass-4 sums are saved there as the block finishes, together with the seam
+faces, as typed records (:mod:`bigpaint.segment.scratch`: JSON and ``.npy``, never pickle,
+so nothing in the scratch runs code; written to a temporary name, then renamed, so a
+record exists only complete). A second call with the same scratch skips every saved
+block, recomputes the cheap seam and merge passes from the saved results, floods only the
+blocks not done (and only the spanning groups they need), and gives the same result as an
+uninterrupted run; a record that is damaged or of another version is deleted and its block
+recomputed. The scratch records the shape, blocks and parameters and refuses a call with
+others.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import pickle
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -85,6 +85,7 @@ from bigpaint.errors import (
     ShapeError,
 )
 from bigpaint.field import FieldWriter, field_meta, zarr_array
+from bigpaint.segment import scratch as _scratch
 from bigpaint.segment.components import (
     check_connectivity,
     label_periodic,
@@ -95,6 +96,7 @@ from bigpaint.segment.components import (
 from bigpaint.segment.dynamics import basin_saddles, check_h, merge_by_dynamics, reduce_saddles
 from bigpaint.segment.errors import NotADistanceMapError
 from bigpaint.segment.markers import check_marker_params, markers_in_window
+from bigpaint.segment.scratch import BlockResult, FloodResult, RegionSums
 from bigpaint.segment.watershed import flood, flood_ranks, index_order
 
 __all__ = [
@@ -363,8 +365,10 @@ def _pass_blocks(
     faces: Any,
     dest: Any,
     cache: str | None = None,
-) -> dict[str, Any]:
+) -> BlockResult:
     t0 = time.perf_counter()
+    if cache is not None:  # this pass rewrites the block's provisional labels
+        _scratch.discard(cache, "flood", index)
     window = _read(source, plan.window(index))
     core = plan.core(index)
     origin = tuple(s.start for s in core)
@@ -432,71 +436,23 @@ def _pass_blocks(
         inner_markers + 1,
     )
     if params.h > 0:
-        sums["saddles"] = basin_saddles(out, d_core, params.connectivity)
+        sums = sums.with_saddles(basin_saddles(out, d_core, params.connectivity))
     if dest is not None:
         _write_partial(dest, core, out)
-    result = {
-        "markers": markers,
-        "marker_piece": lut[marker_lab].astype(np.int64),
-        "pieces": lut[1:],
-        "counts": counts,
-        "lo": lo,
-        "hi": hi,
-        "touch": touch,
-        "sums": sums,
-        "seconds": time.perf_counter() - t0,
-    }
+    result = BlockResult(
+        markers=markers,
+        marker_piece=lut[marker_lab].astype(np.int64),
+        pieces=lut[1:],
+        counts=counts,
+        lo=lo,
+        hi=hi,
+        touch=touch,
+        sums=sums,
+        seconds=time.perf_counter() - t0,
+    )
     if cache is not None:  # after the faces and provisional labels: saved means complete
-        _save(_cache_file(cache, "blocks", index), result)
+        _scratch.save(cache, "blocks", index, result)
     return result
-
-
-# ---------------------------------------------------------------- resume
-
-
-def _cache_file(cache: str, stage: str, index: Sequence[int]) -> str:
-    return os.path.join(cache, stage, "_".join(str(int(i)) for i in index) + ".pkl")
-
-
-def _save(path: str, obj: Any) -> None:
-    """Pickle ``obj`` to ``path`` atomically (a temporary file renamed into place)."""
-    tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
-    with open(tmp, "wb") as fh:
-        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
-
-
-def _load_done(cache: str | None, stage: str, blocks: list[tuple[int, ...]]) -> dict[Any, Any]:
-    """The saved results of a stage, by block index (the scratch is our own: pickle is fine)."""
-    done: dict[Any, Any] = {}
-    if cache is None:
-        return done
-    for b in blocks:
-        f = _cache_file(cache, stage, b)
-        if os.path.exists(f):
-            with open(f, "rb") as fh:
-                done[b] = pickle.load(fh)
-    return done
-
-
-def _open_scratch(scratch: str, state: dict[str, Any]) -> bool:
-    """Create or reopen a resumable scratch directory; True when it was already in use."""
-    os.makedirs(os.path.join(scratch, "blocks"), exist_ok=True)
-    os.makedirs(os.path.join(scratch, "flood"), exist_ok=True)
-    path = os.path.join(scratch, "job.json")
-    if os.path.exists(path):
-        with open(path) as fh:
-            old = json.load(fh)
-        if old != state:
-            raise ConfigError(
-                f"scratch directory {scratch} belongs to a segmentation with other inputs, "
-                "blocks or parameters; remove it or choose another scratch directory"
-            )
-        return True
-    with open(path + ".tmp", "w") as fh:
-        json.dump(state, fh)
-    os.replace(path + ".tmp", path)
-    return False
 
 
 # ---------------------------------------------------------------- pass 2: seams
@@ -715,7 +671,7 @@ def _region_sums(
     box: Sequence[int],
     thresholds: np.ndarray,
     candidates: np.ndarray | None = None,
-) -> dict[str, np.ndarray]:
+) -> RegionSums:
     """Per-label sums over a block; ``candidates`` (sorted) holds every label that may occur."""
     flat = labels.ravel()
     sel = np.flatnonzero(flat)
@@ -747,15 +703,15 @@ def _region_sums(
     else:
         hist_n = np.zeros((k, 1), dtype=np.int64)
         hist_s = np.zeros((k, 1))
-    return {
-        "ids": ids,
-        "count": count,
-        "offset": off,
-        "dsum": dsum,
-        "dmax": dmax,
-        "hist_n": hist_n.astype(np.int64),
-        "hist_s": hist_s,
-    }
+    return RegionSums(
+        ids=ids,
+        count=count,
+        offset=off,
+        dsum=dsum.astype(np.float64, copy=False),  # bincount of nothing is int64
+        dmax=dmax,
+        hist_n=hist_n.astype(np.int64),
+        hist_s=hist_s.astype(np.float64, copy=False),
+    )
 
 
 def _flood_block(
@@ -771,7 +727,7 @@ def _flood_block(
     dest: Any,
     components: Any,
     cache: str | None = None,
-) -> dict[str, np.ndarray]:
+) -> FloodResult:
     """Finish a block: flood its local pieces that touch a face (the interior ones were
     flooded in pass 1), paste the spanning floods that cross it, write, sum the regions."""
     t0 = time.perf_counter()
@@ -826,11 +782,11 @@ def _flood_block(
         np.unique(np.concatenate(candidates)),
     )
     if params.h > 0:
-        sums["saddles"] = reduce_saddles(saddles)
-    sums["seconds"] = np.array([time.perf_counter() - t0, span_seconds])
+        sums = sums.with_saddles(reduce_saddles(saddles))
+    result = FloodResult(sums, seconds=time.perf_counter() - t0, span_seconds=span_seconds)
     if cache is not None:  # after the labels are written and marked
-        _save(_cache_file(cache, "flood", index), sums)
-    return sums
+        _scratch.save(cache, "flood", index, result)
+    return result
 
 
 # ---------------------------------------------------------------- execution
@@ -1017,7 +973,7 @@ def segment(
     tmp = None
     resumed = False
     if scratch is not None:
-        resumed = _open_scratch(
+        resumed = _scratch.open_scratch(
             scratch,
             {
                 "shape": list(shape),
@@ -1037,23 +993,20 @@ def segment(
         if scratch is None:
             tmp = tempfile.mkdtemp(prefix="bigpaint-segment-", dir=workdir)
         faces = f"{scratch or tmp}/faces.zarr"
+        if resumed and not _faces_intact(faces, plan):
+            _scratch.clear(scratch, ("blocks",), reason="seam faces lost or altered")
+            resumed = False  # the block records need their faces: redo the block pass
         group = zarr.open_group(faces, mode="a" if resumed else "w", zarr_format=3)
         for a in range(3):
             if resumed and f"axis{a}" in group:
                 continue
-            trans = [b for b in range(3) if b != a]
-            group.create_array(
-                f"axis{a}",
-                shape=(2 * len(plan.chunks[a]), *[shape[b] for b in trans]),
-                chunks=(1, *[plan.chunks[b][0] for b in trans]),
-                dtype="i8",
-                fill_value=0,
-            )
+            group.create_array(f"axis{a}", **_face_spec(plan, a))
     try:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         blocks = [tuple(int(i) for i in b) for b in plan.blocks()]
-        done1 = _load_done(scratch, "blocks", blocks)
+        width, saddles = len(params.trajectory_thresholds) + 1, params.h > 0
+        done1 = _scratch.load_done(scratch, "blocks", blocks, width=width, saddles=saddles)
         todo1 = [b for b in blocks if b not in done1]
         new1 = run_tasks(
             _pass_blocks,
@@ -1090,7 +1043,7 @@ def segment(
         timings["merge_s"] = time.perf_counter() - t0
         _check_flood_budget(merged["stats"], max_flood_gib, params, shape)
         t0 = time.perf_counter()
-        done4 = _load_done(scratch, "flood", blocks)
+        done4 = _scratch.load_done(scratch, "flood", blocks, width=width, saddles=saddles)
         calls, groups = _todo_floods(merged, blocks, done4)
         dsk, keys = _flood_graph(
             groups,
@@ -1110,13 +1063,15 @@ def segment(
         sums = [done4[b] for b in blocks]
         timings["flood_blocks_resumed"] = len(blocks) - len(calls)
         timings["flood_s"] = time.perf_counter() - t0
-        result, renamed, into = _reduce(shape, params, [r["sums"] for r in p1] + sums, merged)
+        result, renamed, into = _reduce(
+            shape, params, [r.sums for r in p1] + [f.sums for f in sums], merged
+        )
         if labels is not None and renamed.size:
             t0 = time.perf_counter()
             touched = [
                 b
                 for b, r1, r4 in zip(blocks, p1, sums, strict=True)
-                if _member(np.concatenate([r1["sums"]["ids"], r4["ids"]]), renamed).any()
+                if _member(np.concatenate([r1.sums.ids, r4.sums.ids]), renamed).any()
             ]
             run_tasks(
                 _rename_block,
@@ -1136,11 +1091,40 @@ def segment(
     timings["total_s"] = time.perf_counter() - t_start
     # seconds spent inside the tasks, summed over tasks (against wall time x workers:
     # the rest is scheduling, transfers and waiting for a core)
-    timings["blocks_task_s"] = float(sum(r["seconds"] for r in p1))
-    timings["spans_task_s"] = float(sum(x["seconds"][1] for x in sums))
-    timings["flood_blocks_task_s"] = float(sum(x["seconds"][0] for x in sums))
+    timings["blocks_task_s"] = float(sum(r.seconds for r in p1))
+    timings["spans_task_s"] = float(sum(x.span_seconds for x in sums))
+    timings["flood_blocks_task_s"] = float(sum(x.seconds for x in sums))
     result.stats.update(timings)
     return result
+
+
+def _face_spec(plan: BlockPlan, axis: int) -> dict[str, Any]:
+    """How the face array of ``axis`` is created: two planes per block along it."""
+    trans = [b for b in range(3) if b != axis]
+    return {
+        "shape": (2 * len(plan.chunks[axis]), *[plan.shape[b] for b in trans]),
+        "chunks": (1, *[plan.chunks[b][0] for b in trans]),
+        "dtype": "i8",
+        "fill_value": 0,
+    }
+
+
+def _faces_intact(path: str, plan: BlockPlan) -> bool:
+    """Whether a resumed scratch still holds the three face arrays this run would create
+    (same shape, dtype, chunks and codecs: nothing else is ever decoded)."""
+
+    def meta(arr: zarr.Array) -> Any:
+        d = {k: v for k, v in arr.metadata.to_dict().items() if k != "attributes"}
+        return json.loads(json.dumps(d, default=str))
+
+    try:
+        for a in range(3):
+            want = zarr.create_array(zarr.storage.MemoryStore(), **_face_spec(plan, a))
+            if meta(zarr.open_array(f"{path}/axis{a}", mode="r", zarr_format=3)) != meta(want):
+                return False
+    except (OSError, KeyError, ValueError, TypeError):  # zarr's errors are ValueErrors
+        return False
+    return True
 
 
 def _check_flood_budget(
@@ -1175,17 +1159,17 @@ def _todo_floods(
 def _merge(
     plan: BlockPlan,
     blocks: list[tuple[int, ...]],
-    p1: list[dict[str, Any]],
+    p1: list[BlockResult],
     pairs_list: list[np.ndarray],
 ) -> dict[str, Any]:
     """Union-find over the seam pairs; classify components; plan the flooding tasks."""
     shape = plan.shape
-    pieces = np.concatenate([r["pieces"] for r in p1])
-    counts = np.concatenate([r["counts"] for r in p1])
-    lo = np.concatenate([r["lo"] for r in p1]).reshape(-1, 3)
-    hi = np.concatenate([r["hi"] for r in p1]).reshape(-1, 3)
-    touch = np.concatenate([r["touch"] for r in p1]).astype(bool)
-    owner = np.concatenate([np.full(r["pieces"].size, i, dtype=np.int64) for i, r in enumerate(p1)])
+    pieces = np.concatenate([r.pieces for r in p1])
+    counts = np.concatenate([r.counts for r in p1])
+    lo = np.concatenate([r.lo for r in p1]).reshape(-1, 3)
+    hi = np.concatenate([r.hi for r in p1]).reshape(-1, 3)
+    touch = np.concatenate([r.touch for r in p1]).astype(bool)
+    owner = np.concatenate([np.full(r.pieces.size, i, dtype=np.int64) for i, r in enumerate(p1)])
     order = np.argsort(pieces, kind="stable")
     pieces, counts, lo, hi = pieces[order], counts[order], lo[order], hi[order]
     touch, owner = touch[order], owner[order]
@@ -1204,11 +1188,11 @@ def _merge(
     comp_volume = np.bincount(comp_inv, weights=counts, minlength=comps.size).astype(np.int64)
     piece_spans = spanning[comp_inv]
 
-    markers = np.concatenate([r["markers"] for r in p1])
+    markers = np.concatenate([r.markers for r in p1])
     marker_owner = np.concatenate(
-        [np.full(r["markers"].size, i, dtype=np.int64) for i, r in enumerate(p1)]
+        [np.full(r.markers.size, i, dtype=np.int64) for i, r in enumerate(p1)]
     )
-    marker_pidx = np.searchsorted(pieces, np.concatenate([r["marker_piece"] for r in p1]))
+    marker_pidx = np.searchsorted(pieces, np.concatenate([r.marker_piece for r in p1]))
     marker_comp_idx = comp_inv[marker_pidx] if markers.size else np.zeros(0, np.int64)
     has_marker = np.zeros(comps.size, dtype=bool)
     has_marker[marker_comp_idx] = True
@@ -1305,7 +1289,7 @@ def _merge(
 def _reduce(
     shape: tuple[int, int, int],
     params: SegmentParams,
-    sums: list[dict[str, np.ndarray]],
+    sums: list[RegionSums],
     merged: dict[str, Any],
 ) -> tuple[Segmentation, np.ndarray, np.ndarray]:
     """Add the per-block region sums; merge basins by dynamics when ``params.h > 0``.
@@ -1315,7 +1299,7 @@ def _reduce(
     """
     t = len(params.trajectory_thresholds)
     width = t + 1 if t else 1
-    ids = np.concatenate([s["ids"] for s in sums]) if sums else np.zeros(0, np.int64)
+    ids = np.concatenate([s.ids for s in sums]) if sums else np.zeros(0, np.int64)
     uid, inv = np.unique(ids, return_inverse=True)
     k = uid.size
 
@@ -1327,7 +1311,7 @@ def _reduce(
         return out
 
     def cat(name: str, cols: int | None = None) -> np.ndarray:
-        vals = np.concatenate([s[name] for s in sums]) if sums else np.zeros(0)
+        vals = np.concatenate([getattr(s, name) for s in sums]) if sums else np.zeros(0)
         return vals if cols is None else vals.reshape(-1, cols)
 
     count = add(cat("count"), inv, k)
@@ -1341,7 +1325,7 @@ def _reduce(
     box = np.array(shape)
     renamed, into = np.zeros(0, np.int64), np.zeros(0, np.int64)
     if params.h > 0 and k:
-        edges = reduce_saddles([s["saddles"] for s in sums if "saddles" in s])
+        edges = reduce_saddles([s.saddles for s in sums if s.saddles is not None])
         roots = merge_by_dynamics(uid, dmax, *edges, params.h)
         moved = roots != uid
         renamed, into = uid[moved], roots[moved]

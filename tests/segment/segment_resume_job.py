@@ -1,10 +1,10 @@
 """``bigpaint segment`` run as a subprocess by test_segment_resume.py (killed, then re-run).
 
-Usage: python segment_resume_job.py DIST OUT.parquet LABELS CLUSTER.yaml LOG DELAY
+Usage: python segment_resume_job.py DIST OUT.parquet LABELS CLUSTER.yaml LOG DELAY [OPTION...]
 
 Each pass-1 block and each flood block appends ``b <i,j,k>`` / ``f <i,j,k>`` to LOG when it
 starts, then sleeps DELAY seconds. The cluster file asks for an in-process (threads) worker,
-so the patched functions are the ones that run.
+so the patched functions are the ones that run. Further arguments go to ``bigpaint segment``.
 """
 
 from __future__ import annotations
@@ -26,14 +26,27 @@ def _logged(fn, tag: str, log: str, delay: float):
     return run
 
 
-def main(dist: str, out: str, labels: str, cluster: str, log: str, delay: float) -> None:
+def main(
+    dist: str, out: str, labels: str, cluster: str, log: str, delay: float, *extra: str
+) -> None:
     engine._pass_blocks = _logged(engine._pass_blocks, "b", log, delay)
     engine._flood_block = _logged(engine._flood_block, "f", log, delay)
     cli.main(
-        ["segment", dist, out, "--labels", labels, "--cluster", cluster, "--trajectories", "5"],
+        [
+            "segment",
+            dist,
+            out,
+            "--labels",
+            labels,
+            "--cluster",
+            cluster,
+            "--trajectories",
+            "5",
+            *extra,
+        ],
         standalone_mode=True,
     )
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6], float(sys.argv[6]))
+    main(*sys.argv[1:6], float(sys.argv[6]), *sys.argv[7:])
