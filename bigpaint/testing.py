@@ -12,8 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 from hypothesis import strategies as st
 
+from bigpaint.paint.seams import ROUNDING_RTOL, rounding_error
+
 __all__ = [
     "assert_equivalent_labels",
+    "assert_painted_close",
     "axis_chunks",
     "chunk_layouts",
     "regular_chunks",
@@ -56,3 +59,24 @@ def assert_equivalent_labels(a: np.ndarray, b: np.ndarray) -> None:
     pairs = np.unique(np.stack([a, b]), axis=1)
     assert len(np.unique(pairs[0])) == pairs.shape[1], "a label of the first maps to several"
     assert len(np.unique(pairs[1])) == pairs.shape[1], "a label of the second maps to several"
+
+
+def assert_painted_close(
+    actual: np.ndarray,
+    reference: np.ndarray,
+    *,
+    channel_axis: int | None = None,
+    rtol: float = ROUNDING_RTOL,
+) -> None:
+    """Assert chunked painting equals a reference up to float32 rounding.
+
+    Passes when :func:`bigpaint.paint.seams.rounding_error` is at most ``rtol`` (default
+    :data:`bigpaint.paint.seams.ROUNDING_RTOL`, the tolerance docs/paint.md states): every
+    voxel within ``rtol`` of its channel's largest magnitude. A seam, a misplaced window or a
+    missing periodic wrap is orders of magnitude larger.
+    """
+    err = rounding_error(actual, reference, channel_axis=channel_axis)
+    assert err <= rtol, (
+        f"painted arrays differ by {err:.3g} of the output's largest magnitude "
+        f"(rounding tolerance {rtol:g})"
+    )

@@ -14,6 +14,15 @@ architecture (context 222 voxels) on a small box.
 ``docs/paint.md`` records the curve and the default margin it justifies
 (:func:`bigpaint.paint.plan.default_margin`).
 
+**Rounding.** Even where chunked painting is exact in real arithmetic (valid and tile
+painters, U-Nets at margin = context) it is not bitwise equal to whole-box inference: the
+convolution library (oneDNN on CPU) picks its algorithm and blocking from the shape of each
+forward call (window size, batch), so a voxel's float32 sums are accumulated in another order
+when the chunking, the sub-tiling under the memory budget or the batch changes. The
+difference is rounding: :data:`ROUNDING_RTOL` of each output channel's largest magnitude
+bounds it (:func:`rounding_error`; the derivation and the measurements are in
+``docs/paint.md``), and :data:`SEAM_RTOL` bounds the seams a U-Net's default margin leaves.
+
 Why hand-written: torch has circular padding for convolutions only; the transposed
 convolution's periodic form and the measurement are a few lines on top.
 """
@@ -30,7 +39,25 @@ import numpy as np
 
 from bigpaint.errors import ShapeError
 
-__all__ = ["periodic_paint", "periodic_twin", "seam_curve", "seam_error"]
+__all__ = [
+    "ROUNDING_RTOL",
+    "SEAM_RTOL",
+    "periodic_paint",
+    "periodic_twin",
+    "rounding_error",
+    "seam_curve",
+    "seam_error",
+]
+
+#: Chunked painting with the full context equals whole-box float32 inference to this
+#: fraction of each output channel's largest magnitude (float32 accumulation order; about
+#: 170 units in the last place). Measured worst case 6.9e-7 (docs/paint.md); a seam is
+#: orders of magnitude larger.
+ROUNDING_RTOL = 1e-5
+
+#: U-Nets at the default margin: the seam error stays below this fraction of the output's
+#: standard deviation (:func:`seam_error`'s ``max_rel``; measured curves in docs/paint.md).
+SEAM_RTOL = 1e-3
 
 
 def _circular_transpose(module: Any) -> Any:
@@ -112,6 +139,48 @@ def periodic_paint(painter: Any, x: np.ndarray, *, noise: Any = None, slab: int 
         else:
             y = twin.infer(t)
     return invert_norms(painter.output_norm, y[0].float(), 0).numpy()
+
+
+def rounding_error(
+    actual: np.ndarray, reference: np.ndarray, *, channel_axis: int | None = None
+) -> float:
+    """Largest ``max |actual - reference| / max |reference|`` over output channels.
+
+    The scale is each channel's largest magnitude because float32 rounding scales with the
+    sums a network accumulates, not with the value of a voxel (a voxel near zero carries the
+    rounding of its large partial sums). Compare with :data:`ROUNDING_RTOL`.
+
+    Parameters
+    ----------
+    actual, reference : numpy.ndarray
+        Painted fields of one shape (physical units).
+    channel_axis : int, optional
+        Axis of the output channels (None: one channel).
+
+    Returns
+    -------
+    float
+        0 for equal arrays; ``inf`` where ``actual`` is not finite or a channel whose
+        reference is all zeros differs.
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64)
+    if a.shape != r.shape:
+        raise ShapeError(f"painted arrays differ in shape: {a.shape} vs {r.shape}")
+    if channel_axis is None:
+        a, r = a[None], r[None]
+    else:
+        a, r = np.moveaxis(a, channel_axis, 0), np.moveaxis(r, channel_axis, 0)
+    worst = 0.0
+    for ac, rc in zip(a, r, strict=True):
+        diff = np.abs(ac - rc)
+        if not np.isfinite(diff).all():
+            return math.inf
+        top = float(diff.max(initial=0.0))
+        scale = float(np.abs(rc).max(initial=0.0))
+        if top > 0:
+            worst = max(worst, top / scale if scale > 0 else math.inf)
+    return worst
 
 
 def seam_error(

@@ -1,18 +1,34 @@
-"""Tiny checkpoints and input Fields for the paint tests (shared small painter configs)."""
+"""Tiny checkpoints, input Fields, block-by-block painting and whole-box references for the
+paint tests (shared small painter configs)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pytest
 
+from bigpaint.blockwise import apply_blockwise
 from bigpaint.field import write_array
-from bigpaint.painters import save_checkpoint
+from bigpaint.paint.engine import PaintBlock
+from bigpaint.paint.plan import read_checkpoint_info
+from bigpaint.paint.seams import periodic_paint
+from bigpaint.painters import paint_array, save_checkpoint
 
 from ..painters._small import _one_thread, small
 
-__all__ = ["BOX", "_one_thread", "make_checkpoint", "make_field", "small"]
+__all__ = [
+    "BOX",
+    "_one_thread",
+    "make_checkpoint",
+    "make_field",
+    "paint_chunked",
+    "small",
+    "two_workers",
+    "whole_box",
+]
 
 #: Box side in Mpc/h of the test Fields.
 BOX = 64.0
@@ -57,6 +73,54 @@ def make_field(path: Path, shape, chunks, *, box: float = BOX, seed: int = 1, ki
     ).url
 
 
-@pytest.fixture
-def ckpt_dir(tmp_path: Path) -> Path:
-    return tmp_path
+def paint_chunked(
+    ckpt: str, x: np.ndarray, layout, *, margin=None, slab_axis=None, budget=None
+) -> np.ndarray:
+    """Paint a numpy box block by block with the engine's block function (any layout).
+
+    ``x`` is ``([C,] nx, ny, nz)`` (projected slabs along ``slab_axis`` for 2-D painters);
+    returns ``(C_out, nx, ny, nz)``. ``margin`` defaults to the full context.
+    """
+    info = read_checkpoint_info(ckpt)
+    meta = info.meta
+    m = (0 if meta.mode == "tile" else meta.context) if margin is None else margin
+    reach = {"valid": m, "same": m + meta.alignment - 1, "tile": (meta.tile or 1) - 1}[meta.mode]
+    ctx = [reach] * 3
+    if slab_axis is not None:
+        ctx[slab_axis] = 0
+    func = PaintBlock(ckpt, info.hash, "cpu", m, tuple(ctx), slab_axis, x.shape[-3:], budget)
+    out = np.full((meta.out_channels, *x.shape[-3:]), np.nan, dtype=np.float32)
+    dest = out[0] if meta.out_channels == 1 else out
+    apply_blockwise(func, x, dest, tuple(ctx), chunks=layout)
+    return out
+
+
+def whole_box(painter, x: np.ndarray, slab_axis=None) -> np.ndarray:
+    """Whole-box periodic inference of ``x`` as :func:`paint_chunked` lays it out: U-Nets by
+    their periodic twin, the others by ``paint_array``; 2-D painters slab by slab."""
+
+    def one(a: np.ndarray) -> np.ndarray:
+        return periodic_paint(painter, a) if painter.mode == "same" else paint_array(painter, a)
+
+    if slab_axis is None:
+        return one(x)
+    slabs = np.moveaxis(x, x.ndim - 3 + slab_axis, 0)
+    return np.stack([one(s) for s in slabs], axis=1 + slab_axis)
+
+
+@contextlib.contextmanager
+def two_workers() -> Iterator[Any]:
+    """A client of a LocalCluster of 2 single-threaded worker processes (no memory limit)."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            memory_limit=0,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

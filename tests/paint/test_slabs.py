@@ -14,11 +14,9 @@ from bigpaint.paint.plan import read_checkpoint_info
 from bigpaint.paint.seams import periodic_paint
 from bigpaint.paint.slabs import NoiseMaps
 from bigpaint.painters import load_checkpoint, paint_array
-from bigpaint.testing import chunk_layouts
+from bigpaint.testing import assert_painted_close, chunk_layouts
 
 from .conftest import make_checkpoint
-
-TOL = {"rtol": 1e-5, "atol": 1e-6}
 
 
 def _whole_slabs(painter, x: np.ndarray, axis: int, thickness: int) -> np.ndarray:
@@ -60,7 +58,7 @@ def test_ember_slabs_chunked_equal_whole_slab(tmp_path_factory, axis, thickness,
     func = PaintBlock(ck, info.hash, "cpu", meta.context, tuple(ctx), axis, proj.shape)
     out = np.full(proj.shape, np.nan, "f4")
     apply_blockwise(func, proj, out, ctx, chunks=tuple(lay))
-    np.testing.assert_allclose(out, ref[0], **TOL)
+    assert_painted_close(out, ref[0])
 
 
 def test_ember_with_noise_uses_position_keyed_noise(tmp_path):
@@ -94,7 +92,7 @@ def test_ember_with_noise_uses_position_keyed_noise(tmp_path):
     ref = np.stack(
         [periodic_paint(painter, proj[:, :, k], noise=noise, slab=k)[0] for k in range(4)], 2
     )
-    np.testing.assert_allclose(y, ref, **TOL)
+    assert_painted_close(y, ref)
     other = NoiseMaps(12, 2, (16, 16))
     alt = periodic_paint(painter, proj[:, :, 0], noise=other, slab=0)[0]
     assert np.abs(alt - ref[:, :, 0]).max() > 1e-4, "the seed must change the realisation"
@@ -125,5 +123,5 @@ def test_cosmic_web_tiles_end_to_end(tmp_path):
     y = out["painted_test"].values
     assert y.shape == (64, 2, 64)
     painter, _ = load_checkpoint(ck)
-    np.testing.assert_allclose(y, _whole_slabs(painter, x, 1, 4)[0], **TOL)
+    assert_painted_close(y, _whole_slabs(painter, x, 1, 4)[0])
     assert out.attrs["provenance"]["config"]["slab"] == {"axis": 1, "thickness": 4}
