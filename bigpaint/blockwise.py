@@ -11,13 +11,15 @@ window, whatever the box size; the context may exceed a block (or even the box).
 
 Planning is apart from execution: :class:`BlockPlan` is a pure description of the blocks
 and their windows; :func:`run_tasks` executes a list of calls on the current Dask client
-(distributed) or the local threaded scheduler, with a progress bar.
+(distributed) or the local threaded scheduler, reporting progress through
+:mod:`bigpaint.progress`.
 """
 
 from __future__ import annotations
 
 import inspect
 import itertools
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +34,9 @@ from dask.array.core import normalize_chunks
 from bigpaint.context import as_context
 from bigpaint.errors import ChunkingError, NonFiniteError, ShapeError
 from bigpaint.field import FieldWriter, zarr_array
+from bigpaint.progress import Progress
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "BlockInfo",
@@ -381,9 +386,10 @@ def run_tasks(
     shared : dict, optional
         Keyword arguments common to every call.
     name : str
-        Prefix of the task keys and the progress bar label.
+        Prefix of the task keys and the progress label.
     progress : bool
-        Show a tqdm progress bar on stderr when it is a terminal.
+        Report block progress on the ``bigpaint.progress`` logger (INFO): a bar when
+        stderr is a terminal, else a line every few seconds (:mod:`bigpaint.progress`).
     scheduler : {None, "threads", "sync"}
         Force a local scheduler even if a client exists (for in-memory destinations).
     num_workers : int, optional
@@ -393,17 +399,16 @@ def run_tasks(
         given to the scheduler as restrictions with the graph, so no graph optimisation can
         drop them (dask #7036).
     """
-    from tqdm.auto import tqdm
-
     if not calls:
         return []
     dsk, keys = build_tasks(fn, calls, shared=shared, name=name)
     wanted = set(keys)
     client = None if scheduler else _current_client()
-    # disable=None: a bar on a terminal only, none in batch logs or captured output
-    bar = tqdm(
-        total=len(keys), desc=name, disable=None if progress else True, unit="block", leave=False
+    logger.debug(
+        "%s: %d tasks on %s", name, len(keys), "the cluster" if client else "local threads"
     )
+    prog = Progress(name, len(keys), unit="blocks", enabled=progress)
+    ok = False
     try:
         if client is not None:
             from distributed import as_completed
@@ -414,25 +419,29 @@ def run_tasks(
             try:
                 for fut in as_completed(futures):
                     results[index[fut.key]] = fut.result()
-                    bar.update()
+                    prog.update()
             except BaseException:
                 client.cancel(futures)
                 _drain(client, wanted)
                 raise
+            ok = True
             return results
         from dask.callbacks import Callback
 
-        class _Bar(Callback):
+        class _Count(Callback):
             def _posttask(self, key, result, dsk, state, worker_id):
                 if key in wanted:
-                    bar.update()
+                    prog.update()
 
-        with _Bar():
+        with _Count():
             if scheduler == "sync":
-                return list(dask.local.get_sync(dsk, keys))
-            return list(dask.threaded.get(dsk, keys, num_workers=num_workers))
+                out = list(dask.local.get_sync(dsk, keys))
+            else:
+                out = list(dask.threaded.get(dsk, keys, num_workers=num_workers))
+        ok = True
+        return out
     finally:
-        bar.close()
+        prog.close(ok=ok)
 
 
 def _running_on_workers(keys: set[str], dask_worker: Any = None) -> int:
@@ -553,7 +562,7 @@ def apply_blockwise(
     check_finite : bool
         Refuse NaN/inf in the input, checked on each block as it is read.
     progress : bool
-        Show a progress bar.
+        Report block progress (see :func:`run_tasks`).
     resources : dict, optional
         Worker resources per task on a distributed cluster (e.g. ``{"GPU": 1}``).
 

@@ -28,6 +28,8 @@ from bigpaint.errors import ConfigError, MissingDependencyError
 
 __all__ = ["connect", "job_script", "make_cluster"]
 
+logger = logging.getLogger(__name__)
+
 
 def _slurm_kwargs(cfg: SlurmClusterConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
@@ -147,21 +149,39 @@ def connect(
 
     if isinstance(cfg, SchedulerClusterConfig):
         with _existing_scheduler(cfg, timeout) as client:
+            _log_dashboard(client, "scheduler")
             _wait(client, cfg.wait_for_workers, timeout)
             yield client
         return
     cluster = make_cluster(cfg)
     try:
         with Client(cluster) as client:
+            _log_dashboard(client, (cfg or LocalClusterConfig()).kind)
             _wait(client, wait_for_workers, timeout)
             yield client
     finally:
         cluster.close()
 
 
+def _log_dashboard(client: Any, kind: str) -> None:
+    """Log where the cluster's dashboard is (INFO), before waiting for workers, so that it
+    can be watched while SLURM jobs queue."""
+    try:
+        link = client.dashboard_link
+    except (KeyError, AttributeError):  # a scheduler without the dashboard service
+        link = ""
+    logger.debug("%s cluster: scheduler %s", kind, client.scheduler.address)
+    if not link:
+        logger.info("Dask %s cluster started; its scheduler serves no dashboard", kind)
+        return
+    where = "" if kind.startswith("local") else " (from your machine: an SSH tunnel to its host)"
+    logger.info("Dask %s cluster started; dashboard %s%s", kind, link, where)
+
+
 def _wait(client: Any, n: int, timeout: float) -> None:
     if not n:
         return
+    logger.debug("waiting for %d worker(s), at most %.0f s", n, timeout)
     try:
         client.wait_for_workers(n, timeout=timeout)
     except TimeoutError:

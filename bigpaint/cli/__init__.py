@@ -65,9 +65,23 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages too (level and logger).")
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only: no progress.")
 @click.version_option(package_name="bigpaint")
-def cli(debug: bool) -> None:
-    """bigpaint: paint mock halo, galaxy and gas fields over huge periodic boxes."""
+def cli(debug: bool, verbose: bool, quiet: bool) -> None:
+    """bigpaint: paint mock halo, galaxy and gas fields over huge periodic boxes.
+
+    Progress and stage messages go to stderr, each line stamped with the time: a bar on a
+    terminal, plain lines in batch logs (every BIGPAINT_PROGRESS_INTERVAL seconds, default
+    10).
+    """
+    from bigpaint.cli._logs import setup_logging
+    from bigpaint.progress import interval
+
+    if verbose and quiet:
+        raise click.UsageError("--verbose and --quiet exclude each other; give one")
+    setup_logging(verbose=verbose, quiet=quiet)
+    interval()  # a bad BIGPAINT_PROGRESS_INTERVAL fails now, not after hours of work
 
 
 for _name in _COMMAND_MODULES:

@@ -101,6 +101,8 @@ def simulate(
     quiet: bool,
 ) -> None:
     """Run the small PM simulation of CONFIG: 2LPT ICs, PM, FoF halos, truth Fields."""
+    import logging
+
     from bigpaint.config import load_config
     from bigpaint.sim.simulate import SimulateConfig
     from bigpaint.sim.simulate import simulate as run
@@ -110,7 +112,8 @@ def simulate(
         config,
         _overrides(output=output, seed=seed, overwrite=overwrite, device=device),
     )
-    res = run(cfg, log=None if quiet else click.echo)
+    progress = logging.getLogger("bigpaint.sim.simulate").info  # stderr, like all progress
+    res = run(cfg, log=None if quiet else progress)
     click.echo(
         f"wrote {res.output}: {res.n_halos} halos, {res.steps_per_second:.2f} PM steps/s, "
         f"{res.total_seconds:.0f} s in all"

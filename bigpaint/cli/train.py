@@ -34,7 +34,7 @@ __all__ = ["register"]
 @click.option(
     "--no-resume", is_flag=True, help="Start afresh even if the run directory has a state."
 )
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress: no bar, no metrics lines.")
 def train(
     config: str,
     out: str | None,

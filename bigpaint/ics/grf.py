@@ -32,6 +32,7 @@ shapes a dask-distributed FFT by a power spectrum.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -45,6 +46,7 @@ from bigpaint.ics.noise import white_noise_array
 from bigpaint.ics.power import LinearPower
 from bigpaint.mesh.fft import irfftn, plan_fft, rfftn
 from bigpaint.mesh.kgrid import block_modes, full_location, rfft_shape
+from bigpaint.progress import compute
 
 __all__ = [
     "Precision",
@@ -318,11 +320,14 @@ def _store_block(
     return np.ones((1, 1, 1), np.uint8)
 
 
-def store_field(x: da.Array, writer: FieldWriter, *, finalize: bool = True) -> int:
+def store_field(
+    x: da.Array, writer: FieldWriter, *, finalize: bool = True, progress: bool = False
+) -> int:
     """Write a lazy 3-D dask array into a Field, one task per pending write block.
 
     The array is rechunked to the Field's write blocks if it is not already (rechunk: P2P on
     a cluster). Blocks already written (a resumed run) are computed but not rewritten.
+    ``progress`` reports the tasks of the whole graph (:func:`bigpaint.progress.compute`).
 
     Returns
     -------
@@ -346,7 +351,7 @@ def store_field(x: da.Array, writer: FieldWriter, *, finalize: bool = True) -> i
         dtype=np.uint8,
         meta=np.array((), np.uint8),
     )
-    flags.compute()
+    compute(flags, name=f"write {os.path.basename(writer.url.rstrip('/'))}", progress=progress)
     if finalize:
         writer.finalize()
     return len(todo)

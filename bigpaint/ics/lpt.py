@@ -77,6 +77,7 @@ from bigpaint.ics.noise import white_noise_array
 from bigpaint.ics.power import LinearPower
 from bigpaint.mesh.fft import irfftn, rfftn
 from bigpaint.mesh.kgrid import full_location, rfft_shape
+from bigpaint.progress import compute
 
 __all__ = [
     "LPTResult",
@@ -433,9 +434,14 @@ def _write_particle_block(
 
 
 def write_particles(
-    store: _ParticleStore, psi: Sequence[da.Array], vel: Sequence[da.Array] | None = None
+    store: _ParticleStore,
+    psi: Sequence[da.Array],
+    vel: Sequence[da.Array] | None = None,
+    *,
+    progress: bool = False,
 ) -> int:
-    """Write displaced Lagrangian cubes (``psi``, optional ``vel``) into a particle store."""
+    """Write displaced Lagrangian cubes (``psi``, optional ``vel``) into a particle store
+    (``progress``: see :func:`bigpaint.progress.compute`)."""
     import zarr
 
     g = zarr.open_group(store=store.url, mode="r")
@@ -453,7 +459,7 @@ def write_particles(
             dtype=np.uint8,
             meta=np.array((), np.uint8),
         )
-        flags.compute()
+        compute(flags, name="lpt-particles", progress=progress)
     remove_stale_partials(store.url)
     zarr.open_group(store=store.url, mode="r+").attrs["bigpaint_complete"] = True
     return len(todo)
@@ -655,7 +661,7 @@ def lpt_density(
             meta={"box_size": box, "kind": "lpt_source", "units": "1"},
             job=f"{job}-s2",
         )
-        store_field(second_order_source(fk, shape, backend=backend), s2_writer)
+        store_field(second_order_source(fk, shape, backend=backend), s2_writer, progress=progress)
         s2 = da.from_zarr(zarr_array(open_field(s2_writer.url)))
         s2k = rfftn(s2, backend=backend, check_finite=False)
 
@@ -718,8 +724,8 @@ def lpt_density(
             overwrite=overwrite,
         )
         lin = irfftn(fk * cplx.type(d1), shape, chunks=linear_writer.block_chunks, backend=backend)
-        store_field(lin, linear_writer)
-    write_particles(store, psi, vel)
+        store_field(lin, linear_writer, progress=progress)
+    write_particles(store, psi, vel, progress=progress)
 
     # 4. deposit the ordered particles
     if overwrite and os.path.exists(output):

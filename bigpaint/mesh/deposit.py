@@ -62,6 +62,7 @@ from bigpaint.mesh.assign import (
     scan_particles,
     scheme_order,
 )
+from bigpaint.progress import compute
 
 __all__ = [
     "DepositPlan",
@@ -578,7 +579,7 @@ def _route_phase(
 
         task = dask.delayed(_route_dask_batch, pure=False)
         tasks = [task(b, data[b.index], _Opaque(source), **shared) for b in batches if b.count > 0]
-        routes = list(dask.compute(*tasks, scheduler=scheduler))
+        routes = list(compute(*tasks, name="deposit-route", progress=progress, scheduler=scheduler))
     routes.sort(key=lambda r: r.index)
     ParticleScan.combine([r.scan for r in routes]).raise_if_bad(plan.box_size, wrap=wrap)
     return _Routing(batches, routes)
@@ -1055,7 +1056,7 @@ def _deposit_interlaced(
         task(idx, blocks[idx], dest, quantity=quantity, scale=scale, cell_volume=cell_volume)
         for idx in writer.pending()
     ]
-    dask.compute(*writes)
+    compute(*writes, name="deposit-interlace", progress=progress)
     return writer
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -40,6 +41,9 @@ from bigpaint.pipeline.config import (
     set_dotted,
 )
 from bigpaint.pipeline.stages import STAGE_KINDS, StageContext, StageKind
+from bigpaint.progress import heartbeat
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PlannedStage", "load_pipeline", "plan_pipeline", "run_pipeline", "stage_status"]
 
@@ -246,9 +250,7 @@ def _finite(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _say(msg: str) -> None:
-    import click
-
-    click.echo(f"[run] {msg}", err=True)
+    logger.info("[run] %s", msg)
 
 
 @contextlib.contextmanager
@@ -294,7 +296,8 @@ def run_pipeline(
         Run the cluster stages on the current Dask client (or local threads) instead of
         starting ``cfg.cluster``.
     log : callable, optional
-        ``log(str)`` for progress lines (default: stderr).
+        ``log(str)`` for stage lines (default: the ``bigpaint.pipeline.runner`` logger at
+        INFO; block progress goes to ``bigpaint.progress``).
 
     Returns
     -------
@@ -307,6 +310,9 @@ def run_pipeline(
     run_dir = resolve_out(cfg.out)
     (run_dir / RECORDS).mkdir(parents=True, exist_ok=True)
     n = len(planned)
+    for ps in planned:
+        logger.debug("plan: %s (%s) %s, hash %s, dir %s", ps.name, ps.kind.kind, ps.status,
+                     ps.hash[:12], ps.dir)  # fmt: skip
     done: list[dict[str, Any]] = []
     t_all = time.perf_counter()
     with _lazy_cluster(cluster or cfg.cluster, use_current_client) as ensure_cluster:
@@ -331,15 +337,22 @@ def run_pipeline(
             verb = "resuming" if ps.status == "resume" else "start"
             say(f"{head}: {verb}")
             t0 = time.perf_counter()
-            ctx = StageContext(
-                ps.name,
-                ps.dir,
-                f"stage {ps.name!r} ({ps.kind.kind})",
-                lambda m, _n=ps.name: say(f"  {_n}: {m}"),
-                previous=list(done),
-                run_dir=run_dir,
-            )
-            summary = _finite(ps.kind.run(ps.config, ctx))
+            # a line at least every progress interval in batch logs, blocks counted or not
+            with heartbeat(f"[run] {head}") as mark:
+
+                def stage_log(m: str, _n: str = ps.name) -> None:
+                    say(f"  {_n}: {m}")
+                    mark()
+
+                ctx = StageContext(
+                    ps.name,
+                    ps.dir,
+                    f"stage {ps.name!r} ({ps.kind.kind})",
+                    stage_log,
+                    previous=list(done),
+                    run_dir=run_dir,
+                )
+                summary = _finite(ps.kind.run(ps.config, ctx))
             seconds = time.perf_counter() - t0
             missing = [o for o in ps.outputs if not (ps.dir / o).exists()]
             if missing:

@@ -153,7 +153,8 @@ class RunConfig(_Strict):
     resume : bool
         Continue from ``out/state.pt`` when it exists.
     progress : bool
-        Show a progress bar.
+        Report progress: the metrics every ``log_every`` steps and each validation, logged
+        on stderr by the ``bigpaint`` command (a bar on a terminal).
     init_from : str, optional
         A painter checkpoint of the same architecture whose weights start the run (e.g. a
         regression pre-training before the WGAN); the normalizations are the config's.

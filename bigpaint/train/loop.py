@@ -17,7 +17,9 @@
    (:func:`bigpaint.train.validate.validate`), keeping the best as ``best.painter``; every
    ``checkpoint_every`` steps (and at the end) ``state.pt`` and ``last.painter``. State and
    checkpoints are written to temporary names and renamed, so a killed run resumes from the
-   last complete state.
+   last complete state. With ``run.progress``, the same metrics are logged every
+   ``log_every`` steps and each validation once (:mod:`bigpaint.progress`: a bar instead
+   of the step lines when stderr is a terminal).
 
 Checkpoints record their provenance: the config, the input and target Fields (path, kind,
 box, redshift and their own provenance), step, elapsed time, device, torch version and the
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -41,6 +44,7 @@ import torch
 import yaml
 
 from bigpaint.errors import ConfigError
+from bigpaint.progress import Progress
 from bigpaint.train.config import TrainConfig
 
 __all__ = ["TrainResult", "select_device", "train"]
@@ -48,6 +52,8 @@ __all__ = ["TrainResult", "select_device", "train"]
 STATE = "state.pt"
 METRICS = "metrics.csv"
 VAL_KEYS = ("val_loss", "score", "pk_logratio", "r_c", "T")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -183,6 +189,15 @@ class _MetricsLog:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
+def _metric_text(row: dict[str, Any], keys: tuple[str, ...]) -> str:
+    """``loss 0.1234, lr 0.0002, ...`` for the keys of ``row`` that are present."""
+    return ", ".join(
+        f"{k} {row[k]:.4g}" if isinstance(row[k], float) else f"{k} {row[k]}"
+        for k in keys
+        if k in row
+    )
+
+
 def _save_state(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
@@ -248,13 +263,16 @@ def train(cfg: TrainConfig | dict[str, Any]) -> TrainResult:
     best_path, last_path = out / "best.painter", out / "last.painter"
     t0 = time.perf_counter()
     history: list[dict[str, Any]] = []
-    bar = None
-    if run.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=run.max_steps, initial=objective.step, desc=f"train {cfg.family}", unit="step"
-        )
+    name = f"train {cfg.family}"
+    prog = Progress(
+        name,
+        run.max_steps,
+        unit="steps",
+        enabled=run.progress,
+        initial=objective.step,
+        heartbeat=False,
+    )
+    logger.debug("%s: %s, autocast %s, from step %d", name, device, amp, objective.step)
 
     def provenance(metrics: dict[str, Any]) -> dict[str, Any]:
         extra = {
@@ -283,42 +301,46 @@ def train(cfg: TrainConfig | dict[str, Any]) -> TrainResult:
         _save_state(state_path, state)
 
     last_metrics: dict[str, Any] = {}
-    while objective.step < run.max_steps:
-        phase = objective.phase
-        metrics = objective.train_step()
-        step = objective.step
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.4g}", phase=phase)
-        row = {
-            "step": step,
-            "elapsed_s": time.perf_counter() - t0,
-            "phase": phase,
-            "lr": objective.lr,
-            **metrics,
-        }
-        final = step >= run.max_steps or (
-            run.max_time is not None and time.perf_counter() - t0 >= run.max_time
-        )
-        if step % run.val_every == 0 or final:
-            v = objective.validate()
-            v["val_loss"] = objective.val_loss(run.val_batches)
-            objective.after_validation(float(v["score"]))
-            row.update({k: v[k] for k in VAL_KEYS if k in v})
-            history.append({k: val for k, val in row.items()})
-            last_metrics = v
-            if v["score"] < best_score or not best_path.exists():
-                best_score = min(best_score, float(v["score"]))
-                save_checkpoint(painter, best_path, provenance=provenance(v))
-            log.write(row)
-        elif step % run.log_every == 0:
-            log.write(row)
-        if step % run.checkpoint_every == 0 or final:
-            checkpoint(last_metrics)
-        if final:
-            break
-    if bar is not None:
-        bar.close()
+    with prog:  # closed with its final line, or "stopped at" on an error
+        while objective.step < run.max_steps:
+            phase = objective.phase
+            metrics = objective.train_step()
+            step = objective.step
+            prog.update(1, loss=f"{metrics['loss']:.4g}", phase=phase)
+            row = {
+                "step": step,
+                "elapsed_s": time.perf_counter() - t0,
+                "phase": phase,
+                "lr": objective.lr,
+                **metrics,
+            }
+            final = step >= run.max_steps or (
+                run.max_time is not None and time.perf_counter() - t0 >= run.max_time
+            )
+            if step % run.log_every == 0 or final:
+                prog.report(_metric_text(row, ("phase", "lr", *metrics)))
+            if step % run.val_every == 0 or final:
+                v = objective.validate()
+                v["val_loss"] = objective.val_loss(run.val_batches)
+                objective.after_validation(float(v["score"]))
+                row.update({k: v[k] for k in VAL_KEYS if k in v})
+                history.append({k: val for k, val in row.items()})
+                last_metrics = v
+                best = v["score"] < best_score or not best_path.exists()
+                if best:
+                    best_score = min(best_score, float(v["score"]))
+                    save_checkpoint(painter, best_path, provenance=provenance(v))
+                if prog.mode != "off":
+                    note = " (best so far)" if best else ""
+                    text = _metric_text(row, VAL_KEYS)
+                    logger.info("%s: validation at step %d: %s%s", name, step, text, note)
+                log.write(row)
+            elif step % run.log_every == 0:
+                log.write(row)
+            if step % run.checkpoint_every == 0 or final:
+                checkpoint(last_metrics)
+            if final:
+                break
     if saved_step != objective.step or not last_path.exists():
         checkpoint(last_metrics)
     return TrainResult(

@@ -13,6 +13,7 @@ from bigpaint.field import data_var, field_meta, open_field
 from bigpaint.mesh.assign import deposit
 
 from ..io.test_gadget import write_gadget
+from ..test_cli import _not_logged
 
 
 def run(*args: str):
@@ -21,7 +22,7 @@ def run(*args: str):
 
 def one_line_error(result, pattern: str) -> None:
     assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    lines = _not_logged(result.output)  # progress lines may come before the error
     assert len(lines) == 1, result.output
     assert lines[0].startswith("bigpaint: error: ") and re.search(pattern, lines[0]), lines[0]
 

@@ -27,6 +27,7 @@ def _stage_lines(output: str) -> dict[str, str]:
     """stage name -> its last status word ("skipped", "start", "resuming", ...)."""
     status = {}
     for line in output.splitlines():
+        line = line[line.find("[run] ") :]  # after the time stamp
         if line.startswith("[run] ") and "/" in line.split()[1]:
             name, rest = line.split()[2], line.split(": ", 1)[1]
             status[name] = status.get(name, "") + "|" + rest
