@@ -31,8 +31,16 @@ import xarray as xr
 import zarr
 from dask.array.core import normalize_chunks
 
+from bigpaint.chunk_read import read_region
 from bigpaint.context import as_context
-from bigpaint.errors import ChunkingError, NonFiniteError, ShapeError
+from bigpaint.errors import (
+    STORAGE_ERRNOS,
+    BigpaintError,
+    ChunkingError,
+    NonFiniteError,
+    ShapeError,
+    storage_error,
+)
 from bigpaint.field import FieldWriter, zarr_array
 from bigpaint.progress import Progress
 
@@ -174,11 +182,19 @@ def periodic_read(
     segs = [_axis_segments(a, b, n) for (a, b), n in zip(window, spatial, strict=True)]
     out_shape = lead + tuple(b - a for a, b in window)
     out = np.empty(out_shape, dtype=dtype or array.dtype)
+    read = _zarr_reader(array) if isinstance(array, zarr.Array) else None
     for combo in itertools.product(*segs):
-        src = tuple(slice(s0, s1) for s0, s1, _ in combo)
+        src = (Ellipsis, *(slice(s0, s1) for s0, s1, _ in combo))
         dst = tuple(slice(d0, d0 + s1 - s0) for s0, s1, d0 in combo)
-        out[(Ellipsis, *dst)] = np.asarray(array[(Ellipsis, *src)])
+        out[(Ellipsis, *dst)] = read(src) if read else np.asarray(array[src])
     return out
+
+
+def _zarr_reader(array: zarr.Array) -> Callable[[Any], np.ndarray]:
+    """Region reads of a bare Zarr array whose errors name its store and chunk."""
+    url = str(getattr(array.store, "root", None) or array.store).removeprefix("file://")
+    name = array.path or "(root array)"
+    return lambda region: read_region(array, region, url=url, name=name)
 
 
 # ---------------------------------------------------------------- cached Zarr source
@@ -301,7 +317,7 @@ class FieldSource:
                     slice(i * c, min((i + 1) * c, n))
                     for i, c, n in zip(cidx, rc, spatial, strict=True)
                 )
-                return np.asarray(array[(Ellipsis, *sl)])
+                return read_region(array, (Ellipsis, *sl), url=self.url, name=self.name)
 
             chunk = cache.get((self.url, self.name, self.stamp, cidx), load)
             out[(Ellipsis, *(p[2] for p in combo))] = chunk[(Ellipsis, *(p[1] for p in combo))]
@@ -521,7 +537,12 @@ def _run_block(
             f"it must return the window {window.shape[-3:]} or the core {core_shape}"
         )
     if isinstance(dest, FieldWriter):
-        dest.write_block(index, out)
+        try:
+            dest.write_block(index, out)
+        except OSError as exc:  # a full, read-only or forbidden output: name it and the block
+            if exc.errno not in STORAGE_ERRNOS or isinstance(exc, BigpaintError):
+                raise
+            raise storage_error(exc, dest.url) from None
     else:
         dest[(Ellipsis, *core_sl)] = out
     return time.perf_counter() - t0

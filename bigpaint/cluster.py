@@ -26,7 +26,7 @@ from bigpaint.config import (
 )
 from bigpaint.errors import ConfigError, MissingDependencyError
 
-__all__ = ["connect", "job_script", "make_cluster"]
+__all__ = ["connect", "job_script", "make_cluster", "task_memory", "worker_memory"]
 
 logger = logging.getLogger(__name__)
 
@@ -209,3 +209,50 @@ def _existing_scheduler(cfg: SchedulerClusterConfig, timeout: float) -> Any:
         raise ConfigError(
             f"cannot reach the scheduler of {where} ({exc}); is it still running?"
         ) from None
+
+
+def worker_memory(cfg: ClusterConfig | None = None) -> int | None:
+    """Memory in bytes one worker of the configured cluster may use, before it starts.
+
+    ``local`` and ``local-cuda``: the memory limit, ``auto`` splitting this machine's memory
+    over the workers as Dask does, 0 (no limit) the whole machine; ``slurm``: the job's memory
+    over its worker processes; ``scheduler``: None (its workers are not known in advance).
+    """
+    import psutil
+
+    from bigpaint.config import parse_size
+
+    total = int(psutil.virtual_memory().total)
+    cfg = cfg or LocalClusterConfig()
+    if isinstance(cfg, SchedulerClusterConfig):
+        return None
+    if isinstance(cfg, SlurmClusterConfig):
+        return parse_size(cfg.memory, "memory") // cfg.processes
+    limit = cfg.memory_limit
+    if isinstance(cfg, LocalClusterConfig):
+        n = cfg.n_workers or max(1, (os.cpu_count() or 1) // cfg.threads_per_worker)
+    else:  # one worker per GPU
+        visible = cfg.CUDA_VISIBLE_DEVICES
+        n = len(visible.split(",")) if visible else 1
+    if limit == "auto":
+        return max(1, total // n)
+    if limit == 0:
+        return total
+    return min(total, parse_size(limit, "memory_limit"))
+
+
+def task_memory() -> int:
+    """Memory in bytes one task may use here and now: the smallest worker memory limit of
+    the current Dask client's workers, else (no client, or no limits) this machine's memory."""
+    import psutil
+
+    total = int(psutil.virtual_memory().total)
+    try:
+        from distributed import get_client
+
+        workers = get_client().scheduler_info()["workers"].values()
+    except (ImportError, ValueError, KeyError):
+        return total
+    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    limits = [m for m in limits if m > 0]
+    return min(limits) if limits else total

@@ -39,14 +39,17 @@ from pydantic import (
     model_validator,
 )
 
+from bigpaint.chunk_read import DAMAGED_FIX, FieldArray, read_region
 from bigpaint.errors import (
     ChunkingError,
+    DamagedStoreError,
     FieldExistsError,
     FieldIncompleteError,
     FieldNotFoundError,
     MetadataError,
     NotAFieldError,
     ShapeError,
+    storage_error,
 )
 
 __all__ = [
@@ -260,6 +263,11 @@ def _read_group(url: str, storage_options: Mapping[str, Any] | None) -> zarr.Gro
         raise FieldNotFoundError(f"no Field at {url}: the path does not exist; check the path")
     try:
         group = _open_group(url, storage_options, mode="r")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DamagedStoreError(
+            f"{url} is damaged: its group metadata ({url}/zarr.json) cannot be read "
+            f"({type(exc).__name__}); {DAMAGED_FIX}"
+        ) from None
     except Exception as exc:  # zarr raises several types for "not a v3 group"
         raise NotAFieldError(
             f"{url} is not a Field: no Zarr v3 group there ({type(exc).__name__}); "
@@ -279,10 +287,29 @@ def _read_group(url: str, storage_options: Mapping[str, Any] | None) -> zarr.Gro
     return group
 
 
+def _member(group: zarr.Group, path: str, url: str) -> zarr.Array:
+    """The array ``path`` of a Field's group, or a one-line DamagedStoreError naming it."""
+    try:
+        node = group[path]
+    except KeyError:
+        raise DamagedStoreError(
+            f"{url} is damaged: its array {path!r} is missing; {DAMAGED_FIX}"
+        ) from None
+    except Exception as exc:  # unreadable metadata: JSONDecodeError, zarr's own errors
+        raise DamagedStoreError(
+            f"{url} is damaged: the metadata of its array {path!r} ({url}/{path}/zarr.json) "
+            f"cannot be read ({type(exc).__name__}); {DAMAGED_FIX}"
+        ) from None
+    if not isinstance(node, zarr.Array):
+        raise DamagedStoreError(f"{url} is damaged: {path!r} is not an array; {DAMAGED_FIX}")
+    return node
+
+
 def _data_name(group: zarr.Group, url: str) -> str:
     name = group.attrs.get("bigpaint_variable")
-    if not isinstance(name, str) or name not in group:
+    if not isinstance(name, str) or not name:
         raise NotAFieldError(f"{url}: Field metadata names no data variable; the store is damaged")
+    _member(group, name, url)
     return name
 
 
@@ -606,27 +633,63 @@ def open_field(
     opts = dict(storage_options or {})
     group = _read_group(url, opts)
     name = _data_name(group, url)
-    arr = group[name]
+    arr = _member(group, name, url)
     if arr.ndim not in (3, 4):
         raise ShapeError(
             f"{url}: data variable {name!r} has {arr.ndim} dimensions; a Field is 3-D "
             "(x, y, z) or 4-D (channel, x, y, z)"
         )
+    done = _member(group, _DONE_PATH, url)
+    for dim in SPATIAL_DIMS:
+        _member(group, dim, url)
     if require_complete and not group.attrs.get("bigpaint_complete", False):
-        done = np.asarray(group[_DONE_PATH][...])
+        marks = read_region(done, ..., url=url, name=_DONE_PATH)
         raise FieldIncompleteError(
-            f"{url} is unfinished ({int(done.sum())}/{done.size} blocks written) and cannot be an "
-            "input; re-run the command that writes it to resume, or delete it"
+            f"{url} is unfinished ({int(marks.sum())}/{marks.size} blocks written) and cannot be "
+            "an input; re-run the command that writes it to resume, or delete it"
         )
     kwargs: dict[str, Any] = {"consolidated": False, "zarr_format": 3, "chunks": {}}
     if opts and "://" in url:
         kwargs["storage_options"] = opts
-    ds = xr.open_zarr(url, **kwargs)
+    try:
+        ds = xr.open_zarr(url, **kwargs)
+    except OSError as exc:
+        raise storage_error(exc, url, doing="read") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DamagedStoreError(
+            f"{url} is damaged: xarray cannot open it ({type(exc).__name__}); {DAMAGED_FIX}"
+        ) from None
     _validate_meta({k: ds.attrs[k] for k in FieldMeta.model_fields if k in ds.attrs})
+    ds[name] = ds[name].copy(data=_guarded_data(ds[name].data, url, name, arr, opts, group))
     ds.encoding["bigpaint_url"] = url
     ds.encoding["bigpaint_storage_options"] = opts
     ds.encoding["bigpaint_variable"] = name
     return ds
+
+
+def _guarded_data(
+    lazy: Any, url: str, name: str, arr: zarr.Array, opts: dict[str, Any], group: zarr.Group
+) -> Any:
+    """The variable as a dask array chunked like ``lazy`` whose reads name a damaged chunk
+    (:mod:`bigpaint.chunk_read`) instead of failing with a bare codec error."""
+    import uuid
+
+    import dask.array as da
+    from dask.base import tokenize
+
+    source = FieldArray(url, name, tuple(arr.shape), np.dtype(arr.dtype), opts)
+    # a finished Field never changes: its token is stable; an unfinished one may change
+    stamp = group.attrs.get("bigpaint_finished") or uuid.uuid4().hex
+    return da.from_array(
+        source,
+        chunks=lazy.chunks,
+        name=f"open_field-{name}-{tokenize(url, name, stamp, arr.shape, str(arr.dtype))}",
+        asarray=False,
+        fancy=False,
+        lock=False,
+        meta=np.empty((0,) * arr.ndim, dtype=arr.dtype),
+        inline_array=True,
+    )
 
 
 def field_meta(ds: xr.Dataset) -> FieldMeta:
@@ -651,8 +714,8 @@ def field_info(url: str, *, storage_options: Mapping[str, Any] | None = None) ->
     url = str(url)
     group = _read_group(url, storage_options)
     name = _data_name(group, url)
-    arr = group[name]
-    done = np.asarray(group[_DONE_PATH][...])
+    arr = _member(group, name, url)
+    done = read_region(_member(group, _DONE_PATH, url), ..., url=url, name=_DONE_PATH)
     fs, root = _fs(url, storage_options)
     try:
         stored = int(fs.du(root))

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from bigpaint.errors import BigpaintError
+from bigpaint.errors import STORAGE_ERRNOS, BigpaintError, storage_error
 
 __all__ = ["cli", "main"]
 
@@ -55,6 +55,10 @@ class _Group(click.Group):
         except Exception as exc:
             if debug:
                 raise
+            if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS and exc.filename:
+                # last resort for a refusing file system that no reader or writer named itself
+                click.echo(f"bigpaint: error: {storage_error(exc)}", err=True)
+                ctx.exit(2)
             click.echo(
                 f"bigpaint: unexpected error: {type(exc).__name__}: {exc} "
                 "(re-run with --debug for the traceback)",

@@ -87,9 +87,12 @@ def deposit(
     Positions are in Mpc/h (Gadget: converted from the snapshot's unit). Bad input is
     refused before anything is written; re-running after an interruption resumes.
     """
+    from bigpaint.errors import check_writable
     from bigpaint.io.particles import open_particles
     from bigpaint.mesh.deposit import deposit_to_field
 
+    if spill_dir is not None:
+        check_writable(spill_dir, "--spill-dir")
     src = open_particles(  # refuse a bad input before starting a cluster
         particles,
         box_size=box_size,

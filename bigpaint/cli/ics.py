@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from bigpaint.cli._common import cluster_options, open_cluster
+from bigpaint.cli._common import cluster_config, cluster_options, open_cluster
 
 __all__ = ["register"]
 
@@ -51,6 +51,7 @@ def ics(
 
     cfg = load_config(IcsConfig, config, _overrides(output=output, seed=seed, overwrite=overwrite))
     cfg.check_tile()  # refuse a bad grid before starting a cluster
+    cfg.check_size(cluster_config(cluster_file, workers))
     with open_cluster(cluster_file, workers):
         writer = run_ics(cfg)
     click.echo(f"wrote {writer.url} (delta_lin, {writer.shape}, z = {cfg.redshift})")
@@ -76,6 +77,7 @@ def lpt(
 
     cfg = load_config(LptConfig, config, _overrides(output=output, seed=seed, overwrite=overwrite))
     cfg.check_tile()
+    cfg.check_size(cluster_config(cluster_file, workers))
     with open_cluster(cluster_file, workers):
         res = run_lpt(cfg, progress=True)
     extra = f", particles in {res.particles}" if res.particles else ""

@@ -7,6 +7,8 @@ input before a cluster starts. Re-running the same command resumes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from bigpaint.cli._common import cluster_config, cluster_options, parse_chunks
@@ -113,6 +115,7 @@ def paint(
     plan = plan_paint(
         cfg.checkpoint, open_field(cfg.input), chunks=cfg.chunks, margin=cfg.margin, slab=slab_arg
     )
+    budget = _check_painter(plan, cfg.memory_budget)
     with connect(cluster):
         paint_field(
             cfg.checkpoint,
@@ -121,7 +124,7 @@ def paint(
             chunks=cfg.chunks,
             margin=cfg.margin,
             device=cfg.device,
-            memory_budget=cfg.memory_budget,
+            memory_budget=budget,
             autocast=cfg.autocast,
             slab=slab_arg,
             overwrite=cfg.overwrite,
@@ -132,6 +135,24 @@ def paint(
         f"painted {cfg.output} {plan.out_shape} with {plan.checkpoint.meta.family} "
         f"(margin {plan.margin}, chunks {plan.chunks})"
     )
+
+
+def _check_painter(plan: Any, memory_budget: str | int | None) -> int | None:
+    """Load the painter here, so that damaged weights are refused before a cluster starts,
+    and refuse a memory budget that is junk or below what its smallest sub-tile needs
+    (:func:`bigpaint.paint.plan.min_memory_budget`). Returns the budget in bytes."""
+    from bigpaint.config import parse_size
+    from bigpaint.paint.plan import check_memory_budget
+    from bigpaint.paint.workers import bytes_per_voxel
+    from bigpaint.painters import load_checkpoint
+
+    budget = None
+    if memory_budget is not None:
+        budget = parse_size(memory_budget, "--memory-budget (memory_budget)")
+    painter, _ = load_checkpoint(plan.checkpoint.path)
+    if budget is not None:
+        check_memory_budget(plan, budget, bytes_per_voxel(painter))
+    return budget
 
 
 def register(group: click.Group) -> None:

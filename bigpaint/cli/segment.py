@@ -119,14 +119,14 @@ def segment(
     Resumable: running the same command again after an interruption skips the finished
     blocks (kept in a scratch directory next to OUTPUT, or under --workdir).
     """
-    import numpy as np
-
     from bigpaint.field import open_field
     from bigpaint.segment.catalog import segment_field
     from bigpaint.segment.engine import SegmentParams
-    from bigpaint.segment.threshold import load_calibration
+    from bigpaint.segment.threshold import check_thresholds, load_calibration, trajectory_ladder
 
-    thresholds = tuple(np.linspace(threshold, 1.0, trajectories)) if trajectories else ()
+    check_thresholds(threshold, marker_threshold)
+    thresholds = trajectory_ladder(threshold, trajectories)
+    _check_options(rho_bar=rho_bar, workdir=workdir)
     params = SegmentParams(
         threshold=threshold,
         min_distance=min_distance,
@@ -186,6 +186,9 @@ def calibrate_threshold(
 ) -> None:
     """Fit the adaptive threshold of CATALOG (segmented with --trajectories) to TRUTH; save OUTPUT."""
     from bigpaint.segment.catalog import calibrate_catalog
+    from bigpaint.segment.threshold import check_calibration_bins
+
+    check_calibration_bins(volume_bins, distance_bins, segments, min_count)
 
     cal = calibrate_catalog(
         catalog,
@@ -232,6 +235,8 @@ def hmf(
     """Halo mass function of CATALOG, with Poisson errors (and the ratio to --truth)."""
     from bigpaint.segment.hmf import hmf_report
 
+    _check_options(box=box, min_mass=min_mass)
+
     ds, paths = hmf_report(
         catalog,
         truth=truth,
@@ -266,6 +271,34 @@ def hmf(
         )
     for p in paths:
         click.echo(f"wrote {p}")
+
+
+def _check_options(
+    *,
+    rho_bar: float | None = None,
+    workdir: str | None = None,
+    box: float | None = None,
+    min_mass: float | None = None,
+) -> None:
+    """Refuse option values out of range (one-line errors), before any work."""
+    import math
+
+    from bigpaint.errors import ConfigError, check_writable
+
+    if rho_bar is not None and not (math.isfinite(rho_bar) and rho_bar > 0):
+        raise ConfigError(
+            f"--rho-bar must be a positive mean density in (Msun/h)/(Mpc/h)^3, got {rho_bar:g}; "
+            "every mass is rho_bar times a volume"
+        )
+    if box is not None and not (math.isfinite(box) and box > 0):
+        raise ConfigError(f"--box must be a positive box side in Mpc/h, got {box}")
+    if min_mass is not None and not math.isfinite(min_mass):
+        raise ConfigError(
+            f"--min-mass must be a finite mass in Msun/h, got {min_mass} (it would drop every "
+            "halo or none)"
+        )
+    if workdir is not None:
+        check_writable(workdir, "--workdir")
 
 
 def register(group: click.Group) -> None:

@@ -7,7 +7,7 @@ closest valid one); :func:`run_ics` and :func:`run_lpt` turn a validated config 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,6 +63,64 @@ class IcsConfig(BaseModel):
     power: PowerConfig = Field(default_factory=PowerConfig)
     overwrite: bool = False
 
+    def fft_grids(self) -> tuple[int, ...]:
+        """Grid sizes (cells per side) of the distributed FFTs this job runs."""
+        return (self.grid,)
+
+    def check_size(self, cluster: Any = None) -> None:
+        """Refuse, before a cluster starts, a grid whose FFTs cannot fit (one-line error).
+
+        Two bounds, for the largest FFT grid ``n``: one task of the FFT holds at least a whole
+        plane (``slab``) or a whole line (``pencil``) of complex modes, three times (input,
+        output, transform), and that must fit in a worker's memory; and the ``n^2 (n/2+1)``
+        complex modes must fit in the memory and free disk of this machine when the cluster
+        runs here (``local``, ``local-cuda``: Dask spills to disk). Clusters elsewhere
+        (``slurm``, ``scheduler``) are checked per worker only.
+
+        Parameters
+        ----------
+        cluster : cluster config, optional
+            Where the job will run (default: a local cluster).
+
+        Raises
+        ------
+        TooLargeError
+        """
+        import shutil
+        import tempfile
+
+        import psutil
+
+        from bigpaint.cluster import worker_memory
+        from bigpaint.config import LocalClusterConfig, LocalCudaClusterConfig, format_bytes
+        from bigpaint.errors import TooLargeError
+
+        n = max(self.fft_grids())
+        item = 8 if self.precision == "single" else 16
+        half = n // 2 + 1
+        unit = 3 * (n * half if self.fft_backend == "slab" else n) * item
+        per_worker = worker_memory(cluster)
+        if per_worker is not None and unit > per_worker:
+            what = "plane" if self.fft_backend == "slab" else "line"
+            alt = "fft_backend: pencil, " if self.fft_backend == "slab" else ""
+            raise TooLargeError(
+                f"grid {n}^3 needs {format_bytes(unit)} per FFT task (a whole {what} of "
+                f"{self.precision}-precision modes, three times), more than the "
+                f"{format_bytes(per_worker)} a worker may use; use {alt}workers with more "
+                "memory, or a smaller grid"
+            )
+        if cluster is None or isinstance(cluster, (LocalClusterConfig, LocalCudaClusterConfig)):
+            scratch = getattr(cluster, "local_directory", None) or tempfile.gettempdir()
+            have = int(psutil.virtual_memory().total) + shutil.disk_usage(scratch).free
+            need = n * n * half * item
+            if need > have:
+                raise TooLargeError(
+                    f"grid {n}^3 has {format_bytes(need)} of {self.precision}-precision Fourier "
+                    f"modes, more than this machine's memory and the free disk of {scratch} "
+                    f"together ({format_bytes(have)}); choose a smaller grid, or run on a "
+                    "cluster with the memory (a slurm cluster file)"
+                )
+
     def check_tile(self) -> None:
         """Refuse a grid that is not a multiple of the noise tile (one-line error)."""
         from bigpaint.ics.noise import white_noise_array
@@ -99,6 +157,10 @@ class LptConfig(IcsConfig):
     velocities: bool = False
     linear_output: str | None = None
     scratch_dir: str | None = None
+
+    def fft_grids(self) -> tuple[int, ...]:
+        """The particle grid (displacements) and the density mesh."""
+        return (self.grid, self.nmesh or self.grid)
 
 
 def run_ics(cfg: IcsConfig) -> FieldWriter:

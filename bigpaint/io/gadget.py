@@ -27,8 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from bigpaint.errors import FieldNotFoundError, MetadataError, ShapeError
-from bigpaint.io.particles import DEFAULT_BATCH_SIZE, Batch, ParticleSource, _as_float, _split
+from bigpaint.errors import FieldNotFoundError, MetadataError, NegativeMassError, ShapeError
+from bigpaint.io.particles import (
+    DEFAULT_BATCH_SIZE,
+    Batch,
+    ParticleSource,
+    _as_float,
+    _split,
+    check_masses,
+)
 
 __all__ = ["GadgetSnapshot", "gadget_files", "read_header"]
 
@@ -258,6 +265,12 @@ class GadgetSnapshot(ParticleSource):
                 f"snapshot {self.path}: files hold {sum(counts)} particles of type {self.ptype} but "
                 f"NumPart_Total says {total}; the set is incomplete or mixed"
             )
+        table_mass = float(header["MassTable"][self.ptype])
+        if not has_masses and not table_mass >= 0:
+            raise NegativeMassError(
+                f"{files[0]}: MassTable gives particle type {self.ptype} the mass {table_mass:g}; "
+                "masses must be >= 0: fix the header, or deposit a type with valid masses"
+            )
         stored_box = (box * factor,) * 3
         if self.box_size is not None:
             from bigpaint.io.particles import resolve_box_size
@@ -316,6 +329,7 @@ class GadgetSnapshot(ParticleSource):
             sl = slice(batch.offset, batch.offset + batch.count)
             pos = _as_float(f[group]["Coordinates"][sl])
             mass = np.asarray(f[group]["Masses"][sl]) if self._masses else None
+        check_masses(mass, f"{self.files[batch.part]}: {group}/Masses", batch.start)
         if self.factor != 1.0:
             # in float64, exactly as the box size is converted, so x <= BoxSize stays <= L
             pos = pos.astype(np.float64) * self.factor

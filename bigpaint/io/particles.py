@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bigpaint.errors import FieldNotFoundError, MetadataError, ShapeError
+from bigpaint.errors import FieldNotFoundError, MetadataError, NegativeMassError, ShapeError
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -33,6 +33,7 @@ __all__ = [
     "NpyParticles",
     "ParticleSource",
     "ZarrParticles",
+    "check_masses",
     "open_particles",
     "resolve_box_size",
 ]
@@ -99,6 +100,24 @@ def _check_masses_shape(shape: Sequence[int], n: int, what: str) -> None:
     if tuple(int(s) for s in shape) != (n,):
         raise ShapeError(
             f"{what} must have shape ({n},) to match the positions, got {tuple(shape)}"
+        )
+
+
+def check_masses(masses: np.ndarray | None, what: str, offset: int = 0) -> None:
+    """Refuse negative masses (one-line :class:`NegativeMassError` naming the first).
+
+    Deposits sum masses into cells; a negative one would silently cancel real mass. NaN
+    masses are left to the deposit's own scan, which names them.
+    """
+    if masses is None or masses.size == 0 or np.dtype(masses.dtype).kind == "u":
+        return
+    neg = np.asarray(masses) < 0
+    if neg.any():
+        i = int(np.argmax(neg))
+        raise NegativeMassError(
+            f"{what}: {int(neg.sum())} of {masses.size} masses are negative (first: particle "
+            f"{offset + i}, mass {float(masses[i]):g}); masses must be >= 0: fix them, or "
+            "deposit without masses to count particles"
         )
 
 
@@ -188,6 +207,7 @@ class ArrayParticles(ParticleSource):
             m = np.asarray(self.masses)
             _check_masses_shape(m.shape, n, "masses")
             _check_real(m.dtype, "masses")
+            check_masses(m, "masses")
             object.__setattr__(self, "masses", m)
         object.__setattr__(self, "box_size", _box3(self.box_size))
 
@@ -267,6 +287,7 @@ class NpyParticles(ParticleSource):
         mass = None
         if self.masses_path is not None:
             mass = np.array(_open_npy(self.masses_path)[sl])
+            check_masses(mass, f"masses in {self.masses_path}", batch.start)
         return pos, mass
 
     def describe(self) -> str:
@@ -388,6 +409,7 @@ class ZarrParticles(ParticleSource):
         pos_arr = node[self._pos_path] if self._pos_path else node
         pos = _as_float(np.asarray(pos_arr[sl]))
         mass = np.asarray(node["masses"][sl]) if self._masses else None
+        check_masses(mass, f"{self.url}/masses", batch.start)
         return pos, mass
 
     def describe(self) -> str:

@@ -55,8 +55,10 @@ __all__ = [
     "CheckpointInfo",
     "PaintPlan",
     "SlabSpec",
+    "check_memory_budget",
     "checkpoint_hash",
     "default_margin",
+    "min_memory_budget",
     "plan_paint",
     "read_checkpoint_info",
 ]
@@ -447,3 +449,50 @@ def plan_paint(
         cell_size=cell,  # type: ignore[arg-type]
         out_meta=out_meta,
     )
+
+
+def min_memory_budget(plan: PaintPlan, bytes_per_voxel: int) -> tuple[int, tuple[int, ...]]:
+    """The smallest memory budget a paint job can run under, and the window it holds.
+
+    Blocks are sub-tiled to fit the budget (:func:`bigpaint.paint.workers.paint_images`),
+    but a sub-tile narrower than the margin it repaints costs more than 26 voxels of
+    context per painted voxel, and at one voxel per sub-tile painting crawls for hours with
+    no visible progress. So the smallest sub-tile is as wide as the margin (the context of
+    ``valid`` painters), at least one alignment (one tile for ``tile`` painters), and at most
+    the block; the budget must hold its window at ``bytes_per_voxel`` activation bytes per
+    input voxel.
+
+    Returns
+    -------
+    (int, tuple of int)
+        Bytes, and the window's shape in voxels over the painted axes.
+    """
+    from bigpaint.paint.workers import subtile_windows
+
+    meta = plan.checkpoint.meta
+    align = int(meta.tile) if plan.mode == "tile" and meta.tile else int(meta.alignment)
+    edge = align if plan.mode == "tile" else max(align, plan.margin, 1)
+    axes = ([a for a in range(3) if a != plan.slab.axis] if plan.slab is not None else [0, 1, 2])[
+        : meta.ndim
+    ]
+    core = [min(edge, plan.chunks[a]) for a in axes]
+    jobs = subtile_windows(
+        [0] * len(core), core, mode=plan.mode, margin=plan.margin, alignment=align, tile=edge
+    )
+    window = max((tuple(hi - lo for lo, hi in win) for _, win in jobs), key=math.prod)
+    return math.prod(window) * int(bytes_per_voxel), window
+
+
+def check_memory_budget(plan: PaintPlan, budget: int, bytes_per_voxel: int) -> None:
+    """Refuse a memory budget below :func:`min_memory_budget` (one-line ConfigError)."""
+    from bigpaint.config import format_bytes
+
+    need, window = min_memory_budget(plan, bytes_per_voxel)
+    if budget < need:
+        raise ConfigError(
+            f"memory budget {format_bytes(budget)} is below the {format_bytes(need)} that "
+            f"{plan.checkpoint.meta.family} needs for its smallest sub-tile (a "
+            f"{'x'.join(map(str, window))}-voxel window at {bytes_per_voxel} bytes of "
+            f"activations per voxel); give --memory-budget (memory_budget) of at least "
+            f"{format_bytes(need, round_up=True)}, or leave it out for the default"
+        )

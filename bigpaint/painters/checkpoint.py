@@ -52,6 +52,8 @@ __all__ = [
 FORMAT_VERSION = 1
 METADATA = "metadata.json"
 WEIGHTS = "weights.pt"
+#: What to do about a damaged checkpoint (the end of its error messages).
+DAMAGED = "the checkpoint is damaged; copy it again or re-run bigpaint train to write it"
 
 
 def save_checkpoint(
@@ -102,20 +104,18 @@ def read_metadata(path: str | Path) -> PainterMetadata:
     if not mfile.is_file():
         raise CheckpointError(f"{path} is not a painter checkpoint: {METADATA} is missing")
     try:
-        raw = json.loads(mfile.read_text())
+        raw = json.loads(mfile.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{mfile} is not JSON text; {DAMAGED}") from None
     except json.JSONDecodeError as exc:
-        raise CheckpointError(
-            f"{mfile} is not valid JSON (line {exc.lineno}); the checkpoint is damaged"
-        ) from None
+        raise CheckpointError(f"{mfile} is not valid JSON (line {exc.lineno}); {DAMAGED}") from None
     if not isinstance(raw, dict) or raw.get("format") != "bigpaint-painter":
         raise CheckpointError(
             f"{path} is not a bigpaint painter checkpoint (format {raw.get('format') if isinstance(raw, dict) else None!r})"
         )
     version = raw.get("format_version")
     if not isinstance(version, int):
-        raise CheckpointError(
-            f"{mfile}: format_version is missing or not an integer; the checkpoint is damaged"
-        )
+        raise CheckpointError(f"{mfile}: format_version is missing or not an integer; {DAMAGED}")
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has painter checkpoint format {version}, this bigpaint reads up to "
@@ -157,16 +157,14 @@ def _read_state(path: Path, meta: PainterMetadata) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(wfile, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(
-            f"{wfile} cannot be read ({type(exc).__name__}); the checkpoint is damaged"
-        ) from None
+        raise CheckpointError(f"{wfile} cannot be read ({type(exc).__name__}); {DAMAGED}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{wfile} is not a state dict of tensors; the checkpoint is damaged")
+        raise CheckpointError(f"{wfile} is not a state dict of tensors; {DAMAGED}")
     recorded = {k: tuple(v) for k, v in meta.parameter_shapes.items()}
     actual = {k: tuple(v.shape) for k, v in state.items()}
     if recorded != actual:
         raise CheckpointError(
-            f"{path}: {WEIGHTS} disagrees with {METADATA} about the tensors; the checkpoint is damaged"
+            f"{path}: {WEIGHTS} disagrees with {METADATA} about the tensors; {DAMAGED}"
         )
     return state
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,11 +40,77 @@ __all__ = [
     "Calibration",
     "apply_calibration",
     "calibrate",
+    "check_calibration_bins",
+    "check_thresholds",
     "load_calibration",
     "trajectory_curves",
+    "trajectory_ladder",
 ]
 
 _FORMAT = "bigpaint-threshold-calibration"
+
+
+def check_thresholds(threshold: float, marker_threshold: float | None = None) -> None:
+    """Refuse a foreground or marker threshold outside a distance map's range.
+
+    A distance map is >= 0 everywhere, so a negative threshold makes every voxel foreground
+    (one region filling the box) and a negative marker threshold admits the background.
+    """
+    for name, value in (("--threshold", threshold), ("--marker-threshold", marker_threshold)):
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(
+                f"{name} {value} is outside a distance map's range: the map is >= 0 "
+                "everywhere, so it would take every voxel; give a value >= 0 (0 for true "
+                "maps, e.g. 0.1 for predicted ones)"
+            )
+
+
+def trajectory_ladder(threshold: float, n: int) -> tuple[float, ...]:
+    """The ``n`` trajectory thresholds, evenly from the foreground ``threshold`` to 1 (the
+    centre of a normalized map); empty for ``n = 0``.
+
+    Refuses (one-line ConfigError) a single threshold (a trajectory needs two points to
+    calibrate) and a foreground threshold at or above 1 (the ladder would run downwards).
+    """
+    if n == 0:
+        return ()
+    if n < 2:
+        raise ConfigError(
+            f"--trajectories {n} records one threshold, and calibrating needs a trajectory of "
+            "at least 2; give 0 (none) or e.g. 41"
+        )
+    if not threshold < 1.0:
+        raise ConfigError(
+            f"trajectories run from --threshold up to 1 (a normalized map's centre), and "
+            f"--threshold {threshold} is not below 1; lower --threshold or give --trajectories 0"
+        )
+    return tuple(float(t) for t in np.linspace(threshold, 1.0, n))
+
+
+def check_calibration_bins(
+    volume_bins: int | Sequence[float], distance_bins: int, segments: int, min_count: int
+) -> None:
+    """Refuse calibration settings that cannot work, whatever the catalogues hold.
+
+    The fit goes through at most one point per volume bin, so ``segments`` pieces need more
+    than ``segments`` bins (with fewer, the fit would silently have fewer pieces).
+    """
+    n_bins = volume_bins if isinstance(volume_bins, int) else len(volume_bins) - 1
+    if n_bins < 2:
+        raise ConfigError(f"--volume-bins must be >= 2, got {n_bins}")
+    if distance_bins < 2:
+        raise ConfigError(f"--distance-bins must be >= 2, got {distance_bins}")
+    if segments < 1:
+        raise ConfigError(f"--segments must be >= 1, got {segments}")
+    if segments >= n_bins:
+        raise ConfigError(
+            f"--segments {segments} needs more than {segments} volume bins (one fit point per "
+            f"bin), got --volume-bins {n_bins}; give fewer segments or more volume bins"
+        )
+    if min_count < 1:
+        raise ConfigError(f"--min-count must be >= 1, got {min_count}")
 
 
 def trajectory_curves(
@@ -299,8 +366,7 @@ def calibrate(
             "calibration needs trajectories at >= 2 thresholds; segment with "
             "trajectory_thresholds (e.g. numpy.linspace(0, 1, 41))"
         )
-    if segments < 1:
-        raise ConfigError(f"segments must be >= 1, got {segments}")
+    check_calibration_bins(volume_bins, distance_bins, segments, min_count)
     V, dbar = trajectory_curves(volume, dsum, volume_raw, normalized=normalized)
     logv = np.log10(V)
     if isinstance(volume_bins, int):

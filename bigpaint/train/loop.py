@@ -51,6 +51,8 @@ __all__ = ["TrainResult", "select_device", "train"]
 
 STATE = "state.pt"
 METRICS = "metrics.csv"
+#: What a resume state holds (written by the loop, checked when read back).
+_STATE_KEYS = ("config", "objective", "sampler_train", "sampler_val", "rng", "best_score")
 VAL_KEYS = ("val_loss", "score", "pk_logratio", "r_c", "T")
 
 logger = logging.getLogger(__name__)
@@ -198,6 +200,32 @@ def _metric_text(row: dict[str, Any], keys: tuple[str, ...]) -> str:
     )
 
 
+def _load_state(path: Path) -> dict[str, Any]:
+    """The resume state of a run (tensors and plain data only: ``weights_only``), or a
+    one-line DamagedStoreError naming the file and the fix."""
+    from bigpaint.errors import DamagedStoreError, storage_error
+
+    fix = (
+        "delete it to restart the run from step 0 (its checkpoints stay), or give another "
+        "run.out (--out)"
+    )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise storage_error(exc, path, doing="read") from None
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        raise DamagedStoreError(
+            f"the resume state {path} cannot be read ({type(exc).__name__}): it is damaged; {fix}"
+        ) from None
+    missing = [k for k in _STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise DamagedStoreError(
+            f"the resume state {path} is not a bigpaint training state (it lacks {missing[0]!r}); "
+            f"{fix}"
+        )
+    return state
+
+
 def _save_state(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
@@ -233,7 +261,7 @@ def train(cfg: TrainConfig | dict[str, Any]) -> TrainResult:
     resume = run.resume and state_path.exists()
     saved: dict[str, Any] | None = None
     if resume:
-        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+        saved = _load_state(state_path)
         if saved["config"] != _comparable(cfg):
             raise ConfigError(
                 f"{out} holds a different training run (its config differs); choose another "
