@@ -15,7 +15,9 @@ One command, three parts (each variant in a fresh subprocess, so its peak memory
       worker plugin), reading and writing Zarr, model loading included.
 
     Reported: painted voxels per second of each and the ratio engine / monolithic, peak RSS
-    (VmHWM) of the monolithic process and of every engine worker.
+    (VmHWM) of the monolithic process and of every engine worker. ``--fixed-tile T`` paints
+    on the global grid of ``T``-voxel tiles (bit-identical output for every chunking on it);
+    compare with the same run without it for the cost.
 ``memory``
     The halo painter over boxes of ``--memory-grids`` voxels per side with the same chunks:
     peak RSS per worker, which must not grow with the box.
@@ -23,17 +25,25 @@ One command, three parts (each variant in a fresh subprocess, so its peak memory
     Seam error against the margin for the paper-size protohalo U-Net (random initial weights,
     seed 0, or ``--seam-checkpoint``) on a smoothed unit-variance Gaussian box, measured with
     :func:`bigpaint.paint.seams.seam_curve` against whole-box periodic inference.
+``rounding``
+    How far chunked painting is from whole-box inference when only float32 rounding can
+    differ (full context): for small painters of every family, one single-block layout and
+    ``--rounding-layouts`` random uneven ones, each at 1 and 2 torch threads, the fraction of
+    voxels that differ and the largest difference over the output's largest magnitude (what
+    :data:`bigpaint.paint.seams.ROUNDING_RTOL` bounds).
 
 Weights are random (throughput does not depend on them). Results go to
 ``benchmarks/results/paint-*.json`` (``--out-dir``).
 
     python benchmarks/bench_paint.py --grid 256 --chunks 128 --parts throughput
     python benchmarks/bench_paint.py --parts seams
+    python benchmarks/bench_paint.py --parts rounding
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -168,7 +178,12 @@ def _variant_engine(args: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         with get_task_stream(client) as stream:
             paint_field(
-                args.checkpoint, args.input, args.output, chunks=args.chunks, memory_budget=budget
+                args.checkpoint,
+                args.input,
+                args.output,
+                chunks=args.chunks,
+                memory_budget=budget,
+                fixed_tile=args.fixed_tile,
             )
         wall = time.perf_counter() - t0
         peaks = client.run(_worker_peak)
@@ -227,6 +242,104 @@ def _variant_seams(args: argparse.Namespace) -> dict:
     }
 
 
+#: name -> (family, config update, painted box ([C,] nx, ny, nz), slab axis of 2-D painters)
+ROUNDING_CASES = {
+    "halo-painter": ("halo-painter", {}, (40, 40, 40), None),
+    "halo-painter-3-channels": ("halo-painter", {"out_channels": 3}, (24, 24, 24), None),
+    "dm2gal-small": ("dm2gal", {"channels": 2, "hidden": 8}, (2, 12, 12, 12), None),
+    "protohalo-unet-L2-nf2": ("protohalo-unet", {"levels": 2, "filters": 2}, (16, 16, 16), None),
+    "protohalo-unet-L3-nf8": ("protohalo-unet", {"levels": 3, "filters": 8}, (24, 24, 24), None),
+    "ember-L2-nf2": ("ember", {"levels": 2, "filters": 2, "noise": False}, (32, 32, 4), 2),
+    "cosmic-web-gan-small": (
+        "cosmic-web-gan",
+        {
+            "image": 32,
+            "generator_filters": [8, 8, 4, 4],
+            "discriminator_filters": [4, 4, 8, 8, 8],
+        },
+        (64, 64, 4),
+        2,
+    ),
+}
+
+
+def _rounding_case(name: str, n_layouts: int) -> dict:
+    """One ``ROUNDING_CASES`` painter: chunked against whole-box inference, bit by bit."""
+    import functools
+
+    import numpy as np
+    import torch
+
+    from bigpaint.blockwise import apply_blockwise
+    from bigpaint.paint.engine import paint_window
+    from bigpaint.paint.seams import periodic_paint, rounding_error
+    from bigpaint.painters import build_painter, paint_array
+
+    family, update, shape, slab = ROUNDING_CASES[name]
+    torch.manual_seed(0)
+    painter = build_painter(family, update).prepare_inference()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype("f4")
+    if slab is not None:
+        x = np.abs(x)  # the slab painters' normalizations take logarithms
+
+    def whole(a: np.ndarray) -> np.ndarray:
+        return periodic_paint(painter, a) if painter.mode == "same" else paint_array(painter, a)
+
+    torch.set_num_threads(1)
+    if slab is None:
+        ref = whole(x)
+    else:
+        ref = np.stack([whole(s) for s in np.moveaxis(x, slab, 0)], axis=1 + slab)
+    margin = 0 if painter.mode == "tile" else painter.context
+    reach = {"valid": margin, "same": margin + painter.alignment - 1}.get(
+        painter.mode, (painter.tile or 1) - 1
+    )
+    ctx = tuple(0 if a == slab else reach for a in range(3))
+    block = functools.partial(
+        paint_window,
+        painter,
+        margin=margin,
+        read_context=ctx,
+        slab_axis=slab,
+        box=x.shape[-3:],
+        device=torch.device("cpu"),
+    )
+
+    def cuts(n: int) -> tuple[int, ...]:
+        k = int(rng.integers(1, min(n, 4) + 1))
+        edges = [0, *sorted(rng.choice(np.arange(1, n), k - 1, replace=False)), n]
+        return tuple(int(b - a) for a, b in itertools.pairwise(edges))
+
+    layouts = [tuple((n,) for n in x.shape[-3:])]
+    layouts += [tuple(cuts(n) for n in x.shape[-3:]) for _ in range(n_layouts)]
+    runs = []
+    for layout in layouts:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out = np.empty((painter.out_channels, *x.shape[-3:]), dtype=np.float32)
+            dest = out[0] if painter.out_channels == 1 else out
+            apply_blockwise(block, x, dest, ctx, chunks=layout, name="rounding")
+            runs.append(
+                {
+                    "layout": layout,
+                    "threads": threads,
+                    "fraction_differing": float((out != ref).mean()),
+                    "max_rel": rounding_error(out, ref, channel_axis=0),
+                }
+            )
+    return {
+        "family": family,
+        "config": update,
+        "shape": shape,
+        "slab_axis": slab,
+        "output_max": float(np.abs(ref).max()),
+        "runs": runs,
+        "max_fraction_differing": max(r["fraction_differing"] for r in runs),
+        "max_rel": max(r["max_rel"] for r in runs),
+    }
+
+
 def _run(variant: str, args: argparse.Namespace, extra: list[str]) -> dict:
     cmd = [sys.executable, __file__, "--variant", variant, *extra]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -263,6 +376,12 @@ def main() -> None:
         help="activation budget per forward call on each worker (default: the engine's)",
     )
     ap.add_argument(
+        "--fixed-tile",
+        type=int,
+        default=None,
+        help="engine paints on the global grid of tiles of this many voxels (bit-identical)",
+    )
+    ap.add_argument(
         "--tag", default=None, help="suffix of the throughput JSON (paint-throughput-TAG.json)"
     )
     ap.add_argument("--memory-grids", default="128,256")
@@ -276,6 +395,7 @@ def main() -> None:
     ap.add_argument(
         "--seam-tag", default="custom", help="suffix of the seams JSON for --seam-config"
     )
+    ap.add_argument("--rounding-layouts", type=int, default=4)
     ap.add_argument("--out-dir", default=str(Path(__file__).with_name("results")))
     ap.add_argument("--work-dir", default=None)
     # internal: one variant per subprocess
@@ -307,6 +427,7 @@ def main() -> None:
                 "chunks": args.chunks,
                 "workers": args.workers,
                 "memory_budget_gib": args.memory_budget_gib,
+                "fixed_tile": args.fixed_tile,
                 "families": {},
             }
             inp = _make_input(tmp / "in.zarr", args.grid, args.chunks)
@@ -332,10 +453,18 @@ def main() -> None:
                 if args.memory_budget_gib:
                     common += ["--memory-budget-gib", str(args.memory_budget_gib)]
                 mono = _run("monolithic", args, common)
+                fixed = ["--fixed-tile", str(args.fixed_tile)] if args.fixed_tile else []
                 eng = _run(
                     "engine",
                     args,
-                    [*common, "--checkpoint", ck, "--output", str(tmp / f"{fam}-out.zarr")],
+                    [
+                        *common,
+                        *fixed,
+                        "--checkpoint",
+                        ck,
+                        "--output",
+                        str(tmp / f"{fam}-out.zarr"),
+                    ],
                 )
                 vm, ve = mono["voxels"] / mono["wall_s"], eng["voxels"] / eng["wall_s"]
                 res["families"][fam] = {
@@ -410,6 +539,17 @@ def main() -> None:
             )
         tag = "" if args.seam_config == "{}" and not args.seam_checkpoint else f"-{args.seam_tag}"
         (out_dir / f"paint-seams{tag}.json").write_text(json.dumps(res, indent=2))
+    if "rounding" in parts:
+        res = {"machine": _machine(), "cases": {}}
+        for name in ROUNDING_CASES:
+            row = _rounding_case(name, args.rounding_layouts)
+            res["cases"][name] = row
+            print(
+                f"{name:26s} voxels differing up to {100 * row['max_fraction_differing']:5.1f} %, "
+                f"largest difference {row['max_rel']:.1e} of the output's largest magnitude"
+            )
+        res["machine"]["load_average_at_end"] = os.getloadavg()
+        (out_dir / "paint-rounding.json").write_text(json.dumps(res, indent=2))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from bigpaint.paint.slabs import NoiseMaps, ProjectedSource
 from bigpaint.paint.workers import (
     PainterPlugin,
     autocast_dtype,
+    check_fixed_tile,
     get_painter,
     paint_images,
     resolve_device,
@@ -55,6 +56,9 @@ class PaintBlock:
     autocast : str or None
     seed : int
         Seed of position-keyed noise (noise-injecting painters).
+    fixed_tile : int or None
+        Paint on the global grid of tiles of this many voxels (bit-identical output for
+        every chunking on that grid; :mod:`bigpaint.paint.workers`).
     """
 
     checkpoint: str
@@ -67,6 +71,7 @@ class PaintBlock:
     memory_budget: int | None = None
     autocast: str | None = None
     seed: int = 0
+    fixed_tile: int | None = None
 
     def __call__(self, window: np.ndarray, block_info: BlockInfo) -> np.ndarray:
         dev = resolve_device(self.device)
@@ -82,6 +87,7 @@ class PaintBlock:
             memory_budget=self.memory_budget,
             autocast=self.autocast,
             seed=self.seed,
+            fixed_tile=self.fixed_tile,
         )
 
 
@@ -98,6 +104,7 @@ def paint_window(
     memory_budget: int | None = None,
     autocast: str | None = None,
     seed: int = 0,
+    fixed_tile: int | None = None,
 ) -> np.ndarray:
     """Paint one block's core from its window (the body of :class:`PaintBlock`).
 
@@ -109,7 +116,7 @@ def paint_window(
         ``([C,] wx, wy, wz)``: the block plus ``read_context`` voxels per side (periodic).
     block_info : BlockInfo
         The block's core in global voxels.
-    margin, read_context, slab_axis, box, memory_budget, autocast, seed
+    margin, read_context, slab_axis, box, memory_budget, autocast, seed, fixed_tile
         As in :class:`PaintBlock`.
     device : torch.device
 
@@ -146,6 +153,8 @@ def paint_window(
         autocast=autocast_dtype(autocast),
         noise=noise,
         batch_ids=ids,
+        fixed_tile=fixed_tile,
+        period=[int(box[a]) for a in plane],
     )
     y = y[0] if slab_axis is None else np.moveaxis(y, 0, 1 + slab_axis)
     return y[0] if painter.out_channels == 1 else y
@@ -199,6 +208,7 @@ def paint_field(
     progress: bool = False,
     resources: dict[str, float] | None = None,
     seed: int = 0,
+    fixed_tile: int | None = None,
 ) -> None:
     """Paint the Field ``source`` with the painter in ``checkpoint`` into the Field ``dest``.
 
@@ -223,8 +233,9 @@ def paint_field(
         Output write blocks in voxels (default: the input's chunks).
     margin : int, optional
         Seam margin per side in voxels for ``same``-mode painters (U-Nets); default
-        :func:`bigpaint.paint.plan.default_margin` (seam error below 1e-3 of the output's
-        standard deviation, docs/paint.md). Fixed for ``valid`` and ``tile`` painters.
+        :func:`bigpaint.paint.plan.default_margin` (seam error below
+        :data:`bigpaint.paint.seams.SEAM_RTOL` of the output's standard deviation,
+        docs/paint.md). Fixed for ``valid`` and ``tile`` painters.
     device : {"auto", "cpu", "cuda"}
         Where workers run the network (``auto``: CUDA if the worker sees a GPU).
     memory_budget : int or str, optional
@@ -232,7 +243,8 @@ def paint_field(
         Default: half the free GPU memory; on CPU a third of the worker memory limit
         (:func:`bigpaint.paint.workers.default_memory_budget`).
     autocast : {None, "bf16", "fp16"}
-        Mixed-precision inference (GPU); None keeps float32 (chunked equals whole-box).
+        Mixed-precision inference (GPU); None keeps float32: chunked equals whole-box
+        inference up to float32 rounding (:data:`bigpaint.paint.seams.ROUNDING_RTOL`).
     slab : SlabSpec or mapping, optional
         ``{"axis": 0|1|2|"x"|"y"|"z", "thickness": voxels}`` for 2-D painters (default
         thickness: the training projection depth).
@@ -245,6 +257,13 @@ def paint_field(
         that advertise a ``GPU`` resource, so one task runs per GPU).
     seed : int
         Seed of the position-keyed noise of noise-injecting painters.
+    fixed_tile : int, optional
+        Paint every block on the global grid of tiles of this many voxels, one tile per
+        forward call: the output is then bit for bit the same for every chunking whose chunks
+        are multiples of ``fixed_tile`` and any number of workers or threads. A multiple of
+        the U-Net alignment (of the tile of tile painters); the memory budget must hold one
+        tile's window. Default: windows follow the blocks (faster for U-Nets; other chunkings
+        differ by float32 rounding, docs/paint.md).
 
     Raises
     ------
@@ -267,6 +286,18 @@ def paint_field(
     if plan.slab is not None:
         reader = ProjectedSource(base, plan.slab.axis, plan.slab.thickness)
     box = tuple(int(n) for n in reader.shape[-3:])
+    if fixed_tile is not None:
+        plane = [a for a in range(3) if plan.slab is None or a != plan.slab.axis]
+        check_fixed_tile(
+            fixed_tile,
+            family=info.meta.family,
+            mode=info.meta.mode,
+            alignment=info.meta.alignment,
+            painter_tile=info.meta.tile,
+            chunks=[plan.chunks[a] for a in plane],
+            shape=[box[a] for a in plane],
+        )
+    fixed = {} if fixed_tile is None else {"fixed_tile": int(fixed_tile)}
     job = job_token(
         operation="paint",
         checkpoint_hash=info.hash,
@@ -277,11 +308,17 @@ def paint_field(
         slab=None if plan.slab is None else [plan.slab.axis, plan.slab.thickness],
         autocast=autocast,
         seed=seed,
+        **fixed,
     )
     meta = dict(plan.out_meta)
     meta["provenance"] = {
         **meta["provenance"],
-        "config": {**meta["provenance"]["config"], "autocast": autocast, "seed": seed},
+        "config": {
+            **meta["provenance"]["config"],
+            "autocast": autocast,
+            "seed": seed,
+            "fixed_tile": fixed_tile,
+        },
     }
     writer = create_field(
         dest, shape=plan.out_shape, chunks=plan.chunks, meta=meta, job=job, overwrite=overwrite
@@ -305,6 +342,7 @@ def paint_field(
         memory_budget=budget,
         autocast=autocast,
         seed=seed,
+        fixed_tile=fixed_tile,
     )
     try:
         with _local_torch_threads(client):

@@ -14,8 +14,16 @@
   memory budget (estimated activation bytes per voxel times window voxels); sub-tiles with
   windows of one shape are stacked into batches up to the budget (whole slabs of a 2-D
   painter, or the fixed tiles of a ``tile`` painter, batch together). Each sub-tile gets the
-  same window rule as a block (:mod:`bigpaint.paint.plan`), so sub-tiling never changes the
-  answer.
+  same window rule as a block (:mod:`bigpaint.paint.plan`), so sub-tiling changes the answer
+  by float32 rounding only (the convolution library sums in another order for windows of
+  another shape; :data:`bigpaint.paint.seams.ROUNDING_RTOL`).
+* **Fixed tiles (bit-identical output).** With ``fixed_tile=T`` every block is painted on a
+  global grid of ``T``-voxel tiles anchored at the origin (the last tile per axis ends at the
+  box edge): each tile from its own window, one tile per forward call, whatever the block
+  and the memory budget. A voxel then always goes through the same call, so the output is
+  bit for bit the same for every chunking whose chunks are multiples of ``T`` and any number
+  of workers (:func:`check_fixed_tile` refuses other chunks). U-Nets repaint their margin
+  around every tile, which costs speed.
 
 Why hand-written: the per-worker cache and plugin are a few lines on top of
 ``distributed.WorkerPlugin``; the sub-tiling follows the painter's window rule, which no
@@ -33,14 +41,16 @@ from typing import Any
 
 import numpy as np
 
-from bigpaint.errors import ConfigError, ShapeError
+from bigpaint.errors import ChunkingError, ConfigError, ShapeError
 
 __all__ = [
     "PainterPlugin",
     "autocast_dtype",
     "bytes_per_voxel",
+    "check_fixed_tile",
     "clear_painter_cache",
     "default_memory_budget",
+    "fixed_tile_windows",
     "get_painter",
     "paint_images",
     "resolve_device",
@@ -264,6 +274,84 @@ def subtile_windows(
     return out
 
 
+def fixed_tile_windows(
+    core_start: Sequence[int],
+    core_shape: Sequence[int],
+    *,
+    tile: int,
+    period: Sequence[int],
+    mode: str,
+    margin: int,
+    alignment: int,
+) -> list[tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]]:
+    """Cut a core along the global grid of ``tile``-voxel tiles; each piece gets its tile's window.
+
+    Tiles are ``[k tile, min((k + 1) tile, period))`` per axis, so a tile and its window
+    depend on the voxel's position alone, never on the block. Returns ``[(piece [t0, t1)
+    per axis, window [lo, hi) of the whole tile per axis), ...]`` in global voxels.
+    """
+    axes = []
+    for s, n, p in zip(core_start, core_shape, period, strict=True):
+        cuts = sorted({s, s + n, *range(-(-s // tile) * tile, s + n, tile)})
+        pieces = []
+        for a, b in itertools.pairwise(cuts):
+            if b > a:
+                t0 = a // tile * tile
+                pieces.append(
+                    ((a, b), _axis_window(t0, min(t0 + tile, p), mode, margin, alignment))
+                )
+        axes.append(pieces)
+    return [
+        (tuple(piece for piece, _ in combo), tuple(win for _, win in combo))
+        for combo in itertools.product(*axes)
+    ]
+
+
+def check_fixed_tile(
+    tile: int,
+    *,
+    family: str,
+    mode: str,
+    alignment: int,
+    painter_tile: int | None,
+    chunks: Sequence[int],
+    shape: Sequence[int],
+) -> None:
+    """Refuse a fixed tile the painter or the chunks cannot take (one-line errors).
+
+    Parameters
+    ----------
+    tile : int
+        Fixed tile edge in voxels.
+    family, mode, alignment, painter_tile
+        From the checkpoint's metadata.
+    chunks, shape : sequence of int
+        Output chunks and box size over the painted axes (voxels).
+
+    Raises
+    ------
+    ConfigError
+        ``tile`` is not a positive multiple of the alignment (U-Nets) or of the painter's
+        own tile (tile painters).
+    ChunkingError
+        A chunk is neither a multiple of ``tile`` nor the whole axis.
+    """
+    step = int(painter_tile or 1) if mode == "tile" else int(alignment)
+    if int(tile) < 1 or int(tile) % step:
+        what = "tile" if mode == "tile" else "alignment"
+        raise ConfigError(
+            f"fixed_tile must be a positive multiple of {family}'s {what} ({step} voxels), "
+            f"got {tile}"
+        )
+    bad = [c for c, n in zip(chunks, shape, strict=True) if c % tile and c < n]
+    if bad:
+        raise ChunkingError(
+            f"fixed_tile {tile} needs chunks that are multiples of it, got chunks "
+            f"{tuple(int(c) for c in chunks)}; give chunks of {tile}, {2 * tile}, ... voxels, "
+            f"or a fixed_tile that divides {bad[0]}"
+        )
+
+
 def _subtile_size(
     core_start: Sequence[int],
     core_shape: Sequence[int],
@@ -305,8 +393,10 @@ def paint_images(
     autocast: Any = None,
     noise: Callable[[Sequence[int], Sequence[tuple[int, int]]], list[Any]] | None = None,
     batch_ids: Sequence[int] | None = None,
+    fixed_tile: int | None = None,
+    period: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Paint the core of a batch of windows, sub-tiled under a memory budget.
+    """Paint the core of a batch of windows, sub-tiled under a memory budget or on fixed tiles.
 
     Parameters
     ----------
@@ -328,6 +418,13 @@ def paint_images(
         ``noise(batch_ids, window) -> maps`` for painters with noise injection.
     batch_ids : sequence of int, optional
         Global index of each batch entry (the slab index), passed to ``noise``.
+    fixed_tile : int, optional
+        Paint on the global grid of tiles of this many voxels, one tile and one batch entry
+        per forward call (bit-identical output for any block layout on that grid; see the
+        module docstring). The memory budget must hold one tile's window.
+    period : sequence of int, optional
+        Box size per painted axis in voxels (where the last fixed tile ends); required with
+        ``fixed_tile``.
 
     Returns
     -------
@@ -344,12 +441,36 @@ def paint_images(
     bpv = bytes_per_voxel(painter)
     if mode == "tile":
         align = int(painter.tile)
-    tile = _subtile_size(
-        core_start, core_shape, mode=mode, margin=margin, align=align, bpv=bpv, budget=budget
-    )
-    jobs = subtile_windows(
-        core_start, core_shape, mode=mode, margin=margin, alignment=align, tile=tile
-    )
+    if fixed_tile is None:
+        tile = _subtile_size(
+            core_start, core_shape, mode=mode, margin=margin, align=align, bpv=bpv, budget=budget
+        )
+        jobs = subtile_windows(
+            core_start, core_shape, mode=mode, margin=margin, alignment=align, tile=tile
+        )
+    elif mode == "tile":  # the painter's own tiles are the fixed grid already
+        jobs = subtile_windows(
+            core_start, core_shape, mode=mode, margin=0, alignment=align, tile=None
+        )
+    else:
+        if period is None:
+            raise ShapeError("paint_images needs the box size (period) to paint fixed tiles")
+        jobs = fixed_tile_windows(
+            core_start,
+            core_shape,
+            tile=int(fixed_tile),
+            period=period,
+            mode=mode,
+            margin=margin,
+            alignment=align,
+        )
+    have = [(w0, w0 + n) for w0, n in zip(window_start, x.shape[2:], strict=True)]
+    for _sub, win in jobs:
+        if any(lo < a or hi > b for (lo, hi), (a, b) in zip(win, have, strict=True)):
+            raise ShapeError(
+                f"a sub-tile needs the window {win}, outside the block's window {tuple(have)}; "
+                "with fixed_tile the block's core must start and end on the tile grid"
+            )
     out = np.empty((nb, painter.out_channels, *core_shape), dtype=np.float32)
     ids = list(range(nb)) if batch_ids is None else list(batch_ids)
     groups: dict[tuple[int, ...], list[tuple[Any, Any]]] = {}
@@ -358,7 +479,15 @@ def paint_images(
     cuda = getattr(device, "type", "cpu") == "cuda"
     for wshape, members in groups.items():
         per_item = float(np.prod(wshape)) * bpv
-        batch = max(1, int(budget // max(per_item, 1.0)))
+        if fixed_tile is not None and per_item > budget:
+            raise ConfigError(
+                f"fixed_tile {fixed_tile} gives {'x'.join(map(str, wshape))}-voxel windows that "
+                f"need {per_item / 2**30:.2f} GiB of activations, over the memory budget of "
+                f"{budget / 2**30:.2f} GiB; give a smaller fixed_tile or a larger memory_budget"
+            )
+        # equal windows batch together, except on fixed tiles: the batch size changes the
+        # convolution algorithm, and so the rounding
+        batch = 1 if fixed_tile is not None else max(1, int(budget // max(per_item, 1.0)))
         items = [(b, sub, win) for sub, win in members for b in range(nb)]
         for k in range(0, len(items), batch):
             part = items[k : k + batch]

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from bigpaint.blockwise import apply_blockwise
 from bigpaint.field import write_array
+from bigpaint.paint import project_slabs
 from bigpaint.paint.engine import PaintBlock
 from bigpaint.paint.plan import read_checkpoint_info
 from bigpaint.paint.seams import periodic_paint
@@ -21,10 +23,13 @@ from ..painters._small import _one_thread, small
 
 __all__ = [
     "BOX",
+    "CASES",
     "_one_thread",
+    "input_field",
     "make_checkpoint",
     "make_field",
     "paint_chunked",
+    "paint_input",
     "small",
     "two_workers",
     "whole_box",
@@ -32,6 +37,15 @@ __all__ = [
 
 #: Box side in Mpc/h of the test Fields.
 BOX = 64.0
+
+#: family -> (config update, painted box ([C,] nx, ny, nz), slab axis of 2-D painters)
+CASES = {
+    "halo-painter": ({}, (12, 10, 11), None),
+    "dm2gal": ({}, (2, 4, 3, 4), None),
+    "protohalo-unet": ({"levels": 1}, (8, 6, 4), None),
+    "ember": ({"noise": False}, (3, 16, 12), 0),
+    "cosmic-web-gan": ({}, (64, 2, 32), 1),
+}
 
 
 def make_checkpoint(
@@ -74,7 +88,7 @@ def make_field(path: Path, shape, chunks, *, box: float = BOX, seed: int = 1, ki
 
 
 def paint_chunked(
-    ckpt: str, x: np.ndarray, layout, *, margin=None, slab_axis=None, budget=None
+    ckpt: str, x: np.ndarray, layout, *, margin=None, slab_axis=None, budget=None, fixed_tile=None
 ) -> np.ndarray:
     """Paint a numpy box block by block with the engine's block function (any layout).
 
@@ -88,7 +102,17 @@ def paint_chunked(
     ctx = [reach] * 3
     if slab_axis is not None:
         ctx[slab_axis] = 0
-    func = PaintBlock(ckpt, info.hash, "cpu", m, tuple(ctx), slab_axis, x.shape[-3:], budget)
+    func = PaintBlock(
+        ckpt,
+        info.hash,
+        "cpu",
+        m,
+        tuple(ctx),
+        slab_axis,
+        x.shape[-3:],
+        budget,
+        fixed_tile=fixed_tile,
+    )
     out = np.full((meta.out_channels, *x.shape[-3:]), np.nan, dtype=np.float32)
     dest = out[0] if meta.out_channels == 1 else out
     apply_blockwise(func, x, dest, tuple(ctx), chunks=layout)
@@ -123,4 +147,41 @@ def two_workers() -> Iterator[Any]:
         ) as cluster,
         Client(cluster) as client,
     ):
+        yield client
+
+
+def paint_input(family: str, seed: int) -> np.ndarray:
+    """A random box of ``CASES[family]``'s shape (non-negative for the slab painters, whose
+    normalizations take logarithms)."""
+    x = np.random.default_rng(seed).standard_normal(CASES[family][1]).astype("f4")
+    return np.abs(x) if CASES[family][2] is not None else x  # slabs: log-normalized painters
+
+
+def input_field(path, family: str) -> tuple[str, np.ndarray]:
+    """A 3-D input Field for paint_field and the array the painter sees (projected slabs)."""
+    slab = CASES[family][2]
+    x = paint_input(family, 7)
+    if slab is not None:  # paint_field projects 2-voxel slabs of this box
+        x = np.repeat(x, 2, axis=slab) / 2
+    box = [4.0 * n for n in x.shape[-3:]]  # make_checkpoint trains at 4 Mpc/h voxels
+    url = write_array(
+        str(path), x, chunks=x.shape[-3:], meta={"box_size": box, "kind": "delta", "units": "1"}
+    ).url
+    return url, x if slab is None else project_slabs(x, slab, 2)
+
+
+@pytest.fixture(scope="session")
+def family_checkpoints(tmp_path_factory) -> dict[str, str]:
+    """A checkpoint of every family's ``CASES`` painter."""
+    root = tmp_path_factory.mktemp("families")
+    return {
+        fam: make_checkpoint(root / f"{fam}.painter", fam, **update)
+        for fam, (update, _, _) in CASES.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Any]:
+    """A client of :func:`two_workers`, shared by the tests that only paint on it."""
+    with two_workers() as client:
         yield client

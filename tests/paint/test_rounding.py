@@ -16,43 +16,27 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bigpaint.field import open_field, write_array
-from bigpaint.paint import paint_field, project_slabs
+from bigpaint.field import open_field
+from bigpaint.paint import paint_field
 from bigpaint.paint.seams import ROUNDING_RTOL, rounding_error
 from bigpaint.paint.workers import clear_painter_cache
 from bigpaint.painters import load_checkpoint
 from bigpaint.testing import assert_painted_close, chunk_layouts
 
-from .conftest import make_checkpoint, paint_chunked, two_workers, whole_box
-
-#: family -> (config update, painted box ([C,] nx, ny, nz), slab axis of 2-D painters)
-CASES = {
-    "halo-painter": ({}, (12, 10, 11), None),
-    "dm2gal": ({}, (2, 4, 3, 4), None),
-    "protohalo-unet": ({"levels": 1}, (8, 6, 4), None),
-    "ember": ({"noise": False}, (3, 16, 12), 0),
-    "cosmic-web-gan": ({}, (64, 2, 32), 1),
-}
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rounding")
-    return {
-        fam: make_checkpoint(root / f"{fam}.painter", fam, **update)
-        for fam, (update, _, _) in CASES.items()
-    }
-
-
-def _input(family: str, seed: int) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal(CASES[family][1]).astype("f4")
-    return np.abs(x) if CASES[family][2] is not None else x  # slabs: log-normalized painters
+from .conftest import (
+    CASES,
+    input_field,
+    make_checkpoint,
+    paint_chunked,
+    paint_input,
+    whole_box,
+)
 
 
 @pytest.mark.parametrize("family", list(CASES))
 @settings(max_examples=3)
 @given(data=st.data())
-def test_every_family_paints_within_rounding_of_the_whole_box(checkpoints, family, data):
+def test_every_family_paints_within_rounding_of_the_whole_box(family_checkpoints, family, data):
     """Uneven layouts (blocks smaller than the context included), 1 or 2 torch threads, and
     a budget that sub-tiles every block or none: all within ROUNDING_RTOL of whole-box
     inference (U-Nets at margin = context, where chunking is exact in real arithmetic)."""
@@ -60,44 +44,25 @@ def test_every_family_paints_within_rounding_of_the_whole_box(checkpoints, famil
     layout = data.draw(chunk_layouts(shape[-3:], max_parts=3), label="layout")
     threads = data.draw(st.sampled_from([1, 2]), label="threads")
     budget = data.draw(st.sampled_from([None, 1]), label="budget")
-    x = _input(family, data.draw(st.integers(0, 2**16), label="seed"))
-    painter, _ = load_checkpoint(checkpoints[family])
+    x = paint_input(family, data.draw(st.integers(0, 2**16), label="seed"))
+    painter, _ = load_checkpoint(family_checkpoints[family])
     ref = whole_box(painter, x, slab)
     torch.set_num_threads(threads)
     clear_painter_cache()
-    y = paint_chunked(checkpoints[family], x, layout, slab_axis=slab, budget=budget)
+    y = paint_chunked(family_checkpoints[family], x, layout, slab_axis=slab, budget=budget)
     assert_painted_close(y, ref, channel_axis=0)
-
-
-def _field(path, family: str) -> tuple[str, np.ndarray]:
-    """A 3-D input Field for paint_field and the array the painter sees (projected slabs)."""
-    slab = CASES[family][2]
-    x = _input(family, 7)
-    if slab is not None:  # paint_field projects 2-voxel slabs of this box
-        x = np.repeat(x, 2, axis=slab) / 2
-    box = [4.0 * n for n in x.shape[-3:]]  # make_checkpoint trains at 4 Mpc/h voxels
-    url = write_array(
-        str(path), x, chunks=x.shape[-3:], meta={"box_size": box, "kind": "delta", "units": "1"}
-    ).url
-    return url, x if slab is None else project_slabs(x, slab, 2)
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with two_workers() as client:
-        yield client
 
 
 @pytest.mark.parametrize("family", list(CASES))
 def test_worker_counts_and_chunks_change_only_rounding(tmp_path, cluster, family):
-    """``paint_field`` on local threads (one block at a time, 2 torch threads, every block
-    sub-tiled) and on 2 single-threaded workers with other chunks: both within ROUNDING_RTOL
-    of whole-box inference, so within twice that of each other."""
+    """``paint_field`` on local threads (one block at a time, 2 torch threads) and on 2
+    single-threaded workers with other chunks: both within ROUNDING_RTOL of whole-box
+    inference, so within twice that of each other."""
     update, _, slab = CASES[family]
     ck = make_checkpoint(
         tmp_path / "p.painter", family, depth=2 if slab is not None else None, **update
     )
-    src, seen = _field(tmp_path / "in.zarr", family)
+    src, seen = input_field(tmp_path / "in.zarr", family)
     painter, meta = load_checkpoint(ck)
     ref = whole_box(painter, seen, slab)
     kw = {"margin": None if meta.mode != "same" else meta.context, "device": "cpu"}
@@ -105,7 +70,7 @@ def test_worker_counts_and_chunks_change_only_rounding(tmp_path, cluster, family
         kw["slab"] = {"axis": slab, "thickness": 2}
     plane = [n for a, n in enumerate(seen.shape[-3:]) if a != slab]
     torch.set_num_threads(2)
-    paint_field(ck, src, str(tmp_path / "local.zarr"), chunks=max(plane), memory_budget=1, **kw)
+    paint_field(ck, src, str(tmp_path / "local.zarr"), chunks=max(plane), **kw)
     with cluster.as_current():
         paint_field(ck, src, str(tmp_path / "two.zarr"), chunks=max(2, min(plane) // 2), **kw)
     c_axis = 0 if meta.out_channels > 1 else None
@@ -117,18 +82,18 @@ def test_worker_counts_and_chunks_change_only_rounding(tmp_path, cluster, family
     assert_painted_close(outs[1], outs[0], channel_axis=c_axis, rtol=2 * ROUNDING_RTOL)
 
 
-def test_a_seam_fails_the_rounding_tolerance_by_orders_of_magnitude(checkpoints):
+def test_a_seam_fails_the_rounding_tolerance_by_orders_of_magnitude(family_checkpoints):
     """The tolerance separates rounding from seams: a U-Net painted with a margin short of
     its context (a real seam) is far outside it, the full context inside."""
-    painter, meta = load_checkpoint(checkpoints["protohalo-unet"])
+    painter, meta = load_checkpoint(family_checkpoints["protohalo-unet"])
     x = np.random.default_rng(3).standard_normal((8, 8, 8)).astype("f4")
     ref = whole_box(painter, x)
     layout = ((3, 5), (8,), (2, 6))
-    short = paint_chunked(checkpoints["protohalo-unet"], x, layout, margin=1)
+    short = paint_chunked(family_checkpoints["protohalo-unet"], x, layout, margin=1)
     assert rounding_error(short, ref, channel_axis=0) > 100 * ROUNDING_RTOL
     with pytest.raises(AssertionError, match="rounding tolerance"):
         assert_painted_close(short, ref, channel_axis=0)
-    full = paint_chunked(checkpoints["protohalo-unet"], x, layout, margin=meta.context)
+    full = paint_chunked(family_checkpoints["protohalo-unet"], x, layout, margin=meta.context)
     assert_painted_close(full, ref, channel_axis=0)
 
 
