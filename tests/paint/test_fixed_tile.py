@@ -123,8 +123,9 @@ def test_fixed_tile_refusals(tmp_path, family_checkpoints):
         paint_field(unet, src, str(tmp_path / "a.zarr"), fixed_tile=3)
     with pytest.raises(ChunkingError, match="multiples of it, got chunks"):
         paint_field(halo, src, str(tmp_path / "b.zarr"), chunks=6, fixed_tile=4)
-    with pytest.raises(ConfigError, match="memory budget"):
-        paint_field(halo, src, str(tmp_path / "c.zarr"), fixed_tile=4, memory_budget="100KiB")
+    # 2 MiB holds the smallest sub-tile's window (12^3 voxels), not an 8-voxel tile's (16^3)
+    with pytest.raises(ConfigError, match="fixed_tile 8 gives 16x16x16-voxel windows"):
+        paint_field(halo, src, str(tmp_path / "c.zarr"), fixed_tile=8, memory_budget="2MiB")
     x = np.zeros((8, 8, 8), "f4")
     with pytest.raises(ShapeError, match="on the tile grid"):
         paint_chunked(halo, x, ((3, 5), (8,), (8,)), fixed_tile=4)
