@@ -16,6 +16,7 @@ parameters and inputs).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import itertools
@@ -41,6 +42,8 @@ from pydantic import (
 
 from bigpaint.chunk_read import DAMAGED_FIX, FieldArray, read_region
 from bigpaint.errors import (
+    STORAGE_ERRNOS,
+    BigpaintError,
     ChunkingError,
     DamagedStoreError,
     FieldExistsError,
@@ -51,6 +54,7 @@ from bigpaint.errors import (
     ShapeError,
     storage_error,
 )
+from bigpaint.outputs import output_lock
 
 __all__ = [
     "FORMAT_VERSION",
@@ -391,8 +395,30 @@ class FieldWriter:
         mask = self.done_mask()
         return [tuple(int(i) for i in idx) for idx in zip(*np.nonzero(~mask), strict=True)]  # type: ignore[misc]
 
+    def check_block(self, index: Sequence[int]) -> tuple[int, int, int]:
+        """``index`` as a block of the write grid, or a one-line ChunkingError.
+
+        Negative indices are refused, not wrapped: numpy would read ``-1`` as the last block
+        and mark the wrong block done.
+        """
+        try:
+            idx = tuple(int(i) for i in index)
+            ok = len(idx) == 3 and all(
+                i == j
+                for i, j in zip(idx, index, strict=True)  # no silent float truncation
+            )
+        except (TypeError, ValueError):
+            ok = False
+        if not ok or not all(0 <= i < g for i, g in zip(idx, self.grid, strict=True)):
+            raise ChunkingError(
+                f"block index {tuple(index) if ok else index!r} is not a block of {self.url}: "
+                f"give three integers from (0, 0, 0) to {tuple(g - 1 for g in self.grid)}"
+            )
+        return idx  # type: ignore[return-value]
+
     def write_block(self, index: Sequence[int], data: np.ndarray) -> None:
         """Write one whole block, then mark it done."""
+        index = self.check_block(index)
         sl = self.block_slices(index)
         want = self.lead_shape + tuple(s.stop - s.start for s in sl)
         if tuple(data.shape) != want:
@@ -487,12 +513,35 @@ def create_field(
     opts = dict(storage_options or {})
     writer = FieldWriter(url, name, shape, grid_chunks, dtype, opts)  # type: ignore[arg-type]
 
-    if _exists(url, opts):
-        if overwrite:
-            remove_field(url, opts)
-        else:
-            _check_resumable(url, opts, writer, job)
-            return writer
+    with output_lock(url):  # re-entrant: a job holding it (bigpaint.outputs.writing) goes on
+        if _exists(url, opts):
+            if overwrite:
+                remove_field(url, opts)
+            else:
+                _check_resumable(url, opts, writer, job)
+                return writer
+        try:
+            _make_store(url, opts, writer, meta, job, shards, inner_chunks)
+        except OSError as exc:  # a full or read-only disk names no path: name the store
+            if exc.errno not in STORAGE_ERRNOS or isinstance(exc, BigpaintError):
+                raise
+            with contextlib.suppress(OSError):  # the half-made store is ours: leave none
+                remove_field(url, opts)
+            raise storage_error(exc, url) from None
+    return writer
+
+
+def _make_store(
+    url: str,
+    opts: dict[str, Any],
+    writer: FieldWriter,
+    meta: FieldMeta,
+    job: str | None,
+    shards: bool,
+    inner_chunks: int | Sequence[int] | None,
+) -> None:
+    """Write the empty store of a new Field: attributes, arrays, coordinates, markers."""
+    shape, grid_chunks, name, dtype = writer.shape, writer.chunks, writer.name, writer.dtype
 
     attrs = {
         "bigpaint_format": FORMAT_VERSION,
@@ -544,7 +593,6 @@ def create_field(
         coord.attrs.update({"units": "Mpc/h", "long_name": f"cell centre {dim}"})
     grid = writer.grid
     group.create_array(_DONE_PATH, shape=grid, chunks=(1, 1, 1), dtype="u1", fill_value=0)
-    return writer
 
 
 def _check_resumable(url: str, opts: dict[str, Any], writer: FieldWriter, job: str | None) -> None:
