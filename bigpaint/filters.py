@@ -2,7 +2,8 @@
 
 Differences from scipy: every filter is periodic (``mode='wrap'`` is the only mode), works
 chunk by chunk through :func:`bigpaint.blockwise.apply_blockwise`, and :func:`smooth` takes
-its width in Mpc/h from the Field's box size.
+its width in Mpc/h from the Field's box size. Integer and boolean inputs give float output
+(see :func:`float_dtype`), where scipy would truncate the result to the input's dtype.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import scipy.ndimage as ndi
 
 from bigpaint.blockwise import apply_blockwise
 from bigpaint.context import gaussian_context
-from bigpaint.errors import ConfigError, FieldExistsError, NonFiniteError
+from bigpaint.errors import ConfigError, NonFiniteError, TooLargeError
 from bigpaint.field import (
     FieldWriter,
     create_field,
@@ -28,8 +29,9 @@ from bigpaint.field import (
     zarr_array,
 )
 from bigpaint.mass_assignment import mass_assignment_of
+from bigpaint.outputs import check_apart, job_path, writing
 
-__all__ = ["check_sigma", "gaussian_filter", "smooth"]
+__all__ = ["check_sigma", "check_smooth_size", "float_dtype", "gaussian_filter", "smooth"]
 
 
 def check_sigma(sigma: Sequence[float], what: str) -> None:
@@ -40,6 +42,91 @@ def check_sigma(sigma: Sequence[float], what: str) -> None:
         )
 
 
+def check_smooth_size(
+    source: Any,
+    sigma_mpc: float,
+    *,
+    truncate: float = 4.0,
+    chunks: int | Sequence[int] | None = None,
+    memory: int | None = None,
+) -> None:
+    """Refuse, before any work, a smoothing that is pointless or cannot fit in memory.
+
+    Two rules. A Gaussian wider than the box (``sigma_mpc`` above the shortest box side) is
+    refused: the periodic kernel then damps the box's fundamental mode by
+    ``exp(-2 pi^2 sigma^2 / L^2) < 3e-9``, so the output is the input's mean to float
+    precision, and the context it reads wraps the box several times. And each task holds its
+    window (the block plus the kernel's context on every side, read in the input's dtype) and
+    two copies in the output's float dtype; that must fit in ``memory``.
+
+    Parameters
+    ----------
+    source : xarray.Dataset
+        The input Field (from :func:`bigpaint.field.open_field`).
+    sigma_mpc : float
+        Standard deviation in Mpc/h.
+    truncate : float
+        Kernel truncation in standard deviations.
+    chunks : int or sequence of 3 int, optional
+        Output blocks in voxels (default: the input's chunks).
+    memory : int, optional
+        Bytes one task may use (default :func:`bigpaint.cluster.task_memory`: the smallest
+        worker memory limit, else this machine's memory).
+
+    Raises
+    ------
+    ConfigError
+        ``sigma_mpc`` is wider than the box.
+    TooLargeError
+        A task's window does not fit in ``memory``.
+    """
+    from bigpaint.cluster import task_memory
+    from bigpaint.config import format_bytes
+
+    meta = field_meta(source)
+    arr = zarr_array(source)
+    url = source.encoding.get("bigpaint_url", "the input")
+    box = min(meta.box_size)
+    if sigma_mpc > box:
+        raise ConfigError(
+            f"sigma {sigma_mpc:g} Mpc/h is wider than the {box:g} Mpc/h box of {url}: the "
+            "periodic smoothing would leave only the mean (every other mode damped below "
+            f"3e-9); give sigma below {box:g} Mpc/h"
+        )
+    spatial = tuple(int(n) for n in arr.shape[-3:])
+    blocks = arr.chunks[-3:] if chunks is None else chunks
+    blocks = (int(blocks),) * 3 if np.isscalar(blocks) else tuple(int(b) for b in blocks)  # type: ignore[arg-type]
+    ctx = gaussian_context([sigma_mpc / c for c in meta.cell_size(spatial)], truncate)
+    window = tuple(min(b, n) + 2 * c for b, n, c in zip(blocks, spatial, ctx, strict=True))
+    lead = math.prod(arr.shape[:-3])
+    per_voxel = np.dtype(arr.dtype).itemsize + 2 * float_dtype(arr.dtype).itemsize
+    need = lead * math.prod(window) * per_voxel
+    have = task_memory() if memory is None else int(memory)
+    if need > have:
+        raise TooLargeError(
+            f"smoothing {url} with sigma {sigma_mpc:g} Mpc/h reads a window of "
+            f"{'x'.join(map(str, window))} voxels per block ({format_bytes(need)} with its "
+            f"copies), more than the {format_bytes(have)} a task has; give smaller --chunks, a "
+            "smaller sigma, or workers with more memory"
+        )
+
+
+def float_dtype(dtype: Any) -> np.dtype:
+    """The dtype a filter computes and writes for input of ``dtype``.
+
+    Floating inputs keep their dtype. Integer and boolean inputs (counts, masks) are
+    filtered as floats, unlike ``scipy.ndimage``, which would truncate a smoothed count to an
+    integer: float64 for 64-bit integers, whose values float32 cannot hold exactly, and
+    float32 otherwise.
+    """
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return dt
+    if dt.kind in "biu":
+        return np.dtype("f8") if dt.itemsize >= 8 else np.dtype("f4")
+    raise ConfigError(f"cannot filter values of dtype {dt}; give a real-valued Field")
+
+
 def _gaussian_block(window: np.ndarray, *, sigma: tuple[float, ...], truncate: float) -> np.ndarray:
     """Separable Gaussian of a window, cropping each axis's context right after its pass.
 
@@ -47,7 +134,7 @@ def _gaussian_block(window: np.ndarray, *, sigma: tuple[float, ...], truncate: f
     (so the core is bit-identical), but each later pass runs on a smaller array: for a
     64^3 core with 8 voxels of context this is 1.59x the core's work instead of 1.95x.
     """
-    out = window
+    out = window.astype(float_dtype(window.dtype), copy=False)
     lead = window.ndim - 3
     for ax, (s, c) in enumerate(zip(sigma, gaussian_context(sigma, truncate), strict=True)):
         axis = lead + ax
@@ -86,7 +173,7 @@ def gaussian_filter(
     """
     sig = (float(sigma),) * 3 if np.isscalar(sigma) else tuple(float(s) for s in sigma)  # type: ignore[arg-type]
     check_sigma(sig, "sigma")
-    out = np.empty(input.shape, dtype=input.dtype) if output is None else output
+    out = np.empty(input.shape, dtype=float_dtype(input.dtype)) if output is None else output
     block = functools.partial(_gaussian_block, sigma=sig, truncate=truncate)
     apply_blockwise(
         block, input, out, gaussian_context(sig, truncate), chunks=chunks, name="gaussian"
@@ -132,9 +219,9 @@ def smooth(
     check_sigma([sigma_mpc], "sigma (Mpc/h)")
     if not math.isfinite(truncate) or truncate <= 0:
         raise ConfigError(f"truncate must be > 0 standard deviations, got {truncate}")
-    if str(input).rstrip("/") == str(output).rstrip("/"):
-        raise FieldExistsError(f"output {output} is the input; write to another path")
+    check_apart({"output": output}, {"input": input})
     src = open_field(input, storage_options=storage_options)
+    check_smooth_size(src, sigma_mpc, truncate=truncate, chunks=chunks)
     meta = field_meta(src)
     arr = zarr_array(src)
     cell = meta.cell_size(arr.shape)
@@ -143,7 +230,7 @@ def smooth(
     params = {"sigma_mpc": sigma_mpc, "truncate": truncate}
     job = job_token(
         operation="smooth",
-        input=str(input),
+        input=job_path(input),
         input_finished=src.attrs.get("bigpaint_finished"),
         chunks=out_chunks,
         **params,
@@ -159,30 +246,31 @@ def smooth(
             "mass_assignment": mass_assignment_of(meta, str(input)),
         }
     )
-    writer = create_field(
-        output,
-        shape=arr.shape,
-        chunks=out_chunks,
-        meta=out_meta,
-        dtype=arr.dtype,
-        name=src.attrs["bigpaint_variable"],
-        job=job,
-        overwrite=overwrite,
-        storage_options=storage_options,
-    )
-    fresh = len(writer.pending()) == int(np.prod(writer.grid))
-    block = functools.partial(_gaussian_block, sigma=sigma_vox, truncate=truncate)
-    try:
-        apply_blockwise(
-            block,
-            src,
-            writer,
-            gaussian_context(sigma_vox, truncate),
-            progress=progress,
-            name="smooth",
+    with writing({"output": output}, {"input": input}, storage_options=storage_options):
+        writer = create_field(
+            output,
+            shape=arr.shape,
+            chunks=out_chunks,
+            meta=out_meta,
+            dtype=float_dtype(arr.dtype),
+            name=src.attrs["bigpaint_variable"],
+            job=job,
+            overwrite=overwrite,
+            storage_options=storage_options,
         )
-    except NonFiniteError:
-        if fresh:  # bad input: leave no half-written output behind
-            remove_field(output, storage_options)
-        raise
+        fresh = len(writer.pending()) == int(np.prod(writer.grid))
+        block = functools.partial(_gaussian_block, sigma=sigma_vox, truncate=truncate)
+        try:
+            apply_blockwise(
+                block,
+                src,
+                writer,
+                gaussian_context(sigma_vox, truncate),
+                progress=progress,
+                name="smooth",
+            )
+        except NonFiniteError:
+            if fresh:  # bad input: leave no half-written output behind
+                remove_field(output, storage_options)
+            raise
     return writer

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import click
@@ -52,12 +52,24 @@ def cluster_config(cluster_file: str | None, workers: int | None) -> ClusterConf
 
 
 @contextlib.contextmanager
-def open_cluster(cluster_file: str | None, workers: int | None) -> Iterator[Any]:
-    """Connect a client to the configured cluster for the duration of a command."""
+def open_cluster(
+    cluster_file: str | None,
+    workers: int | None,
+    *,
+    outputs: Mapping[str, str | None] | None = None,
+    inputs: Mapping[str, str | None] | None = None,
+) -> Iterator[Any]:
+    """Connect a client to the configured cluster for the duration of a command.
+
+    ``outputs`` (and the ``inputs`` they must stay apart from) are guarded before the
+    cluster starts (:func:`bigpaint.outputs.writing`): a second writer of the same output is
+    refused without starting workers.
+    """
     from bigpaint.cluster import connect
+    from bigpaint.outputs import writing
 
     cfg = cluster_config(cluster_file, workers)
-    with connect(cfg) as client:
+    with writing(outputs or {}, inputs or {}), connect(cfg) as client:
         yield client
 
 

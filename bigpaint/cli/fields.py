@@ -55,14 +55,14 @@ def smooth(
     Re-running the same command after an interruption resumes: finished blocks are kept.
     """
     from bigpaint.field import open_field
-    from bigpaint.filters import check_sigma
+    from bigpaint.filters import check_sigma, check_smooth_size
     from bigpaint.filters import smooth as smooth_field
 
     # refuse bad arguments and inputs before starting a cluster
     check_sigma([sigma_mpc], "sigma (Mpc/h)")
     out_chunks = parse_chunks(chunks)
-    open_field(input)
-    with open_cluster(cluster_file, workers):
+    check_smooth_size(open_field(input), sigma_mpc, truncate=truncate, chunks=out_chunks)
+    with open_cluster(cluster_file, workers, outputs={"output": output}, inputs={"input": input}):
         writer = smooth_field(
             input,
             output,
