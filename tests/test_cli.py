@@ -189,7 +189,7 @@ def test_output_exists_refused_unless_overwrite(existing, tmp_path):
     _one_line_error(res, r"output .*other\.zarr already exists .*pass --overwrite")
     _untouched(existing)
     res = run("smooth", existing["in"], existing["in"], "--sigma-mpc", "1", "--workers", "1")
-    _one_line_error(res, r"is the input")
+    _one_line_error(res, r"is the same store as input")
     _untouched(existing)
     res = run(
         "smooth",

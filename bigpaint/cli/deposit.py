@@ -90,7 +90,10 @@ def deposit(
     from bigpaint.errors import check_writable
     from bigpaint.io.particles import open_particles
     from bigpaint.mesh.deposit import deposit_to_field
+    from bigpaint.outputs import check_apart, check_scratch_home
 
+    check_apart({"output": output}, {"particles": particles})  # before reading particles
+    check_scratch_home("--spill-dir", spill_dir, {"output": output, "particles": particles})
     if spill_dir is not None:
         check_writable(spill_dir, "--spill-dir")
     src = open_particles(  # refuse a bad input before starting a cluster
@@ -101,7 +104,9 @@ def deposit(
         length_unit=length_unit,
         ptype=ptype,
     )
-    with open_cluster(cluster_file, workers):
+    with open_cluster(
+        cluster_file, workers, outputs={"output": output}, inputs={"particles": particles}
+    ):
         writer = deposit_to_field(
             src,
             output,

@@ -119,8 +119,10 @@ def segment(
     Resumable: running the same command again after an interruption skips the finished
     blocks (kept in a scratch directory next to OUTPUT, or under --workdir).
     """
-    from bigpaint.field import open_field
-    from bigpaint.segment.catalog import segment_field
+
+    from bigpaint.field import field_meta, open_field
+    from bigpaint.outputs import check_scratch_home
+    from bigpaint.segment.catalog import resolve_rho_bar, segment_field
     from bigpaint.segment.engine import SegmentParams
     from bigpaint.segment.threshold import check_thresholds, load_calibration, trajectory_ladder
 
@@ -137,10 +139,15 @@ def segment(
         h=merge_h,
     )
     # refuse bad arguments and inputs before starting a cluster
+    stores = {"input": distance, "calibration": calibration}
+    check_scratch_home("--workdir", workdir, {**stores, "output": output, "--labels": labels})
     src = open_field(distance)
+    resolve_rho_bar(field_meta(src), rho_bar, distance)
     params.check(src[src.attrs["bigpaint_variable"]].shape)
     cal = load_calibration(calibration) if calibration else None
-    with open_cluster(cluster_file, workers):
+    with open_cluster(
+        cluster_file, workers, outputs={"output": output, "--labels": labels}, inputs=stores
+    ):
         table = segment_field(
             distance,
             output,

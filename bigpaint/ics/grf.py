@@ -46,6 +46,7 @@ from bigpaint.ics.noise import white_noise_array
 from bigpaint.ics.power import LinearPower
 from bigpaint.mesh.fft import irfftn, plan_fft, rfftn
 from bigpaint.mesh.kgrid import block_modes, full_location, rfft_shape
+from bigpaint.outputs import writing
 from bigpaint.progress import compute
 
 __all__ = [
@@ -433,49 +434,50 @@ def gaussian_field(
         "power_source": power.source,
         "convention": "<|delta_k|^2> = P(k) N^6 / V (numpy unnormalised rfftn)",
     }
-    writer = create_field(
-        output,
-        shape=shape,
-        chunks=chunks,
-        dtype=dtype,
-        overwrite=overwrite,
-        meta={
-            "box_size": box,
-            "kind": "delta",
-            "units": "1",
-            "redshift": float(redshift),
-            "cosmology": power.cosmology.to_field(),
-            "provenance": {
-                "operation": "gaussian_field",
-                "config": params,
-                "cosmology": power.cosmology.model_dump(),
-                "sigma_8_table": power.sigma_8,
-            },
-            "mass_assignment": {"scheme": None},
-        },
-        job=job_token(
-            operation="gaussian_field",
+    with writing({"output": output}, storage_options=storage_options):
+        writer = create_field(
+            output,
+            shape=shape,
             chunks=chunks,
             dtype=dtype,
-            cosmology=power.cosmology.model_dump(),
-            k=float(power.k.sum()),
-            p=float(power.p.sum()),
-            **params,
-        ),
-        storage_options=storage_options,
-    )
-    fk = linear_modes(
-        shape[0],
-        box,
-        seed=seed,
-        power=power,
-        redshift=redshift,
-        tile=tile,
-        fixed_amplitude=fixed_amplitude,
-        paired=paired,
-        precision=precision,
-        backend=backend,
-    )
-    delta = irfftn(fk, shape, chunks=writer.block_chunks, backend=backend)
-    store_field(delta, writer)
-    return writer
+            overwrite=overwrite,
+            meta={
+                "box_size": box,
+                "kind": "delta",
+                "units": "1",
+                "redshift": float(redshift),
+                "cosmology": power.cosmology.to_field(),
+                "provenance": {
+                    "operation": "gaussian_field",
+                    "config": params,
+                    "cosmology": power.cosmology.model_dump(),
+                    "sigma_8_table": power.sigma_8,
+                },
+                "mass_assignment": {"scheme": None},
+            },
+            job=job_token(
+                operation="gaussian_field",
+                chunks=chunks,
+                dtype=dtype,
+                cosmology=power.cosmology.model_dump(),
+                k=float(power.k.sum()),
+                p=float(power.p.sum()),
+                **params,
+            ),
+            storage_options=storage_options,
+        )
+        fk = linear_modes(
+            shape[0],
+            box,
+            seed=seed,
+            power=power,
+            redshift=redshift,
+            tile=tile,
+            fixed_amplitude=fixed_amplitude,
+            paired=paired,
+            precision=precision,
+            backend=backend,
+        )
+        delta = irfftn(fk, shape, chunks=writer.block_chunks, backend=backend)
+        store_field(delta, writer)
+        return writer

@@ -77,6 +77,7 @@ from bigpaint.ics.noise import white_noise_array
 from bigpaint.ics.power import LinearPower
 from bigpaint.mesh.fft import irfftn, rfftn
 from bigpaint.mesh.kgrid import full_location, rfft_shape
+from bigpaint.outputs import check_apart, owned_dir, remove_owned, writing
 from bigpaint.progress import compute
 
 __all__ = [
@@ -615,138 +616,153 @@ def lpt_density(
         )
     else:
         scratch_dir = os.path.join(scratch_dir, f"lpt-{job[:12]}")
-    if os.path.exists(output) and not overwrite:
-        try:
-            attrs = open_field(output, require_complete=False).attrs
-            done = attrs.get("provenance", {}).get("lpt_job") == job
-        except Exception:  # not a Field
-            attrs, done = {}, False
-        if done and attrs.get("bigpaint_complete") and (particles is None or _complete(particles)):
-            shutil.rmtree(scratch_dir, ignore_errors=True)  # a run killed while cleaning up
-            return LPTResult(
-                FieldWriter(output, "delta", (nmesh,) * 3, _chunks3(chunks, nmesh), "<f4"),
-                particles,
-                None,
-                shape[0] ** 3,
-                lblock,
-            )
-        if not (done or os.path.isdir(scratch_dir)):  # our own interrupted run may resume
-            raise FieldExistsError(
-                f"output {output} already exists (written by a different job); choose another "
-                "path or pass overwrite"
-            )
-    os.makedirs(scratch_dir, exist_ok=True)
-    cosmo_field = power.cosmology.to_field()
+    outs = {"output": output, "particles": particles, "linear_output": linear_output}
+    check_apart({**outs, "scratch directory": scratch_dir}, {})
+    with writing(outs):
+        if os.path.exists(output) and not overwrite:
+            try:
+                attrs = open_field(output, require_complete=False).attrs
+                done = attrs.get("provenance", {}).get("lpt_job") == job
+            except Exception:  # not a Field
+                attrs, done = {}, False
+            if (
+                done
+                and attrs.get("bigpaint_complete")
+                and (particles is None or _complete(particles))
+            ):
+                remove_owned(scratch_dir)  # a run killed while cleaning up
+                return LPTResult(
+                    FieldWriter(output, "delta", (nmesh,) * 3, _chunks3(chunks, nmesh), "<f4"),
+                    particles,
+                    None,
+                    shape[0] ** 3,
+                    lblock,
+                )
+            if not (done or os.path.isdir(scratch_dir)):  # our own interrupted run may resume
+                raise FieldExistsError(
+                    f"output {output} already exists (written by a different job); choose another "
+                    "path or pass overwrite"
+                )
+        owned_dir(scratch_dir, purpose="LPT scratch stores")
+        cosmo_field = power.cosmology.to_field()
 
-    fk = linear_modes(
-        shape[0],
-        box,
-        seed=seed,
-        power=power,
-        tile=tile,
-        fixed_amplitude=fixed_amplitude,
-        paired=paired,
-        precision=precision,
-        backend=backend,
-    )
-
-    # 2. the 2LPT source, once, to a scratch Field
-    s2k = None
-    if order == 2:
-        s2_writer = create_field(
-            os.path.join(scratch_dir, "s2.zarr"),
-            shape=shape,
-            chunks=_slab_chunks(shape),
-            dtype="float32" if precision == "single" else "float64",
-            meta={"box_size": box, "kind": "lpt_source", "units": "1"},
-            job=f"{job}-s2",
+        fk = linear_modes(
+            shape[0],
+            box,
+            seed=seed,
+            power=power,
+            tile=tile,
+            fixed_amplitude=fixed_amplitude,
+            paired=paired,
+            precision=precision,
+            backend=backend,
         )
-        store_field(second_order_source(fk, shape, backend=backend), s2_writer, progress=progress)
-        s2 = da.from_zarr(zarr_array(open_field(s2_writer.url)))
-        s2k = rfftn(s2, backend=backend, check_finite=False)
 
-    # 3. displacements (and velocities) into Lagrangian cubes of a particle store
-    def component(axis: int, c1: float, c2: float) -> da.Array:
-        args = (fk,) if s2k is None else (fk, s2k.rechunk(fk.chunks))
-        mk = da.map_blocks(
-            _displacement_block,
-            *args,
-            axis=axis,
-            shape=shape,
+        # 2. the 2LPT source, once, to a scratch Field
+        s2k = None
+        if order == 2:
+            s2_writer = create_field(
+                os.path.join(scratch_dir, "s2.zarr"),
+                shape=shape,
+                chunks=_slab_chunks(shape),
+                dtype="float32" if precision == "single" else "float64",
+                meta={"box_size": box, "kind": "lpt_source", "units": "1"},
+                job=f"{job}-s2",
+            )
+            store_field(
+                second_order_source(fk, shape, backend=backend), s2_writer, progress=progress
+            )
+            s2 = da.from_zarr(zarr_array(open_field(s2_writer.url)))
+            s2k = rfftn(s2, backend=backend, check_finite=False)
+
+        # 3. displacements (and velocities) into Lagrangian cubes of a particle store
+        def component(axis: int, c1: float, c2: float) -> da.Array:
+            args = (fk,) if s2k is None else (fk, s2k.rechunk(fk.chunks))
+            mk = da.map_blocks(
+                _displacement_block,
+                *args,
+                axis=axis,
+                shape=shape,
+                box_size=box,
+                c1=c1,
+                c2=c2 if order == 2 else 0.0,
+                dtype=cplx,
+                meta=np.array((), cplx),
+            )
+            cubes = ((lblock,) * (shape[0] // lblock),) * 3
+            return irfftn(mk, shape, chunks=cubes, backend=backend)
+
+        psi = [component(ax, d1, d2) for ax in range(3)]
+        vel = (
+            [component(ax, vfac * d1 * f1, vfac * d2 * f2) for ax in range(3)]
+            if velocities
+            else None
+        )
+        keep = particles is not None
+        store_url = particles if keep else os.path.join(scratch_dir, "particles.zarr")
+        store = _open_store(
+            store_url,  # type: ignore[arg-type]
+            grid=shape[0],
+            block=lblock,
             box_size=box,
-            c1=c1,
-            c2=c2 if order == 2 else 0.0,
-            dtype=cplx,
-            meta=np.array((), cplx),
-        )
-        cubes = ((lblock,) * (shape[0] // lblock),) * 3
-        return irfftn(mk, shape, chunks=cubes, backend=backend)
-
-    psi = [component(ax, d1, d2) for ax in range(3)]
-    vel = [component(ax, vfac * d1 * f1, vfac * d2 * f2) for ax in range(3)] if velocities else None
-    keep = particles is not None
-    store_url = particles if keep else os.path.join(scratch_dir, "particles.zarr")
-    store = _open_store(
-        store_url,  # type: ignore[arg-type]
-        grid=shape[0],
-        block=lblock,
-        box_size=box,
-        velocities=bool(velocities),
-        ids=keep,
-        attrs={
-            "box_size": [box] * 3,
-            "redshift": float(redshift),
-            "kind": "lpt_particles",
-            "units": {"positions": "Mpc/h", "velocities": "km/s", "ids": "Lagrangian index"},
-            "particle_order": f"Lagrangian cubes of {lblock}^3 in C order, C order inside",
-            "cosmology": power.cosmology.model_dump(),
-            "provenance": {"operation": "lpt", "config": params},
-        },
-        job=job,
-        overwrite=overwrite and keep,
-    )
-    linear_writer = None
-    if linear_output is not None:
-        linear_writer = create_field(
-            linear_output,
-            shape=shape,
-            chunks=chunks,
-            meta={
-                "box_size": box,
-                "kind": "delta",
-                "units": "1",
+            velocities=bool(velocities),
+            ids=keep,
+            attrs={
+                "box_size": [box] * 3,
                 "redshift": float(redshift),
-                "cosmology": cosmo_field,
-                "provenance": {"operation": "gaussian_field", "config": params},
-                "mass_assignment": {"scheme": None},
+                "kind": "lpt_particles",
+                "units": {"positions": "Mpc/h", "velocities": "km/s", "ids": "Lagrangian index"},
+                "particle_order": f"Lagrangian cubes of {lblock}^3 in C order, C order inside",
+                "cosmology": power.cosmology.model_dump(),
+                "provenance": {"operation": "lpt", "config": params},
             },
-            job=f"{job}-linear-{job_token(chunks=chunks)}",
-            overwrite=overwrite,
+            job=job,
+            overwrite=overwrite and keep,
         )
-        lin = irfftn(fk * cplx.type(d1), shape, chunks=linear_writer.block_chunks, backend=backend)
-        store_field(lin, linear_writer, progress=progress)
-    write_particles(store, psi, vel, progress=progress)
+        linear_writer = None
+        if linear_output is not None:
+            linear_writer = create_field(
+                linear_output,
+                shape=shape,
+                chunks=chunks,
+                meta={
+                    "box_size": box,
+                    "kind": "delta",
+                    "units": "1",
+                    "redshift": float(redshift),
+                    "cosmology": cosmo_field,
+                    "provenance": {"operation": "gaussian_field", "config": params},
+                    "mass_assignment": {"scheme": None},
+                },
+                job=f"{job}-linear-{job_token(chunks=chunks)}",
+                overwrite=overwrite,
+            )
+            lin = irfftn(
+                fk * cplx.type(d1), shape, chunks=linear_writer.block_chunks, backend=backend
+            )
+            store_field(lin, linear_writer, progress=progress)
+        write_particles(store, psi, vel, progress=progress)
 
-    # 4. deposit the ordered particles
-    if overwrite and os.path.exists(output):
-        shutil.rmtree(output)
-    writer = deposit_to_field(
-        store_url,
-        output,
-        nmesh=nmesh,
-        chunks=chunks,
-        scheme=scheme,
-        quantity="delta",
-        batch_size=lblock**3,
-        redshift=float(redshift),
-        spill_dir=os.path.join(scratch_dir, "deposit"),
-        progress=progress,
-    )
-    _annotate(writer, cosmo_field, {"lpt": params, "lpt_job": job})
-    if not keep:
-        shutil.rmtree(store_url, ignore_errors=True)
-    shutil.rmtree(scratch_dir, ignore_errors=True)
-    return LPTResult(writer, store_url if keep else None, linear_writer, shape[0] ** 3, lblock)
+        # 4. deposit the ordered particles
+        if overwrite and os.path.exists(output):
+            shutil.rmtree(output)
+        writer = deposit_to_field(
+            store_url,
+            output,
+            nmesh=nmesh,
+            chunks=chunks,
+            scheme=scheme,
+            quantity="delta",
+            batch_size=lblock**3,
+            redshift=float(redshift),
+            spill_dir=os.path.join(scratch_dir, "deposit"),
+            progress=progress,
+        )
+        _annotate(writer, cosmo_field, {"lpt": params, "lpt_job": job})
+        if not keep:
+            shutil.rmtree(store_url, ignore_errors=True)
+        remove_owned(scratch_dir)
+        return LPTResult(writer, store_url if keep else None, linear_writer, shape[0] ** 3, lblock)
 
 
 def _complete(url: str) -> bool:

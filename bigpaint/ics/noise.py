@@ -18,6 +18,7 @@ import numpy as np
 from bigpaint.blockwise import run_tasks
 from bigpaint.errors import ConfigError
 from bigpaint.field import FieldWriter, create_field, job_token
+from bigpaint.outputs import writing
 
 __all__ = ["white_noise", "white_noise_array"]
 
@@ -110,30 +111,36 @@ def white_noise(
     shape = (int(grid),) * 3 if np.isscalar(grid) else tuple(int(g) for g in grid)  # type: ignore[arg-type]
     _check(shape, tile, seed)
     params = {"seed": seed, "tile": tile}
-    writer = create_field(
-        output,
-        shape=shape,
-        chunks=chunks,
-        dtype=dtype,
-        overwrite=overwrite,
-        meta={
-            "box_size": box_size,
-            "kind": "white_noise",
-            "units": "1",
-            "provenance": {"operation": "white_noise", "config": params},
-            "mass_assignment": {"scheme": None},
-        },
-        job=job_token(
-            operation="white_noise", shape=shape, box=box_size, chunks=chunks, dtype=dtype, **params
-        ),
-        storage_options=storage_options,
-    )
-    run_tasks(
-        _noise_block,
-        [(idx,) for idx in writer.pending()],
-        shared={"writer": writer, "seed": seed, "tile": tile},
-        name="white_noise",
-        progress=progress,
-    )
-    writer.finalize()
-    return writer
+    with writing({"output": output}, storage_options=storage_options):
+        writer = create_field(
+            output,
+            shape=shape,
+            chunks=chunks,
+            dtype=dtype,
+            overwrite=overwrite,
+            meta={
+                "box_size": box_size,
+                "kind": "white_noise",
+                "units": "1",
+                "provenance": {"operation": "white_noise", "config": params},
+                "mass_assignment": {"scheme": None},
+            },
+            job=job_token(
+                operation="white_noise",
+                shape=shape,
+                box=box_size,
+                chunks=chunks,
+                dtype=dtype,
+                **params,
+            ),
+            storage_options=storage_options,
+        )
+        run_tasks(
+            _noise_block,
+            [(idx,) for idx in writer.pending()],
+            shared={"writer": writer, "seed": seed, "tile": tile},
+            name="white_noise",
+            progress=progress,
+        )
+        writer.finalize()
+        return writer

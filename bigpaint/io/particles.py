@@ -655,6 +655,17 @@ def _gadget_stem(path: str) -> bool:
 def _with_box(src: ParticleSource, box: tuple[float, float, float] | None) -> ParticleSource:
     import dataclasses
 
+    if src.n_particles == 0:  # before any output exists: a deposit of nothing is no density
+        ptype = getattr(src, "ptype", None)
+        if ptype is not None:
+            header = getattr(src, "header", {}).get("NumPart_Total", ())
+            held = [str(t) for t, n in enumerate(header) if int(n) > 0]
+            raise ShapeError(
+                f"{src.describe()} holds no particles of type {ptype}; choose --ptype from the "
+                f"types it holds ({', '.join(held) or 'none'})"
+            )
+        raise ShapeError(f"{src.describe()} holds no particles; give a file with particles")
+
     if dataclasses.is_dataclass(src) and "box_size" in {f.name for f in dataclasses.fields(src)}:
         if src.box_size == box:
             return src

@@ -62,6 +62,7 @@ from bigpaint.mesh.assign import (
     scan_particles,
     scheme_order,
 )
+from bigpaint.outputs import check_apart, job_path, owned_dir, remove_owned, writing
 from bigpaint.progress import compute
 
 __all__ = [
@@ -888,18 +889,51 @@ def deposit_to_field(
         "provenance": provenance,
         "mass_assignment": {"scheme": plan.scheme.upper(), "interlaced": bool(interlace)},
     }
-    job = job_token(op="deposit", input=src.describe(), n=src.n_particles, **params)
-    if overwrite:
-        remove_field(url)
-    _refuse_foreign_output(url, job)
-    if spill_dir is None:
-        if "://" in str(url):
-            spill_dir = os.path.join(tempfile.gettempdir(), f"bigpaint-deposit-{job[:12]}")
-        else:
-            absurl = os.path.abspath(url)
-            spill_dir = os.path.join(
-                os.path.dirname(absurl), f".{os.path.basename(absurl)}.deposit-{job[:12]}"
-            )
+    inputs = _particle_paths(particles)
+    job = job_token(
+        op="deposit",
+        input=[job_path(p) for p in inputs.values()] or src.describe(),
+        n=src.n_particles,
+        **params,
+    )
+    if spill_dir is not None:
+        spill_dir = os.path.join(spill_dir, f"bigpaint-deposit-{job[:12]}")
+    elif "://" in str(url):
+        spill_dir = os.path.join(tempfile.gettempdir(), f"bigpaint-deposit-{job[:12]}")
+    else:
+        absurl = os.path.abspath(url)
+        spill_dir = os.path.join(
+            os.path.dirname(absurl), f".{os.path.basename(absurl)}.deposit-{job[:12]}"
+        )
+    check_apart({"output": url, "spill directory": spill_dir}, inputs)
+    with writing({"output": url}, inputs):
+        if overwrite:
+            remove_field(url)
+        _refuse_foreign_output(url, job)
+        owned_dir(spill_dir, purpose="deposit spill files")
+        return _deposit_guarded(
+            src, url, plan, meta, shape, write_chunks, dtype, job, quantity, interlace, wrap,
+            spill_dir, home_fraction, progress,
+        )  # fmt: skip
+
+
+def _deposit_guarded(
+    src: ParticleSource,
+    url: str,
+    plan: DepositPlan,
+    meta: dict[str, Any],
+    shape: tuple[int, int, int],
+    write_chunks: tuple[int, ...],
+    dtype: str,
+    job: str,
+    quantity: str,
+    interlace: bool,
+    wrap: bool,
+    spill_dir: str,
+    home_fraction: float,
+    progress: bool,
+) -> FieldWriter:
+    """The deposit proper, under the output's lock, with its spill in ``spill_dir``."""
 
     def create() -> FieldWriter:
         return create_field(url, shape=shape, chunks=write_chunks, meta=meta, dtype=dtype, job=job)
@@ -945,10 +979,22 @@ def deposit_to_field(
         # keep the intermediate grids of an interlaced run whose output exists (resume);
         # otherwise leave nothing behind
         if not (interlace and _store_exists(url)):
-            shutil.rmtree(spill_dir, ignore_errors=True)
+            remove_owned(spill_dir)
         raise
-    shutil.rmtree(spill_dir, ignore_errors=True)
+    remove_owned(spill_dir)
     return writer
+
+
+def _particle_paths(particles: Any) -> dict[str, str]:
+    """The files a particle input reads, labelled for :func:`bigpaint.outputs.check_apart`."""
+    if isinstance(particles, (str, os.PathLike)):
+        return {"particles": str(particles)}
+    files = getattr(particles, "files", None) or ()
+    one = getattr(particles, "path", None) or getattr(particles, "url", None)
+    paths = [str(f) for f in files] or ([str(one)] if one else [])
+    return {
+        "particles" if len(paths) == 1 else f"particle file {i}": p for i, p in enumerate(paths)
+    }
 
 
 def _store_exists(url: str) -> bool:

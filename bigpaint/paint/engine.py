@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 
 from bigpaint.blockwise import BlockInfo, FieldSource, _current_client, apply_blockwise
-from bigpaint.errors import ConfigError, FieldExistsError, NonFiniteError
+from bigpaint.errors import ConfigError, NonFiniteError
 from bigpaint.field import create_field, job_token, open_field, remove_field
+from bigpaint.outputs import check_apart, job_path, writing
 from bigpaint.paint.plan import PaintPlan, SlabSpec, plan_paint
 from bigpaint.paint.slabs import NoiseMaps, ProjectedSource
 from bigpaint.paint.workers import (
     PainterPlugin,
     autocast_dtype,
-    check_fixed_tile,
     get_painter,
     paint_images,
     resolve_device,
@@ -272,36 +272,26 @@ def paint_field(
     """
     import dask
 
-    if str(source).rstrip("/") == str(dest).rstrip("/"):
-        raise FieldExistsError(f"output {dest} is the input; write to another path")
+    check_apart({"output": dest}, {"input": source, "checkpoint": checkpoint})
     if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
     autocast_dtype(autocast)
     budget = None if memory_budget is None else int(dask.utils.parse_bytes(memory_budget))
     src = open_field(source)
-    plan: PaintPlan = plan_paint(checkpoint, src, chunks=chunks, margin=margin, slab=slab)
+    plan: PaintPlan = plan_paint(
+        checkpoint, src, chunks=chunks, margin=margin, slab=slab, fixed_tile=fixed_tile
+    )
     info = plan.checkpoint
     base = FieldSource.from_field(src)
     reader: Any = base
     if plan.slab is not None:
         reader = ProjectedSource(base, plan.slab.axis, plan.slab.thickness)
     box = tuple(int(n) for n in reader.shape[-3:])
-    if fixed_tile is not None:
-        plane = [a for a in range(3) if plan.slab is None or a != plan.slab.axis]
-        check_fixed_tile(
-            fixed_tile,
-            family=info.meta.family,
-            mode=info.meta.mode,
-            alignment=info.meta.alignment,
-            painter_tile=info.meta.tile,
-            chunks=[plan.chunks[a] for a in plane],
-            shape=[box[a] for a in plane],
-        )
     fixed = {} if fixed_tile is None else {"fixed_tile": int(fixed_tile)}
     job = job_token(
         operation="paint",
         checkpoint_hash=info.hash,
-        input=str(source),
+        input=job_path(source),
         input_finished=src.attrs.get("bigpaint_finished"),
         chunks=list(plan.chunks),
         margin=plan.margin,
@@ -320,42 +310,43 @@ def paint_field(
             "fixed_tile": fixed_tile,
         },
     }
-    writer = create_field(
-        dest, shape=plan.out_shape, chunks=plan.chunks, meta=meta, job=job, overwrite=overwrite
-    )
-    fresh = len(writer.pending()) == int(np.prod(writer.grid))
-    client = _current_client()
-    if resources is None:
-        resources = _gpu_resources(client, device)
-    if client is not None:
-        client.register_plugin(
-            PainterPlugin(info.path, info.hash, device, _workers_per_host(client))
+    with writing({"output": dest}, {"input": source, "checkpoint": checkpoint}):
+        writer = create_field(
+            dest, shape=plan.out_shape, chunks=plan.chunks, meta=meta, job=job, overwrite=overwrite
         )
-    func = PaintBlock(
-        checkpoint=str(info.path),
-        ckpt_hash=info.hash,
-        device=device,
-        margin=plan.margin,
-        read_context=plan.read_context,
-        slab_axis=None if plan.slab is None else plan.slab.axis,
-        box=box,  # type: ignore[arg-type]
-        memory_budget=budget,
-        autocast=autocast,
-        seed=seed,
-        fixed_tile=fixed_tile,
-    )
-    try:
-        with _local_torch_threads(client):
-            apply_blockwise(
-                func,
-                reader,
-                writer,
-                plan.read_context,
-                progress=progress,
-                name=f"paint-{info.meta.family}",
-                resources=resources,
+        fresh = len(writer.pending()) == int(np.prod(writer.grid))
+        client = _current_client()
+        if resources is None:
+            resources = _gpu_resources(client, device)
+        if client is not None:
+            client.register_plugin(
+                PainterPlugin(info.path, info.hash, device, _workers_per_host(client))
             )
-    except NonFiniteError:
-        if fresh:  # bad input: leave no half-written output behind
-            remove_field(dest)
-        raise
+        func = PaintBlock(
+            checkpoint=str(info.path),
+            ckpt_hash=info.hash,
+            device=device,
+            margin=plan.margin,
+            read_context=plan.read_context,
+            slab_axis=None if plan.slab is None else plan.slab.axis,
+            box=box,  # type: ignore[arg-type]
+            memory_budget=budget,
+            autocast=autocast,
+            seed=seed,
+            fixed_tile=fixed_tile,
+        )
+        try:
+            with _local_torch_threads(client):
+                apply_blockwise(
+                    func,
+                    reader,
+                    writer,
+                    plan.read_context,
+                    progress=progress,
+                    name=f"paint-{info.meta.family}",
+                    resources=resources,
+                )
+        except NonFiniteError:
+            if fresh:  # bad input: leave no half-written output behind
+                remove_field(dest)
+            raise

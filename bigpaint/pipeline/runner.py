@@ -31,6 +31,7 @@ from typing import Any
 
 from bigpaint.config import ClusterConfig, load_config
 from bigpaint.errors import ConfigError, FieldExistsError
+from bigpaint.outputs import OWNER_MARK, check_apart, owned_dir, remove_owned, writing
 from bigpaint.pipeline.config import (
     PipelineConfig,
     check_names,
@@ -147,6 +148,7 @@ def plan_pipeline(
     produced: dict[str, tuple[str, ...]] = {}
     hashes: dict[str, str] = {}
     planned: list[PlannedStage] = []
+    externals: list[str] = []
     for i, st in enumerate(cfg.stages):
         where = f"{source}: stage {st.name!r} ({st.kind})"
         kind = STAGE_KINDS.get(st.kind)
@@ -214,7 +216,12 @@ def plan_pipeline(
         produced[st.name] = outputs
         hashes[st.name] = h
         planned.append(PlannedStage(i + 1, st.name, kind, h, config, ctx.dir, outputs))
+        externals.extend(e["path"] for e in external)
     _decide(planned, run_dir, overwrite)
+    check_apart(
+        {f"stage folder {p.name!r}": p.dir for p in planned if p.status == "redo"},
+        {f"input {i + 1}": e for i, e in enumerate(externals)},
+    )
     return planned
 
 
@@ -222,7 +229,13 @@ def _decide(planned: list[PlannedStage], run_dir: Path, overwrite: bool) -> None
     for ps in planned:
         rec = _read_record(run_dir / RECORDS / f"{ps.name}.json")
         ps.record = rec
-        folder_used = ps.dir.exists() and any(ps.dir.iterdir())
+        folder_used = ps.dir.exists() and any(f.name != OWNER_MARK for f in ps.dir.iterdir())
+        ours = rec is not None or (ps.dir / OWNER_MARK).is_file()
+        if folder_used and not ours:
+            raise FieldExistsError(
+                f"stage {ps.name!r}: {ps.dir} holds files this pipeline did not write; bigpaint "
+                "never deletes them: move them away, or choose another out"
+            )
         if rec is not None and rec.get("hash") == ps.hash:
             complete = all((ps.dir / o).exists() for o in ps.outputs)
             ps.status = "done" if rec.get("state") == "finished" and complete else "resume"
@@ -231,7 +244,7 @@ def _decide(planned: list[PlannedStage], run_dir: Path, overwrite: bool) -> None
                 what = (
                     "was run with a different configuration or inputs"
                     if rec is not None
-                    else "holds files this pipeline did not write"
+                    else "holds the results of an unrecorded earlier run"
                 )
                 raise FieldExistsError(
                     f"stage {ps.name!r}: {ps.dir} {what}; pass --overwrite to redo it (and the "
@@ -305,7 +318,19 @@ def run_pipeline(
         The finished record of every stage (``name``, ``kind``, ``hash``, ``seconds``,
         ``summary``, ``outputs``, ``dir``, ``skipped``).
     """
-    say = log or _say
+    with writing({"pipeline out": resolve_out(cfg.out)}):
+        return _run(cfg, source, overwrite, cluster, use_current_client, log or _say)
+
+
+def _run(
+    cfg: PipelineConfig,
+    source: str,
+    overwrite: bool,
+    cluster: ClusterConfig | None,
+    use_current_client: bool,
+    say: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Plan and run the stages, under the run directory's lock."""
     planned = plan_pipeline(cfg, source=source, overwrite=overwrite)
     run_dir = resolve_out(cfg.out)
     (run_dir / RECORDS).mkdir(parents=True, exist_ok=True)
@@ -323,9 +348,9 @@ def run_pipeline(
                 say(f"{head}: finished earlier, skipped")
                 done.append({**(ps.record or {}), "skipped": True})
                 continue
-            if ps.status == "redo" and ps.dir.exists():
-                shutil.rmtree(ps.dir)
-            ps.dir.mkdir(parents=True, exist_ok=True)
+            if ps.status == "redo" and ps.dir.exists() and not remove_owned(ps.dir):
+                shutil.rmtree(ps.dir)  # a folder recorded by a pipeline from before the mark
+            owned_dir(ps.dir, purpose=f"results of pipeline stage {ps.name!r}")
             started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             _write_record(
                 rec_path,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from bigpaint.errors import (
     FloodTooLargeError,
     MetadataError,
 )
+from bigpaint.outputs import check_apart, job_path, owned_dir, remove_owned, writing
 from bigpaint.segment.engine import DEFAULT_MAX_FLOOD_GIB, Segmentation, SegmentParams, segment
 from bigpaint.segment.threshold import Calibration, apply_calibration, load_calibration
 
@@ -202,6 +202,18 @@ def read_catalog(path: str | Path) -> pa.Table:
         ) from None
 
 
+def resolve_rho_bar(meta: Any, rho_bar: float | None, input: str) -> float:
+    """``rho_bar`` in (Msun/h)/(Mpc/h)^3, or ``Omega_m rho_crit`` of the Field's cosmology."""
+    if rho_bar is not None:
+        return float(rho_bar)
+    if meta.cosmology is None:
+        raise MetadataError(
+            f"{input} carries no cosmology, so masses cannot be computed; give rho_bar "
+            "(--rho-bar, in (Msun/h)/(Mpc/h)^3)"
+        )
+    return mean_density(meta.cosmology.Omega_m)
+
+
 def segment_field(
     input: str,
     output: str,
@@ -258,6 +270,11 @@ def segment_field(
     from bigpaint.field import create_field, field_meta, job_token, open_field, zarr_array
 
     params = params or SegmentParams()
+    inputs = {
+        "input": input,
+        "calibration": calibration if isinstance(calibration, (str, Path)) else None,
+    }
+    check_apart({"output": output, "--labels": labels}, inputs)
     src = open_field(input)
     meta = field_meta(src)
     shape = tuple(int(n) for n in zarr_array(src).shape)
@@ -266,91 +283,88 @@ def segment_field(
     if cal is not None:
         cal.check_compatible(cell)
         params = SegmentParams(**{**params.__dict__, "trajectory_thresholds": cal.thresholds})
-    if rho_bar is None:
-        if meta.cosmology is None:
-            raise MetadataError(
-                f"{input} carries no cosmology, so masses cannot be computed; give rho_bar "
-                "(--rho-bar, in (Msun/h)/(Mpc/h)^3)"
-            )
-        rho_bar = mean_density(meta.cosmology.Omega_m)
+    rho_bar = resolve_rho_bar(meta, rho_bar, input)
     job = job_token(
         operation="segment-catalog",
-        input=str(input),
+        input=job_path(input),
         input_finished=src.attrs.get("bigpaint_finished"),
         params=params.as_dict(),
         chunks=None if chunks is None else np.broadcast_to(chunks, 3).tolist(),
         rho_bar=float(rho_bar),
         calibration=None if cal is None else cal.to_json(),
-        labels=labels,
+        labels=None if labels is None else job_path(labels),
     )
-    out = Path(output)
-    scratch = (
-        Path(workdir) / f"segment-{job[:12]}"
-        if workdir
-        else out.parent / f".{out.name}.segment-{job[:12]}"
-    )
-    if out.exists() and not overwrite:
-        try:
-            done = catalog_meta(read_catalog(out)).get("job") == job
-        except MetadataError:
-            done = False
-        if not done:
-            raise FieldExistsError(
-                f"output {output} already exists (written by another job); choose another "
-                "path or pass --overwrite"
-            )
-        shutil.rmtree(scratch, ignore_errors=True)  # a run killed while cleaning up
-        return read_catalog(out)
-    if overwrite or (labels is not None and not Path(labels).exists()):
-        shutil.rmtree(scratch, ignore_errors=True)  # saved blocks need their partial labels
-    writer = None
-    if labels is not None:
-        arr = zarr_array(src)
-        block = chunks if chunks is not None else (getattr(arr, "shards", None) or arr.chunks)
-        writer = create_field(
-            labels,
-            shape=shape,
-            chunks=block,
-            meta=meta.model_copy(
-                update={
-                    "kind": "labels",
-                    "units": "1",
-                    "provenance": {
-                        "operation": "segment",
-                        "inputs": [str(input)],
-                        "config": params.as_dict(),
-                    },
-                }
-            ),
-            dtype="i8",
-            job=job_token(operation="segment", input=str(input), params=params.as_dict()),
-            overwrite=overwrite,
+    with writing({"output": output, "--labels": labels}):
+        out = Path(output)
+        scratch = (
+            Path(workdir) / f"segment-{job[:12]}"
+            if workdir
+            else out.parent / f".{out.name}.segment-{job[:12]}"
         )
-    try:
-        seg = segment(
-            src, params, chunks=chunks, labels=writer, scratch=str(scratch),
-            max_flood_gib=max_flood_gib, progress=progress,
-        )  # fmt: skip
-    except FloodTooLargeError:
-        shutil.rmtree(scratch, ignore_errors=True)  # the fix is another job (threshold)
-        raise
-    table = build_catalog(
-        seg,
-        box_size=meta.box_size,
-        rho_bar=rho_bar,
-        calibration=cal,
-        meta={
-            "input": str(input),
-            "input_finished": src.attrs.get("bigpaint_finished"),
-            "redshift": meta.redshift,
-            "cosmology": None if meta.cosmology is None else meta.cosmology.model_dump(),
-            "labels": labels,
-            "job": job,
-        },
-    )
-    write_catalog(table, output, overwrite=overwrite)
-    shutil.rmtree(scratch, ignore_errors=True)
-    return table
+        check_apart({"scratch directory": scratch, "output": output, "--labels": labels}, inputs)
+        if out.exists() and not overwrite:
+            try:
+                done = catalog_meta(read_catalog(out)).get("job") == job
+            except MetadataError:
+                done = False
+            if not done:
+                raise FieldExistsError(
+                    f"output {output} already exists (written by another job); choose another "
+                    "path or pass --overwrite"
+                )
+            remove_owned(scratch)  # a run killed while cleaning up
+            return read_catalog(out)
+        if overwrite or (labels is not None and not Path(labels).exists()):
+            remove_owned(scratch)  # saved blocks need their partial labels
+        writer = None
+        if labels is not None:
+            arr = zarr_array(src)
+            block = chunks if chunks is not None else (getattr(arr, "shards", None) or arr.chunks)
+            writer = create_field(
+                labels,
+                shape=shape,
+                chunks=block,
+                meta=meta.model_copy(
+                    update={
+                        "kind": "labels",
+                        "units": "1",
+                        "provenance": {
+                            "operation": "segment",
+                            "inputs": [str(input)],
+                            "config": params.as_dict(),
+                        },
+                    }
+                ),
+                dtype="i8",
+                job=job_token(operation="segment", input=job_path(input), params=params.as_dict()),
+                overwrite=overwrite,
+            )
+        owned_dir(scratch, purpose="segmentation scratch")
+        try:
+            seg = segment(
+                src, params, chunks=chunks, labels=writer, scratch=str(scratch),
+                max_flood_gib=max_flood_gib, progress=progress,
+            )  # fmt: skip
+        except FloodTooLargeError:
+            remove_owned(scratch)  # the fix is another job (threshold)
+            raise
+        table = build_catalog(
+            seg,
+            box_size=meta.box_size,
+            rho_bar=rho_bar,
+            calibration=cal,
+            meta={
+                "input": str(input),
+                "input_finished": src.attrs.get("bigpaint_finished"),
+                "redshift": meta.redshift,
+                "cosmology": None if meta.cosmology is None else meta.cosmology.model_dump(),
+                "labels": labels,
+                "job": job,
+            },
+        )
+        write_catalog(table, output, overwrite=overwrite)
+        remove_owned(scratch)
+        return table
 
 
 def calibrate_catalog(

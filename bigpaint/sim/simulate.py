@@ -40,6 +40,7 @@ from bigpaint.ics.cosmology import CosmologyConfig
 from bigpaint.ics.lpt import lpt_particles_array
 from bigpaint.ics.power import LinearPower, PowerConfig, linear_power
 from bigpaint.mesh.assign import deposit
+from bigpaint.outputs import writing
 from bigpaint.sim.fof import fof_groups, halo_catalogue, particle_mass, write_catalogue
 from bigpaint.sim.pm import ParticleMesh, initial_state, run_pm, time_steps
 from bigpaint.sim.truth import (
@@ -241,6 +242,12 @@ def simulate(
 
     if not isinstance(cfg, SimulateConfig):
         cfg = parse_config(SimulateConfig, cfg, "simulate")
+    with writing({"output": cfg.output}):
+        return _simulate(cfg, power, log)
+
+
+def _simulate(cfg: SimulateConfig, power: LinearPower | None, log: Any) -> SimulationResult:
+    """The run itself, under the output directory's lock."""
     say = log or (lambda _msg: None)
     out = cfg.output
     existing = [p for p in OUTPUTS if os.path.exists(os.path.join(out, p))]

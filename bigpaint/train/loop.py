@@ -44,6 +44,7 @@ import torch
 import yaml
 
 from bigpaint.errors import ConfigError
+from bigpaint.outputs import writing
 from bigpaint.progress import Progress
 from bigpaint.train.config import TrainConfig
 
@@ -245,12 +246,22 @@ def train(cfg: TrainConfig | dict[str, Any]) -> TrainResult:
     TrainResult
     """
     from bigpaint.config import parse_config
+
+    if not isinstance(cfg, TrainConfig):
+        cfg = parse_config(TrainConfig, cfg, "train config")
+    data_paths = [*cfg.data.inputs, *cfg.data.targets]
+    with writing(
+        {"run.out": cfg.run.out}, {f"data file {i + 1}": p for i, p in enumerate(data_paths)}
+    ):
+        return _train(cfg)
+
+
+def _train(cfg: TrainConfig) -> TrainResult:
+    """The training run itself, under the run directory's lock."""
     from bigpaint.painters import build_painter, save_checkpoint
     from bigpaint.train.objectives import make_objective
     from bigpaint.train.sampler import TrainingData
 
-    if not isinstance(cfg, TrainConfig):
-        cfg = parse_config(TrainConfig, cfg, "train config")
     run = cfg.run
     device, amp = select_device(run.device, amp=run.amp)
     if device.type == "cpu" and run.threads:

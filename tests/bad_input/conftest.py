@@ -50,7 +50,12 @@ def _build(root: Path) -> None:
         meta={**META, "kind": "mask"},
     )
     dist = np.clip(rng.standard_normal((16,) * 3), 0, None).astype("f4")
-    write_array(str(root / "dist.zarr"), dist, chunks=8, meta={**META, "kind": "distance"})
+    write_array(
+        str(root / "dist.zarr"),
+        dist,
+        chunks=8,
+        meta={**META, "kind": "distance", "cosmology": {}, "mass_assignment": {"scheme": None}},
+    )
     np.save(root / "particles.npy", rng.random((4096, 3)) * BOX)
     make_checkpoint(root / "halo.pt", "halo-painter", grid=16, box=BOX)
     (root / "cluster.yaml").write_text("cluster:\n  kind: local\n  n_workers: 1\n")
@@ -74,8 +79,13 @@ def ws(_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     return root
 
 
-def _one_line(output: str, pattern: str) -> str:
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+
+
+def _one_line(output: str, pattern: str, *, after_start: bool = False) -> str:
     lines = [ln for ln in output.splitlines() if ln.strip()]
+    if after_start:  # found while reading the data: the cluster's start line may come first
+        lines = [ln for ln in lines if not _LOG_LINE.match(ln)]
     assert len(lines) == 1, f"expected one line, got:\n{output}"
     line = lines[0]
     assert line.startswith("bigpaint: error: "), line
@@ -83,13 +93,17 @@ def _one_line(output: str, pattern: str) -> str:
     return line
 
 
-def refused(ws: Path, argv: list[str], pattern: str) -> str:
+def refused(ws: Path, argv: list[str], pattern: str, *, after_start: bool = False) -> str:
     """Run ``bigpaint *argv`` in ``ws``: one error line matching ``pattern``, exit 2, and not
-    one byte changed under ``ws``. Returns the line."""
+    one byte changed under ``ws``. Returns the line.
+
+    Refusals come before any work starts, so the error is the only line, unless
+    ``after_start``: a fault only reading the data shows (NaN in a block, a particle outside
+    the box) may follow the log lines of the cluster that read it."""
     before = tree_digest(ws)
     res = CliRunner().invoke(cli, [str(a) for a in argv], catch_exceptions=False)
     assert res.exit_code == 2, f"exit {res.exit_code}:\n{res.output}"
-    line = _one_line(res.output, pattern)
+    line = _one_line(res.output, pattern, after_start=after_start)
     assert tree_digest(ws) == before, f"{argv} changed files under the workspace"
     return line
 

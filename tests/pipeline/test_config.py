@@ -106,11 +106,15 @@ def test_foreign_folder_is_refused_and_left_alone(tmp_path):
     mine = tmp_path / "run" / "power" / "notes.txt"
     mine.parent.mkdir(parents=True)
     mine.write_text("keep me")
-    with pytest.raises(FieldExistsError, match=r"'power'.*did not write.*--overwrite"):
-        _plan(data)
-    _one_line_error(_cli("run", str(write_config(tmp_path / "c.yaml", data))), "did not write")
+    for overwrite in (False, True):  # bigpaint never deletes a folder it did not make
+        with pytest.raises(FieldExistsError, match=r"'power'.*did not write.*move them away"):
+            _plan(data, overwrite=overwrite)
+    cfg = str(write_config(tmp_path / "c.yaml", data))
+    _one_line_error(_cli("run", cfg), "did not write")
+    _one_line_error(_cli("run", cfg, "--overwrite"), "did not write")
     assert mine.read_text() == "keep me"
-    assert [p.status for p in _plan(data, overwrite=True)].count("redo") == 1
+    mine.unlink()  # an empty folder is free to use
+    assert [p.status for p in _plan(data)].count("run") == len(data["stages"])
 
 
 def test_dry_run_lists_stages(tmp_path):
