@@ -46,6 +46,13 @@ __all__ = ["register"]
     help="2-D painters: voxels per projected slab (default: the training depth).",
 )
 @click.option("--seed", type=int, default=None, help="Seed of noise-injecting painters.")
+@click.option(
+    "--fixed-tile",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Paint a fixed global grid of tiles of this edge (voxels), one per call: the output "
+    "is then bit-identical for any chunks that are multiples of it (docs/paint.md).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @cluster_options
 def paint(
@@ -60,6 +67,7 @@ def paint(
     slab_axis: str | None,
     slab_thickness: int | None,
     seed: int | None,
+    fixed_tile: int | None,
     overwrite: bool,
     cluster_file: str | None,
     workers: int | None,
@@ -74,6 +82,7 @@ def paint(
     from bigpaint.config import load_config, parse_config
     from bigpaint.errors import ConfigError
     from bigpaint.field import open_field
+    from bigpaint.outputs import writing
     from bigpaint.paint import paint_field, plan_paint
     from bigpaint.paint.config import PaintConfig
 
@@ -94,6 +103,7 @@ def paint(
         "memory_budget": memory_budget,
         "autocast": autocast,
         "seed": seed,
+        "fixed_tile": fixed_tile,
         "overwrite": True if overwrite else None,
         **{f"slab.{k}": v for k, v in slab.items()},
     }
@@ -113,10 +123,18 @@ def paint(
     slab_arg = None if cfg.slab is None else cfg.slab.model_dump(exclude_none=True)
     # refuse an incompatible checkpoint or input before a cluster starts
     plan = plan_paint(
-        cfg.checkpoint, open_field(cfg.input), chunks=cfg.chunks, margin=cfg.margin, slab=slab_arg
+        cfg.checkpoint,
+        open_field(cfg.input),
+        chunks=cfg.chunks,
+        margin=cfg.margin,
+        slab=slab_arg,
+        fixed_tile=cfg.fixed_tile,
     )
     budget = _check_painter(plan, cfg.memory_budget)
-    with connect(cluster):
+    with (
+        writing({"output": cfg.output}, {"input": cfg.input, "checkpoint": cfg.checkpoint}),
+        connect(cluster),
+    ):
         paint_field(
             cfg.checkpoint,
             cfg.input,
@@ -130,6 +148,7 @@ def paint(
             overwrite=cfg.overwrite,
             progress=True,
             seed=cfg.seed,
+            fixed_tile=cfg.fixed_tile,
         )
     click.echo(
         f"painted {cfg.output} {plan.out_shape} with {plan.checkpoint.meta.family} "

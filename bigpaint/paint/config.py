@@ -38,6 +38,8 @@ class PaintConfig(BaseModel):
     autocast : {None, "bf16", "fp16"}
     slab : SlabConfig, optional
     seed : int
+    fixed_tile : int, optional
+        Tile edge in voxels of bit-identical painting across chunkings.
     overwrite : bool
     cluster : cluster config
         ``kind: local | slurm | local-cuda`` (as ``--cluster`` files).
@@ -55,5 +57,6 @@ class PaintConfig(BaseModel):
     autocast: Literal["bf16", "fp16"] | None = None
     slab: SlabConfig | None = None
     seed: int = 0
+    fixed_tile: int | None = Field(None, ge=1)
     overwrite: bool = False
     cluster: ClusterConfig = Field(default_factory=LocalClusterConfig)

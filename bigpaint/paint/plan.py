@@ -277,6 +277,7 @@ def plan_paint(
     chunks: int | Sequence[int] | None = None,
     margin: int | None = None,
     slab: SlabSpec | Mapping[str, Any] | None = None,
+    fixed_tile: int | None = None,
 ) -> PaintPlan:
     """Check a checkpoint against an input Field and plan the paint job.
 
@@ -293,12 +294,16 @@ def plan_paint(
         refuse anything but their context, ``tile`` painters anything but 0.
     slab : SlabSpec or mapping, optional
         Required for 2-D painters (default thickness: the training projection depth).
+    fixed_tile : int, optional
+        Tile edge of bit-identical painting (see :func:`bigpaint.paint.paint_field`); checked
+        against the painter and the output chunks.
 
     Raises
     ------
     CheckpointError, ShapeError, ChunkingError, ConfigError
     """
     from bigpaint.field import field_meta, zarr_array
+    from bigpaint.paint.workers import check_fixed_tile
 
     info = (
         checkpoint if isinstance(checkpoint, CheckpointInfo) else read_checkpoint_info(checkpoint)
@@ -402,6 +407,16 @@ def plan_paint(
         if len(out_chunks) != 3 or any(c <= 0 for c in out_chunks):
             raise ChunkingError(f"chunks must be one or three positive integers, got {chunks!r}")
     out_chunks = [min(c, n) for c, n in zip(out_chunks, out_spatial, strict=True)]
+    if fixed_tile is not None:
+        check_fixed_tile(
+            fixed_tile,
+            family=meta.family,
+            mode=meta.mode,
+            alignment=a,
+            painter_tile=meta.tile,
+            chunks=[out_chunks[i] for i in plane],
+            shape=[out_spatial[i] for i in plane],
+        )
 
     out_shape = tuple(out_spatial)
     if meta.out_channels > 1:

@@ -197,6 +197,7 @@ class PaintParams(_Strict):
     autocast: Literal["bf16", "fp16"] | None = None
     slab: dict[str, Any] | None = None
     seed: int = Field(0, ge=0)
+    fixed_tile: int | None = Field(None, ge=1)
     dest: str = ""
 
 
@@ -218,6 +219,7 @@ def _paint_run(cfg: PaintParams, ctx: StageContext) -> dict[str, Any]:
         autocast=cfg.autocast,
         slab=cfg.slab,
         seed=cfg.seed,
+        fixed_tile=cfg.fixed_tile,
         progress=True,
     )
     return {}
