@@ -7,9 +7,9 @@
 #
 # torch: if the environment already imports torch (your CUDA or CPU build), it is kept.
 # Otherwise BIGPAINT_TORCH (default torch==2.13.0) is installed first, so that pip never
-# resolves the bare 'torch' requirement to a multi-GB CUDA build on a CPU machine. On a CPU
-# machine outside this project's workplace, point BIGPAINT_TORCH_INDEX at PyTorch's CPU
-# wheel index to get the CPU build from there.
+# resolves the bare 'torch' requirement to a multi-GB CUDA build on a CPU machine. Where pip's
+# index would give a CUDA build, point BIGPAINT_TORCH_INDEX at PyTorch's CPU wheel index to
+# get the CPU build from there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
