@@ -72,3 +72,18 @@ def tree_digest(path: str | Path) -> str:
             h.update(str(p.relative_to(root)).encode())
             h.update(p.read_bytes())
     return h.hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def _no_default_client_left(request: pytest.FixtureRequest):
+    """A test that leaves a default Dask client behind sends every later test's work to its
+    workers (a monkeypatch or an in-memory store then silently misses): fail it instead."""
+    yield
+    from distributed import default_client
+
+    try:
+        client = default_client()
+    except ValueError:
+        return
+    client.close()
+    pytest.fail(f"{request.node.nodeid} left a default Dask client behind: {client}")

@@ -134,7 +134,10 @@ def whole_box(painter, x: np.ndarray, slab_axis=None) -> np.ndarray:
 
 @contextlib.contextmanager
 def two_workers() -> Iterator[Any]:
-    """A client of a LocalCluster of 2 single-threaded worker processes (no memory limit)."""
+    """A client of a LocalCluster of 2 single-threaded worker processes (no memory limit).
+
+    Not the default client: a session-long default would send every later test's work to
+    these workers (use ``client.as_current()`` where a test paints on them)."""
     from distributed import Client, LocalCluster
 
     with (
@@ -145,7 +148,7 @@ def two_workers() -> Iterator[Any]:
             dashboard_address=":0",
             memory_limit=0,
         ) as cluster,
-        Client(cluster) as client,
+        Client(cluster, set_as_default=False) as client,
     ):
         yield client
 
