@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "PAPER_OPTIM",
+    "DataBox",
     "DataConfig",
     "OptimConfig",
     "RunConfig",
@@ -53,6 +54,19 @@ class WeightedSampling(_Strict):
     vmax: float | None = Field(None, gt=0)
 
 
+class DataBox(_Strict):
+    """The Fields of one more training simulation (same grid, box and channels as the first).
+
+    Attributes
+    ----------
+    inputs, targets : list of str
+        Field URLs, as :attr:`DataConfig.inputs` and :attr:`DataConfig.targets`.
+    """
+
+    inputs: list[str] = Field(min_length=1)
+    targets: list[str] = Field(min_length=1)
+
+
 class DataConfig(_Strict):
     """Where patches come from and how they are shaped.
 
@@ -75,6 +89,10 @@ class DataConfig(_Strict):
         One normalization per channel (or one for all); ``affine`` accepts ``"auto"`` for
         ``shift`` (mean) and ``scale`` (rms about the shift) measured on the training region.
     weighted_sampling : WeightedSampling, optional
+    more_boxes : list of DataBox
+        Further training simulations. Each training patch comes from a box drawn uniformly;
+        these boxes are training data whole (the validation cube is cut from the first box
+        only), and the normalizations are fitted on the first box's training region.
     """
 
     inputs: list[str] = Field(min_length=1)
@@ -87,6 +105,7 @@ class DataConfig(_Strict):
     input_norm: list[dict[str, Any]] | None = None
     output_norm: list[dict[str, Any]] | None = None
     weighted_sampling: WeightedSampling | None = None
+    more_boxes: list[DataBox] = Field(default_factory=list)
 
 
 class OptimConfig(_Strict):

@@ -170,6 +170,9 @@ class PatchSampler:
     weights : numpy.ndarray, optional
         Per-voxel centre weights (3-D grid; ``out_size`` must be 1); see
         :func:`inverse_frequency_weights`.
+    more : sequence of (inputs, targets)
+        Further boxes on the same grid, training data whole (``split="train"`` only): each
+        patch comes from a box drawn uniformly, the first being ``inputs, targets``.
     seed : int
     """
 
@@ -186,9 +189,16 @@ class PatchSampler:
         symmetries: bool = True,
         projection_depth: int | None = None,
         weights: np.ndarray | None = None,
+        more: Sequence[tuple[Sequence[Any], Sequence[Any]]] = (),
         seed: int = 0,
     ) -> None:
         self.inputs, self.targets = list(inputs), list(targets)
+        self.more = [(list(i), list(t)) for i, t in more]
+        if self.more and (split != "train" or weights is not None):
+            raise ConfigError(
+                "more training boxes are drawn uniformly for training patches only; drop "
+                "weighted_sampling or data.more_boxes"
+            )
         self.shape = tuple(int(n) for n in self.inputs[0].shape[-3:])
         self.in_size, self.out_size, self.ndim = int(in_size), int(out_size), int(ndim)
         if (self.in_size - self.out_size) % 2 or self.in_size < self.out_size:
@@ -273,8 +283,11 @@ class PatchSampler:
             corner.append(o + int(self.rng.integers(room + 1)))
         return corner
 
-    def _windows(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int | None]:
-        """Draw one (input window, target window, projection axis) in 3-D voxel ranges."""
+    def _windows(
+        self, *, anywhere: bool = False
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int | None]:
+        """Draw one (input window, target window, projection axis) in 3-D voxel ranges
+        (``anywhere``: in a box without a validation cube)."""
         n = self.shape
         for _ in range(10000):
             axis = int(self.rng.integers(3)) if self.ndim == 2 else None
@@ -292,7 +305,7 @@ class PatchSampler:
                 else:
                     win_in.append((c - self.margin, c + self.out_size + self.margin))
                     win_out.append((c, c + self.out_size))
-            if self._cdf is not None or self.split == "validation":
+            if anywhere or self._cdf is not None or self.split == "validation":
                 return win_in, win_out, axis
             if not self.validation.intersects(win_in, n):
                 return win_in, win_out, axis
@@ -318,9 +331,15 @@ class PatchSampler:
         """``batch`` pairs: inputs ``(B, C_in, *in)`` and targets ``(B, C_out, *out)`` (float32)."""
         xs, ys = [], []
         for _ in range(batch):
-            win_in, win_out, axis = self._windows()
-            x = self._load(self.inputs, win_in, axis)
-            y = self._load(self.targets, win_out, axis)
+            box = int(self.rng.integers(1 + len(self.more))) if self.more else 0
+            if box == 0:
+                win_in, win_out, axis = self._windows()
+                inputs, targets = self.inputs, self.targets
+            else:  # another simulation, training data whole: no cube to avoid
+                win_in, win_out, axis = self._windows(anywhere=True)
+                inputs, targets = self.more[box - 1]
+            x = self._load(inputs, win_in, axis)
+            y = self._load(targets, win_out, axis)
             if self.symmetries:
                 g = random_symmetry(self.rng, self.ndim)
                 x, y = g.apply(x), g.apply(y)
@@ -409,13 +428,26 @@ class TrainingData:
         box_size: float | Sequence[float] = 1.0,
         input_meta: Sequence[Any] = (),
         target_meta: Sequence[Any] = (),
+        more: Sequence[tuple[Sequence[Any], Sequence[Any]]] = (),
     ) -> TrainingData:
         """Build from opened sources (Fields or arrays) for ``painter`` and a :class:`DataConfig`.
 
-        Sets the painter's normalizations from ``data`` (resolving ``"auto"``).
+        Sets the painter's normalizations from ``data`` (resolving ``"auto"``). ``more``:
+        the sources of further training boxes (see :attr:`DataConfig.more_boxes`).
         """
         inputs, targets = list(inputs), list(targets)
-        shapes = {tuple(s.shape[-3:]) for s in inputs + targets}
+        for i, (mi, mt) in enumerate(more):
+            if [_channels(s) for s in mi] != [_channels(s) for s in inputs] or [
+                _channels(s) for s in mt
+            ] != [_channels(s) for s in targets]:
+                raise ConfigError(
+                    f"training box {i + 2} has other channels than the first; give each box "
+                    "the same inputs and targets"
+                )
+        shapes = {
+            tuple(s.shape[-3:])
+            for s in [*inputs, *targets, *(x for m in more for p in m for x in p)]
+        }
         if len(shapes) != 1:
             raise ShapeError(f"training Fields must share one grid, got {sorted(shapes)}")
         (shape,) = shapes
@@ -464,7 +496,7 @@ class TrainingData:
             projection_depth=depth,
             weights=weights,
         )
-        train = PatchSampler(inputs, targets, split="train", seed=seed, **common)  # type: ignore[arg-type]
+        train = PatchSampler(inputs, targets, split="train", seed=seed, more=more, **common)  # type: ignore[arg-type]
         # validation targets lie inside the cube: shrink patches that do not fit (the pixel
         # loss of a smaller patch is still a fair validation loss)
         vout = out_size
@@ -502,7 +534,13 @@ class TrainingData:
         """Open the Fields of a :class:`DataConfig` (checks grids, boxes and channels)."""
         inputs, in_meta = _open_sources(data.inputs, "input")
         targets, out_meta = _open_sources(data.targets, "target")
-        boxes = {m.box_size for m in in_meta + out_meta}
+        more, more_meta = [], []
+        for b in data.more_boxes:
+            mi, mim = _open_sources(b.inputs, "input")
+            mt, mtm = _open_sources(b.targets, "target")
+            more.append((mi, mt))
+            more_meta.extend(mim + mtm)
+        boxes = {m.box_size for m in in_meta + out_meta + more_meta}
         if len(boxes) != 1:
             raise MetadataError(
                 f"training Fields disagree on the box size (Mpc/h): {sorted(boxes)}; use Fields of one simulation"
@@ -516,6 +554,7 @@ class TrainingData:
             box_size=next(iter(boxes)),
             input_meta=in_meta,
             target_meta=out_meta,
+            more=more,
         )
 
     @property

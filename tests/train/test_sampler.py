@@ -209,3 +209,33 @@ def test_training_data_checks_and_fits_normalizations(boxes, tmp_path):
             data.model_copy(update={"inputs": [boxes["two"]]}),
             build_painter("halo-painter", {"in_channels": 2}),
         )
+
+
+def test_more_boxes_are_drawn_uniformly_and_whole(tmp_path):
+    """Patches of further boxes come from anywhere in them (no validation cube), about as
+    often as from the first; the validation split never sees them."""
+    from bigpaint.train.sampler import ArraySource, PatchSampler, Region
+
+    n = 16
+    first = ArraySource(np.zeros((n, n, n), "f4"))
+    more = [
+        (
+            [ArraySource(np.full((n, n, n), float(k), "f4"))],
+            [ArraySource(np.full((n, n, n), float(k), "f4"))],
+        )
+        for k in (1, 2)
+    ]
+    cube = Region((0, 0, 0), 8)
+    s = PatchSampler(
+        [first], [first], in_size=6, out_size=4, ndim=3, validation=cube, more=more, seed=3
+    )
+    x, y = s.sample(300)
+    box = x[:, 0, 0, 0, 0].astype(int)
+    assert set(np.unique(box)) == {0, 1, 2}
+    assert np.all(np.abs(np.bincount(box) - 100) < 40)
+    np.testing.assert_array_equal(x[:, :, 1:-1, 1:-1, 1:-1], y)
+    with pytest.raises(ConfigError, match="training patches only"):
+        PatchSampler(
+            [first], [first], in_size=6, out_size=4, ndim=3, validation=cube, more=more,
+            split="validation",
+        )  # fmt: skip
