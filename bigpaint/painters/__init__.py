@@ -5,6 +5,11 @@ gives the architecture and every deviation): ``halo-painter``, ``protohalo-unet`
 ``dm2gal``, ``ember`` and ``cosmic-web-gan``. :func:`build_painter` makes one from its config,
 :func:`load_checkpoint` from a checkpoint directory.
 
+A checkpoint may carry a model card (:mod:`bigpaint.painters.card`: training simulations,
+cosmology, redshift, cell size, input, output, verdict), and painting refuses inputs the card
+does not cover. Pretrained painters ship inside the package and are named
+``pretrained:NAME`` wherever a checkpoint path goes (:mod:`bigpaint.painters.pretrained`).
+
 The interface chunked painting relies on (:class:`Painter`): ``context`` (voxels per side,
 derived from the architecture), ``alignment`` (offset granularity), ``mode`` (``"valid"``:
 output = input - 2 context; ``"same"``; ``"tile"``), ``in_channels``/``out_channels``,
@@ -24,6 +29,7 @@ from bigpaint.painters.base import (
     invert_norms,
     paint_array,
 )
+from bigpaint.painters.card import ModelCard, read_card, write_card
 from bigpaint.painters.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,
@@ -35,6 +41,7 @@ from bigpaint.painters.cosmic_web_gan import CosmicWebAutoencoder, CosmicWebConf
 from bigpaint.painters.dm2gal import DM2Gal, DM2GalConfig
 from bigpaint.painters.ember import EmberUNet, EmberUNetConfig
 from bigpaint.painters.halo_painter import HaloPainter, HaloPainterConfig
+from bigpaint.painters.pretrained import pretrained_names, resolve_checkpoint
 from bigpaint.painters.protohalo_unet import ProtohaloUNet, ProtohaloUNetConfig
 from bigpaint.painters.registry import build_painter, families, painter_class, register_painter
 
@@ -55,6 +62,7 @@ __all__ = [
     "HaloPainterConfig",
     "IdentityNorm",
     "LogLikeNorm",
+    "ModelCard",
     "Painter",
     "PainterConfig",
     "PainterMetadata",
@@ -68,7 +76,11 @@ __all__ = [
     "load_weights",
     "paint_array",
     "painter_class",
+    "pretrained_names",
+    "read_card",
     "read_metadata",
     "register_painter",
+    "resolve_checkpoint",
     "save_checkpoint",
+    "write_card",
 ]

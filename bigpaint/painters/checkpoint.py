@@ -7,18 +7,25 @@
                         ndim, channels, mode, context, alignment, normalizations,
                         parameter count and shapes, training provenance
         weights.pt      the torch state dict (tensors only; read with weights_only=True)
+        card.json       optional model card (bigpaint.painters.card): training simulations,
+                        held-out seeds, cosmology, redshift, cell size, input and output,
+                        verdict, papers; painting refuses inputs it does not cover
 
 The JSON is readable without torch (``bigpaint`` tools and humans inspect it); the weights
 are a plain state dict so any torch reads them, and ``weights_only=True`` loading executes no
 pickled code. Writing goes to a temporary directory renamed into place, so a killed writer
 never leaves a half checkpoint under the final name.
 
+Every function taking a checkpoint path also takes ``pretrained:NAME``
+(:func:`bigpaint.painters.pretrained.resolve_checkpoint`).
+
 Loading checks, each failure a one-line :class:`bigpaint.errors.CheckpointError` naming the
 problem and the fix: the path exists and holds both files; the format is a bigpaint painter of
 a version this bigpaint reads (a newer one asks to upgrade); the family is registered; the
 architecture config validates; every tensor's name and shape match the architecture (a
 mismatch names the first differing tensor); the context this bigpaint derives for the
-architecture equals the one recorded.
+architecture equals the one recorded; a model card, when present, validates and describes
+this checkpoint.
 
 Why hand-written: safetensors would add a dependency for what ``torch.save`` of a state dict
 plus ``weights_only`` loading already does safely; the metadata contract is bigpaint's own.
@@ -26,6 +33,7 @@ plus ``weights_only`` loading already does safely; the metadata contract is bigp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -38,10 +46,13 @@ from pydantic import ValidationError
 
 from bigpaint.errors import CheckpointError, ConfigError
 from bigpaint.painters.base import Painter, PainterMetadata
+from bigpaint.painters.card import CARD, ModelCard, check_card, read_card
+from bigpaint.painters.pretrained import resolve_checkpoint
 
 __all__ = [
     "FORMAT_VERSION",
     "check_state_dict",
+    "checkpoint_hash",
     "load_checkpoint",
     "load_weights",
     "read_metadata",
@@ -56,13 +67,33 @@ WEIGHTS = "weights.pt"
 DAMAGED = "the checkpoint is damaged; copy it again or re-run bigpaint train to write it"
 
 
+def checkpoint_hash(path: str | Path) -> str:
+    """SHA-256 (first 16 hex digits) of a checkpoint's metadata and weights files: what
+    identifies it (the painter cache key, a paint job's token, a model card's subject)."""
+    path = resolve_checkpoint(path)
+    h = hashlib.sha256()
+    for name in (METADATA, WEIGHTS):
+        f = path / name
+        if not f.is_file():
+            raise CheckpointError(f"{path} is not a complete painter checkpoint: {name} is missing")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
 def save_checkpoint(
-    painter: Painter, path: str | Path, *, provenance: dict[str, Any] | None = None
+    painter: Painter,
+    path: str | Path,
+    *,
+    provenance: dict[str, Any] | None = None,
+    card: ModelCard | None = None,
 ) -> Path:
     """Write ``painter`` (weights, architecture, normalizations, provenance) to ``path``.
 
     An existing checkpoint at ``path`` is replaced atomically (rename), never left half
-    written.
+    written; with ``card``, its model card is written with it (checked against the
+    painter first).
 
     Returns
     -------
@@ -73,12 +104,17 @@ def save_checkpoint(
     path = Path(path)
     prov = {"bigpaint_version": __version__, **(provenance or {})}
     meta = painter.metadata(prov)
+    if card is not None:
+        check_card(card, meta, path / CARD)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in painter.state_dict().items()}
         torch.save(state, tmp / WEIGHTS)
         (tmp / METADATA).write_text(meta.model_dump_json(indent=2))
+        if card is not None:
+            card = card.model_copy(update={"checkpoint_hash": checkpoint_hash(tmp)})
+            (tmp / CARD).write_text(card.model_dump_json(indent=2) + "\n")
         if path.exists():
             old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(path, old)
@@ -94,7 +130,7 @@ def save_checkpoint(
 
 def read_metadata(path: str | Path) -> PainterMetadata:
     """Read and validate ``metadata.json`` of a checkpoint (no torch work)."""
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_dir():
         raise CheckpointError(
             f"no painter checkpoint at {path}: the directory does not exist; give a directory "
@@ -199,8 +235,9 @@ def load_checkpoint(
     ------
     CheckpointError
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     meta = read_metadata(path)
+    read_card(path, meta)
     painter = _build(meta, path)
     state = _read_state(path, meta)
     check_state_dict(painter, state, str(path))
@@ -225,8 +262,9 @@ def load_weights(painter: Painter, path: str | Path) -> PainterMetadata:
     Raises :class:`CheckpointError` when the checkpoint is of another family or another
     architecture (the first differing config key or tensor is named).
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     meta = read_metadata(path)
+    read_card(path, meta)
     if meta.family != painter.family:
         raise CheckpointError(
             f"{path} holds a {meta.family!r} painter, not {painter.family!r}; load it with "
