@@ -18,7 +18,11 @@ __all__ = ["register"]
 
 @click.command()
 @click.argument("paths", nargs=-1, metavar="[INPUT OUTPUT]")
-@click.option("--checkpoint", default=None, help="Painter checkpoint directory (bigpaint train).")
+@click.option(
+    "--checkpoint",
+    default=None,
+    help="Painter checkpoint directory (bigpaint train), or pretrained:NAME (bigpaint painters list).",
+)
 @click.option(
     "--config",
     "config_file",
@@ -53,6 +57,13 @@ __all__ = ["register"]
     help="Paint a fixed global grid of tiles of this edge (voxels), one per call: the output "
     "is then bit-identical for any chunks that are multiples of it (docs/paint.md).",
 )
+@click.option(
+    "--allow-mismatch",
+    default=None,
+    metavar="CHECKS",
+    help="Paint an input the model card does not cover, e.g. redshift,cosmology (of cell_size, "
+    "redshift, cosmology, kind, mass_assignment); logged and recorded in the output.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @cluster_options
 def paint(
@@ -68,6 +79,7 @@ def paint(
     slab_thickness: int | None,
     seed: int | None,
     fixed_tile: int | None,
+    allow_mismatch: str | None,
     overwrite: bool,
     cluster_file: str | None,
     workers: int | None,
@@ -76,6 +88,7 @@ def paint(
 
     \b
     bigpaint paint --checkpoint runs/halo/best.painter box.zarr halos.zarr
+    bigpaint paint --checkpoint pretrained:NAME box.zarr halos.zarr
     bigpaint paint --config paint.yaml
     """
     from bigpaint.cluster import connect
@@ -85,6 +98,7 @@ def paint(
     from bigpaint.outputs import writing
     from bigpaint.paint import paint_field, plan_paint
     from bigpaint.paint.config import PaintConfig
+    from bigpaint.painters.card import parse_allow_mismatch
 
     if len(paths) not in (0, 2):
         raise ConfigError(f"give INPUT and OUTPUT (or neither, with --config), got {len(paths)}")
@@ -104,6 +118,9 @@ def paint(
         "autocast": autocast,
         "seed": seed,
         "fixed_tile": fixed_tile,
+        "allow_mismatch": None
+        if allow_mismatch is None
+        else sorted(parse_allow_mismatch(allow_mismatch, "--allow-mismatch")),
         "overwrite": True if overwrite else None,
         **{f"slab.{k}": v for k, v in slab.items()},
     }
@@ -129,10 +146,11 @@ def paint(
         margin=cfg.margin,
         slab=slab_arg,
         fixed_tile=cfg.fixed_tile,
+        allow_mismatch=cfg.allow_mismatch,
     )
     budget = _check_painter(plan, cfg.memory_budget)
     with (
-        writing({"output": cfg.output}, {"input": cfg.input, "checkpoint": cfg.checkpoint}),
+        writing({"output": cfg.output}, {"input": cfg.input, "checkpoint": plan.checkpoint.path}),
         connect(cluster),
     ):
         paint_field(
@@ -149,6 +167,7 @@ def paint(
             progress=True,
             seed=cfg.seed,
             fixed_tile=cfg.fixed_tile,
+            allow_mismatch=cfg.allow_mismatch,
         )
     click.echo(
         f"painted {cfg.output} {plan.out_shape} with {plan.checkpoint.meta.family} "

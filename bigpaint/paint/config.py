@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bigpaint.config import ClusterConfig, LocalClusterConfig
+from bigpaint.painters.card import MismatchName
 
 __all__ = ["PaintConfig", "SlabConfig"]
 
@@ -27,7 +28,8 @@ class PaintConfig(BaseModel):
     Attributes
     ----------
     checkpoint, input, output : str
-        Checkpoint directory, input Field, output Field (paths or URLs).
+        Checkpoint directory (or ``pretrained:NAME``), input Field, output Field (paths or
+        URLs).
     chunks : int or list of 3 int, optional
         Output write blocks in voxels.
     margin : int, optional
@@ -40,6 +42,9 @@ class PaintConfig(BaseModel):
     seed : int
     fixed_tile : int, optional
         Tile edge in voxels of bit-identical painting across chunkings.
+    allow_mismatch : list of str
+        Model-card checks to let through (``cell_size``, ``redshift``, ``cosmology``,
+        ``kind``, ``mass_assignment``); recorded in the output's provenance.
     overwrite : bool
     cluster : cluster config
         ``kind: local | slurm | local-cuda`` (as ``--cluster`` files).
@@ -58,5 +63,6 @@ class PaintConfig(BaseModel):
     slab: SlabConfig | None = None
     seed: int = 0
     fixed_tile: int | None = Field(None, ge=1)
+    allow_mismatch: list[MismatchName] = Field(default_factory=list)
     overwrite: bool = False
     cluster: ClusterConfig = Field(default_factory=LocalClusterConfig)

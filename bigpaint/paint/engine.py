@@ -2,7 +2,7 @@
 
 The job is planned and checked first (:func:`bigpaint.paint.plan.plan_paint`: channels,
 resolution in Mpc/h per voxel against the training resolution, input kind, family and
-slabs, margin); only then is the output created. Painting runs through the blockwise
+slabs, margin, and the model card's cosmology, redshift and mass assignment); only then is the output created. Painting runs through the blockwise
 primitive (:func:`bigpaint.blockwise.apply_blockwise`): one task per output block that reads
 its window with periodic context straight from Zarr and writes its core, so a killed worker's
 blocks are simply run again elsewhere and a killed process resumes from the completion
@@ -12,6 +12,7 @@ markers. Each task takes the painter from the worker's cache (:mod:`bigpaint.pai
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ from bigpaint.paint.workers import (
 )
 
 __all__ = ["PaintBlock", "paint_field", "paint_window"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,7 @@ def paint_field(
     resources: dict[str, float] | None = None,
     seed: int = 0,
     fixed_tile: int | None = None,
+    allow_mismatch: str | Sequence[str] | None = None,
 ) -> None:
     """Paint the Field ``source`` with the painter in ``checkpoint`` into the Field ``dest``.
 
@@ -221,7 +225,8 @@ def paint_field(
     Parameters
     ----------
     checkpoint : str or Path
-        Painter checkpoint directory (``bigpaint train`` writes them).
+        Painter checkpoint directory (``bigpaint train`` writes them), or
+        ``pretrained:NAME`` (``bigpaint painters list``).
     source : str
         Path or URL of the input Field (finished). Its voxel size in Mpc/h must equal the
         training resolution recorded in the checkpoint.
@@ -264,6 +269,12 @@ def paint_field(
         the U-Net alignment (of the tile of tile painters); the memory budget must hold one
         tile's window. Default: windows follow the blocks (faster for U-Nets; other chunkings
         differ by float32 rounding, docs/paint.md).
+    allow_mismatch : str or sequence of str, optional
+        Model-card checks to let through: any of ``cell_size``, ``redshift``,
+        ``cosmology``, ``kind``, ``mass_assignment`` (a list or ``"redshift,cosmology"``).
+        Without it, an input the checkpoint's model card does not cover is refused; with
+        it the paint proceeds, logs a warning and records the override in the output's
+        provenance.
 
     Raises
     ------
@@ -272,6 +283,9 @@ def paint_field(
     """
     import dask
 
+    from bigpaint.painters.pretrained import resolve_checkpoint
+
+    checkpoint_spec, checkpoint = checkpoint, resolve_checkpoint(checkpoint)
     check_apart({"output": dest}, {"input": source, "checkpoint": checkpoint})
     if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
@@ -279,15 +293,33 @@ def paint_field(
     budget = None if memory_budget is None else int(dask.utils.parse_bytes(memory_budget))
     src = open_field(source)
     plan: PaintPlan = plan_paint(
-        checkpoint, src, chunks=chunks, margin=margin, slab=slab, fixed_tile=fixed_tile
+        checkpoint_spec,
+        src,
+        chunks=chunks,
+        margin=margin,
+        slab=slab,
+        fixed_tile=fixed_tile,
+        allow_mismatch=allow_mismatch,
     )
     info = plan.checkpoint
+    if plan.overridden:
+        logger.warning(
+            "painting %s outside the model card of %s (allowed by allow_mismatch %s): %s",
+            source,
+            info.card.name if info.card is not None else info.path,
+            ",".join(m.name for m in plan.overridden),
+            "; ".join(m.text for m in plan.overridden),
+        )
+    elif allow_mismatch and info.card is None:
+        logger.warning("%s has no model card: allow_mismatch has nothing to override", info.path)
     base = FieldSource.from_field(src)
     reader: Any = base
     if plan.slab is not None:
         reader = ProjectedSource(base, plan.slab.axis, plan.slab.thickness)
     box = tuple(int(n) for n in reader.shape[-3:])
-    fixed = {} if fixed_tile is None else {"fixed_tile": int(fixed_tile)}
+    fixed: dict[str, Any] = {} if fixed_tile is None else {"fixed_tile": int(fixed_tile)}
+    if plan.overridden:  # the output's provenance records them
+        fixed["overridden"] = [m.name for m in plan.overridden]
     job = job_token(
         operation="paint",
         checkpoint_hash=info.hash,

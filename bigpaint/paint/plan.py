@@ -32,11 +32,17 @@ train`` stores in the checkpoint: compared with a truth deposited the same way, 
 spectra are compensated alike and T(k), r_c(k) are not tilted by one window. A checkpoint
 that records no target window gives an output without a record, which ``mas="auto"``
 refuses for density and count kinds instead of guessing.
+
+Model cards. When the checkpoint carries a model card (:mod:`bigpaint.painters.card`), the
+input is checked against the card instead of the training provenance: cell size, redshift,
+cosmology, input kind and mass assignment (:func:`bigpaint.painters.card.input_mismatches`).
+A mismatch is refused in one line naming each difference and the override
+(``allow_mismatch``); overridden mismatches are recorded in the output's provenance
+(``model_card``). A checkpoint is named by path or as ``pretrained:NAME``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,9 +53,17 @@ import numpy as np
 import xarray as xr
 
 from bigpaint.errors import CheckpointError, ChunkingError, ConfigError, ShapeError
-from bigpaint.field import MassAssignment
+from bigpaint.field import FieldMeta, MassAssignment
 from bigpaint.painters.base import PainterMetadata
-from bigpaint.painters.checkpoint import METADATA, WEIGHTS, read_metadata
+from bigpaint.painters.card import (
+    Mismatch,
+    ModelCard,
+    input_mismatches,
+    parse_allow_mismatch,
+    read_card,
+)
+from bigpaint.painters.checkpoint import checkpoint_hash, read_metadata
+from bigpaint.painters.pretrained import PREFIX, is_pretrained, resolve_checkpoint
 
 __all__ = [
     "CheckpointInfo",
@@ -73,20 +87,6 @@ RESOLUTION_RTOL = 1e-3
 MIN_DEFAULT_MARGIN = 16
 
 
-def checkpoint_hash(path: str | Path) -> str:
-    """SHA-256 (first 16 hex digits) of a checkpoint's metadata and weights files."""
-    path = Path(path)
-    h = hashlib.sha256()
-    for name in (METADATA, WEIGHTS):
-        f = path / name
-        if not f.is_file():
-            raise CheckpointError(f"{path} is not a complete painter checkpoint: {name} is missing")
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
-
-
 @dataclass(frozen=True)
 class CheckpointInfo:
     """What a checkpoint says the painter needs (read without torch).
@@ -107,6 +107,10 @@ class CheckpointInfo:
         The training targets' assignment window (None: not recorded, or the targets differ).
     projection_depth : int or None
         2-D painters: training slab thickness in voxels.
+    card : ModelCard or None
+        The checkpoint's model card (None: it has none).
+    pretrained : str or None
+        The name when the checkpoint was given as ``pretrained:NAME``.
     """
 
     path: str
@@ -118,6 +122,8 @@ class CheckpointInfo:
     target_units: str | None = None
     projection_depth: int | None = None
     target_mass_assignment: MassAssignment | None = None
+    card: ModelCard | None = None
+    pretrained: str | None = None
 
 
 def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
@@ -125,9 +131,12 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
 
     The training resolution comes from the provenance ``bigpaint train`` records: the box of
     the first input Field [Mpc/h] over the training grid [voxels] (or an explicit
-    ``cell_size``).
+    ``cell_size``). ``path`` may be ``pretrained:NAME``.
     """
+    name = str(path)[len(PREFIX) :].strip() if is_pretrained(path) else None
+    path = resolve_checkpoint(path)
     meta = read_metadata(path)
+    card = read_card(path, meta)
     prov = meta.provenance
     cell = prov.get("cell_size")
     inputs = prov.get("inputs") or []
@@ -145,6 +154,8 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
         target_units=targets[0].get("units") if targets else None,
         projection_depth=None if depth is None else int(depth),
         target_mass_assignment=_target_window(targets),
+        card=card,
+        pretrained=name,
     )
 
 
@@ -245,6 +256,8 @@ class PaintPlan:
         Input voxel size in Mpc/h.
     out_meta : dict
         Metadata of the output Field (box, kind, units, redshift, cosmology, provenance).
+    overridden : tuple of Mismatch
+        The model-card mismatches ``allow_mismatch`` let through.
     """
 
     checkpoint: CheckpointInfo
@@ -256,6 +269,7 @@ class PaintPlan:
     slab: SlabSpec | None
     cell_size: tuple[float, float, float]
     out_meta: dict[str, Any] = field(default_factory=dict)
+    overridden: tuple[Mismatch, ...] = ()
 
     @property
     def mode(self) -> Literal["valid", "same", "tile"]:
@@ -278,6 +292,7 @@ def plan_paint(
     margin: int | None = None,
     slab: SlabSpec | Mapping[str, Any] | None = None,
     fixed_tile: int | None = None,
+    allow_mismatch: str | Sequence[str] | None = None,
 ) -> PaintPlan:
     """Check a checkpoint against an input Field and plan the paint job.
 
@@ -297,6 +312,9 @@ def plan_paint(
     fixed_tile : int, optional
         Tile edge of bit-identical painting (see :func:`bigpaint.paint.paint_field`); checked
         against the painter and the output chunks.
+    allow_mismatch : str or sequence of str, optional
+        Model-card checks to let through (``"redshift,cosmology"`` or a list of
+        ``cell_size``, ``redshift``, ``cosmology``, ``kind``, ``mass_assignment``).
 
     Raises
     ------
@@ -305,6 +323,7 @@ def plan_paint(
     from bigpaint.field import field_meta, zarr_array
     from bigpaint.paint.workers import check_fixed_tile
 
+    allowed = parse_allow_mismatch(allow_mismatch)
     info = (
         checkpoint if isinstance(checkpoint, CheckpointInfo) else read_checkpoint_info(checkpoint)
     )
@@ -321,7 +340,12 @@ def plan_paint(
             f"{ck} paints from {meta.in_channels} input channel(s), {url} has "
             f"{_in_channels(shape)}; give a Field with {meta.in_channels} channel(s)"
         )
-    if info.input_kinds and len(set(info.input_kinds)) == 1 and fmeta.kind != info.input_kinds[0]:
+    if (
+        info.card is None
+        and info.input_kinds
+        and len(set(info.input_kinds)) == 1
+        and fmeta.kind != info.input_kinds[0]
+    ):
         raise CheckpointError(
             f"{ck} was trained on {info.input_kinds[0]!r} fields, {url} is {fmeta.kind!r}; "
             f"paint a {info.input_kinds[0]!r} Field or use a checkpoint trained on {fmeta.kind!r}"
@@ -332,8 +356,11 @@ def plan_paint(
             f"{url} has non-cubic voxels {tuple(round(c, 6) for c in cell)} Mpc/h; painters need "
             "cubic voxels (equal box_size / grid on every axis)"
         )
-    if info.cell_size is not None and not math.isclose(
-        cell[0], info.cell_size, rel_tol=RESOLUTION_RTOL
+    overridden = _card_check(info, fmeta, cell[0], allowed, url)
+    if (
+        info.card is None
+        and info.cell_size is not None
+        and not math.isclose(cell[0], info.cell_size, rel_tol=RESOLUTION_RTOL)
     ):
         raise CheckpointError(
             f"{url} has {cell[0]:.6g} Mpc/h per voxel, {ck} was trained at "
@@ -421,8 +448,9 @@ def plan_paint(
     out_shape = tuple(out_spatial)
     if meta.out_channels > 1:
         out_shape = (meta.out_channels, *out_shape)
-    kind = info.target_kind or "painted"
-    units = info.target_units or "1"
+    card_out = None if info.card is None else info.card.output
+    kind = info.target_kind or (card_out.kind if card_out else "painted")
+    units = info.target_units or (card_out.units if card_out else "1")
     prov = {
         "operation": "paint",
         "inputs": [str(url)],
@@ -437,11 +465,19 @@ def plan_paint(
             "slab": None if spec is None else {"axis": spec.axis, "thickness": spec.thickness},
             "chunks": out_chunks,
             "training_cell_size": info.cell_size,
+            "allow_mismatch": sorted(allowed),
         },
         "mass_assignment_from": "training target"
         if info.target_mass_assignment is not None
         else "not recorded by the checkpoint",
     }
+    if info.pretrained is not None:
+        prov["config"]["pretrained"] = info.pretrained
+    if info.card is not None:
+        prov["model_card"] = {
+            "name": info.card.name,
+            "overridden": [{"check": m.name, "difference": m.text} for m in overridden],
+        }
     out_meta = {
         "box_size": fmeta.box_size,
         "kind": kind,
@@ -463,7 +499,28 @@ def plan_paint(
         slab=spec,
         cell_size=cell,  # type: ignore[arg-type]
         out_meta=out_meta,
+        overridden=tuple(overridden),
     )
+
+
+def _card_check(
+    info: CheckpointInfo, fmeta: FieldMeta, cell: float, allowed: frozenset[str], url: str
+) -> list[Mismatch]:
+    """The card's mismatches ``allowed`` lets through; the others refused in one line."""
+    if info.card is None:
+        return []
+    found = input_mismatches(info.card, fmeta, cell)
+    refused = [m for m in found if m.name not in allowed]
+    if refused:
+        who = f"pretrained:{info.pretrained}" if info.pretrained else info.path
+        names = ",".join(m.name for m in refused)
+        raise CheckpointError(
+            f"{url} is not covered by the model card of {who}: "
+            f"{'; '.join(m.text for m in refused)}; paint an input the card covers "
+            f"(bigpaint painters show {who}), or pass --allow-mismatch {names} (allow_mismatch) "
+            "to paint it anyway"
+        )
+    return found
 
 
 def min_memory_budget(plan: PaintPlan, bytes_per_voxel: int) -> tuple[int, tuple[int, ...]]:

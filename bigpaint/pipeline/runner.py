@@ -175,6 +175,16 @@ def plan_pipeline(
             for v in values:
                 if not isinstance(v, str):
                     raise ConfigError(f"{where}: params.{key} must be a path, got {v!r}")
+                if v.startswith("pretrained:"):  # a pretrained painter: fingerprint its files
+                    from bigpaint.errors import CheckpointError
+                    from bigpaint.painters.pretrained import resolve_checkpoint
+
+                    try:
+                        external.append(_fingerprint(str(resolve_checkpoint(v))))
+                    except CheckpointError as exc:
+                        raise CheckpointError(f"{where}: params.{key}: {exc}") from None
+                    resolved.append(v)
+                    continue
                 ref = parse_reference(v, f"{where}: params.{key}")
                 if ref is None:
                     if not Path(v).exists():

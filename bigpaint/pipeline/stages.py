@@ -186,7 +186,8 @@ def _lpt_run(cfg: Any, ctx: StageContext) -> dict[str, Any]:
 
 
 class PaintParams(_Strict):
-    """Arguments of :func:`bigpaint.paint.paint_field` (paths are inputs)."""
+    """Arguments of :func:`bigpaint.paint.paint_field` (paths are inputs; ``checkpoint`` may
+    be ``pretrained:NAME``)."""
 
     checkpoint: str
     source: str
@@ -198,11 +199,16 @@ class PaintParams(_Strict):
     slab: dict[str, Any] | None = None
     seed: int = Field(0, ge=0)
     fixed_tile: int | None = Field(None, ge=1)
+    allow_mismatch: list[str] = Field(default_factory=list)
     dest: str = ""
 
 
 def _paint_validate(params: dict[str, Any], ctx: StageContext) -> Any:
-    return parse_config(PaintParams, {**params, "dest": str(ctx.dir / "painted.zarr")}, ctx.where)
+    from bigpaint.painters.card import parse_allow_mismatch
+
+    cfg = parse_config(PaintParams, {**params, "dest": str(ctx.dir / "painted.zarr")}, ctx.where)
+    parse_allow_mismatch(cfg.allow_mismatch, f"{ctx.where}: params.allow_mismatch")
+    return cfg
 
 
 def _paint_run(cfg: PaintParams, ctx: StageContext) -> dict[str, Any]:
@@ -220,6 +226,7 @@ def _paint_run(cfg: PaintParams, ctx: StageContext) -> dict[str, Any]:
         slab=cfg.slab,
         seed=cfg.seed,
         fixed_tile=cfg.fixed_tile,
+        allow_mismatch=cfg.allow_mismatch,
         progress=True,
     )
     return {}
