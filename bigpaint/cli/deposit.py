@@ -1,10 +1,16 @@
-"""``bigpaint deposit``: particles (snapshot or array) to a density Field."""
+"""``bigpaint deposit``: particles (snapshot or array) to a density Field.
+
+``--redshift`` and ``--cosmology`` record the physics a painter's model card checks; the
+cosmology is one comma-separated list of all five parameters,
+``Omega_m=0.3175,Omega_b=0.049,h=0.6711,n_s=0.9624,sigma_8=0.834``.
+"""
 
 from __future__ import annotations
 
 import click
 
 from bigpaint.cli._common import cluster_options, open_cluster, parse_chunks
+from bigpaint.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -60,6 +66,18 @@ __all__ = ["register"]
     show_default=True,
     help="Particles read per task.",
 )
+@click.option(
+    "--redshift",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Redshift of the particles, recorded in the Field (default: the snapshot's, if any).",
+)
+@click.option(
+    "--cosmology",
+    default=None,
+    metavar="PARAMS",
+    help="Cosmology recorded in the Field: all of Omega_m=..,Omega_b=..,h=..,n_s=..,sigma_8=..",
+)
 @click.option("--spill-dir", default=None, help="Bucket directory visible to every worker.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @cluster_options
@@ -77,6 +95,8 @@ def deposit(
     length_unit: str | None,
     ptype: int,
     batch_size: int,
+    redshift: float | None,
+    cosmology: str | None,
     spill_dir: str | None,
     overwrite: bool,
     cluster_file: str | None,
@@ -85,13 +105,16 @@ def deposit(
     """Deposit PARTICLES (.npy, Zarr, Gadget HDF5) onto a periodic grid as the Field OUTPUT.
 
     Positions are in Mpc/h (Gadget: converted from the snapshot's unit). Bad input is
-    refused before anything is written; re-running after an interruption resumes.
+    refused before anything is written; re-running after an interruption resumes. Give
+    --redshift and --cosmology when a painter with a model card will paint the Field: it
+    refuses inputs that do not record them.
     """
     from bigpaint.errors import check_writable
     from bigpaint.io.particles import open_particles
     from bigpaint.mesh.deposit import deposit_to_field
     from bigpaint.outputs import check_apart, check_scratch_home
 
+    cosmo = parse_cosmology(cosmology)
     check_apart({"output": output}, {"particles": particles})  # before reading particles
     check_scratch_home("--spill-dir", spill_dir, {"output": output, "particles": particles})
     if spill_dir is not None:
@@ -116,6 +139,8 @@ def deposit(
             quantity=quantity,  # type: ignore[arg-type]
             interlace=interlace,
             wrap=wrap,
+            redshift=redshift,
+            cosmology=cosmo,
             spill_dir=spill_dir,
             overwrite=overwrite,
             progress=True,
@@ -124,6 +149,35 @@ def deposit(
         f"wrote {writer.url} ({writer.shape}, {len(list(writer.blocks()))} blocks) "
         f"from {src.n_particles} particles"
     )
+
+
+def parse_cosmology(text: str | None) -> dict[str, float] | None:
+    """``"Omega_m=0.3,Omega_b=0.05,h=0.7,n_s=0.96,sigma_8=0.8"`` to a checked mapping.
+
+    All five parameters are required (:func:`bigpaint.mesh.deposit.cosmology_record`): a
+    default filled in would record a cosmology the particles may not have.
+    """
+    from bigpaint.field import Cosmology
+    from bigpaint.mesh.deposit import cosmology_record
+
+    if text is None:
+        return None
+    names = list(Cosmology.model_fields)
+    values: dict[str, float] = {}
+    for item in (p.strip() for p in text.split(",")):
+        key, sep, value = (v.strip() for v in item.partition("="))
+        if key in values:
+            raise ConfigError(f"--cosmology gives {key} twice; give each parameter once")
+        if not sep or key not in names:
+            raise ConfigError(
+                f"--cosmology: {item!r} is not NAME=VALUE of {', '.join(names)}; give e.g. "
+                "Omega_m=0.3175,Omega_b=0.049,h=0.6711,n_s=0.9624,sigma_8=0.834"
+            )
+        try:
+            values[key] = float(value)
+        except ValueError:
+            raise ConfigError(f"--cosmology: {key}={value!r} is not a number") from None
+    return cosmology_record(values)
 
 
 def register(group: click.Group) -> None:

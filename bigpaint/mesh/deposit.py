@@ -51,7 +51,7 @@ from typing import Any, Literal
 import numpy as np
 from numba import njit
 
-from bigpaint.errors import ChunkingError, ConfigError, ShapeError
+from bigpaint.errors import ChunkingError, ConfigError, MetadataError, ShapeError
 from bigpaint.field import FieldWriter, create_field, job_token, remove_field
 from bigpaint.io.particles import DEFAULT_BATCH_SIZE, Batch, ParticleSource, open_particles
 from bigpaint.mesh.assign import (
@@ -778,6 +778,7 @@ def deposit_to_field(
     length_unit: str | float | None = None,
     ptype: int = 1,
     redshift: float | None = None,
+    cosmology: Any = None,
     dtype: str = "float32",
     spill_dir: str | None = None,
     home_fraction: float = DEFAULT_HOME_FRACTION,
@@ -817,6 +818,9 @@ def deposit_to_field(
         Passed to :func:`bigpaint.io.open_particles`.
     redshift : float, optional
         Stored in the Field (default: the input's, if it has one).
+    cosmology : bigpaint.field.Cosmology or mapping, optional
+        Stored in the Field (all five parameters: ``Omega_m``, ``Omega_b``, ``h``, ``n_s``,
+        ``sigma_8``). Painters with a model card refuse inputs without redshift and cosmology.
     dtype : str
         Stored dtype (accumulation is float64).
     spill_dir : str, optional
@@ -886,15 +890,20 @@ def deposit_to_field(
         "kind": quantity,
         "units": units,
         "redshift": redshift if redshift is not None else src.redshift,
+        "cosmology": cosmology_record(cosmology),
         "provenance": provenance,
         "mass_assignment": {"scheme": plan.scheme.upper(), "interlaced": bool(interlace)},
     }
     inputs = _particle_paths(particles)
+    # physics given here joins the token, so a rerun recording other values is not a resume
+    given = {"redshift": redshift, "cosmology": meta["cosmology"]}
+    given = {k: v for k, v in given.items() if v is not None}
     job = job_token(
         op="deposit",
         input=[job_path(p) for p in inputs.values()] or src.describe(),
         n=src.n_particles,
         **params,
+        **given,
     )
     if spill_dir is not None:
         spill_dir = os.path.join(spill_dir, f"bigpaint-deposit-{job[:12]}")
@@ -915,6 +924,31 @@ def deposit_to_field(
             src, url, plan, meta, shape, write_chunks, dtype, job, quantity, interlace, wrap,
             spill_dir, home_fraction, progress,
         )  # fmt: skip
+
+
+def cosmology_record(value: Any) -> dict[str, float] | None:
+    """The cosmology record of a Field: all five parameters required and checked (one-line
+    :class:`MetadataError`); None stays None."""
+    from pydantic import ValidationError
+
+    from bigpaint.field import Cosmology
+
+    if value is None:
+        return None
+    if isinstance(value, Cosmology):
+        return value.model_dump()
+    raw = dict(value)
+    missing = [k for k in Cosmology.model_fields if k not in raw]
+    if missing:
+        raise MetadataError(
+            f"cosmology lacks {', '.join(missing)}; give all of {', '.join(Cosmology.model_fields)}"
+        )
+    try:
+        return Cosmology.model_validate(raw).model_dump()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise MetadataError(f"cosmology {where}: {err['msg']} (got {err.get('input')!r})") from None
 
 
 def _deposit_guarded(
