@@ -22,8 +22,10 @@
    of the step lines when stderr is a terminal).
 
 Checkpoints record their provenance: the config, the input and target Fields (path, kind,
-box, redshift and their own provenance), step, elapsed time, device, torch version and the
-validation metrics.
+box, redshift, cosmology and their own provenance), step, elapsed time, device, torch version
+and the validation metrics. Each also gets a model card (:mod:`bigpaint.train.card`) when the
+input Fields record what a card needs (one kind, redshift, cosmology and mass assignment), so
+painting checks a user's own painter as it checks a shipped one.
 
 Why hand-written: Lightning-style trainers would own the loop that the WGAN critic schedule,
 the resumable sampler state and the region-split validation need; this is ~200 lines.
@@ -151,6 +153,7 @@ def _provenance(cfg: TrainConfig, data: Any, extra: dict[str, Any]) -> dict[str,
                     "units": m.units,
                     "box_size": list(m.box_size),
                     "redshift": m.redshift,
+                    "cosmology": None if m.cosmology is None else m.cosmology.model_dump(),
                     "provenance": json.loads(json.dumps(m.provenance, default=str)),
                     "mass_assignment": None
                     if getattr(m, "mass_assignment", None) is None
@@ -324,11 +327,23 @@ def _train(cfg: TrainConfig) -> TrainResult:
         return _provenance(cfg, data, extra)
 
     saved_step = objective.step if saved is not None else -1
+    no_card: list[str] = []
+
+    def save(path: Path, metrics: dict[str, Any]) -> None:
+        """A checkpoint with its model card, when the data record what a card needs."""
+        from bigpaint.train.card import card_name, training_card
+
+        prov = provenance(metrics)
+        card, why = training_card(painter.metadata(prov), card_name(run.out))
+        if card is None and not no_card:
+            no_card.append(why)
+            logger.info("%s: checkpoints get no model card: %s", name, why)
+        save_checkpoint(painter, path, provenance=prov, card=card)
 
     def checkpoint(metrics: dict[str, Any]) -> None:
         nonlocal saved_step
         saved_step = objective.step
-        save_checkpoint(painter, last_path, provenance=provenance(metrics))
+        save(last_path, metrics)
         state = {
             "config": _comparable(cfg),
             "objective": objective.state_dict(),
@@ -368,7 +383,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
                 best = v["score"] < best_score or not best_path.exists()
                 if best:
                     best_score = min(best_score, float(v["score"]))
-                    save_checkpoint(painter, best_path, provenance=provenance(v))
+                    save(best_path, v)
                 if prog.mode != "off":
                     note = " (best so far)" if best else ""
                     text = _metric_text(row, VAL_KEYS)
