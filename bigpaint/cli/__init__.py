@@ -23,6 +23,7 @@ _COMMAND_MODULES = [
     "fields",
     "ics",
     "paint",
+    "painters",
     "quickstart",
     "run",
     "segment",
