@@ -219,7 +219,10 @@ def _card(
         family=meta.family,
         summary=summary,
         description=description,
-        training=_simulations([*inputs, *targets]),
+        training=_simulations(
+            [*inputs, *targets]
+            + [f for b in prov.get("more_boxes") or [] for f in (*b["inputs"], *b["targets"])]
+        ),
         cosmology=Cosmology.model_validate(cosmology),
         redshift=z,
         cell_size=cell,

@@ -167,6 +167,13 @@ def _provenance(cfg: TrainConfig, data: Any, extra: dict[str, Any]) -> dict[str,
         "config": cfg.model_dump(mode="json"),
         "inputs": field_info(cfg.data.inputs, data.input_meta),
         "targets": field_info(cfg.data.targets, data.target_meta),
+        "more_boxes": [
+            {
+                "inputs": field_info(b.inputs, mi),
+                "targets": field_info(b.targets, mt),
+            }
+            for b, (mi, mt) in zip(cfg.data.more_boxes, data.more_meta, strict=True)
+        ],
         "grid": list(data.shape),
         "validation_region": {"origin": list(data.validation.origin), "size": data.validation.size},
         "torch_version": torch.__version__,
@@ -253,6 +260,7 @@ def train(cfg: TrainConfig | dict[str, Any]) -> TrainResult:
     if not isinstance(cfg, TrainConfig):
         cfg = parse_config(TrainConfig, cfg, "train config")
     data_paths = [*cfg.data.inputs, *cfg.data.targets]
+    data_paths += [p for b in cfg.data.more_boxes for p in (*b.inputs, *b.targets)]
     with writing(
         {"run.out": cfg.run.out}, {f"data file {i + 1}": p for i, p in enumerate(data_paths)}
     ):

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -415,6 +415,7 @@ class TrainingData:
     target_meta: list[Any]
     train: PatchSampler
     val: PatchSampler
+    more_meta: list[tuple[list[Any], list[Any]]] = field(default_factory=list)
 
     @classmethod
     def from_sources(
@@ -539,13 +540,15 @@ class TrainingData:
             mi, mim = _open_sources(b.inputs, "input")
             mt, mtm = _open_sources(b.targets, "target")
             more.append((mi, mt))
-            more_meta.extend(mim + mtm)
-        boxes = {m.box_size for m in in_meta + out_meta + more_meta}
+            more_meta.append((mim, mtm))
+        boxes = {
+            m.box_size for m in in_meta + out_meta + [x for p in more_meta for x in p[0] + p[1]]
+        }
         if len(boxes) != 1:
             raise MetadataError(
                 f"training Fields disagree on the box size (Mpc/h): {sorted(boxes)}; use Fields of one simulation"
             )
-        return cls.from_sources(
+        out = cls.from_sources(
             inputs,
             targets,
             painter,
@@ -556,6 +559,8 @@ class TrainingData:
             target_meta=out_meta,
             more=more,
         )
+        out.more_meta = more_meta
+        return out
 
     @property
     def cell_size(self) -> float:

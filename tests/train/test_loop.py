@@ -251,3 +251,37 @@ def test_cli_train(big, tmp_path):
     res = CliRunner().invoke(cli, ["train", str(path)])
     assert res.exit_code == 2 and "unknown key 'run.bogus'" in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_more_boxes_train_and_are_recorded(boxes, tmp_path):
+    """A second simulation box joins the training data; its Fields are in the provenance,
+    and a box of another grid is refused with one line."""
+    from bigpaint.errors import ShapeError
+    from bigpaint.field import write_array
+
+    data = {
+        "inputs": [boxes["delta"]],
+        "targets": [boxes["counts"]],
+        "more_boxes": [{"inputs": [boxes["delta"]], "targets": [boxes["counts"]]}],
+        "patch": 8,
+        "validation": {"size": 8},
+    }
+    cfg = {
+        "family": "halo-painter",
+        "model": {"filters": 2, "blocks": 1, "pointwise_layers": 1},
+        "objective": {"kind": "regression", "supervised_loss": "poisson"},
+        "data": data,
+        "run": {"out": str(tmp_path / "run"), "max_steps": 4, "val_every": 4, "progress": False},
+    }
+    train(cfg)
+    _, meta = load_checkpoint(tmp_path / "run" / "last.painter")
+    (more,) = meta.provenance["more_boxes"]
+    assert [f["url"] for f in more["targets"]] == [boxes["counts"]]
+    small = write_array(
+        str(tmp_path / "small.zarr"), np.zeros((16, 16, 16), "f4"), chunks=8,
+        meta={"box_size": 64.0, "kind": "delta", "units": "1", "redshift": 0.0},
+    ).url  # fmt: skip
+    data["more_boxes"] = [{"inputs": [small], "targets": [boxes["counts"]]}]
+    cfg["run"]["out"] = str(tmp_path / "run2")
+    with pytest.raises(ShapeError, match="share one grid"):
+        train(cfg)
