@@ -19,6 +19,7 @@ __all__ = ["cli", "main"]
 
 # Modules under bigpaint.cli that each define ``register(group)``; one line per stage.
 _COMMAND_MODULES = [
+    "baseline",
     "deposit",
     "fields",
     "ics",

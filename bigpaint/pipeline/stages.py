@@ -10,6 +10,8 @@ kind           calls                                        writes (under ``OUT/
 ``ics``        :func:`bigpaint.ics.config.run_ics`          ``delta_lin.zarr``
 ``lpt``        :func:`bigpaint.ics.config.run_lpt`          ``density.zarr``
 ``paint``      :func:`bigpaint.paint.paint_field`           ``painted.zarr``
+``baseline``   :func:`bigpaint.stats.baselines.fit_bias`,   ``model.json``, ``painted.zarr``
+               :func:`bigpaint.stats.baselines.paint_bias`
 ``power``      :func:`bigpaint.stats.report.power_report`   ``power.csv``, ``power.png``
 ``bispectrum`` :func:`bigpaint.stats.report.bispectrum_report`  ``bispectrum.csv``/``.png``
 ``segment``    :func:`bigpaint.segment.segment_field`       ``catalog.parquet``
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bigpaint.config import parse_config
 
@@ -230,6 +232,63 @@ def _paint_run(cfg: PaintParams, ctx: StageContext) -> dict[str, Any]:
         progress=True,
     )
     return {}
+
+
+# ---------------------------------------------------------------- baseline
+
+
+class BaselineParams(_Strict):
+    """:func:`bigpaint.stats.baselines.fit_bias` on the training boxes (densities and their
+    halo counts, pair by pair), then :func:`bigpaint.stats.baselines.paint_bias` of
+    ``density``; ``smoothing`` in Mpc/h (default: the library's)."""
+
+    training_density: list[str] = Field(min_length=1)
+    training_counts: list[str] = Field(min_length=1)
+    density: str
+    order: Literal[1, 2] = 2
+    smoothing: float | None = Field(None, ge=0)
+    sample: bool = False
+    seed: int = Field(0, ge=0)
+    chunks: int | tuple[int, int, int] | None = None
+    model: str = ""
+    dest: str = ""
+
+    @model_validator(mode="after")
+    def _pairs(self) -> BaselineParams:
+        if len(self.training_density) != len(self.training_counts):
+            raise ValueError(
+                f"training_density has {len(self.training_density)} Fields, training_counts "
+                f"{len(self.training_counts)}; give one counts Field per density"
+            )
+        return self
+
+
+def _baseline_validate(params: dict[str, Any], ctx: StageContext) -> Any:
+    data = {**params, "model": str(ctx.dir / "model.json"), "dest": str(ctx.dir / "painted.zarr")}
+    return parse_config(BaselineParams, data, ctx.where)
+
+
+def _baseline_run(cfg: BaselineParams, ctx: StageContext) -> dict[str, Any]:
+    from bigpaint.stats.baselines import DEFAULT_SMOOTHING, fit_bias, paint_bias
+    from bigpaint.stats.bias_model import BiasModel
+
+    if Path(cfg.model).is_file():  # a killed run of this stage: paint with the model it fitted
+        model = BiasModel.load(cfg.model)
+    else:
+        model = fit_bias(
+            list(zip(cfg.training_density, cfg.training_counts, strict=True)),
+            order=cfg.order,
+            smoothing=DEFAULT_SMOOTHING if cfg.smoothing is None else cfg.smoothing,
+        )
+        model.save(cfg.model)
+    ctx.log(model.summary())
+    paint_bias(cfg.model, cfg.density, cfg.dest, sample=cfg.sample, seed=cfg.seed,
+               chunks=cfg.chunks, progress=True)  # fmt: skip
+    summary: dict[str, Any] = {"smoothing_mpc_h": model.smoothing}
+    for b in range(model.n_bins):
+        for name in model.names[1:]:
+            summary[f"{name}[{b}]"] = float(model.values(name)[b])
+    return summary
 
 
 # ---------------------------------------------------------------- statistics
@@ -510,6 +569,17 @@ STAGE_KINDS: dict[str, StageKind] = _kinds(
             validate=_paint_validate,
             outputs=_fixed("painted.zarr"),
             run=_paint_run,
+        ),
+        StageKind(
+            "baseline",
+            "bias-model baseline: fit on training boxes, paint a density "
+            "(bigpaint.stats.baselines)",
+            inputs=("training_density", "training_counts", "density"),
+            written=("model", "dest"),
+            cluster=True,
+            validate=_baseline_validate,
+            outputs=_fixed("model.json", "painted.zarr"),
+            run=_baseline_run,
         ),
         StageKind(
             "power",

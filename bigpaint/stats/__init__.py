@@ -1,5 +1,9 @@
-"""Statistics that judge a field: power and cross spectra, bispectrum, one-point and morphology."""
+"""Statistics that judge a field: power and cross spectra, bispectrum, one-point and morphology,
+and the bias baselines a painting is judged against."""
 
+from bigpaint.stats.baselines import choose_smoothing, fit_bias, paint_bias
+from bigpaint.stats.bias_model import BiasModel
+from bigpaint.stats.bias_operators import bias_operators, write_bias_operators
 from bigpaint.stats.bins import kbins
 from bigpaint.stats.bispectrum import bispectrum, bispectrum_equilateral
 from bigpaint.stats.dice import dice
@@ -23,16 +27,21 @@ from bigpaint.stats.report import bispectrum_report, onepoint_report, power_repo
 from bigpaint.stats.tables import read_table, write_table
 
 __all__ = [
+    "BiasModel",
+    "bias_operators",
     "bispectrum",
     "bispectrum_equilateral",
     "bispectrum_report",
+    "choose_smoothing",
     "compare_spectra",
     "cross_correlation",
     "dice",
+    "fit_bias",
     "kbins",
     "minmax",
     "onepoint_report",
     "order_statistics",
+    "paint_bias",
     "peak_counts",
     "pixel_pdf",
     "power_report",
@@ -43,5 +52,6 @@ __all__ = [
     "subvolume_means",
     "top_fraction_thresholds",
     "transfer_function",
+    "write_bias_operators",
     "write_table",
 ]
