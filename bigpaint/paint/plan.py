@@ -321,6 +321,7 @@ def plan_paint(
     CheckpointError, ShapeError, ChunkingError, ConfigError
     """
     from bigpaint.field import field_meta, zarr_array
+    from bigpaint.mass_bins import training_mass_bins
     from bigpaint.paint.workers import check_fixed_tile
 
     allowed = parse_allow_mismatch(allow_mismatch)
@@ -470,6 +471,7 @@ def plan_paint(
         "mass_assignment_from": "training target"
         if info.target_mass_assignment is not None
         else "not recorded by the checkpoint",
+        **training_mass_bins(meta.provenance.get("targets") or []),
     }
     if info.pretrained is not None:
         prov["config"]["pretrained"] = info.pretrained
