@@ -17,9 +17,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = [
+    "model_label",
+    "plot_abundance",
     "plot_bispectrum",
     "plot_comparison",
     "plot_dice",
+    "plot_evaluation_bispectrum",
+    "plot_evaluation_pdf",
+    "plot_evaluation_spectra",
     "plot_onepoint",
     "plot_power",
 ]
@@ -238,5 +243,153 @@ def plot_dice(ds: xr.Dataset, path: str | Path) -> Path:
     ax3.plot(top, v("significance"), marker="s", color="C3", label="significance (eq. 11)")
     ax3.set_ylabel("significance", color="C3")
     ax2.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------- evaluation figures
+
+
+def model_label(name: str) -> str:
+    """The legend label of an evaluated field: ``painted``, ``truth`` or ``baseline: NAME``."""
+    return name if name in ("painted", "truth") else f"baseline: {name}"
+
+
+def _errorbar(ax, x: np.ndarray, y: np.ndarray, err: np.ndarray, label: str, **kw) -> None:
+    ok = np.isfinite(x) & np.isfinite(y)
+    e = np.where(np.isfinite(err), err, 0.0)
+    ax.errorbar(x[ok], y[ok], yerr=e[ok], label=label, marker="o", ms=3, capsize=2, lw=1, **kw)
+
+
+def plot_evaluation_spectra(ds: xr.Dataset, path: str | Path, *, kmax: float | None = None) -> Path:
+    """P(k), T(k), r_c(k) and s(k) of the truth, painting and baselines with Gaussian errors.
+
+    ``ds`` is one level of :attr:`bigpaint.stats.evaluate.Evaluation.spectra` (dimensions
+    ``model`` and ``bin``); ``kmax`` (h/Mpc) is marked on every panel.
+    """
+    fig = Figure(figsize=(10, 7.5))
+    axes = fig.subplots(2, 2, sharex=True)
+    k = ds.k.values
+    ax = axes[0, 0]
+    _errorbar(ax, k, ds.P_true.values, ds.sigma_P_true.values, "truth", color="k")
+    noise = ds.attrs.get("shot_noise_true")
+    for m in ds.model.values:
+        row = ds.sel(model=m)
+        _errorbar(ax, k, row.P.values, row.sigma_P.values, model_label(str(m)))
+    if isinstance(noise, (int, float)) and np.isfinite(noise):
+        ax.axhline(noise, ls="--", color="grey", lw=0.8, label="truth shot noise")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylabel(f"P(k) [{ds.P_true.attrs.get('units', '')}]")
+    panels = (
+        (axes[0, 1], "T", "T(k)", 1.0),
+        (axes[1, 0], "r_c", "r_c(k)", 1.0),
+        (axes[1, 1], "stochasticity", "s(k) = P_true (1 - r_c^2)", None),
+    )
+    for ax, var, title, ref in panels:
+        for m in ds.model.values:
+            row = ds.sel(model=m)
+            _errorbar(ax, k, row[var].values, row[f"sigma_{var}"].values, model_label(str(m)))
+        if ref is not None:
+            ax.axhline(ref, color="k", lw=0.6)
+        ax.set_xscale("log")
+        units = ds[var].attrs.get("units", "1")
+        ax.set_ylabel(title + (f" [{units}]" if units != "1" else ""))
+    sax = axes[1, 1]
+    if isinstance(noise, (int, float)) and np.isfinite(noise):
+        sax.axhline(noise, ls="--", color="grey", lw=0.8, label="truth shot noise (floor)")
+    sax.set_yscale("log")
+    for ax in axes.ravel():
+        if kmax is not None:
+            ax.axvline(kmax, color="grey", ls=":", lw=0.8)
+        ax.legend(fontsize=7)
+    for ax in axes[1]:
+        ax.set_xlabel("k [h/Mpc]")
+    fig.suptitle(str(ds.attrs.get("title", "")), fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_evaluation_bispectrum(
+    ds: xr.Dataset, path: str | Path, *, tolerance: float | None = None
+) -> Path:
+    """B(theta) of the truth and models (Poisson terms removed) and B / B_true with errors.
+
+    ``ds`` is one level of :attr:`bigpaint.stats.evaluate.Evaluation.bispectrum`;
+    ``tolerance`` draws the band ``1 +- tolerance`` on the ratio panel.
+    """
+    fig = Figure(figsize=(6, 6))
+    ax, axr = fig.subplots(2, 1, sharex=True)
+    th = ds.theta.values
+    _errorbar(ax, th, ds.B_true_corrected.values, ds.sigma_B_true.values, "truth", color="k")
+    for m in ds.model.values:
+        row = ds.sel(model=m)
+        _errorbar(ax, th, row.B_corrected.values, row.sigma_B.values, model_label(str(m)))
+        _errorbar(axr, th, row.ratio.values, row.sigma_ratio.values, model_label(str(m)))
+    ax.set_ylabel(f"B [{ds.B_true.attrs.get('units', '')}]")
+    ax.set_title(
+        f"k1 = {ds.attrs.get('k1', float('nan')):.3g}, k2 = {ds.attrs.get('k2', float('nan')):.3g}"
+        f" h/Mpc {ds.attrs.get('title', '')}",
+        fontsize=9,
+    )
+    axr.axhline(1.0, color="k", lw=0.6)
+    if tolerance is not None:
+        axr.axhspan(1 - tolerance, 1 + tolerance, color="grey", alpha=0.2)
+    axr.set_ylabel("B / B_true")
+    axr.set_xlabel("theta [rad]")
+    ax.legend(fontsize=7)
+    axr.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_evaluation_pdf(ds: xr.Dataset, path: str | Path) -> Path:
+    """Counts-in-cells PDF per level: the truth against each model's prediction."""
+    levels = [str(v) for v in ds.level.values]
+    fig = Figure(figsize=(4 * len(levels), 3.6))
+    axes = np.atleast_1d(fig.subplots(1, len(levels)))
+    n = ds.n.values
+    for ax, lev in zip(axes, levels, strict=True):
+        sel = ds.sel(level=lev)
+        ax.step(n, sel.pdf_true.values, where="mid", color="k", label="truth")
+        for m in ds.model.values:
+            ax.step(n, sel.pdf.sel(model=m).values, where="mid", label=model_label(str(m)))
+        ax.set_yscale("log")
+        ax.set_title(lev, fontsize=9)
+        ax.set_xlabel("halos per cell")
+        last = np.nonzero(sel.pdf_true.values)[0]
+        if last.size:
+            ax.set_xlim(-0.5, max(3, last[-1] + 1.5))
+    axes[0].set_ylabel("share of cells")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_abundance(ds: xr.Dataset, path: str | Path, *, tolerance: float | None = None) -> Path:
+    """N / N_true per level (mass bins, then the total) with the truth's Poisson errors."""
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots(1, 1)
+    levels = [str(v) for v in ds.level.values]
+    x = np.arange(len(levels), dtype=float)
+    models = list(ds.model.values)
+    for i, m in enumerate(models):
+        off = (i - (len(models) - 1) / 2) * 0.12
+        ax.errorbar(
+            x + off,
+            ds.abundance_ratio.sel(model=m).values,
+            yerr=ds.sigma_abundance_ratio.sel(model=m).values,
+            marker="o",
+            ls="none",
+            capsize=3,
+            label=model_label(str(m)),
+        )
+    ax.axhline(1.0, color="k", lw=0.6)
+    if tolerance is not None:
+        ax.axhspan(1 - tolerance, 1 + tolerance, color="grey", alpha=0.2)
+    ax.set_xticks(x)
+    ax.set_xticklabels(levels)
+    ax.set_ylabel("N / N_true")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
