@@ -21,6 +21,7 @@ __all__ = ["cli", "main"]
 _COMMAND_MODULES = [
     "baseline",
     "deposit",
+    "evaluate",
     "fields",
     "ics",
     "paint",

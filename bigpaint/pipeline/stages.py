@@ -14,6 +14,7 @@ kind           calls                                        writes (under ``OUT/
                :func:`bigpaint.stats.baselines.paint_bias`
 ``power``      :func:`bigpaint.stats.report.power_report`   ``power.csv``, ``power.png``
 ``bispectrum`` :func:`bigpaint.stats.report.bispectrum_report`  ``bispectrum.csv``/``.png``
+``evaluate``   :func:`bigpaint.stats.evaluate.evaluate`        ``verdict.json``, tables, figures
 ``segment``    :func:`bigpaint.segment.segment_field`       ``catalog.parquet``
 ``hmf``        :func:`bigpaint.segment.hmf_report`          ``hmf.csv``, ``hmf.png``
 ``report``     :func:`bigpaint.pipeline.report.write_report`  ``index.html`` and copies of
@@ -397,6 +398,52 @@ def _bispectrum_run(cfg: BispectrumParams, ctx: StageContext) -> dict[str, Any]:
     return {"median B/B_true": float(np.nanmedian(ratio))}
 
 
+# ---------------------------------------------------------------- evaluate
+
+
+#: What the evaluate stage declares (it writes a CSV and figures per mass bin too).
+EVALUATE_OUTPUTS = (
+    "verdict.json",
+    "verdict.csv",
+    "levels.csv",
+    "abundance.png",
+    "spectra_total.csv",
+    "spectra_total.png",
+    "bispectrum_total.csv",
+    "bispectrum_total.png",
+    "pdf.png",
+)
+
+
+def _evaluate_params() -> type[BaseModel]:
+    from bigpaint.stats.evaluate import EvaluateConfig
+
+    class EvaluateParams(EvaluateConfig):
+        """:func:`bigpaint.stats.evaluate.evaluate`: the painting against the truth and the
+        ``linear`` and ``quadratic`` baselines (paths or ``@stage/output``), with the settings
+        and thresholds of :class:`bigpaint.stats.evaluate.EvaluateConfig`."""
+
+        painted: str
+        truth: str
+        baselines: dict[Literal["linear", "quadratic"], str] = Field(default_factory=dict)
+
+    return EvaluateParams
+
+
+def _evaluate_validate(params: dict[str, Any], ctx: StageContext) -> Any:
+    return parse_config(_evaluate_params(), params, ctx.where)
+
+
+def _evaluate_run(cfg: Any, ctx: StageContext) -> dict[str, Any]:
+    from bigpaint.stats.evaluate import EvaluateConfig, evaluate
+
+    settings = cfg.model_dump(include=set(EvaluateConfig.model_fields))
+    ev = evaluate(cfg.painted, cfg.truth, cfg.baselines, config=settings)
+    ev.write(ctx.dir)
+    ctx.log(f"verdict {ev.verdict.overall}")
+    return ev.summary()
+
+
 # ---------------------------------------------------------------- segment / hmf
 
 
@@ -600,6 +647,16 @@ STAGE_KINDS: dict[str, StageKind] = _kinds(
             validate=_typed(BispectrumParams),
             outputs=_fixed("bispectrum.csv", "bispectrum.png"),
             run=_bispectrum_run,
+        ),
+        StageKind(
+            "evaluate",
+            "the verdict on a painting against truth and baselines (bigpaint.stats.evaluate)",
+            inputs=("painted", "truth", "baselines.linear", "baselines.quadratic"),
+            written=(),
+            cluster=True,
+            validate=_evaluate_validate,
+            outputs=_fixed(*EVALUATE_OUTPUTS),
+            run=_evaluate_run,
         ),
         StageKind(
             "segment",

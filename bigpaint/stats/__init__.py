@@ -7,6 +7,7 @@ from bigpaint.stats.bias_operators import bias_operators, write_bias_operators
 from bigpaint.stats.bins import kbins
 from bigpaint.stats.bispectrum import bispectrum, bispectrum_equilateral
 from bigpaint.stats.dice import dice
+from bigpaint.stats.evaluate import EvaluateConfig, Evaluation, evaluate
 from bigpaint.stats.onepoint import (
     minmax,
     order_statistics,
@@ -25,9 +26,14 @@ from bigpaint.stats.power import (
 )
 from bigpaint.stats.report import bispectrum_report, onepoint_report, power_report
 from bigpaint.stats.tables import read_table, write_table
+from bigpaint.stats.verdict import Thresholds, Verdict, judge
 
 __all__ = [
     "BiasModel",
+    "EvaluateConfig",
+    "Evaluation",
+    "Thresholds",
+    "Verdict",
     "bias_operators",
     "bispectrum",
     "bispectrum_equilateral",
@@ -36,7 +42,9 @@ __all__ = [
     "compare_spectra",
     "cross_correlation",
     "dice",
+    "evaluate",
     "fit_bias",
+    "judge",
     "kbins",
     "minmax",
     "onepoint_report",
