@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from bigpaint.errors import ConfigError, ShapeError
+from bigpaint.mass_bins import MASS_UNITS
 from bigpaint.stats.bias_inputs import (
     BaselineInputError,
     TrainingBox,
@@ -484,7 +485,7 @@ def paint_bias(
             if sample
             else "expected counts (unclipped)",
             "mass_bins": list(bias.mass_bins),
-            "mass_units": "Msun/h",
+            "mass_units": MASS_UNITS,
             "training": [dict(t) for t in bias.training],
         },
         "mass_assignment": bias.target_mass_assignment,

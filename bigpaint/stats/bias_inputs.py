@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from bigpaint.errors import ConfigError, MetadataError, ShapeError
+from bigpaint.mass_bins import MASS_UNITS, mass_bins_of
 from bigpaint.stats.bias_model import BiasModel
 from bigpaint.stats.bias_operators import check_density_field
 
@@ -84,32 +85,19 @@ def _mass_bins(ds: xr.Dataset, url: str, where: str) -> tuple[tuple[float, ...],
         )
     var = data_var(ds)
     channels = int(var.shape[0]) if var.ndim == 4 else 1
-    prov = meta.provenance
-    edges = prov.get("mass_bins")
-    fix = f"record the {channels + 1} bin edges in Msun/h as provenance.mass_bins (bigpaint simulate does)"
+    fix = (
+        f"record the {channels + 1} bin edges in {MASS_UNITS} as provenance.mass_bins "
+        "(bigpaint simulate does)"
+    )
+    edges = mass_bins_of(meta, f"{where}: {url}")  # refuses damaged records and other units
     if edges is None:
         raise BaselineInputError(f"{where}: {url} records no mass bins; {fix}")
-    try:
-        arr = np.asarray(edges, np.float64)
-    except (TypeError, ValueError):
-        arr = np.array([np.nan])
-    if (
-        arr.ndim != 1
-        or len(arr) != channels + 1
-        or not np.all(np.isfinite(arr))
-        or not np.all(arr > 0)
-        or np.any(np.diff(arr) <= 0)
-    ):
+    if len(edges) != channels + 1:
         raise BaselineInputError(
-            f"{where}: {url} records mass bins {edges}, which are not {channels + 1} positive "
-            f"increasing edges for its {channels} channel(s); {fix}"
+            f"{where}: {url} records {len(edges)} mass-bin edges for its {channels} "
+            f"channel(s); {fix}"
         )
-    units = prov.get("mass_units", "Msun/h")
-    if units != "Msun/h":
-        raise BaselineInputError(
-            f"{where}: {url} gives its mass bins in {units!r}; bias models need Msun/h edges"
-        )
-    return tuple(float(e) for e in arr), channels
+    return tuple(float(e) for e in edges), channels
 
 
 def _same_cosmology(a: dict[str, float] | None, b: dict[str, float] | None) -> bool:

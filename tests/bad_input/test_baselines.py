@@ -55,7 +55,15 @@ def test_counts_with_mass_bins_that_do_not_fit_the_channels(ws):
     g = zarr.open_group(str(ws / "three.zarr"), mode="r+")
     g.attrs["provenance"] = {**g.attrs["provenance"], "mass_bins": [1e13, 1e12, 1e14, 1e15]}
     refused(ws, ["baseline", "fit", "in.zarr", "three.zarr", "m.json"],
-            r"not 4 positive increasing edges for its 3 channel")  # fmt: skip
+            r"three\.zarr: provenance\.mass_bins .* is not a list of at least two positive, "
+            r"increasing masses in Msun/h")  # fmt: skip
+    g.attrs["provenance"] = {**g.attrs["provenance"], "mass_bins": [1e12, 1e13, 1e14]}
+    refused(ws, ["baseline", "fit", "in.zarr", "three.zarr", "m.json"],
+            r"three\.zarr records 3 mass-bin edges for its 3 channel\(s\); record the 4 bin "
+            r"edges in Msun/h")  # fmt: skip
+    g.attrs["provenance"] = {**g.attrs["provenance"], "mass_units": "kg"}
+    refused(ws, ["baseline", "fit", "in.zarr", "three.zarr", "m.json"],
+            r"mass bins are recorded in 'kg'")  # fmt: skip
 
 
 def test_density_of_another_kind(ws):
