@@ -29,6 +29,7 @@ start again from the beginning of the stage.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -415,6 +416,7 @@ EVALUATE_OUTPUTS = (
 )
 
 
+@functools.cache  # one model class; the library is imported only when a pipeline has the stage
 def _evaluate_params() -> type[BaseModel]:
     from bigpaint.stats.evaluate import EvaluateConfig
 

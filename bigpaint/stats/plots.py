@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 __all__ = [
     "model_label",
@@ -278,6 +279,8 @@ def plot_evaluation_spectra(ds: xr.Dataset, path: str | Path, *, kmax: float | N
         _errorbar(ax, k, row.P.values, row.sigma_P.values, model_label(str(m)))
     if isinstance(noise, (int, float)) and np.isfinite(noise):
         ax.axhline(noise, ls="--", color="grey", lw=0.8, label="truth shot noise")
+        ax.plot(*_finite(k, ds.P_true.values - noise), ls="--", color="k", lw=0.8,
+                label="truth - shot noise")  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylabel(f"P(k) [{ds.P_true.attrs.get('units', '')}]")
@@ -302,6 +305,7 @@ def plot_evaluation_spectra(ds: xr.Dataset, path: str | Path, *, kmax: float | N
     for ax in axes.ravel():
         if kmax is not None:
             ax.axvline(kmax, color="grey", ls=":", lw=0.8)
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=7)
     for ax in axes[1]:
         ax.set_xlabel("k [h/Mpc]")
@@ -321,7 +325,8 @@ def plot_evaluation_bispectrum(
     fig = Figure(figsize=(6, 6))
     ax, axr = fig.subplots(2, 1, sharex=True)
     th = ds.theta.values
-    _errorbar(ax, th, ds.B_true_corrected.values, ds.sigma_B_true.values, "truth", color="k")
+    _errorbar(ax, th, ds.B_true_corrected.values, ds.sigma_B_true.values,
+              "truth (Poisson terms removed)", color="k")  # fmt: skip
     for m in ds.model.values:
         row = ds.sel(model=m)
         _errorbar(ax, th, row.B_corrected.values, row.sigma_B.values, model_label(str(m)))
