@@ -13,11 +13,15 @@ import json
 import math
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
+from scipy import stats as sps
 
 from bigpaint.cli import cli
 from bigpaint.errors import ConfigError, MetadataError
@@ -25,8 +29,8 @@ from bigpaint.field import open_field, write_array
 from bigpaint.mass_bins import mass_bins_of, training_mass_bins
 from bigpaint.pipeline.stages import EVALUATE_OUTPUTS, STAGE_KINDS, StageContext
 from bigpaint.stats.bispectrum import bispectrum
-from bigpaint.stats.comparison import Level, level_array
-from bigpaint.stats.evaluate import evaluate
+from bigpaint.stats.comparison import Level, level_array, pdf_table, spectra_tables
+from bigpaint.stats.evaluate import _scan, _Source, evaluate
 from bigpaint.stats.gaussian_errors import (
     PairSpectra,
     bispectrum_covariance,
@@ -41,6 +45,7 @@ from bigpaint.stats.gaussian_errors import (
 from bigpaint.stats.power import compare_spectra, plan_bins, power_spectrum
 from bigpaint.stats.tables import read_table
 from bigpaint.stats.verdict import judge
+from bigpaint.testing import chunk_layouts
 from tests.stats.reference import gaussian_field
 
 EDGES = [1e12, 1e13, 1e14, 1e15]
@@ -189,6 +194,70 @@ def test_bispectrum_error_bars_match_monte_carlo() -> None:
     cov = bispectrum_covariance(tuple(r * x for x in shells_p), box**3, lib.triangles.values, sym)
     np.testing.assert_allclose(np.std(bt, axis=0) / np.sqrt(var), 1, atol=0.15)
     np.testing.assert_allclose(np.std(dp, axis=0) / np.sqrt(2 * var - 2 * cov), 1, atol=0.15)
+
+
+# ---------------------------------------------------------------- chunking never matters
+
+LEVELS = [Level("bin0", (0,), 1e12, 1e13), Level("bin1", (1,), 1e13, 1e14),
+          Level("total", (0, 1), 1e12, 1e14)]  # fmt: skip
+
+
+def _drawn(data, shape):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    lam = rng.gamma(1.0, 1.5, shape)
+    lam[0, 0, 0, :3] = -0.2  # a bias model's negative expectations
+    truth = rng.poisson(np.clip(lam, 0, None)).astype(float)
+    draw = rng.poisson(np.clip(lam, 0, None)).astype(float)
+    arrays = {"truth": truth, "painted": lam, "draw": draw}
+    chunks = {k: data.draw(chunk_layouts(shape, max_parts=3)) for k in arrays}
+    return arrays, {k: da.from_array(v, chunks=chunks[k]) for k, v in arrays.items()}
+
+
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_scan_and_counts_pdf_equal_the_whole_array_for_any_chunking(data) -> None:
+    arrays, fields = _drawn(data, (2, 8, 7, 9))
+    sources = [_Source(k, k, v, None, np.array(EDGES[:3]), "NGP") for k, v in fields.items()]
+    scan = _scan(sources, [0, 1])
+    for k, a in arrays.items():
+        flat = a.reshape(2, -1)
+        np.testing.assert_allclose(scan[k]["sum"], flat.sum(axis=1), rtol=1e-12)
+        np.testing.assert_array_equal(scan[k]["min"], flat.min(axis=1))
+        np.testing.assert_array_equal(scan[k]["max"], flat.max(axis=1))
+        np.testing.assert_array_equal(scan[k]["nonint"], (flat != np.floor(flat)).sum(axis=1))
+    maxima = {k: np.array([a[0].max(), a[1].max(), a.sum(axis=0).max()]) for k, a in arrays.items()}
+    sampled = {"truth": True, "painted": False, "draw": True}
+    pdf, extras = pdf_table(fields, LEVELS, sampled, maxima)
+    top = pdf.sizes["n"] - 1  # the last row holds n >= top
+    n = np.arange(top)
+    for li, lev in enumerate(LEVELS):
+        lvl = {k: a[list(lev.channels)].sum(axis=0).ravel() for k, a in arrays.items()}
+        for name, v in lvl.items():
+            if sampled[name]:
+                ref = np.bincount(np.minimum(v.astype(int), top), minlength=top + 1) / v.size
+            else:
+                body = sps.poisson.pmf(n[:, None], np.clip(v, 0, None)[None]).mean(axis=1)
+                ref = np.append(body, 1 - body.sum())
+            got = pdf.pdf_true[li] if name == "truth" else pdf.pdf.sel(model=name)[li]
+            np.testing.assert_allclose(got, ref, atol=1e-12)
+        neg = float(extras["negative_fraction"][li, 0])  # models: painted, draw
+        assert neg == np.count_nonzero(lvl["painted"] < 0) / lvl["painted"].size
+
+
+@settings(max_examples=4, deadline=None)
+@given(data=st.data())
+def test_joint_spectra_do_not_depend_on_chunking(data) -> None:
+    arrays, fields = _drawn(data, (2, 8, 8, 8))
+    whole = {k: da.from_array(v, chunks=-1) for k, v in arrays.items()}
+    means = {
+        k: np.array([a[0].mean(), a[1].mean(), a.sum(axis=0).mean()]) for k, a in arrays.items()
+    }
+    noise = {k: np.zeros(3) for k in arrays}
+    edges = np.array([1.0, 2.0, 3.0, 4.0, 7.0]) * 2 * np.pi / 50.0
+    a, _ = spectra_tables(fields, LEVELS, means, noise, 50.0, edges, 0.4)
+    b, _ = spectra_tables(whole, LEVELS, means, noise, 50.0, edges, 0.4)
+    for var in ("P", "P_true", "P_cross", "r_c", "sigma_r_c", "delta_r_c", "sigma_delta_r_c"):
+        np.testing.assert_allclose(a[var], b[var], rtol=1e-10, err_msg=var)
 
 
 # ---------------------------------------------------------------- the synthetic simulation
