@@ -298,10 +298,11 @@ def test_training_records_each_targets_window():
         target_meta=[meta],
         shape=(16, 16, 16),
         validation=SimpleNamespace(origin=(0, 0, 0), size=8),
+        more_meta=[],
     )
     cfg = SimpleNamespace(
         model_dump=lambda mode: {},
-        data=SimpleNamespace(inputs=["in.zarr"], targets=["out.zarr"]),
+        data=SimpleNamespace(inputs=["in.zarr"], targets=["out.zarr"], more_boxes=[]),
     )
     prov = _provenance(cfg, data, {})  # type: ignore[arg-type]
     assert prov["targets"][0]["mass_assignment"] == {"scheme": "NGP", "interlaced": False}
