@@ -1,11 +1,14 @@
 """The report directory of a pipeline run: ``index.html``, ``summary.json``, tables and figures.
 
-The statistics stages already wrote their tables (CSV, units in the headers) and figures
-(PNG) with :mod:`bigpaint.stats.report` and :mod:`bigpaint.segment.hmf`; the report copies
-them next to one HTML page that a person can open from disk, with each stage's headline
-numbers and, optionally, mid-plane slices of chosen Fields side by side. Stage timings (the
-only thing that differs between two runs of the same config) live in ``timings.csv`` and in
-one marked block of the page.
+The page opens with the verdict of each ``evaluate`` stage
+(:mod:`bigpaint.pipeline.report_verdict`): PASS, FAIL or INCOMPLETE, a paragraph on how to
+read it, the table of every criterion and the evaluation's figures. Mid-plane slices of
+chosen Fields follow (:mod:`bigpaint.pipeline.report_slices`), then every stage: its
+headline numbers, and copies of the tables (CSV, units in the headers) and figures (PNG)
+the statistics stages wrote with :mod:`bigpaint.stats.report` and
+:mod:`bigpaint.segment.hmf`, so that the page can be opened from disk. Stage timings (the
+only thing that differs between two runs of the same config) live in ``timings.csv`` and
+in one marked block of the page.
 """
 
 from __future__ import annotations
@@ -18,40 +21,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from bigpaint.errors import ConfigError
+from bigpaint.pipeline.report_slices import MAX_SLICES, plot_slices, slice_panel, slices_caption
+from bigpaint.pipeline.report_verdict import (
+    NO_VERDICT,
+    field_roles,
+    load_judgement,
+    relative_name,
+    resolved_path,
+    verdict_section,
+)
 
 __all__ = ["TIMINGS_BEGIN", "TIMINGS_END", "write_report"]
 
 TIMINGS_BEGIN = "<!-- timings -->"
 TIMINGS_END = "<!-- /timings -->"
 _COPY = (".csv", ".png")
-
-
-def _mid_slice(url: str) -> np.ndarray:
-    """The mid-plane ``x = N/2`` of a Field (a 4-D Field summed over channels)."""
-    from bigpaint.field import data_var, open_field
-
-    var = data_var(open_field(url))
-    if var.ndim == 4:
-        return np.asarray(var[:, var.shape[1] // 2].values, dtype=np.float64).sum(axis=0)
-    return np.asarray(var[var.shape[0] // 2].values, dtype=np.float64)
-
-
-def _plot_slices(urls: Sequence[str], titles: Sequence[str], path: Path) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.2 * len(urls), 4.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    for i, (url, title) in enumerate(zip(urls, titles, strict=True)):
-        ax = fig.add_subplot(1, len(urls), i + 1)
-        im = ax.imshow(_mid_slice(url).T, origin="lower", cmap="magma")
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("y [cells]")
-        ax.set_ylabel("z [cells]")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    return path
+_STYLE = (
+    "body{font-family:sans-serif;max-width:72em;margin:2em auto;line-height:1.4}"
+    "td,th{text-align:left;padding:.15em .6em;border-bottom:1px solid #ddd;vertical-align:top}"
+    "img{max-width:100%}figure{margin:1em 0}figcaption{font-size:.9em;color:#444}"
+    ".howto{background:#f6f6f6;padding:.6em .9em;border-left:4px solid #999}"
+    ".overall.PASS,.status.PASS{color:#176f2c}.overall.FAIL,.status.FAIL{color:#b00020}"
+    ".overall.INCOMPLETE,.status.NOT-JUDGED{color:#8a5a00}.status{font-weight:bold}"
+)
 
 
 def _table_html(path: Path, max_rows: int = 40) -> str:
@@ -99,51 +92,51 @@ def write_report(
         ``seconds``, ``outputs``, ``dir``).
     title : str
     slices : sequence of str
-        Field paths whose mid-plane slices are drawn side by side in ``slices.png``.
+        At most :data:`~bigpaint.pipeline.report_slices.MAX_SLICES` Field paths whose
+        mid-plane slices are drawn in ``slices.png``.
     slice_titles : sequence of str, optional
-        One per slice (default: the paths relative to the run directory).
+        One per slice (default: the label of the Field in an evaluation, ``painted``,
+        ``truth``, ``baseline: NAME``, else its path relative to the run directory).
     run_dir : Path, optional
         For relative names.
 
     Returns
     -------
     dict
-        How many stages and figures the report holds (the headline numbers of every stage
-        are in ``summary.json``).
+        How many stages and figures the report holds and each evaluation's verdict (the
+        headline numbers of every stage are in ``summary.json``).
+
+    Raises
+    ------
+    ConfigError
+        Too many slices, or titles that do not match them one to one.
+    DamagedStoreError
+        An evaluate stage's ``verdict.json`` cannot be read.
     """
-    summary: dict[str, Any] = {"title": title, "stages": {}}
-    sections: list[str] = []
-    for rec in stages:
-        name, kind = rec["name"], rec["kind"]
-        summary["stages"][name] = {"kind": kind, **rec.get("summary", {})}
-        parts = [f"<h2>{html.escape(name)} <small>({html.escape(kind)})</small></h2>"]
-        nums = rec.get("summary", {})
-        if nums:
-            parts.append(
-                "<table>"
-                + "".join(
-                    f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>"
-                    for k, v in nums.items()
-                )
-                + "</table>"
-            )
-        for output in rec.get("outputs", []):
-            src = Path(rec["dir"]) / output
-            if src.suffix not in _COPY or not src.is_file():
-                continue
-            copy = f"{name}-{output}"
-            shutil.copyfile(src, out / copy)
-            if src.suffix == ".png":
-                parts.append(f"<img src='{html.escape(copy)}' alt='{html.escape(copy)}'>")
-            else:
-                parts.append(f"<p><a href='{html.escape(copy)}'>{html.escape(copy)}</a></p>")
-                if src.name != "metrics.csv":  # a training log (with wall times): link only
-                    parts.append(_table_html(src))
-        sections.append("".join(parts))
+    if len(slices) > MAX_SLICES:
+        raise ConfigError(
+            f"report: {len(slices)} slices given, at most {MAX_SLICES} fit one figure; "
+            "list fewer Fields in slices"
+        )
+    if slice_titles is not None and len(slice_titles) != len(slices):
+        raise ConfigError(
+            f"report: {len(slice_titles)} slice_titles for {len(slices)} slices; give one "
+            "title per slice or none"
+        )
+    judged = [load_judgement(r) for r in stages if r["kind"] == "evaluate"]
+    head = [verdict_section(j, out, run_dir) for j in judged] or [NO_VERDICT]
     if slices:
-        names = list(slice_titles or [_rel(s, run_dir) for s in slices])
-        _plot_slices(slices, names, out / "slices.png")
-        sections.insert(0, "<h2>slices</h2><img src='slices.png' alt='mid-plane slices'>")
+        roles = {k: v for j in judged for k, v in field_roles(j).items()}
+        names = list(slice_titles or [_slice_title(s, roles, run_dir) for s in slices])
+        panels = [slice_panel(s, t) for s, t in zip(slices, names, strict=True)]
+        plot_slices(panels, out / "slices.png")
+        caption = html.escape(slices_caption(panels)).replace("\n", " ")
+        head.append(
+            "<h2>Slices</h2><figure><img src='slices.png' alt='mid-plane slices'>"
+            f"<figcaption>{caption}</figcaption></figure>"
+        )
+    summary: dict[str, Any] = {"title": title, "stages": {}}
+    sections = [_stage_section(rec, out, summary) for rec in stages]
     timings = [(r["name"], r["kind"], float(r.get("seconds", float("nan")))) for r in stages]
     with open(out / "timings.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -156,26 +149,61 @@ def write_report(
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     (out / "index.html").write_text(
         "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;max-width:72em;margin:2em auto}"
-        "td,th{text-align:left;padding:.15em .6em;border-bottom:1px solid #ddd}"
-        "img{max-width:100%}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>" + "".join(head) + "<h2>Every stage</h2>"
         "<p>Every table is a CSV next to this page (units in its header); every figure a PNG.</p>"
-        f"{TIMINGS_BEGIN}<h2>stages and wall time</h2><table>"
+        f"{TIMINGS_BEGIN}<h3>stages and wall time</h3><table>"
         f"<tr><th>stage</th><th>kind</th><th>time</th></tr>{trows}</table>{TIMINGS_END}"
         + "".join(sections)
         + "</body></html>\n"
     )
-    return {"stages_reported": len(stages), "figures": len(list(out.glob("*.png")))}
+    result: dict[str, Any] = {
+        "stages_reported": len(stages),
+        "figures": len(list(out.glob("*.png"))),
+    }
+    for j in judged:
+        key = "verdict" if len(judged) == 1 else f"verdict {j.stage}"
+        result[key] = j.verdict["verdict"]
+    return result
+
+
+def _stage_section(rec: dict[str, Any], out: Path, summary: dict[str, Any]) -> str:
+    """One stage's headline numbers, figures and tables (copied into ``out``); an
+    evaluation's figures are already in its verdict section and are linked, not repeated."""
+    name, kind = rec["name"], rec["kind"]
+    nums = rec.get("summary", {})
+    summary["stages"][name] = {"kind": kind, **nums}
+    parts = [f"<h3>{html.escape(name)} <small>({html.escape(kind)})</small></h3>"]
+    if nums:
+        parts.append(
+            "<table>"
+            + "".join(
+                f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>"
+                for k, v in nums.items()
+            )
+            + "</table>"
+        )
+    for output in rec.get("outputs", []):
+        src = Path(rec["dir"]) / output
+        if src.suffix not in _COPY or not src.is_file():
+            continue
+        copy = f"{name}-{output}"
+        shutil.copyfile(src, out / copy)
+        if src.suffix == ".png":
+            if kind == "evaluate":  # drawn in the verdict section at the top
+                parts.append(f"<p><a href='{html.escape(copy)}'>{html.escape(copy)}</a></p>")
+            else:
+                parts.append(f"<img src='{html.escape(copy)}' alt='{html.escape(copy)}'>")
+        else:
+            parts.append(f"<p><a href='{html.escape(copy)}'>{html.escape(copy)}</a></p>")
+            if src.name != "metrics.csv":  # a training log (with wall times): link only
+                parts.append(_table_html(src))
+    return "".join(parts)
+
+
+def _slice_title(url: str, roles: dict[str, str], run_dir: Path | None) -> str:
+    return roles.get(resolved_path(url)) or relative_name(url, run_dir)
 
 
 def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def _rel(path: str, run_dir: Path | None) -> str:
-    try:
-        return str(Path(path).relative_to(run_dir)) if run_dir else path
-    except ValueError:
-        return path

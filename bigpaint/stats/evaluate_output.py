@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import xarray as xr
 
 from bigpaint.stats.plots import (
+    level_title,
     plot_abundance,
     plot_evaluation_bispectrum,
     plot_evaluation_pdf,
@@ -79,8 +80,7 @@ def write_evaluation(ev: Evaluation, directory: Path) -> list[Path]:
         paths.append(write_table(ds, directory / f"{name}.nc"))
     th = ev.config.thresholds
     for lev in (str(v) for v in ev.levels.level.values):
-        mass = ev.levels.sel(level=lev)
-        title = f"{lev}: [{float(mass.m_lo):.3g}, {float(mass.m_hi):.3g}) Msun/h"
+        title = level_title(ev.levels.attrs, lev)
         spec = ev.spectra.sel(level=lev)
         spec.attrs["shot_noise_true"] = float(ev.levels.shot_noise_true.sel(level=lev))
         spec.attrs["title"] = title
@@ -89,7 +89,7 @@ def write_evaluation(ev: Evaluation, directory: Path) -> list[Path]:
             plot_evaluation_spectra(spec, directory / f"spectra_{lev}.png", kmax=ev.config.kmax)
         )
         bisp = ev.bispectrum.sel(level=lev)
-        bisp.attrs["title"] = f"({lev})"
+        bisp.attrs["title"] = title
         paths.append(write_table(flatten(bisp, "theta"), directory / f"bispectrum_{lev}.csv"))
         paths.append(
             plot_evaluation_bispectrum(
