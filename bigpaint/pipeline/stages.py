@@ -534,11 +534,21 @@ def _hmf_run(cfg: HmfParams, ctx: StageContext) -> dict[str, Any]:
 
 
 class ReportParams(_Strict):
-    """The report: a title and the Fields whose mid-plane slices it shows side by side."""
+    """The report: a title and up to six Fields whose mid-plane slices it shows, with one
+    title each (default: the Field's label in an evaluation, else its path)."""
 
     title: str = "bigpaint pipeline report"
-    slices: list[str] = Field(default_factory=list)
+    slices: list[str] = Field(default_factory=list, max_length=6)
     slice_titles: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_title_per_slice(self) -> ReportParams:
+        if self.slice_titles is not None and len(self.slice_titles) != len(self.slices):
+            raise ValueError(
+                f"{len(self.slice_titles)} slice_titles for {len(self.slices)} slices; give "
+                "one title per slice or none"
+            )
+        return self
 
 
 def _report_run(cfg: ReportParams, ctx: StageContext) -> dict[str, Any]:
