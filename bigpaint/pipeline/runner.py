@@ -175,14 +175,16 @@ def plan_pipeline(
             for v in values:
                 if not isinstance(v, str):
                     raise ConfigError(f"{where}: params.{key} must be a path, got {v!r}")
-                if v.startswith("pretrained:"):  # a pretrained painter: fingerprint its files
-                    from bigpaint.errors import CheckpointError
+                if v.startswith("pretrained:"):  # a painter (or its baseline): its files
+                    from bigpaint.errors import BigpaintError
                     from bigpaint.painters.pretrained import resolve_checkpoint
+                    from bigpaint.stats.bias_model import resolve_bias_model
 
                     try:
-                        external.append(_fingerprint(str(resolve_checkpoint(v))))
-                    except CheckpointError as exc:
-                        raise CheckpointError(f"{where}: params.{key}: {exc}") from None
+                        found = resolve_bias_model(v) if "/" in v else resolve_checkpoint(v)
+                    except BigpaintError as exc:
+                        raise type(exc)(f"{where}: params.{key}: {exc}") from None
+                    external.append(_fingerprint(str(found)))
                     resolved.append(v)
                     continue
                 ref = parse_reference(v, f"{where}: params.{key}")

@@ -242,10 +242,13 @@ def _paint_run(cfg: PaintParams, ctx: StageContext) -> dict[str, Any]:
 class BaselineParams(_Strict):
     """:func:`bigpaint.stats.baselines.fit_bias` on the training boxes (densities and their
     halo counts, pair by pair), then :func:`bigpaint.stats.baselines.paint_bias` of
-    ``density``; ``smoothing`` in Mpc/h (default: the library's)."""
+    ``density``; ``smoothing`` in Mpc/h (default: the library's). Or ``from_model``: a model
+    fitted before (a JSON file, or ``pretrained:PAINTER/linear`` for the baseline fitted on
+    a pretrained painter's training simulations), painted as it is."""
 
-    training_density: list[str] = Field(min_length=1)
-    training_counts: list[str] = Field(min_length=1)
+    training_density: list[str] = Field(default_factory=list)
+    training_counts: list[str] = Field(default_factory=list)
+    from_model: str | None = None
     density: str
     order: Literal[1, 2] = 2
     smoothing: float | None = Field(None, ge=0)
@@ -257,6 +260,13 @@ class BaselineParams(_Strict):
 
     @model_validator(mode="after")
     def _pairs(self) -> BaselineParams:
+        if (self.from_model is None) == (not self.training_density):
+            raise ValueError(
+                "give either training_density and training_counts (to fit a model) or "
+                "from_model (a model fitted before), not both"
+            )
+        if self.from_model is not None and (self.smoothing is not None or self.order != 2):
+            raise ValueError("from_model brings its own order and smoothing; drop them")
         if len(self.training_density) != len(self.training_counts):
             raise ValueError(
                 f"training_density has {len(self.training_density)} Fields, training_counts "
@@ -274,7 +284,10 @@ def _baseline_run(cfg: BaselineParams, ctx: StageContext) -> dict[str, Any]:
     from bigpaint.stats.baselines import DEFAULT_SMOOTHING, fit_bias, paint_bias
     from bigpaint.stats.bias_model import BiasModel
 
-    if Path(cfg.model).is_file():  # a killed run of this stage: paint with the model it fitted
+    if cfg.from_model is not None:
+        model = BiasModel.load(cfg.from_model)
+        model.save(cfg.model)
+    elif Path(cfg.model).is_file():  # a killed run of this stage: paint with the model it fitted
         model = BiasModel.load(cfg.model)
     else:
         model = fit_bias(
@@ -633,7 +646,7 @@ STAGE_KINDS: dict[str, StageKind] = _kinds(
             "baseline",
             "bias-model baseline: fit on training boxes, paint a density "
             "(bigpaint.stats.baselines)",
-            inputs=("training_density", "training_counts", "density"),
+            inputs=("training_density", "training_counts", "density", "from_model"),
             written=("model", "dest"),
             cluster=True,
             validate=_baseline_validate,

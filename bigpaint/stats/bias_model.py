@@ -47,6 +47,7 @@ __all__ = [
     "BiasModelError",
     "BiasMoments",
     "coefficient_names",
+    "resolve_bias_model",
     "solve_bias",
 ]
 
@@ -419,8 +420,12 @@ class BiasModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BiasModel:
-        """Read a model written by :meth:`save` (never executes anything from the file)."""
-        p = Path(path)
+        """Read a model written by :meth:`save` (never executes anything from the file).
+
+        ``pretrained:NAME/BASELINE`` reads the baseline shipped with the pretrained painter
+        ``NAME``, fitted on its training simulations (:func:`resolve_bias_model`).
+        """
+        p = resolve_bias_model(path)
         if not p.is_file():
             raise BiasModelError(
                 f"no bias model at {p}: "
@@ -438,3 +443,38 @@ class BiasModel:
 
 
 _ADAPTER = TypeAdapter(BiasModel)
+
+#: Where a pretrained painter keeps the baselines fitted on its training simulations.
+BASELINES_DIR = "baselines"
+
+
+def resolve_bias_model(spec: str | os.PathLike[str]) -> Path:
+    """The file ``spec`` stands for: ``pretrained:NAME/BASELINE`` is the baseline
+    ``BASELINE`` (``linear``, ``quadratic``) shipped in the pretrained painter ``NAME``'s
+    ``baselines/`` folder; anything else is a path.
+
+    Raises
+    ------
+    BiasModelError
+        The painter ships no such baseline (one line listing those it ships).
+    """
+    from bigpaint.painters.pretrained import PREFIX, resolve_checkpoint
+
+    text = str(spec)
+    if not text.startswith(PREFIX):
+        return Path(spec)
+    name, sep, baseline = text[len(PREFIX) :].partition("/")
+    if not sep or not baseline:
+        raise BiasModelError(
+            f"{text!r} names no baseline; give pretrained:PAINTER/BASELINE, e.g. "
+            f"pretrained:{name or 'halo-painter-2mpc'}/linear"
+        )
+    folder = resolve_checkpoint(f"{PREFIX}{name}") / BASELINES_DIR
+    path = folder / f"{baseline}.json"
+    if not path.is_file():
+        have = sorted(f.stem for f in folder.glob("*.json")) if folder.is_dir() else []
+        raise BiasModelError(
+            f"pretrained painter {name!r} ships no baseline {baseline!r}; it ships "
+            f"{', '.join(have) or 'none'}"
+        )
+    return path

@@ -479,3 +479,45 @@ def test_pipeline_stage_fits_and_paints(tmp_path):
                          "params": bad}]}, "test"),
             source="test",
         )  # fmt: skip
+
+
+def test_pretrained_baselines_load_by_name_and_paint_in_a_pipeline(tmp_path, monkeypatch):
+    """A pretrained painter ships the baselines fitted on its training boxes:
+    ``pretrained:NAME/linear`` loads one, a pipeline stage paints it (``from_model``), and
+    an unknown baseline is one line listing those shipped."""
+    from bigpaint.config import parse_config
+    from bigpaint.pipeline import PipelineConfig, plan_pipeline
+    from bigpaint.pipeline.runner import run_pipeline
+    from bigpaint.stats.bias_model import BiasModelError
+
+    from ..painters._cards import collection
+
+    root = collection(tmp_path / "collection", "tiny-halo")
+    p1, p2 = _box(tmp_path, "a", seed=1), _box(tmp_path, "b", seed=2)
+    fitted = fit_bias([p1], order=1)
+    fitted.save(root / "tiny-halo.painter" / "baselines" / "linear.json")
+    monkeypatch.setenv("BIGPAINT_PRETRAINED_PATH", str(root))
+    loaded = BiasModel.load("pretrained:tiny-halo/linear")
+    np.testing.assert_array_equal(loaded.coefficients, fitted.coefficients)
+    with pytest.raises(BiasModelError, match="ships no baseline 'cubic'; it ships linear"):
+        BiasModel.load("pretrained:tiny-halo/cubic")
+    with pytest.raises(BiasModelError, match="names no baseline"):
+        BiasModel.load("pretrained:tiny-halo")
+    stage = {
+        "name": "base",
+        "kind": "baseline",
+        "params": {"from_model": "pretrained:tiny-halo/linear", "density": p2[0]},
+    }
+    cfg = parse_config(PipelineConfig, {"out": str(tmp_path / "run"), "stages": [stage]}, "t")
+    run_pipeline(cfg, source="t", use_current_client=True)
+    out = tmp_path / "run" / "base"
+    assert BiasModel.load(out / "model.json").coefficients == fitted.coefficients
+    direct = paint_bias(fitted, p2[0], str(tmp_path / "direct.zarr"))
+    np.testing.assert_array_equal(
+        open_field(str(out / "painted.zarr"))["halo_count"].values,
+        open_field(direct.url)["halo_count"].values,
+    )
+    both = {**stage["params"], "training_density": [p1[0]], "training_counts": [p1[1]]}
+    bad = parse_config(PipelineConfig, {"out": "x", "stages": [{**stage, "params": both}]}, "t")
+    with pytest.raises(Exception, match="not both"):
+        plan_pipeline(bad, source="t")
