@@ -3,19 +3,24 @@
 :func:`simulate` runs on one node (CPU or GPU, through torch) for up to 256^3 particles and
 writes into one output directory:
 
-=========================  =============================================================
-``halos.parquet``          FoF catalogue at ``z_final`` (:mod:`bigpaint.sim.fof`)
-``halo_counts.zarr``       halo counts per cell (NGP), one channel per mass bin (``halo_count``)
-``protohalo_labels.zarr``  protohalo label of every IC cell (``protohalo_label``, int32;
-                           one connected region per halo, see :mod:`bigpaint.sim.truth`)
-``protohalo_distance.zarr``  its per-object normalised distance map (``distance``)
-``density_ic.zarr``        CIC density contrast of the IC particles (same grid as labels)
-``density.zarr``           CIC density contrast of the particles at ``z_final``
-``lpt_density.zarr``       CIC density contrast of 2LPT at ``z_final`` from the same ICs
-                           (the cheap field a painter takes as input)
-``particles.zarr``         final positions (Mpc/h), velocities (km/s), ids (optional)
-``summary.json``           configuration, timings (PM steps per second), halo numbers
-=========================  =============================================================
+================================  ===========================================================
+``halos.parquet``                 FoF catalogue at ``z_final`` (:mod:`bigpaint.sim.fof`)
+``halo_counts.zarr``              halo counts per cell (NGP), one channel per mass bin
+                                  (``halo_count``)
+``protohalo_labels.zarr``         protohalo label of every IC cell (``protohalo_label``, int32;
+                                  one connected region per halo, see :mod:`bigpaint.sim.truth`)
+``protohalo_distance.zarr``       its per-object normalised distance map (``distance``)
+``protohalos_connected.parquet``  the connected truth: one row per object of the label image,
+                                  its mass ``n_cells * cell_mass`` (the reference a segmentation
+                                  of the map can reach; :mod:`bigpaint.sim.connected_truth`)
+``density_ic.zarr``               CIC density contrast of the IC particles (same grid as labels)
+``density.zarr``                  CIC density contrast of the particles at ``z_final``
+``lpt_density.zarr``              CIC density contrast of 2LPT at ``z_final`` from the same ICs
+                                  (the cheap field a painter takes as input)
+``particles.zarr``                final positions (Mpc/h), velocities (km/s), ids (optional)
+``summary.json``                  configuration, timings (PM steps per second), halo numbers,
+                                  the connected truth's numbers
+================================  ===========================================================
 
 The ICs are :func:`bigpaint.ics.lpt.lpt_particles_array` of the same seed, noise tiles and
 spectrum as ``bigpaint ics``/``bigpaint lpt``, so the 2LPT and linear fields of this box can
@@ -41,14 +46,15 @@ from bigpaint.ics.lpt import lpt_particles_array
 from bigpaint.ics.power import LinearPower, PowerConfig, linear_power
 from bigpaint.mesh.assign import deposit
 from bigpaint.outputs import writing
+from bigpaint.sim.connected_truth import FILENAME as CONNECTED_FILENAME
+from bigpaint.sim.connected_truth import (
+    connected_truth,
+    read_connected_truth,
+    write_connected_truth,
+)
 from bigpaint.sim.fof import fof_groups, halo_catalogue, particle_mass, write_catalogue
 from bigpaint.sim.pm import ParticleMesh, initial_state, run_pm, time_steps
-from bigpaint.sim.truth import (
-    connected_protohalos,
-    halo_counts,
-    normalized_distance,
-    protohalo_labels,
-)
+from bigpaint.sim.truth import halo_counts, normalized_distance, protohalo_labels
 
 __all__ = [
     "FoFConfig",
@@ -65,11 +71,23 @@ OUTPUTS = (
     "halo_counts.zarr",
     "protohalo_labels.zarr",
     "protohalo_distance.zarr",
+    CONNECTED_FILENAME,
     "density_ic.zarr",
     "density.zarr",
     "lpt_density.zarr",
     "particles.zarr",
     "summary.json",
+)
+
+
+#: Entries of the connected truth's metadata repeated in summary.json.
+_CONNECTED_SUMMARY = (
+    "mass_rule",
+    "cell_mass",
+    "min_mass",
+    "complete_above",
+    "halos_without_cells",
+    "centre_undefined",
 )
 
 
@@ -359,6 +377,7 @@ def _simulate(cfg: SimulateConfig, power: LinearPower | None, log: Any) -> Simul
         chunks=cfg.chunks,
         meta=_meta(cfg, "delta", "1", cfg.z_final, {"field": "PM"}, scheme="CIC"),
     )
+    conn_table, connected = read_connected_truth(os.path.join(out, CONNECTED_FILENAME))
     if cfg.save_particles:
         _save_particles(os.path.join(out, "particles.zarr"), pos, vel, ids, cfg)
     total = time.perf_counter() - t_start
@@ -370,6 +389,11 @@ def _simulate(cfg: SimulateConfig, power: LinearPower | None, log: Any) -> Simul
         "n_halos": cat.num_rows,
         "n_protohalo_labels": int(np.count_nonzero(np.unique(labels))),
         "protohalo_pieces": pieces,
+        "connected_truth": {
+            "catalogue": CONNECTED_FILENAME,
+            "n_protohalos": conn_table.num_rows,
+            **{k: connected[k] for k in _CONNECTED_SUMMARY},
+        },
         "pm_seconds": pm_seconds,
         "pm_steps_per_second": sps,
         "step_seconds": step_times,
@@ -396,7 +420,11 @@ def write_protohalo_truth(
     *,
     overwrite: bool = False,
 ) -> tuple[np.ndarray, dict[str, int]]:
-    """Write ``protohalo_labels.zarr`` and ``protohalo_distance.zarr`` of a simulation.
+    """Write ``protohalo_labels.zarr``, ``protohalo_distance.zarr`` and the connected truth.
+
+    The connected-truth catalogue (``protohalos_connected.parquet``,
+    :func:`bigpaint.sim.connected_truth.connected_truth`) lists the objects of the label
+    image with their masses in Msun/h, so catalogue, labels and map always agree.
 
     Parameters
     ----------
@@ -420,10 +448,17 @@ def write_protohalo_truth(
     """
     pg = cfg.protohalo.grid or cfg.particles
     min_mass = cfg.protohalo.min_particles * particle_mass
-    labels, pieces = connected_protohalos(
-        protohalo_labels(positions, ids, catalogue, pg, cfg.box_size, min_mass=min_mass,
-                         connected=False)
+    raw = protohalo_labels(positions, ids, catalogue, pg, cfg.box_size, min_mass=min_mass,
+                           connected=False)  # fmt: skip
+    provenance = {"operation": "simulate", "config": json.loads(cfg.model_dump_json())}
+    table, labels, pieces = connected_truth(
+        raw, catalogue, box_size=cfg.box_size, particle_mass=particle_mass,
+        particles=cfg.particles, min_mass=min_mass,
+        meta={"redshift": cfg.z_final, "lagrangian_redshift": cfg.z_init,
+              "cosmology": cfg.cosmology.model_dump(), "fof_catalogue": "halos.parquet",
+              "labels": "protohalo_labels.zarr", "provenance": provenance},
     )  # fmt: skip
+    del raw
     extra = {"min_mass": min_mass, "min_particles": cfg.protohalo.min_particles, **pieces}
     chunks = min(cfg.chunks, pg)
     write_array(
@@ -440,6 +475,7 @@ def write_protohalo_truth(
         meta=_meta(cfg, "distance", "1", cfg.z_init, extra, scheme=None),
         overwrite=overwrite,
     )
+    write_connected_truth(table, os.path.join(cfg.output, CONNECTED_FILENAME), overwrite=overwrite)
     return labels, pieces
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from bigpaint.errors import ConfigError, FieldExistsError
 from bigpaint.field import open_field
+from bigpaint.sim.connected_truth import read_connected_truth
 from bigpaint.sim.fof import read_catalogue
 from bigpaint.sim.simulate import simulate
 from bigpaint.sim.truth import connected_protohalos
@@ -101,6 +102,36 @@ def test_protohalo_labels_and_distances_are_consistent(small_run):
     n_cells = int((labels == big).sum())
     n_part = int(cat["n_particles"][big - 1].as_py())
     assert 0.5 * n_part < n_cells <= n_part
+
+
+def test_connected_truth_catalogue(small_run):
+    """protohalos_connected.parquet lists every object of the label image: its cells times the
+    particle mass (label grid = particle grid), and the FoF halo it came from."""
+    cfg, res = small_run
+    out = cfg["output"]
+    cat, _ = read_catalogue(f"{out}/halos.parquet")
+    labels = open_field(f"{out}/protohalo_labels.zarr")["protohalo_label"].values
+    conn, info = read_connected_truth(f"{out}/protohalos_connected.parquet")
+    ids, n_cells = np.unique(labels[labels > 0], return_counts=True)
+    np.testing.assert_array_equal(conn["id"].to_numpy(), ids)
+    np.testing.assert_array_equal(conn["n_cells"].to_numpy(), n_cells)
+    np.testing.assert_allclose(conn["mass"].to_numpy(), n_cells * res.particle_mass, rtol=1e-12)
+    fof = cat["mass"].to_numpy()[ids - 1]
+    np.testing.assert_array_equal(conn["fof_mass"].to_numpy(), fof)
+    # one particle per cell: a connected region never outweighs its FoF halo
+    assert np.all(conn["mass"].to_numpy() <= fof)
+    cut = cfg["protohalo"]["min_particles"] * res.particle_mass
+    assert info["min_mass"] == pytest.approx(cut) == info["complete_above"]
+    assert info["redshift"] == 0.0 and info["lagrangian_redshift"] == 19.0
+    x = np.stack([conn[c].to_numpy() for c in "xyz"], axis=1)
+    assert np.all((x >= 0) & (x < cfg["box_size"])) and info["centre_undefined"] == 0
+    summary = json.load(open(f"{out}/summary.json"))["connected_truth"]
+    assert summary["catalogue"] == "protohalos_connected.parquet"
+    assert summary["n_protohalos"] == conn.num_rows == len(ids)
+    assert summary["complete_above"] == info["complete_above"]
+    assert summary["halos_without_cells"] == int(
+        np.count_nonzero(cat["mass"].to_numpy() >= cut)
+    ) - len(ids)
 
 
 def test_existing_outputs_are_refused(small_run):
