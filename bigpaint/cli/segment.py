@@ -212,7 +212,20 @@ def calibrate_threshold(
 
 @click.command()
 @click.argument("catalog")
-@click.option("--truth", default=None, help="Truth catalogue (Parquet) to compare with.")
+@click.option(
+    "--truth",
+    default=None,
+    help="Truth catalogue (Parquet) to compare with: the connected truth "
+    "(protohalos_connected.parquet of simulate, the fair reference for a segmented map), the "
+    "FoF catalogue (halos.parquet) or any catalogue with a mass column.",
+)
+@click.option(
+    "--truth-kind",
+    type=click.Choice(["auto", "connected", "fof"]),
+    default="auto",
+    show_default=True,
+    help="The kind --truth must be (auto: read from its metadata).",
+)
 @click.option("--bins", type=click.IntRange(min=1), default=12, show_default=True)
 @click.option("--out", default=None, help="Write OUT.csv and OUT.png.")
 @click.option("--column", default="mass", show_default=True, help="Mass column (Msun/h).")
@@ -231,6 +244,7 @@ def calibrate_threshold(
 def hmf(
     catalog: str,
     truth: str | None,
+    truth_kind: str,
     bins: int,
     out: str | None,
     column: str,
@@ -239,7 +253,11 @@ def hmf(
     min_mass: float,
     min_count: int,
 ) -> None:
-    """Halo mass function of CATALOG, with Poisson errors (and the ratio to --truth)."""
+    """Halo mass function of CATALOG, with Poisson errors (and the ratio to --truth).
+
+    Every bin carries its count N and the count N(>M) of haloes above its lower edge, each
+    with its Poisson error sqrt(N); masses in Msun/h, densities in (Mpc/h)^-3.
+    """
     from bigpaint.segment.hmf import hmf_report
 
     _check_options(box=box, min_mass=min_mass)
@@ -254,26 +272,40 @@ def hmf(
         box_size=box,
         min_count=min_count,
         min_mass=min_mass,
+        truth_kind=truth_kind,
     )
-    head = f"{'M_lo [Msun/h]':>14}{'M_hi':>11}{'N':>7}{'dn/dlog10M':>13}{'err':>10}"
-    if "ratio" in ds:
-        head += f"{'N_truth':>9}{'ratio':>8}{'err':>7}"
+    compare = "ratio" in ds
+    head = f"{'M_lo [Msun/h]':>14}{'M_hi':>11}{'N':>7}{'±':>6}{'dn/dlog10M':>12}{'±':>10}"
+    head += f"{'N(>M)':>7}{'±':>6}"
+    if compare:
+        head += f"{'N_truth':>8}{'±':>6}{'ratio':>7}{'±':>7}"
+        head += f"{'N_t(>M)':>8}{'ratio(>M)':>10}{'±':>7}"
     click.echo(head)
     for i in range(ds.sizes["bin"]):
         line = (
-            f"{ds.m_lo.values[i]:>14.3e}{ds.m_hi.values[i]:>11.3e}{int(ds['count'].values[i]):>7d}"
-            f"{ds.dn_dlog10m.values[i]:>13.3e}{ds.dn_dlog10m_err.values[i]:>10.2e}"
+            f"{ds.m_lo.values[i]:>14.3e}{ds.m_hi.values[i]:>11.3e}"
+            f"{int(ds['count'].values[i]):>7d}{ds.count_err.values[i]:>6.1f}"
+            f"{ds.dn_dlog10m.values[i]:>12.3e}{ds.dn_dlog10m_err.values[i]:>10.2e}"
+            f"{int(ds.count_above.values[i]):>7d}{ds.count_above_err.values[i]:>6.1f}"
         )
-        if "ratio" in ds:
+        if compare:
             mark = "" if ds.well_sampled.values[i] else "  (few)"
+            mark += "" if ds.truth_complete.values[i] else "  (truth incomplete)"
             line += (
-                f"{int(ds.count_truth.values[i]):>9d}{ds.ratio.values[i]:>8.3f}"
-                f"{ds.ratio_err.values[i]:>7.3f}{mark}"
+                f"{int(ds.count_truth.values[i]):>8d}{ds.count_err_truth.values[i]:>6.1f}"
+                f"{ds.ratio.values[i]:>7.3f}{ds.ratio_err.values[i]:>7.3f}"
+                f"{int(ds.count_above_truth.values[i]):>8d}{ds.ratio_above.values[i]:>10.3f}"
+                f"{ds.ratio_above_err.values[i]:>7.3f}{mark}"
             )
         click.echo(line)
-    if "ratio" in ds:
+    if compare:
+        kind = {"connected": "connected truth", "fof": "FoF truth"}.get(ds.attrs["truth_kind"])
+        if kind:
+            click.echo(f"truth: {kind} ({truth})")
+        complete = ds.attrs["truth_complete_above"]
+        where = f" and M_lo >= {complete:.3e} Msun/h (truth complete)" if complete > 0 else ""
         click.echo(
-            f"max |ratio - 1| over bins with >= {min_count} truth haloes: "
+            f"max |ratio - 1| over bins with >= {min_count} truth haloes{where}: "
             f"{ds.attrs['max_abs_deviation']:.3f}"
         )
     for p in paths:

@@ -521,10 +521,12 @@ def _segment_run(cfg: SegmentStageParams, ctx: StageContext) -> dict[str, Any]:
 
 class HmfParams(_Strict):
     """:func:`bigpaint.segment.hmf_report`: the mass function of ``catalog`` against the
-    ``truth`` catalogue; ``min_mass`` (Msun/h) cuts both (e.g. the protohalo mass cut)."""
+    ``truth`` catalogue (``truth_kind``: what it must be, ``auto`` reads it from the file);
+    ``min_mass`` (Msun/h) cuts both (e.g. the protohalo mass cut)."""
 
     catalog: str
     truth: str | None = None
+    truth_kind: Literal["auto", "connected", "fof"] = "auto"
     bins: int | list[float] = 12
     column: str = "mass"
     truth_column: str = "mass"
@@ -540,6 +542,7 @@ def _hmf_run(cfg: HmfParams, ctx: StageContext) -> dict[str, Any]:
     summary = {"n_haloes": int(ds["count"].sum())}
     if "count_truth" in ds:
         summary["n_haloes_truth"] = int(ds["count_truth"].sum())
+        summary["truth_kind"] = ds.attrs["truth_kind"]
     return summary
 
 
