@@ -106,7 +106,10 @@ def test_catalogue_equals_a_brute_force_over_pieces(seed, fill, n):
         raw, cat, box_size=3.0 * n, particle_mass=MP, particles=n, min_mass=0.0
     )
     pieces = _periodic_pieces(raw)
-    size = lambda p: (len(p[1]), -min(np.ravel_multi_index(c, raw.shape) for c in p[1]))  # noqa: E731
+
+    def size(piece):  # the largest piece wins, ties to the one with the lowest cell index
+        return len(piece[1]), -min(np.ravel_multi_index(c, raw.shape) for c in piece[1])
+
     want_ids = sorted(np.unique(raw[raw > 0]).tolist())
     assert table["id"].to_pylist() == want_ids
     for row, lab in enumerate(want_ids):
