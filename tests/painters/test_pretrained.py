@@ -29,6 +29,7 @@ from bigpaint.painters import (
 )
 from bigpaint.painters import pretrained as registry
 from bigpaint.painters.card import MISMATCH_NAMES
+from bigpaint.stats.bias_model import BiasModel, resolve_bias_model
 
 from ..paint.conftest import make_checkpoint
 from ._cards import COSMO, card_for, carded_checkpoint, collection, covered_field
@@ -421,6 +422,21 @@ def test_deposit_records_what_the_card_checks(env, tmp_path):
 def _shipped() -> list[str]:
     d = registry.PACKAGE_DIR
     return sorted(p.name[: -len(".painter")] for p in d.glob("*.painter") if p.is_dir())
+
+
+def test_the_package_ships_the_halo_painter_with_its_baselines(monkeypatch):
+    """A user paints without training: the halo painter ships, with the baselines fitted on
+    its own training simulations, and its card keeps held-out seeds apart from training."""
+    monkeypatch.delenv(ENV, raising=False)
+    assert "halo-painter-2mpc" in _shipped()
+    path = resolve_checkpoint("pretrained:halo-painter-2mpc")
+    card = read_card(path, load_checkpoint(path)[1])
+    assert card.output.mass_bins is not None and len(card.training) >= 2
+    trained = {s.seed for s in card.training}
+    assert not trained & {*card.held_out.selection_seeds, *card.held_out.verdict_seeds}
+    for name in ("linear", "quadratic"):
+        model = BiasModel.load(resolve_bias_model(f"pretrained:halo-painter-2mpc/{name}"))
+        assert list(model.mass_bins) == card.output.mass_bins
 
 
 @pytest.mark.parametrize("name", _shipped())
