@@ -198,7 +198,9 @@ def _describe(url: str, run_dir: Path | None) -> tuple[str, dict[str, Any]]:
     if op == "paint_bias" and source:
         density, _, lpt = _density_phrase(str(source), run_dir)
         model = _e(config.get("model") or f"order-{config.get('order', '?')} bias")
-        return f"a {model} model of {density}, fitted to the halos of a training box" + where, lpt
+        n = len(prov.get("training") or [])
+        boxes = f"{n} training boxes" if n > 1 else "a training box"
+        return f"a {model} model of {density}, fitted to the halos of {boxes}" + where, lpt
     return f"the Field <code>{html.escape(relative_name(url, run_dir))}</code>", {}
 
 
