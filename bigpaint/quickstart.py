@@ -3,18 +3,23 @@
 ``bigpaint/pipeline/defaults/quickstart.yaml`` (shipped inside the package) runs every
 stage of the engine on a laptop, each a thin call of one library function:
 
-1. ``train-box``: a small PM + FoF simulation (64^3 particles, 128 Mpc/h) whose 2LPT
-   density and halo counts share a 2 Mpc/h grid: the training data;
-2. ``painter``: the halo painter trained briefly on it;
-3. ``big-2lpt``: the 2LPT density of a bigger box (128^3 cells, 256 Mpc/h), chunked on the
+1. ``train-box`` and ``painter``: a small PM + FoF simulation (64^3 particles, 128 Mpc/h)
+   and the halo painter trained briefly on it, to show training;
+2. ``big-2lpt``: the 2LPT density of a bigger box (128^3 cells, 256 Mpc/h), chunked on the
    Dask cluster;
-4. ``painted``: halo counts painted on it block by block with periodic context;
-5. ``truth``: the same bigger box simulated with PM + FoF from the same initial conditions;
-6. ``power`` and ``bispectrum``: P(k), T(k), r_c(k), stochasticity and B(k1, k2, theta) of
-   the painted against the true halo counts;
+3. ``painted``: halo counts painted on it block by block with periodic context by the
+   pretrained painter ``halo-painter-2mpc``, checked against its card;
+4. ``baseline-linear`` and ``baseline-quadratic``: the bias models shipped with that
+   painter (fitted on its training simulations), painted on the same density;
+5. ``truth``: the same bigger box simulated with PM + FoF from the same initial
+   conditions, as the painter's training simulations were;
+6. ``power``, ``bispectrum`` and ``evaluate``: P(k), T(k), r_c(k), stochasticity and
+   B(k1, k2, theta) of the painted against the true halo counts, and the verdict against
+   the truth and both baselines;
 7. ``protohalos`` and ``hmf``: protohalos segmented from the true distance map, and their
-   mass function against the FoF haloes;
-8. ``report``: ``report/index.html`` with every table (CSV) and figure (PNG).
+   mass function against the connected truth;
+8. ``report``: ``report/index.html``, opening with the verdict, with every table (CSV) and
+   figure (PNG).
 
 A second run skips finished stages; a killed run resumes (see :mod:`bigpaint.pipeline`).
 ``docs/quickstart.md`` says what each stage does and what the report shows.
@@ -32,7 +37,7 @@ from bigpaint.pipeline.config import set_dotted
 
 __all__ = ["CELL_MPC_H", "quickstart_config", "run_quickstart"]
 
-#: Cell size of both quickstart boxes in Mpc/h (the painter's training resolution).
+#: Cell size of both quickstart boxes in Mpc/h (the pretrained painter's resolution).
 CELL_MPC_H = 2.0
 _TILE = 32
 
