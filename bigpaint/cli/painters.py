@@ -71,10 +71,12 @@ def list_painters() -> None:
             "NAME.painter checkpoints)"
         )
         return
-    for name in sorted(found):
+    cards = {}
+    for name in sorted(found):  # every card read before any is shown: a damaged one is one line
         path = resolve_checkpoint(f"pretrained:{name}")  # the card exists and names it
-        card = read_card(path, read_metadata(path))
-        assert card is not None
+        cards[name] = read_card(path, read_metadata(path))
+        assert cards[name] is not None
+    for name, card in cards.items():
         click.echo(
             f"{name}  {card.family}  {_num(card.cell_size)} Mpc/h  z = {card.redshift:g}  "
             f"{_bins(card.output.mass_bins)}"
