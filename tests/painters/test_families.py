@@ -408,6 +408,25 @@ def test_protohalo_learns():
     assert last < 0.8 * first
 
 
+def test_protohalo_dead_output_recovers_and_paints_relu():
+    """An output driven below zero everywhere still learns (straight-through ReLU gradient
+    in training), and training and painting give the same values."""
+    p = small("protohalo-unet", dropout=0.0)
+    with torch.no_grad():
+        p.out.bias.fill_(-0.5)  # every output clipped: plain ReLU has no gradient here
+    x = torch.randn(2, 1, 16, 16, 16)
+    y = F.avg_pool3d(F.relu(x), 3, stride=1, padding=1)
+    assert torch.equal(p.train()(x), p.eval()(x))
+    assert float(p.eval()(x).abs().max()) == 0.0
+    p.train()
+    losses.selective_normalized_l1(p(x), y, buffer=2).backward()
+    assert float(p.out.bias.grad.abs()) > 0
+    first, last = _steps(
+        p.parameters(), lambda: losses.selective_normalized_l1(p(x), y, buffer=2), n=40, lr=3e-2
+    )
+    assert last < 0.5 * first
+
+
 def test_dm2gal_learns():
     p = small("dm2gal")
     x = torch.randn(2, 2, 65, 65, 65)
