@@ -8,11 +8,41 @@ a catalogue (with a truth comparison, CSV table and PNG plot).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from bigpaint.cli._common import cluster_options, open_cluster, parse_chunks
 
+if TYPE_CHECKING:
+    from bigpaint.segment.engine import SegmentParams
+    from bigpaint.segment.threshold import Calibration
+
 __all__ = ["register"]
+
+
+#: segment's options that a calibration brings, and their SegmentParams names.
+_CALIBRATED = {
+    "threshold": "threshold",
+    "min_distance": "min_distance",
+    "marker_threshold": "marker_threshold",
+    "sigma": "sigma",
+    "connectivity": "connectivity",
+    "merge_h": "h",
+}
+
+
+def _calibrated(ctx: click.Context, cal: Calibration) -> SegmentParams:
+    """The calibration's segmentation parameters under the options typed on the command line
+    (refused, one line, where one differs from the calibration's)."""
+    from bigpaint.segment.catalog import params_with_calibration
+
+    typed = {
+        field: ctx.params[opt]
+        for opt, field in _CALIBRATED.items()
+        if ctx.get_parameter_source(opt) is click.core.ParameterSource.COMMANDLINE
+    }
+    return params_with_calibration(cal, typed)
 
 
 @click.command()
@@ -20,9 +50,10 @@ __all__ = ["register"]
 @click.argument("output")
 @click.option(
     "--calibration",
-    type=click.Path(dir_okay=False),
     default=None,
-    help="Adaptive-threshold calibration JSON (from calibrate-threshold) to apply.",
+    help="Adaptive-threshold calibration to apply: a JSON file from calibrate-threshold, a "
+    "painter directory that ships one, or pretrained:NAME. It brings the segmentation "
+    "options it was made with.",
 )
 @click.option(
     "--threshold", type=float, default=0.0, show_default=True, help="Foreground: distance > this."
@@ -124,7 +155,7 @@ def segment(
     from bigpaint.outputs import check_scratch_home
     from bigpaint.segment.catalog import resolve_rho_bar, segment_field
     from bigpaint.segment.engine import SegmentParams
-    from bigpaint.segment.threshold import check_thresholds, load_calibration, trajectory_ladder
+    from bigpaint.segment.threshold import check_thresholds, resolve_calibration, trajectory_ladder
 
     check_thresholds(threshold, marker_threshold)
     thresholds = trajectory_ladder(threshold, trajectories)
@@ -138,13 +169,20 @@ def segment(
         trajectory_thresholds=thresholds,
         h=merge_h,
     )
+    cal = resolve_calibration(calibration) if calibration else None
+    if cal is not None:
+        params = _calibrated(click.get_current_context(), cal)
     # refuse bad arguments and inputs before starting a cluster
     stores = {"input": distance, "calibration": calibration}
     check_scratch_home("--workdir", workdir, {**stores, "output": output, "--labels": labels})
     src = open_field(distance)
-    resolve_rho_bar(field_meta(src), rho_bar, distance)
-    params.check(src[src.attrs["bigpaint_variable"]].shape)
-    cal = load_calibration(calibration) if calibration else None
+    meta = field_meta(src)
+    resolve_rho_bar(meta, rho_bar, distance)
+    shape = src[src.attrs["bigpaint_variable"]].shape
+    params.check(shape)
+    if cal is not None:
+        cal.check_compatible(meta.cell_size(shape))
+        cal.check_map(dict(src.attrs), distance)
     with open_cluster(
         cluster_file, workers, outputs={"output": output, "--labels": labels}, inputs=stores
     ):

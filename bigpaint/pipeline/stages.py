@@ -501,6 +501,13 @@ def _segment_run(cfg: SegmentStageParams, ctx: StageContext) -> dict[str, Any]:
         trajectory_thresholds=thresholds,
         h=cfg.h,
     )
+    if cfg.calibration is not None:
+        from bigpaint.segment.catalog import params_with_calibration
+        from bigpaint.segment.threshold import resolve_calibration
+
+        # keys the config leaves out come from the calibration; written ones must agree
+        written = {k: v for k, v in params.__dict__.items() if k in cfg.model_fields_set}
+        params = params_with_calibration(resolve_calibration(cfg.calibration), written)
     workdir = ctx.dir / "work"
     workdir.mkdir(exist_ok=True)
     table = segment_field(

@@ -30,6 +30,7 @@ from bigpaint.segment.threshold import (
     apply_calibration,
     calibrate,
     load_calibration,
+    resolve_calibration,
     trajectory_curves,
 )
 from bigpaint.segment.watershed import flood, flood_ranks, watershed_periodic
@@ -58,6 +59,7 @@ __all__ = [
     "periodic_extent",
     "plot_mass_function",
     "read_catalog",
+    "resolve_calibration",
     "segment",
     "segment_field",
     "trajectory_curves",

@@ -31,7 +31,12 @@ from bigpaint.errors import (
 )
 from bigpaint.outputs import check_apart, job_path, owned_dir, remove_owned, writing
 from bigpaint.segment.engine import DEFAULT_MAX_FLOOD_GIB, Segmentation, SegmentParams, segment
-from bigpaint.segment.threshold import Calibration, apply_calibration, load_calibration
+from bigpaint.segment.threshold import (
+    Calibration,
+    apply_calibration,
+    map_source,
+    resolve_calibration,
+)
 
 __all__ = [
     "RHO_CRIT",
@@ -214,6 +219,85 @@ def resolve_rho_bar(meta: Any, rho_bar: float | None, input: str) -> float:
     return mean_density(meta.cosmology.Omega_m)
 
 
+def calibrated_params(params: SegmentParams | None, calibration: Calibration) -> SegmentParams:
+    """The segmentation parameters of a calibrated run: the calibration's own.
+
+    A correction fitted with one set of markers, merging and foreground is wrong for the
+    regions of another, so ``params`` that differ from the calibration's (trajectory
+    thresholds aside) are refused; None takes the calibration's. A calibration that does not
+    record its parameters (older files) applies to ``params`` with its thresholds.
+    """
+    made = calibration.segment_params
+    if made is None:
+        base = params or SegmentParams()
+        return SegmentParams(**{**base.__dict__, "trajectory_thresholds": calibration.thresholds})
+    want = SegmentParams(**{**made, "trajectory_thresholds": tuple(calibration.thresholds)})
+    if params is not None:
+        have = {k: v for k, v in params.as_dict().items() if k != "trajectory_thresholds"}
+        diff = [
+            f"{k} {have[k]!r} (calibrated with {v!r})"
+            for k, v in want.as_dict().items()
+            if k != "trajectory_thresholds" and have.get(k) != v
+        ]
+        if diff:
+            raise ConfigError(
+                f"the calibration was made with other segmentation parameters: {', '.join(diff)}; "
+                "drop those options (a calibration brings its own) or recalibrate"
+            )
+    return want
+
+
+def params_with_calibration(calibration: Calibration, given: Mapping[str, Any]) -> SegmentParams:
+    """The parameters of a calibrated run from the options a user set explicitly.
+
+    ``given`` holds only the :class:`SegmentParams` fields the user set (CLI flags typed,
+    pipeline keys written); the others come from the calibration. Differences from the
+    calibration's are refused by :func:`calibrated_params`.
+    """
+    made = calibration.segment_params
+    typed = {k: v for k, v in given.items() if k != "trajectory_thresholds"}
+    if made is None:
+        return SegmentParams(**{**typed, "trajectory_thresholds": tuple(calibration.thresholds)})
+    if "threshold" in typed and typed.get("marker_threshold") is None:
+        typed["marker_threshold"] = made["marker_threshold"]
+    params = SegmentParams(
+        **{**made, **typed, "trajectory_thresholds": tuple(calibration.thresholds)}
+    )
+    return calibrated_params(params, calibration)
+
+
+def check_map_values(src: Any, threshold: float, where: str) -> None:
+    """Refuse a map that cannot be segmented, before anything is written.
+
+    One pass over the Field (a dask reduction, on the cluster when one is open) finds its
+    range: a per-object normalized map (kind ``distance``, units ``1``) must lie in
+    ``[0, 1]`` (a small float tolerance above 1), and some voxel must lie above the
+    foreground ``threshold``. NaN, inf and negative values are refused block by block by the
+    engine, naming the voxel.
+    """
+    import dask.array as da
+
+    arr = src[src.attrs["bigpaint_variable"]].data
+    lo, hi = (float(v) for v in da.compute(da.nanmin(arr), da.nanmax(arr)))
+    normalized = src.attrs.get("kind") == "distance" and str(src.attrs.get("units")) == "1"
+    if normalized and hi > 1.0 + NORMALIZED_TOLERANCE:
+        raise ConfigError(
+            f"{where} holds values up to {hi:.4g}, and a per-object normalized distance map "
+            "lies in [0, 1]: give a normalized map (true maps and protohalo painters' "
+            "paintings are), or a map in cells with its units set to 'cells'"
+        )
+    if not hi > threshold:
+        raise ConfigError(
+            f"{where} has no voxel above the foreground threshold {threshold:g} (its values "
+            f"span [{lo:.4g}, {hi:.4g}]), so there is nothing to segment; lower --threshold "
+            "or check the map"
+        )
+
+
+#: How far above 1 a normalized map may reach (float rounding of the normalization).
+NORMALIZED_TOLERANCE = 1e-5
+
+
 def segment_field(
     input: str,
     output: str,
@@ -269,6 +353,7 @@ def segment_field(
     """
     from bigpaint.field import create_field, field_meta, job_token, open_field, zarr_array
 
+    given = params
     params = params or SegmentParams()
     inputs = {
         "input": input,
@@ -279,11 +364,13 @@ def segment_field(
     meta = field_meta(src)
     shape = tuple(int(n) for n in zarr_array(src).shape)
     cell = meta.cell_size(shape)
-    cal = load_calibration(calibration) if isinstance(calibration, (str, Path)) else calibration
+    cal = resolve_calibration(calibration) if isinstance(calibration, (str, Path)) else calibration
     if cal is not None:
         cal.check_compatible(cell)
-        params = SegmentParams(**{**params.__dict__, "trajectory_thresholds": cal.thresholds})
+        cal.check_map(dict(src.attrs), input)
+        params = calibrated_params(given, cal)
     rho_bar = resolve_rho_bar(meta, rho_bar, input)
+    check_map_values(src, params.threshold, input)
     job = job_token(
         operation="segment-catalog",
         input=job_path(input),
@@ -360,6 +447,7 @@ def segment_field(
                 "cosmology": None if meta.cosmology is None else meta.cosmology.model_dump(),
                 "labels": labels,
                 "job": job,
+                "map": map_source(dict(src.attrs)),
             },
         )
         write_catalog(table, output, overwrite=overwrite)
@@ -419,7 +507,12 @@ def calibrate_catalog(
         distance_bins=distance_bins,
         segments=segments,
         min_count=min_count,
-        info={"catalog": str(catalog), "truth": str(truth), "segment_params": info["params"]},
+        info={
+            "catalog": str(catalog),
+            "truth": str(truth),
+            "segment_params": info["params"],
+            "map": info.get("map"),
+        },
     )
     if output is not None:
         cal.save(output)

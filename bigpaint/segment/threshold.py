@@ -18,8 +18,13 @@ their size. The paper corrects this per region:
 3. **Correction.** Each region is cut at the first threshold where its trajectory reaches
    the fitted relation, ``dbar_j >= f(V_j)``; its corrected size is ``V_j``.
 
-A calibration is tied to a grid resolution (the volumes are in cells) and to the threshold
-ladder; :class:`Calibration` records both and refuses to be applied elsewhere.
+A calibration is tied to a grid resolution (the volumes are in cells), to the threshold
+ladder, to the segmentation parameters it was made with (markers, merging, foreground) and
+to the maps it was made on: those of one painter checkpoint, or true maps. :class:`Calibration`
+records all four and refuses to be applied elsewhere, because a correction fitted to one
+painter's smeared borders gives wrong masses, silently, on another's. A painter can ship its
+calibration as ``calibration.json`` in its checkpoint directory; :func:`resolve_calibration`
+reads a JSON file, such a directory, or ``pretrained:NAME``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ __all__ = [
     "check_calibration_bins",
     "check_thresholds",
     "load_calibration",
+    "map_source",
+    "resolve_calibration",
     "trajectory_curves",
     "trajectory_ladder",
 ]
@@ -209,6 +216,31 @@ class Calibration:
                 "calibration's thresholds (pass the calibration to segment)"
             )
 
+    @property
+    def segment_params(self) -> dict[str, Any] | None:
+        """The segmentation parameters the calibration was made with (None: not recorded)."""
+        params = self.info.get("segment_params")
+        return dict(params) if isinstance(params, dict) else None
+
+    def check_map(self, attrs: dict[str, Any], where: str) -> None:
+        """Refuse a distance map from another source than the calibration's maps.
+
+        ``attrs`` are the map Field's attributes; the calibration's source is
+        ``info["map"]`` (see :func:`map_source`). A calibration without one (made from a
+        catalogue written before maps were recorded) is not checked.
+        """
+        want = self.info.get("map")
+        if not isinstance(want, dict):
+            return
+        have = map_source(attrs)
+        if have == want:
+            return
+        raise MetadataError(
+            f"the calibration was made for {_describe(want)}, and {where} is "
+            f"{_describe(have)}; calibrate for these maps (bigpaint calibrate-threshold) or "
+            "segment without --calibration"
+        )
+
     def to_json(self) -> str:
         d = asdict(self)
         d["format"] = _FORMAT
@@ -236,6 +268,50 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def map_source(attrs: dict[str, Any]) -> dict[str, Any]:
+    """What made a distance map, from its Field attributes: the operation, and for a painted
+    map the checkpoint's hash and model-card name (the identity a calibration is tied to)."""
+    prov = attrs.get("provenance") or {}
+    op = prov.get("operation", "unknown")
+    out: dict[str, Any] = {"kind": attrs.get("kind"), "operation": op}
+    if op == "paint":
+        cfg = prov.get("config") or {}
+        out["checkpoint_hash"] = cfg.get("checkpoint_hash")
+        out["painter"] = (prov.get("model_card") or {}).get("name") or cfg.get("checkpoint")
+    return out
+
+
+def _describe(src: dict[str, Any]) -> str:
+    if src.get("kind") != "distance":
+        return f"a Field of kind {src.get('kind')!r}, not a distance map"
+    if src.get("operation") == "paint":
+        h = str(src.get("checkpoint_hash") or "?")[:12]
+        return f"distance maps painted by {src.get('painter')} (checkpoint {h})"
+    if src.get("operation") == "simulate":
+        return "true distance maps (bigpaint simulate)"
+    return f"distance maps made by {src.get('operation')!r}"
+
+
+#: The file a checkpoint directory ships its calibration in.
+CALIBRATION_FILE = "calibration.json"
+
+
+def resolve_calibration(spec: str | Path) -> Calibration:
+    """Load a calibration from a JSON file, a checkpoint directory that ships one
+    (``calibration.json``), or ``pretrained:NAME``; one-line errors otherwise."""
+    from bigpaint.painters.pretrained import is_pretrained, resolve_checkpoint
+
+    path = resolve_checkpoint(spec) if is_pretrained(spec) else Path(spec)
+    if path.is_dir():
+        if not (path / CALIBRATION_FILE).is_file():
+            raise ConfigError(
+                f"{spec} ships no adaptive-threshold calibration ({CALIBRATION_FILE}); give a "
+                "calibration file from bigpaint calibrate-threshold"
+            )
+        path = path / CALIBRATION_FILE
+    return load_calibration(path)
 
 
 def load_calibration(path: str | Path) -> Calibration:

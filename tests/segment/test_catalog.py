@@ -7,11 +7,12 @@ import pytest
 from click.testing import CliRunner
 
 from bigpaint.cli import cli
-from bigpaint.errors import FieldExistsError, MetadataError
+from bigpaint.errors import ConfigError, FieldExistsError, MetadataError
 from bigpaint.field import open_field, write_array
 from bigpaint.segment.catalog import (
     RHO_CRIT,
     build_catalog,
+    calibrate_catalog,
     catalog_meta,
     mean_density,
     read_catalog,
@@ -83,6 +84,77 @@ def test_calibration_for_another_resolution_is_refused():
     assert (table["volume"].to_numpy() <= table["volume_raw"].to_numpy()).all()
 
 
+def _calibration(tmp_path, url, truth_rows=None):
+    """A calibration from segmenting ``url`` with trajectories, against its own catalogue."""
+    cat = str(tmp_path / "cal-cat.parquet")
+    segment_field(url, cat, SegmentParams(trajectory_thresholds=tuple(np.linspace(0, 0.9, 10))))
+    return calibrate_catalog(cat, cat, tmp_path / "cal.json", volume_bins=3, min_count=1)
+
+
+def test_calibration_for_maps_of_another_source_is_refused(tmp_path):
+    """A calibration fitted on one painter's maps is refused on true maps and on another
+    painter's (and vice versa); the same source is accepted. Nothing is written."""
+    _, d = blobs(shape=SHAPE, n=25, seed=1, big=7.0, tube=2.5)
+    painted = {"operation": "paint", "config": {"checkpoint_hash": "a" * 64, "checkpoint": "p1"}}
+    sources = {
+        "painted": painted,
+        "other": {**painted, "config": {"checkpoint_hash": "b" * 64, "checkpoint": "p2"}},
+        "true": {"operation": "simulate"},
+    }
+    urls = {}
+    for name, prov in sources.items():
+        urls[name] = str(tmp_path / f"{name}.zarr")
+        write_array(urls[name], d, chunks=12, meta={**DMETA, "provenance": prov})
+    cal = _calibration(tmp_path, urls["painted"])
+    assert cal.info["map"]["checkpoint_hash"] == "a" * 64
+    ok = segment_field(urls["painted"], str(tmp_path / "ok.parquet"), calibration=cal)
+    assert catalog_meta(ok)["params"]["h"] == cal.segment_params["h"]
+    for name, text in (("other", r"painted by p2 \(checkpoint bbbbbbbbbbbb\)"),
+                       ("true", r"true distance maps")):  # fmt: skip
+        out = tmp_path / f"{name}.parquet"
+        with pytest.raises(MetadataError, match=r"made for distance maps painted by p1 .*" + text):
+            segment_field(urls[name], str(out), calibration=str(tmp_path / "cal.json"))
+        assert not out.exists()
+    res = run("segment", urls["true"], str(tmp_path / "t.parquet"), "--calibration",
+              str(tmp_path / "cal.json"), "--workers", "1")  # fmt: skip
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and "calibrate for these maps" in lines[0]
+
+
+def test_calibration_from_a_painter_directory_or_a_pretrained_name(tmp_path, monkeypatch):
+    from bigpaint.errors import CheckpointError
+    from bigpaint.segment.threshold import resolve_calibration
+
+    url = str(tmp_path / "d.zarr")
+    _, d = blobs(shape=SHAPE, n=25, seed=1, big=7.0, tube=2.5)
+    write_array(url, d, chunks=12, meta=DMETA)
+    cal = _calibration(tmp_path, url)
+    painter = tmp_path / "mine.painter"
+    painter.mkdir()
+    with pytest.raises(ConfigError, match=r"ships no adaptive-threshold calibration"):
+        resolve_calibration(painter)
+    (painter / "calibration.json").write_text(cal.to_json())
+    assert resolve_calibration(painter) == cal
+    with pytest.raises(CheckpointError, match="no-such-painter"):
+        resolve_calibration("pretrained:no-such-painter")
+
+
+def test_maps_outside_the_unit_interval_are_refused(tmp_path):
+    """A per-object normalized map lies in [0, 1]: a map in cells labelled as normalized is
+    refused in one line before anything is written."""
+    _, d = blobs(shape=SHAPE, n=25, seed=1, big=7.0, tube=2.5)
+    url = str(tmp_path / "cells.zarr")
+    write_array(url, d * 3.0, chunks=12, meta=DMETA)
+    res = run("segment", url, str(tmp_path / "c.parquet"), "--workers", "1")
+    # the range is a pass over the data, on the cluster: its start is logged before
+    lines = [ln for ln in res.output.strip().splitlines() if "cluster started" not in ln]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert "values up to 3" in lines[0] and "lies in [0, 1]" in lines[0]
+    assert not (tmp_path / "c.parquet").exists()
+    write_array(url, d * 3.0, chunks=12, meta={**DMETA, "units": "cells"}, overwrite=True)
+    assert segment_field(url, str(tmp_path / "c.parquet")).num_rows > 0
+
+
 def test_mass_function_counts_and_poisson_errors():
     rng = np.random.default_rng(0)
     m = 10 ** rng.uniform(12, 15, 5000)
@@ -136,7 +208,17 @@ def test_no_cosmology_and_empty_maps(tmp_path):
     write_array(url, np.zeros(SHAPE, np.float32), chunks=12, meta={**DMETA, "cosmology": None})
     with pytest.raises(MetadataError, match="no cosmology"):
         segment_field(url, str(tmp_path / "c.parquet"))
-    table = segment_field(url, str(tmp_path / "c.parquet"), rho_bar=1e11)
+    with pytest.raises(ConfigError, match=r"no voxel above the foreground threshold 0 .*"
+                       r"nothing to segment; lower --threshold"):  # fmt: skip
+        segment_field(url, str(tmp_path / "c.parquet"), rho_bar=1e11)
+    assert not (tmp_path / "c.parquet").exists()
+    # a foreground with no voxel above the marker threshold: no regions, an empty catalogue
+    d = np.zeros(SHAPE, np.float32)
+    d[2:5, 2:5, 2:5] = 0.2
+    url = str(tmp_path / "e.zarr")
+    write_array(url, d, chunks=12, meta={**DMETA, "cosmology": None})
+    params = SegmentParams(marker_threshold=0.5)
+    table = segment_field(url, str(tmp_path / "c.parquet"), params, rho_bar=1e11)
     assert table.num_rows == 0 and "mass" in table.column_names
     ds, paths = hmf_report(tmp_path / "c.parquet", out=tmp_path / "h")
     assert int(ds["count"].sum()) == 0 and all(p.exists() for p in paths)
@@ -169,13 +251,20 @@ def test_cli_segment_and_hmf(dist_field, tmp_path):
         str(tmp_path / "c2.parquet"),
         "--calibration",
         str(tmp_path / "cal.json"),
-        "--merge-h",
-        "0.5",
         "--workers",
         "1",
     )
     assert res.exit_code == 0, res.output
-    assert read_catalog(tmp_path / "c2.parquet").num_rows <= read_catalog(cat).num_rows
+    c2 = read_catalog(tmp_path / "c2.parquet")
+    assert c2.num_rows == read_catalog(cat).num_rows  # the calibration's own markers
+    assert catalog_meta(c2)["params"]["h"] == 0.0
+    # an option that differs from the calibration's is refused before any work
+    res = run("segment", url, str(tmp_path / "c3.parquet"), "--calibration",
+              str(tmp_path / "cal.json"), "--merge-h", "0.5", "--workers", "1")  # fmt: skip
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert "h 0.5 (calibrated with 0.0)" in lines[0] and "recalibrate" in lines[0]
+    assert not (tmp_path / "c3.parquet").exists()
 
 
 def test_cli_bad_inputs(tmp_path):
