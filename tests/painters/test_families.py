@@ -258,10 +258,13 @@ def _perturbed(run, x: torch.Tensor, index: tuple[int, ...], amount: float = 1e3
 
 def _alive(p) -> None:
     """Shift the output biases up so the output ReLU passes every change (any weights are a
-    valid architecture; a dead output voxel would hide a dependence)."""
+    valid architecture; a dead output voxel would hide a dependence). The protohalo U-Net's
+    output is clipped to [0, 1]: its output layer is scaled to stay inside."""
     with torch.no_grad():
         for name, q in p.named_parameters():
-            if name in ("head.3.bias", "out.bias") or name.startswith("outputs."):
+            if p.family == "protohalo-unet" and name.startswith("out."):
+                q.fill_(0.5) if name.endswith("bias") else q.mul_(0.1)
+            elif name in ("head.3.bias", "out.bias") or name.startswith("outputs."):
                 if name.endswith("bias"):
                     q.fill_(5.0)
 
@@ -418,6 +421,10 @@ def test_protohalo_dead_output_recovers_and_paints_relu():
     y = F.avg_pool3d(F.relu(x), 3, stride=1, padding=1)
     assert torch.equal(p.train()(x), p.eval()(x))
     assert float(p.eval()(x).abs().max()) == 0.0
+    with torch.no_grad():
+        p.out.bias.fill_(5.0)
+        assert float(p(x).min()) == float(p(x).max()) == 1.0  # the target's range: [0, 1]
+        p.out.bias.fill_(-0.5)
     p.train()
     losses.selective_normalized_l1(p(x), y, buffer=2).backward()
     assert float(p.out.bias.grad.abs()) > 0
