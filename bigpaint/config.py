@@ -140,17 +140,37 @@ class LocalClusterConfig(_Strict):
 
 
 class AdaptConfig(_Strict):
-    """Adaptive scaling bounds, in jobs."""
+    """Adaptive scaling bounds, in jobs.
 
-    minimum_jobs: int = Field(0, ge=0)
+    At least one job: a command waits for its first worker before it submits any work, and
+    with none adaptive scaling would never start one. The jobs end with the command.
+    """
+
+    minimum_jobs: int = 1
     maximum_jobs: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AdaptConfig:
+        if self.minimum_jobs < 1:
+            raise ValueError(
+                f"minimum_jobs {self.minimum_jobs} leaves no worker for the command to start "
+                "on; give at least 1 (the jobs end with the command)"
+            )
+        if self.maximum_jobs < self.minimum_jobs:
+            raise ValueError(
+                f"maximum_jobs {self.maximum_jobs} is below minimum_jobs {self.minimum_jobs}; "
+                "raise maximum_jobs"
+            )
+        return self
 
 
 class SlurmClusterConfig(_Strict):
     """Workers as SLURM jobs through ``dask_jobqueue.SLURMCluster``.
 
     ``cores`` and ``memory`` are per job; ``processes`` worker processes share them. Either
-    ``jobs`` (fixed scale) or ``adapt`` is used.
+    ``jobs`` (fixed scale) or ``adapt`` is used. ``start_timeout`` is how long, in seconds,
+    bigpaint waits for the first worker to join before it gives up with the worker jobs'
+    states from ``squeue`` (a job the partition has no room for stays PENDING for ever).
     """
 
     kind: Literal["slurm"]
@@ -171,6 +191,7 @@ class SlurmClusterConfig(_Strict):
     jobs: int = Field(1, ge=0)
     adapt: AdaptConfig | None = None
     scheduler_options: dict[str, Any] = Field(default_factory=dict)
+    start_timeout: float = Field(300.0, gt=0)
 
     @model_validator(mode="after")
     def _memory_per_worker(self) -> SlurmClusterConfig:

@@ -1,7 +1,7 @@
 """Cluster factory: configs, the SLURM job script, existing schedulers.
 
-The SLURM round trips with stand-in ``sbatch``/``squeue``/``scancel`` are in
-``tests/deploy/test_slurm.py``.
+The SLURM round trips are in ``tests/deploy/``: on a real single-node SLURM
+(``test_real_slurm.py``) and, for GPU recipes, under stand-in commands (``test_slurm.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bigpaint.cluster import connect, job_script, make_cluster
+from bigpaint.cluster import connect, job_script, make_cluster, slurm_start_message
 from bigpaint.config import (
     LocalClusterConfig,
     LocalCudaClusterConfig,
@@ -171,3 +171,52 @@ def test_busy_dashboard_port_gives_no_warning():
                 assert client.submit(sum, [1, 2]).result() == 3
     finally:
         sock.close()
+
+
+def test_slurm_start_message_names_states_reasons_and_the_fix():
+    cfg = parse_config(SlurmClusterConfig, {**SLURM, "log_directory": "logs"})
+    sched = "tcp://10.0.0.1:8786"
+
+    def msg(states, waited=300.0):
+        return slurm_start_message(states, waited, cfg, sched)
+
+    assert msg({"7": ("PENDING", "Resources"), "8": ("PENDING", "Priority")}) == (
+        "0 of 2 worker jobs running after 300 s: 2 PENDING (Resources, Priority); the "
+        "partition has no room for them: ask for fewer cores or memory per job (now cores 2, "
+        "memory 3GiB, queue gpu-short), or raise start_timeout to wait longer in the queue"
+    )
+    assert msg({"7": ("PENDING", "PartitionTimeLimit")}).endswith(
+        "1 PENDING (PartitionTimeLimit); 'scontrol show job 7' says what the job lacks (check "
+        "queue, account and limits in the cluster file)"
+    )
+    running = msg({"7": ("RUNNING", "None"), "8": ("PENDING", "Resources")}, waited=12.4)
+    assert running.startswith("1 of 2 worker jobs running after 12 s: 1 RUNNING, 1 PENDING")
+    assert f"no worker joined the scheduler at {sched}" in running and "interface" in running
+    assert msg({"7": ("FAILED", "NonZeroExitCode"), "8": ("GONE", "None")}) == (
+        "worker jobs ended before any worker joined (1 FAILED (NonZeroExitCode), 1 GONE); "
+        "read their logs in logs"
+    )
+    assert msg({}).startswith("no worker job was submitted within 300 s")
+    unknown = msg({"7": ("UNKNOWN", "squeue: slurm_load_jobs error: Socket timed out")})
+    assert unknown.startswith("0 of 1 worker jobs running after 300 s: 1 UNKNOWN (squeue: ")
+    assert "no room" not in unknown and "'scontrol show job 7'" in unknown
+
+
+def test_slurm_start_timeout_and_adapt_bounds_are_checked(tmp_path):
+    from bigpaint.cli._common import cluster_config
+
+    p = tmp_path / "c.yaml"
+    base = "cluster:\n  kind: slurm\n  cores: 1\n  memory: 1GiB\n"
+    p.write_text(base + "  start_timeout: 20\n")
+    cfg = cluster_config(str(p), None)
+    assert isinstance(cfg, SlurmClusterConfig) and cfg.start_timeout == 20
+    assert "start_timeout" not in job_script(cfg)  # bigpaint's, not dask-jobqueue's
+    p.write_text(base + "  start_timeout: 0\n")
+    with pytest.raises(ConfigError, match="start_timeout: Input should be greater than 0"):
+        cluster_config(str(p), None)
+    p.write_text(base + "  adapt: {minimum_jobs: 0, maximum_jobs: 4}\n")
+    with pytest.raises(ConfigError, match=r"minimum_jobs 0 leaves no worker .* at least 1"):
+        cluster_config(str(p), None)
+    p.write_text(base + "  adapt: {minimum_jobs: 3, maximum_jobs: 2}\n")
+    with pytest.raises(ConfigError, match="maximum_jobs 2 is below minimum_jobs 3"):
+        cluster_config(str(p), None)
