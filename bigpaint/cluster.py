@@ -360,7 +360,7 @@ def slurm_start_message(
         if reason not in ("", "None", *seen):
             seen.append(reason)
     summary = ", ".join(
-        f"{count} {state}" + (f" ({', '.join(reasons[state])})" if reasons[state] else "")
+        f"{count} {state}" + (f" ({', '.join(sorted(reasons[state]))})" if reasons[state] else "")
         for state, count in counts.most_common()
     )
     running = counts["RUNNING"]

@@ -181,7 +181,7 @@ def test_slurm_start_message_names_states_reasons_and_the_fix():
         return slurm_start_message(states, waited, cfg, sched)
 
     assert msg({"7": ("PENDING", "Resources"), "8": ("PENDING", "Priority")}) == (
-        "0 of 2 worker jobs running after 300 s: 2 PENDING (Resources, Priority); the "
+        "0 of 2 worker jobs running after 300 s: 2 PENDING (Priority, Resources); the "
         "partition has no room for them: ask for fewer cores or memory per job (now cores 2, "
         "memory 3GiB, queue gpu-short), or raise start_timeout to wait longer in the queue"
     )
