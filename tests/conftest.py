@@ -25,12 +25,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", help="run tests marked slow")
     parser.addoption("--rungpu", action="store_true", help="run tests that need a CUDA GPU")
     parser.addoption(
-        "--runslurm", action="store_true", help="run tests that need a real SLURM cluster"
+        "--runslurm",
+        action="store_true",
+        help="fail, not skip, the slurm tests when a single-node SLURM cannot start here",
     )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for marker, flag in (("slow", "--runslow"), ("gpu", "--rungpu"), ("slurm", "--runslurm")):
+    for marker, flag in (("slow", "--runslow"), ("gpu", "--rungpu")):
         if config.getoption(flag):
             continue
         skip = pytest.mark.skip(reason=f"needs {flag}")

@@ -1,6 +1,16 @@
-"""Stand-in SLURM for the deployment tests: ``sbatch``, ``squeue``, ``scancel`` and ``srun``
-from ``tests/deploy/bin`` on PATH, which run job scripts as local processes (see each
-script's header). Every job still alive at the end of a test is cancelled."""
+"""SLURM for the deployment tests, real where it can be, stand-in where it cannot.
+
+``real_slurm``: a single-node SLURM (:mod:`tests.deploy.slurm`) started once per test run
+by the first test marked ``slurm`` and stopped, with every process it started, at the end.
+Without root or the packages those tests skip with the reason, or fail with
+``--runslurm``. The terminal summary shows ``sinfo`` from the moment the node was idle and
+each ``slurm`` test's outcome, so a CI log shows that they ran against the real thing.
+
+``fake_slurm``: stand-in ``sbatch``, ``squeue``, ``scancel`` and ``srun`` from
+``tests/deploy/bin`` on PATH, which run job scripts as local processes (see each script's
+header), for what one CPU node cannot host: GPU resources. Every job still alive at the end
+of a test is cancelled.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy.slurm import SingleNodeSlurm, unavailable
+
 BIN = Path(__file__).resolve().parent / "bin"
 ROOT = Path(__file__).resolve().parents[2]
+_SINFO = pytest.StashKey[str]()
 
 
 class FakeSlurm:
@@ -78,3 +91,49 @@ def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake
         left = slurm.alive()
         if left:
             subprocess.run(["scancel", *left], check=False)
+
+
+@pytest.fixture(scope="session")
+def slurm_can_start(request: pytest.FixtureRequest) -> None:
+    """Skip (fail with ``--runslurm``) where a single-node SLURM cannot start."""
+    reason = unavailable()
+    if reason:
+        if request.config.getoption("--runslurm"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def real_slurm(
+    slurm_can_start: None,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SingleNodeSlurm]:
+    slurm = SingleNodeSlurm(tmp_path_factory.mktemp("slurm")).start()
+    request.config.stash[_SINFO] = slurm.sinfo()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in slurm.env().items():
+                mp.setenv(key, value)
+            yield slurm
+    finally:
+        slurm.stop()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    ran = [
+        r
+        for outcome in ("passed", "failed", "error")
+        for r in terminalreporter.stats.get(outcome, [])
+        if r.when == "call" and "slurm" in r.keywords
+    ]
+    sinfo = config.stash.get(_SINFO, None)
+    if sinfo is None and not ran:
+        return
+    terminalreporter.section("tests on a real single-node SLURM")
+    if sinfo is not None:
+        terminalreporter.write_line("sinfo once the node was up:")
+        for line in sinfo.splitlines():
+            terminalreporter.write_line(f"  {line}")
+    for r in ran:
+        terminalreporter.write_line(f"{r.outcome.upper():7} {r.nodeid} ({r.duration:.1f} s)")

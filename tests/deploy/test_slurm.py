@@ -1,21 +1,20 @@
-"""The SLURM recipes of ``deploy/`` in a round trip under a stand-in scheduler.
+"""The GPU recipes of ``deploy/`` in a round trip under a stand-in scheduler.
 
-The stand-in ``sbatch`` (``tests/deploy/bin``) really runs each job script as a local
-process, so the dask workers, scheduler and ``bigpaint`` commands in these tests are the
-real ones; only SLURM's placement of jobs on nodes is missing. The recipes are read from
-``deploy/`` itself, with the site facts (cores, memory, interface, directories) overridden to
-fit this machine.
+A single CPU node has no GPUs to give (``--gres=gpu:1``), so these run under the stand-in
+``sbatch`` (``tests/deploy/bin``), which really runs each job script as a local process: the
+dask workers, scheduler and ``bigpaint`` commands are the real ones; only SLURM's placement
+of jobs on nodes is missing. Everything a CPU node can host runs on a real single-node SLURM
+in ``test_real_slurm.py``. The recipes are read from ``deploy/`` itself, with the site facts
+(cores, memory, interface, directories) overridden to fit this machine.
 """
 
 from __future__ import annotations
 
 import functools
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import scipy.ndimage as ndi
 import yaml
 from hypothesis import given, settings
@@ -135,80 +134,8 @@ def test_gpu_recipe_round_trip(fake_slurm: FakeSlurm, tmp_path: Path):
     assert {fake_slurm.state(j) for j in fake_slurm.ids()} == {"CANCELLED"}
 
 
-@pytest.fixture
-def field_in(tmp_path: Path) -> tuple[Path, np.ndarray]:
-    box = np.random.default_rng(3).standard_normal((N, N, N)).astype("f4")
-    path = tmp_path / "in.zarr"
-    write_array(str(path), box, chunks=(6, 5, 8), meta=META)
-    return path, box
-
-
 def driver_env(**extra: str) -> dict[str, str]:
     return {"BIGPAINT_VENV": sys.prefix, **extra}
-
-
-def test_batch_driver_bad_input_fails_before_submitting_workers(
-    fake_slurm: FakeSlurm, tmp_path: Path
-):
-    job = fake_slurm.sbatch(
-        str(DEPLOY / "bigpaint-batch.sbatch"),
-        "smooth",
-        str(tmp_path / "missing.zarr"),
-        str(tmp_path / "out.zarr"),
-        "--sigma-mpc",
-        "1",
-        cwd=tmp_path,
-        env=driver_env(BIGPAINT_CLUSTER=str(DEPLOY / "cluster-slurm-gpu.yaml")),
-    )
-    assert fake_slurm.wait(job, timeout=120) == 2
-    log = (tmp_path / f"bigpaint-driver-{job}.out").read_text().strip().splitlines()
-    assert log[-1].startswith("bigpaint: error: ") and "missing.zarr" in log[-1]
-    assert fake_slurm.ids() == [job]  # no worker job was submitted
-    assert not (tmp_path / "out.zarr").exists()
-
-    empty = fake_slurm.sbatch(str(DEPLOY / "bigpaint-batch.sbatch"), cwd=tmp_path, env=driver_env())
-    assert fake_slurm.wait(empty) == 2
-    assert "usage: sbatch" in (tmp_path / f"bigpaint-driver-{empty}.out").read_text()
-
-
-def test_gpu_nodes_script_runs_a_command_on_its_own_scheduler(
-    fake_slurm: FakeSlurm, tmp_path: Path, field_in
-):
-    """deploy/bigpaint-gpu-nodes.sbatch: scheduler + client in the batch step, workers by srun.
-
-    ``dask cuda worker`` needs GPUs, so the workers here are the CPU command the script
-    documents for CPU nodes (BIGPAINT_WORKER); the scheduler file, srun launch, the
-    ``scheduler`` cluster kind and the shutdown are the script's own.
-    """
-    src, box = field_in
-    out = tmp_path / "out.zarr"
-    job = fake_slurm.sbatch(
-        str(DEPLOY / "bigpaint-gpu-nodes.sbatch"),
-        "smooth",
-        str(src),
-        str(out),
-        "--sigma-mpc",
-        str(SIGMA * META["box_size"] / N),
-        cwd=tmp_path,
-        env=driver_env(
-            BIGPAINT_WORKER="dask worker --nworkers 1 --nthreads 2",
-            BIGPAINT_MIN_WORKERS="1",
-            BIGPAINT_INTERFACE="lo",
-        ),
-    )
-    rc = fake_slurm.wait(job, timeout=180)
-    work = tmp_path / f"bigpaint-job-{job}"
-    log = (tmp_path / f"bigpaint-gpu-nodes-{job}.out").read_text()
-    assert rc == 0, log + (work / "workers.log").read_text()
-    assert "kind: scheduler" in (work / "cluster.yaml").read_text()
-    assert "wait_for_workers: 1" in (work / "cluster.yaml").read_text()
-    got = open_field(str(out))
-    np.testing.assert_allclose(
-        got[next(iter(got.data_vars))].values, expected(box), rtol=1e-6, atol=1e-6
-    )
-    # the job ended its scheduler and workers: nothing of it is left running
-    ps = subprocess.run(["pgrep", "-f", str(work)], capture_output=True, text=True)
-    assert ps.stdout.strip() == ""
 
 
 def _deploy_pipeline(tmp_path: Path, **density: object) -> tuple[Path, Path]:
