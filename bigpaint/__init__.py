@@ -4,13 +4,6 @@ The public entry points for Fields live here; each stage of the data flow has it
 subpackage or module (``bigpaint.blockwise``, ``bigpaint.filters``, ``bigpaint.cluster``).
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("bigpaint")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
-
 from bigpaint.field import (
     Cosmology,
     FieldMeta,
@@ -20,6 +13,7 @@ from bigpaint.field import (
     open_field,
     write_array,
 )
+from bigpaint.version import __version__
 
 __all__ = [
     "Cosmology",

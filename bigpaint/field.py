@@ -55,6 +55,7 @@ from bigpaint.errors import (
     storage_error,
 )
 from bigpaint.outputs import output_lock
+from bigpaint.version import __version__
 
 __all__ = [
     "FORMAT_VERSION",
@@ -78,12 +79,6 @@ FORMAT_VERSION = 1
 SPATIAL_DIMS = ("x", "y", "z")
 _DONE_PATH = "_bigpaint/done"
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-def _bigpaint_version() -> str:
-    from bigpaint import __version__
-
-    return __version__
 
 
 class Cosmology(BaseModel):
@@ -551,7 +546,7 @@ def _make_store(
         **json.loads(meta.model_dump_json()),
     }
     attrs["provenance"] = {
-        "bigpaint_version": _bigpaint_version(),
+        "bigpaint_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **meta.provenance,
     }

@@ -48,6 +48,7 @@ from bigpaint.errors import CheckpointError, ConfigError
 from bigpaint.painters.base import Painter, PainterMetadata
 from bigpaint.painters.card import CARD, ModelCard, check_card, read_card
 from bigpaint.painters.pretrained import resolve_checkpoint
+from bigpaint.version import __version__
 
 __all__ = [
     "FORMAT_VERSION",
@@ -99,8 +100,6 @@ def save_checkpoint(
     -------
     pathlib.Path
     """
-    from bigpaint import __version__
-
     path = Path(path)
     prov = {"bigpaint_version": __version__, **(provenance or {})}
     meta = painter.metadata(prov)

@@ -39,6 +39,7 @@ import numpy as np
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from bigpaint.errors import BigpaintError, ConfigError, MetadataError
+from bigpaint.version import __version__
 
 __all__ = [
     "FORMAT",
@@ -221,12 +222,6 @@ def _floats(value: Any, depth: int) -> Any:
     return tuple(_floats(v, depth - 1) for v in value)
 
 
-def _version() -> str:
-    from bigpaint import __version__
-
-    return __version__
-
-
 @dataclass(frozen=True)
 class BiasModel:
     """A bias model fitted on training boxes: what ``bigpaint baseline`` fits and paints.
@@ -283,7 +278,7 @@ class BiasModel:
     created: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     )
-    bigpaint_version: str = field(default_factory=_version)
+    bigpaint_version: str = __version__
     format: str = FORMAT
     version: int = VERSION
 

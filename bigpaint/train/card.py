@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from bigpaint.field import Cosmology
 from bigpaint.painters.base import PainterMetadata
 from bigpaint.painters.card import InputSpec, ModelCard, OutputSpec, Paper, Simulation
+from bigpaint.version import __version__
 
 __all__ = ["FAMILY_PAPERS", "card_name", "training_card"]
 
@@ -201,8 +202,6 @@ def _card(
     bins: list[float] | None,
     out_kind: str,
 ) -> ModelCard:
-    from bigpaint import __version__
-
     prov = meta.provenance
     target = targets[0]
     step = prov.get("step")
