@@ -432,12 +432,104 @@ def stage_verdict(args: argparse.Namespace) -> None:
     )
 
 
+def _verdict_figures(v: dict) -> dict[str, Any]:
+    """One box's judgement as card figures (numbers only)."""
+    return {
+        "objects (truth, >= 30 cells)": v["objects_truth"],
+        "objects (segmented, >= 30 cells)": v["objects_segmented"],
+        "bins": [
+            {k: b[k] for k in ("cells", "truth", "segmented", "deviation", "tolerance")}
+            for b in v["bins"]
+        ],
+        "bins passed": sum(b["pass"] for b in v["bins"]),
+        "bins judged": len(v["bins"]),
+        "cumulative worst deviation": v["cumulative_worst"]["deviation"],
+        "cumulative worst at cells": v["cumulative_worst"]["cells"],
+    }
+
+
+def stage_ship(args: argparse.Namespace) -> None:
+    """Copy the chosen U-Net into the package with its card and its calibration."""
+    import json
+    import shutil
+
+    import bigpaint
+    from bigpaint.painters import read_card, write_card
+    from bigpaint.painters.card import HeldOut, Verdict
+    from bigpaint.painters.pretrained import PACKAGE_DIR
+
+    sel = json.loads((args.work / "calibrate" / "selection.json").read_text())
+    ver = json.loads((args.work / "verdict" / "verdict.json").read_text())
+    snap, setting = sel["snapshot"], sel["setting"]
+    dest = PACKAGE_DIR / f"{SHIP_NAME}.painter"
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(args.work / "train" / "unet" / "snapshots" / f"{snap}.painter", dest)
+    cal = json.loads((args.work / "calibrate" / snap / f"{setting}.json").read_text())
+    cal["info"]["map"]["painter"] = SHIP_NAME  # the maps' identity is the checkpoint hash
+    (dest / "calibration.json").write_text(json.dumps(cal, indent=2))
+    card = read_card(dest)
+    boxes = {args.test_seed: "256 Mpc/h", args.test_small_seed: "128 Mpc/h"}
+    figures: dict[str, Any] = {}
+    for seed, size in boxes.items():
+        v = ver["verdict"][str(seed)]
+        figures[f"seed {seed} ({size}), calibrated"] = _verdict_figures(v["calibrated"])
+        figures[f"seed {seed} ({size}), uncorrected"] = _verdict_figures(v["raw"])
+    big = ver["verdict"][str(args.test_seed)]["calibrated"]
+    figures[f"worst bin deviation, seed {args.test_seed}"] = max(
+        (b["deviation"] for b in big["bins"]), key=abs
+    )
+    figures[f"cumulative worst deviation, seed {args.test_seed}"] = big["cumulative_worst"][
+        "deviation"
+    ]
+    figures["calibration box score"] = sel["results"][f"{snap}/{setting}"]["score"]
+    seeds = ", ".join(str(s) for s in args.train_seeds)
+    card = card.model_copy(
+        update={
+            "name": SHIP_NAME,
+            "summary": "protohalo U-Net: normalized protohalo distance map from the initial "
+            "density at z = 19, 2 Mpc/h cells (reduced size)",
+            "description": (
+                "The protohalo U-Net of Bernardini et al. at reduced size (3 levels of "
+                f"{MODEL['filters']} filters, dropout {MODEL['dropout']}; the paper's is 5 "
+                "levels of 12), trained with the selective normalized L1 loss on "
+                f"{len(args.train_seeds)} bigpaint PM + FoF simulations (seeds {seeds}; "
+                f"{SIZES['train']}^3 particles in {SIZES['train'] * CELL:g} Mpc/h, protohalos "
+                "of halos from 30 particles). It ships with the adaptive-threshold calibration "
+                f"(calibration.json; segmentation setting {setting}) fitted on simulation seed "
+                f"{args.calibration_seed}, which also chose the snapshot ({snap}) and the "
+                "setting. Verdict boxes never used for either: seeds "
+                f"{args.test_seed} and {args.test_small_seed}. The mass function of small "
+                "objects is not recovered: see the figures and BENCHMARKS.md. Made by "
+                "benchmarks/train_pretrained_protohalo.py."
+            ),
+            "held_out": HeldOut(
+                selection_seeds=[args.calibration_seed],
+                verdict_seeds=[args.test_seed, args.test_small_seed],
+            ),
+            "verdict": Verdict(
+                command="python benchmarks/train_pretrained_protohalo.py verdict",
+                figures=figures,
+                headline=[
+                    f"worst bin deviation, seed {args.test_seed}",
+                    f"cumulative worst deviation, seed {args.test_seed}",
+                ],
+            ),
+            "license": "BSD-3-Clause",
+            "bigpaint_version": bigpaint.__version__,
+        }
+    )
+    write_card(dest, card)
+    say(f"shipped {snap} as pretrained:{SHIP_NAME} in {dest}")
+
+
 STAGES = {
     "sims": stage_sims,
     "train": stage_train,
     "truemap": stage_truemap,
     "calibrate": stage_calibrate,
     "verdict": stage_verdict,
+    "ship": stage_ship,
 }
 
 
