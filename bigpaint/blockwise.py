@@ -43,6 +43,7 @@ from bigpaint.errors import (
 )
 from bigpaint.field import FieldWriter, zarr_array
 from bigpaint.progress import Progress
+from bigpaint.store import open_group
 
 logger = logging.getLogger(__name__)
 
@@ -283,9 +284,7 @@ class FieldSource:
         )
 
     def _array(self) -> zarr.Array:
-        from bigpaint.field import _open_group
-
-        return _open_group(self.url, dict(self.storage_options) or None, mode="r")[self.name]  # type: ignore[return-value]
+        return open_group(self.url, dict(self.storage_options) or None, mode="r")[self.name]  # type: ignore[return-value]
 
     def read(self, window: Sequence[tuple[int, int]]) -> np.ndarray:
         """Periodic window read assembled from whole cached chunks."""

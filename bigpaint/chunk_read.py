@@ -25,6 +25,7 @@ import numpy as np
 import zarr
 
 from bigpaint.errors import DamagedStoreError, storage_error
+from bigpaint.store import open_group
 
 __all__ = ["DAMAGED_FIX", "FieldArray", "read_region"]
 
@@ -141,8 +142,6 @@ class FieldArray:
 
     def __getitem__(self, region: Any) -> np.ndarray:
         if self._array is None:
-            from bigpaint.field import _open_group
-
-            group = _open_group(self.url, self.storage_options or None, mode="r")
+            group = open_group(self.url, self.storage_options or None, mode="r")
             self._array = group[self.name]
         return read_region(self._array, region, url=self.url, name=self.name)

@@ -27,7 +27,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import fsspec
 import numpy as np
 import xarray as xr
 import zarr
@@ -55,6 +54,13 @@ from bigpaint.errors import (
     storage_error,
 )
 from bigpaint.outputs import output_lock
+from bigpaint.store import (
+    open_group,
+    remove_field,
+    remove_stale_partials,
+    store_exists,
+    store_fs,
+)
 from bigpaint.version import __version__
 
 __all__ = [
@@ -212,56 +218,14 @@ def job_token(**parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-# ---------------------------------------------------------------- store plumbing
-
-
-def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
-    fs, root = fsspec.core.url_to_fs(str(url), **(storage_options or {}))
-    return fs, root
-
-
-def _exists(url: str, storage_options: Mapping[str, Any] | None) -> bool:
-    fs, root = _fs(url, storage_options)
-    return bool(fs.exists(root))
-
-
-def remove_field(url: str, storage_options: Mapping[str, Any] | None = None) -> None:
-    """Delete the store at ``url`` (recursively). Used for ``--overwrite``."""
-    fs, root = _fs(url, storage_options)
-    if fs.exists(root):
-        fs.rm(root, recursive=True)
-
-
-_PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
-
-
-def remove_stale_partials(url: str, storage_options: Mapping[str, Any] | None = None) -> int:
-    """Delete the ``*.<uuid>.partial`` files a killed zarr writer left under ``url``.
-
-    Call only when no writer is active on the store. Returns the number removed.
-    """
-    fs, root = _fs(url, storage_options)
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-    if not {"file", "local"} & set(protocols) or not fs.exists(root):
-        return 0  # only zarr's local store writes temp files; object stores write whole keys
-    stale = [p for p in fs.find(root) if _PARTIAL.search(p)]
-    for path in stale:
-        fs.rm_file(path)
-    return len(stale)
-
-
-def _open_group(url: str, storage_options: Mapping[str, Any] | None, mode: str) -> zarr.Group:
-    kwargs: dict[str, Any] = {}
-    if storage_options and "://" in str(url):
-        kwargs["storage_options"] = dict(storage_options)
-    return zarr.open_group(store=str(url), mode=mode, zarr_format=3, **kwargs)
+# ---------------------------------------------------------------- reading the group
 
 
 def _read_group(url: str, storage_options: Mapping[str, Any] | None) -> zarr.Group:
-    if not _exists(url, storage_options):
+    if not store_exists(url, storage_options):
         raise FieldNotFoundError(f"no Field at {url}: the path does not exist; check the path")
     try:
-        group = _open_group(url, storage_options, mode="r")
+        group = open_group(url, storage_options, mode="r")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DamagedStoreError(
             f"{url} is damaged: its group metadata ({url}/zarr.json) cannot be read "
@@ -376,7 +340,7 @@ class FieldWriter:
         )
 
     def _group(self, mode: str = "r+") -> zarr.Group:
-        return _open_group(self.url, self.storage_options, mode=mode)
+        return open_group(self.url, self.storage_options, mode=mode)
 
     def _array(self) -> zarr.Array:
         return self._group()[self.name]  # type: ignore[return-value]
@@ -509,7 +473,7 @@ def create_field(
     writer = FieldWriter(url, name, shape, grid_chunks, dtype, opts)  # type: ignore[arg-type]
 
     with output_lock(url):  # re-entrant: a job holding it (bigpaint.outputs.writing) goes on
-        if _exists(url, opts):
+        if store_exists(url, opts):
             if overwrite:
                 remove_field(url, opts)
             else:
@@ -550,7 +514,7 @@ def _make_store(
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **meta.provenance,
     }
-    group = _open_group(url, opts, mode="w")
+    group = open_group(url, opts, mode="w")
     group.attrs.update(attrs)
     dims = (("channel",) if len(shape) == 4 else ()) + SPATIAL_DIMS
     lead = shape[:-3]
@@ -748,7 +712,7 @@ def data_var(ds: xr.Dataset) -> xr.DataArray:
 def zarr_array(ds: xr.Dataset) -> zarr.Array:
     """The Zarr array behind an opened Field's data variable (for direct region reads)."""
     url = ds.encoding["bigpaint_url"]
-    group = _open_group(url, ds.encoding.get("bigpaint_storage_options") or None, mode="r")
+    group = open_group(url, ds.encoding.get("bigpaint_storage_options") or None, mode="r")
     return group[ds.encoding["bigpaint_variable"]]  # type: ignore[return-value]
 
 
@@ -759,7 +723,7 @@ def field_info(url: str, *, storage_options: Mapping[str, Any] | None = None) ->
     name = _data_name(group, url)
     arr = _member(group, name, url)
     done = read_region(_member(group, _DONE_PATH, url), ..., url=url, name=_DONE_PATH)
-    fs, root = _fs(url, storage_options)
+    fs, root = store_fs(url, storage_options)
     try:
         stored = int(fs.du(root))
     except Exception:  # some filesystems cannot report usage

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bigpaint.errors import ConfigError, OutputLockedError, PathConflictError
+from bigpaint.store import remove_field, store_exists
 
 __all__ = [
     "OWNER_MARK",
@@ -462,8 +463,6 @@ def writing(
     storage_options : mapping, optional
         fsspec options of remote outputs.
     """
-    from bigpaint.field import _exists, remove_field
-
     outs = {k: str(v) for k, v in outputs.items() if v is not None}
     check_apart(outs, dict(inputs or {}))
     for label, o in outs.items():
@@ -472,7 +471,7 @@ def writing(
     with contextlib.ExitStack() as stack:
         for label, o in outs.items():
             stack.enter_context(output_lock(o, what=label))
-        existed = {o: _exists(o, storage_options) for o in outs.values()}
+        existed = {o: store_exists(o, storage_options) for o in outs.values()}
         try:
             yield
         except Exception:

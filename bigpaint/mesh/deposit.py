@@ -64,6 +64,7 @@ from bigpaint.mesh.assign import (
 )
 from bigpaint.outputs import check_apart, job_path, owned_dir, remove_owned, writing
 from bigpaint.progress import compute
+from bigpaint.store import store_exists
 
 __all__ = [
     "DepositPlan",
@@ -1012,7 +1013,7 @@ def _deposit_guarded(
     except BaseException:
         # keep the intermediate grids of an interlaced run whose output exists (resume);
         # otherwise leave nothing behind
-        if not (interlace and _store_exists(url)):
+        if not (interlace and store_exists(url)):
             remove_owned(spill_dir)
         raise
     remove_owned(spill_dir)
@@ -1031,20 +1032,13 @@ def _particle_paths(particles: Any) -> dict[str, str]:
     }
 
 
-def _store_exists(url: str) -> bool:
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(str(url))
-    return bool(fs.exists(root))
-
-
 def _refuse_foreign_output(url: str, job: str) -> None:
     """Refuse an existing output written by another job before any work is done."""
     import zarr
 
     from bigpaint.errors import FieldExistsError
 
-    if not _store_exists(url):
+    if not store_exists(url):
         return
     try:
         same = zarr.open_group(store=str(url), mode="r").attrs.get("bigpaint_job") == job

@@ -341,18 +341,18 @@ def _marker_image(
 def _write_partial(dest: Any, core: tuple[slice, ...], data: np.ndarray) -> None:
     """Write a block's provisional labels without marking it done (pass 4 completes it)."""
     if isinstance(dest, FieldWriter):
-        from bigpaint.field import _open_group
+        from bigpaint.store import open_group
 
-        _open_group(dest.url, dest.storage_options, mode="r+")[dest.name][core] = data
+        open_group(dest.url, dest.storage_options, mode="r+")[dest.name][core] = data
     else:
         dest[core] = data
 
 
 def _read_partial(dest: Any, core: tuple[slice, ...]) -> np.ndarray:
     if isinstance(dest, FieldWriter):
-        from bigpaint.field import _open_group
+        from bigpaint.store import open_group
 
-        return np.asarray(_open_group(dest.url, dest.storage_options, mode="r")[dest.name][core])
+        return np.asarray(open_group(dest.url, dest.storage_options, mode="r")[dest.name][core])
     return np.asarray(dest[core])
 
 
