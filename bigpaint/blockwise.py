@@ -32,6 +32,7 @@ import zarr
 from dask.array.core import normalize_chunks
 
 from bigpaint.chunk_read import read_region
+from bigpaint.chunked.client import current_client
 from bigpaint.context import as_context
 from bigpaint.errors import (
     STORAGE_ERRNOS,
@@ -326,15 +327,6 @@ class FieldSource:
 # ---------------------------------------------------------------- execution
 
 
-def _current_client() -> Any:
-    try:
-        from distributed import get_client
-
-        return get_client()
-    except (ImportError, ValueError):
-        return None
-
-
 def build_tasks(
     fn: Callable[..., Any],
     calls: Sequence[tuple[Any, ...]],
@@ -418,7 +410,7 @@ def run_tasks(
         return []
     dsk, keys = build_tasks(fn, calls, shared=shared, name=name)
     wanted = set(keys)
-    client = None if scheduler else _current_client()
+    client = None if scheduler else current_client()
     logger.debug(
         "%s: %d tasks on %s", name, len(keys), "the cluster" if client else "local threads"
     )

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
+from bigpaint.chunked.client import current_client
 from bigpaint.errors import ConfigError
 
 __all__ = ["ENV_INTERVAL", "Progress", "compute", "format_duration", "heartbeat", "interval"]
@@ -344,12 +345,10 @@ def compute(
     """
     import dask
 
-    from bigpaint.blockwise import _current_client
-
     with Progress(name, 0, unit="tasks", enabled=progress) as prog:
         if prog.mode == "off":
             return dask.compute(*args, scheduler=scheduler)
-        client = None if scheduler else _current_client()
+        client = None if scheduler else current_client()
         if client is not None:
             return _compute_distributed(client, args, prog)
         with _task_count(prog):

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from bigpaint.blockwise import BlockInfo, FieldSource, _current_client, apply_blockwise
+from bigpaint.blockwise import BlockInfo, FieldSource, apply_blockwise
+from bigpaint.chunked.client import current_client
 from bigpaint.errors import ConfigError, NonFiniteError
 from bigpaint.field import create_field, job_token, open_field, remove_field
 from bigpaint.outputs import check_apart, job_path, writing
@@ -347,7 +348,7 @@ def paint_field(
             dest, shape=plan.out_shape, chunks=plan.chunks, meta=meta, job=job, overwrite=overwrite
         )
         fresh = len(writer.pending()) == int(np.prod(writer.grid))
-        client = _current_client()
+        client = current_client()
         if resources is None:
             resources = _gpu_resources(client, device)
         if client is not None:

@@ -793,9 +793,9 @@ def _flood_block(
 
 
 def _execute(dsk: dict[str, Any], keys: list[str], local: bool) -> list[Any]:
-    from bigpaint.blockwise import _current_client
+    from bigpaint.chunked.client import current_client
 
-    client = None if local else _current_client()
+    client = None if local else current_client()
     if client is None:
         return list(dask.threaded.get(dsk, keys))
     futures = client.get(dsk, keys, sync=False)
