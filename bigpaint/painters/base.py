@@ -48,6 +48,7 @@ from torch import nn
 from bigpaint.errors import ConfigError, ShapeError
 
 __all__ = [
+    "FORMAT_VERSION",
     "AffineNorm",
     "EmberNorm",
     "IdentityNorm",
@@ -65,6 +66,10 @@ __all__ = [
 ]
 
 PainterMode = Literal["valid", "same", "tile"]
+
+#: Version of the checkpoint layout (:class:`PainterMetadata`) this bigpaint writes and the
+#: newest it reads.
+FORMAT_VERSION = 1
 
 
 # ---------------------------------------------------------------- normalizations
@@ -513,8 +518,6 @@ class Painter(nn.Module):
 
     def metadata(self, provenance: dict[str, Any] | None = None) -> PainterMetadata:
         """Describe this painter for a checkpoint (see :class:`PainterMetadata`)."""
-        from bigpaint.painters.checkpoint import FORMAT_VERSION
-
         return PainterMetadata(
             format_version=FORMAT_VERSION,
             family=self.family,

@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bigpaint.errors import CheckpointError, ConfigError
 from bigpaint.field import Cosmology, FieldMeta, MassAssignment
 from bigpaint.painters.base import Normalization, PainterMetadata
+from bigpaint.painters.layout import directory_hash, read_metadata_file
 
 __all__ = [
     "CARD",
@@ -330,11 +331,9 @@ def read_card(path: str | Path, meta: PainterMetadata | None = None) -> ModelCar
 
 
 def _check_hash(card: ModelCard, path: str | Path, cfile: Path) -> None:
-    from bigpaint.painters.checkpoint import checkpoint_hash
-
     if card.checkpoint_hash is None:
         return
-    own = checkpoint_hash(path)
+    own = directory_hash(Path(path))
     if card.checkpoint_hash != own:
         raise CheckpointError(
             f"{cfile} describes the checkpoint {card.checkpoint_hash}, these weights are {own}; "
@@ -416,15 +415,11 @@ def write_card(path: str | Path, card: ModelCard) -> Path:
     pathlib.Path
         The card file.
     """
-    from bigpaint.painters.checkpoint import read_metadata
-
     path = Path(path)
-    meta = read_metadata(path)
+    meta = read_metadata_file(path)
     cfile = path / CARD
     check_card(card, meta, cfile)
-    from bigpaint.painters.checkpoint import checkpoint_hash
-
-    card = card.model_copy(update={"checkpoint_hash": checkpoint_hash(path)})
+    card = card.model_copy(update={"checkpoint_hash": directory_hash(path)})
     tmp = path / f".{CARD}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         tmp.write_text(card.model_dump_json(indent=2) + "\n")

@@ -33,7 +33,6 @@ plus ``weights_only`` loading already does safely; the metadata contract is bigp
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -42,11 +41,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import ValidationError
 
 from bigpaint.errors import CheckpointError, ConfigError
-from bigpaint.painters.base import Painter, PainterMetadata
+from bigpaint.painters.base import FORMAT_VERSION, Painter, PainterMetadata
 from bigpaint.painters.card import CARD, ModelCard, check_card, read_card
+from bigpaint.painters.layout import (
+    DAMAGED,
+    METADATA,
+    WEIGHTS,
+    directory_hash,
+    read_metadata_file,
+)
 from bigpaint.painters.pretrained import resolve_checkpoint
 from bigpaint.version import __version__
 
@@ -60,27 +65,11 @@ __all__ = [
     "save_checkpoint",
 ]
 
-#: Version of the checkpoint layout this bigpaint writes and the newest it reads.
-FORMAT_VERSION = 1
-METADATA = "metadata.json"
-WEIGHTS = "weights.pt"
-#: What to do about a damaged checkpoint (the end of its error messages).
-DAMAGED = "the checkpoint is damaged; copy it again or re-run bigpaint train to write it"
-
 
 def checkpoint_hash(path: str | Path) -> str:
     """SHA-256 (first 16 hex digits) of a checkpoint's metadata and weights files: what
     identifies it (the painter cache key, a paint job's token, a model card's subject)."""
-    path = resolve_checkpoint(path)
-    h = hashlib.sha256()
-    for name in (METADATA, WEIGHTS):
-        f = path / name
-        if not f.is_file():
-            raise CheckpointError(f"{path} is not a complete painter checkpoint: {name} is missing")
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
+    return directory_hash(resolve_checkpoint(path))
 
 
 def save_checkpoint(
@@ -129,39 +118,7 @@ def save_checkpoint(
 
 def read_metadata(path: str | Path) -> PainterMetadata:
     """Read and validate ``metadata.json`` of a checkpoint (no torch work)."""
-    path = resolve_checkpoint(path)
-    if not path.is_dir():
-        raise CheckpointError(
-            f"no painter checkpoint at {path}: the directory does not exist; give a directory "
-            "written by bigpaint train (it holds metadata.json and weights.pt)"
-        )
-    mfile = path / METADATA
-    if not mfile.is_file():
-        raise CheckpointError(f"{path} is not a painter checkpoint: {METADATA} is missing")
-    try:
-        raw = json.loads(mfile.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        raise CheckpointError(f"{mfile} is not JSON text; {DAMAGED}") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{mfile} is not valid JSON (line {exc.lineno}); {DAMAGED}") from None
-    if not isinstance(raw, dict) or raw.get("format") != "bigpaint-painter":
-        raise CheckpointError(
-            f"{path} is not a bigpaint painter checkpoint (format {raw.get('format') if isinstance(raw, dict) else None!r})"
-        )
-    version = raw.get("format_version")
-    if not isinstance(version, int):
-        raise CheckpointError(f"{mfile}: format_version is missing or not an integer; {DAMAGED}")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has painter checkpoint format {version}, this bigpaint reads up to "
-            f"{FORMAT_VERSION}; upgrade bigpaint to load it"
-        )
-    try:
-        return PainterMetadata.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise CheckpointError(f"{mfile}: invalid metadata {where!r}: {err['msg']}") from None
+    return read_metadata_file(resolve_checkpoint(path))
 
 
 def check_state_dict(painter: Painter, state: dict[str, torch.Tensor], source: str) -> None:
