@@ -110,7 +110,7 @@ def deposit(
     refuses inputs that do not record them.
     """
     from bigpaint.errors import check_writable
-    from bigpaint.io.particles import open_particles
+    from bigpaint.io.open import open_particles
     from bigpaint.mesh.deposit import deposit_to_field
     from bigpaint.outputs import check_apart, check_scratch_home
 

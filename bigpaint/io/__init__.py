@@ -1,6 +1,7 @@
 """Readers for external data: particle arrays (npy, Zarr, dask) and Gadget HDF5 snapshots."""
 
 from bigpaint.io.gadget import GadgetSnapshot, gadget_files, read_header
+from bigpaint.io.open import open_particles
 from bigpaint.io.particles import (
     ArrayParticles,
     Batch,
@@ -8,7 +9,6 @@ from bigpaint.io.particles import (
     NpyParticles,
     ParticleSource,
     ZarrParticles,
-    open_particles,
     resolve_box_size,
 )
 

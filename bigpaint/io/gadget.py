@@ -32,9 +32,10 @@ from bigpaint.io.particles import (
     DEFAULT_BATCH_SIZE,
     Batch,
     ParticleSource,
-    _as_float,
-    _split,
+    batch_spans,
     check_masses,
+    float_positions,
+    resolve_box_size,
 )
 
 __all__ = ["GadgetSnapshot", "gadget_files", "read_header"]
@@ -273,8 +274,6 @@ class GadgetSnapshot(ParticleSource):
             )
         stored_box = (box * factor,) * 3
         if self.box_size is not None:
-            from bigpaint.io.particles import resolve_box_size
-
             resolve_box_size(stored_box, self.box_size, where=f"the snapshot header of {self.path}")
         object.__setattr__(self, "files", tuple(str(f) for f in files))
         object.__setattr__(self, "counts", tuple(counts))
@@ -316,7 +315,7 @@ class GadgetSnapshot(ParticleSource):
         for part, n in enumerate(self.counts):
             if n == 0:
                 continue
-            for a, b in _split(n, self.batch_size):
+            for a, b in batch_spans(n, self.batch_size):
                 out.append(Batch(len(out), start + a, b - a, part=part, offset=a))
             start += n
         return out
@@ -327,7 +326,7 @@ class GadgetSnapshot(ParticleSource):
         group = f"PartType{self.ptype}"
         with h5py.File(self.files[batch.part], "r") as f:
             sl = slice(batch.offset, batch.offset + batch.count)
-            pos = _as_float(f[group]["Coordinates"][sl])
+            pos = float_positions(f[group]["Coordinates"][sl])
             mass = np.asarray(f[group]["Masses"][sl]) if self._masses else None
         check_masses(mass, f"{self.files[batch.part]}: {group}/Masses", batch.start)
         if self.factor != 1.0:

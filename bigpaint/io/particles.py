@@ -4,7 +4,8 @@ A :class:`ParticleSource` describes a catalogue of N particles (positions in Mpc
 masses) that is read in batches of bounded size, so that deposition never needs all the
 particles in memory. Sources are picklable: a task on any worker re-opens its batch from
 the file (memory-mapped ``.npy``, Zarr), or receives it as a dask dependency (in-process
-dask arrays such as LPT particles). Gadget HDF5 snapshots are in :mod:`bigpaint.io.gadget`.
+dask arrays such as LPT particles). Gadget HDF5 snapshots are in :mod:`bigpaint.io.gadget`;
+:func:`bigpaint.io.open.open_particles` opens any of them by path or type.
 
 Why hand-written: the readers are thin (``numpy.load(mmap_mode="r")``, ``zarr``, ``dask``);
 what is ours is the batching contract (global particle offsets for error messages, batch
@@ -18,7 +19,6 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,8 +33,9 @@ __all__ = [
     "NpyParticles",
     "ParticleSource",
     "ZarrParticles",
+    "batch_spans",
     "check_masses",
-    "open_particles",
+    "float_positions",
     "resolve_box_size",
 ]
 
@@ -67,7 +68,9 @@ class Batch:
     offset: int = 0
 
 
-def _split(n: int, batch_size: int, align: int = 1) -> list[tuple[int, int]]:
+def batch_spans(n: int, batch_size: int, align: int = 1) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the batches of ``n`` particles: at most ``batch_size`` each
+    (rounded down to a multiple of ``align``, at least ``align``); one empty span for none."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     size = max(align, (batch_size // align) * align)
@@ -221,7 +224,8 @@ class ArrayParticles(ParticleSource):
 
     def batches(self) -> list[Batch]:
         return [
-            Batch(i, a, b - a) for i, (a, b) in enumerate(_split(self.n_particles, self.batch_size))
+            Batch(i, a, b - a)
+            for i, (a, b) in enumerate(batch_spans(self.n_particles, self.batch_size))
         ]
 
     def load(self, batch: Batch, data: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -279,11 +283,13 @@ class NpyParticles(ParticleSource):
         return self.masses_path is not None
 
     def batches(self) -> list[Batch]:
-        return [Batch(i, a, b - a) for i, (a, b) in enumerate(_split(self._n, self.batch_size))]
+        return [
+            Batch(i, a, b - a) for i, (a, b) in enumerate(batch_spans(self._n, self.batch_size))
+        ]
 
     def load(self, batch: Batch, data: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
         sl = slice(batch.start, batch.start + batch.count)
-        pos = _as_float(np.array(_open_npy(self.path)[sl]))
+        pos = float_positions(np.array(_open_npy(self.path)[sl]))
         mass = None
         if self.masses_path is not None:
             mass = np.array(_open_npy(self.masses_path)[sl])
@@ -305,7 +311,8 @@ def _open_npy(path: str) -> np.ndarray:
         ) from None
 
 
-def _as_float(pos: np.ndarray) -> np.ndarray:
+def float_positions(pos: np.ndarray) -> np.ndarray:
+    """Positions as read: float32 or float64 kept (contiguous), anything else as float64."""
     if pos.dtype in (np.float32, np.float64):
         return np.ascontiguousarray(pos)
     return pos.astype(np.float64)
@@ -398,7 +405,7 @@ class ZarrParticles(ParticleSource):
         return self._redshift
 
     def batches(self) -> list[Batch]:
-        spans = _split(self._n, self.batch_size, align=self._chunk)
+        spans = batch_spans(self._n, self.batch_size, align=self._chunk)
         return [Batch(i, a, b - a) for i, (a, b) in enumerate(spans)]
 
     def load(self, batch: Batch, data: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -407,7 +414,7 @@ class ZarrParticles(ParticleSource):
         node = zarr.open(store=str(self.url), mode="r")
         sl = slice(batch.start, batch.start + batch.count)
         pos_arr = node[self._pos_path] if self._pos_path else node
-        pos = _as_float(np.asarray(pos_arr[sl]))
+        pos = float_positions(np.asarray(pos_arr[sl]))
         mass = np.asarray(node["masses"][sl]) if self._masses else None
         check_masses(mass, f"{self.url}/masses", batch.start)
         return pos, mass
@@ -490,7 +497,7 @@ class DaskParticles(ParticleSource):
             )
             data = tuple(None if d is None else d.compute(scheduler="sync") for d in data)
         pos, mass = data
-        pos = _as_float(np.asarray(pos))
+        pos = float_positions(np.asarray(pos))
         if pos.shape != (batch.count, 3):
             raise ShapeError(
                 f"dask chunk {batch.part} has shape {pos.shape}, expected ({batch.count}, 3)"
@@ -545,131 +552,3 @@ def resolve_box_size(
 
 def _fmt(box: Sequence[float]) -> str:
     return f"{box[0]:g}" if len(set(box)) == 1 else "(" + ", ".join(f"{b:g}" for b in box) + ")"
-
-
-def open_particles(
-    source: Any,
-    *,
-    box_size: float | Sequence[float] | None = None,
-    masses: Any = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    mass_units: str = "1",
-    ptype: int = 1,
-    length_unit: str | float | None = None,
-) -> ParticleSource:
-    """Open particles from a path, array or dask array, and settle the box size.
-
-    Parameters
-    ----------
-    source : str, Path, numpy.ndarray, dask.array.Array or ParticleSource
-        ``.npy`` file (N, 3); Zarr store (``.zarr`` or a directory holding ``zarr.json``);
-        Gadget HDF5 snapshot (``.hdf5``/``.h5`` file, one file of a multi-file set, or a
-        ``snapdir`` directory); in-memory (N, 3) array; dask (N, 3) array.
-    box_size : float or 3 floats, optional
-        Box in Mpc/h. Required when the input carries none; must agree with it otherwise.
-    masses : str, array or dask array, optional
-        Per-particle masses for ``.npy`` and array inputs (a ``.npy`` path for ``.npy``).
-    batch_size : int
-        Particles per batch.
-    mass_units : str
-        Units of ``masses``.
-    ptype : int
-        Gadget particle type (1: dark matter).
-    length_unit : {"kpc/h", "Mpc/h"} or float, optional
-        Gadget length unit (or factor to Mpc/h); default from the snapshot, else kpc/h.
-
-    Returns
-    -------
-    ParticleSource
-        With ``box_size`` set (Mpc/h).
-    """
-    import dask.array as da
-
-    if isinstance(source, ParticleSource):
-        src = source
-        box = resolve_box_size(src.box_size, box_size, where="the particle source")
-        if box != src.box_size:
-            src = _with_box(src, box)
-        return src
-    if isinstance(source, da.Array):
-        src = DaskParticles(source, masses, box_size=None, mass_units=mass_units)
-        return _with_box(src, resolve_box_size(None, box_size, where="a dask array"))
-    if isinstance(source, np.ndarray):
-        box = resolve_box_size(None, box_size, where="an in-memory array")
-        return ArrayParticles(
-            source, masses, box_size=box, batch_size=batch_size, mass_units=mass_units
-        )
-    path = str(source)
-    low = path.lower().rstrip("/")
-    if low.endswith((".hdf5", ".h5")) or _is_snapdir(path) or _gadget_stem(path):
-        from bigpaint.io.gadget import GadgetSnapshot
-
-        if masses is not None:
-            raise ShapeError(
-                "masses come from the snapshot itself; do not pass masses with a Gadget file"
-            )
-        snap = GadgetSnapshot(path, ptype=ptype, length_unit=length_unit, batch_size=batch_size)
-        return _with_box(
-            snap, resolve_box_size(snap.box_size, box_size, where=f"the snapshot header of {path}")
-        )
-    if low.endswith(".npy"):
-        src = NpyParticles(
-            path,
-            None if masses is None else str(masses),
-            batch_size=batch_size,
-            mass_units=mass_units,
-        )
-        return _with_box(
-            src, resolve_box_size(None, box_size, where=f"{path} (.npy has no box size)")
-        )
-    if low.endswith(".zarr") or os.path.exists(os.path.join(path, "zarr.json")) or "://" in path:
-        if masses is not None:
-            raise ShapeError(
-                "store masses in the Zarr group as 'masses'; do not pass them separately"
-            )
-        src = ZarrParticles(path, batch_size=batch_size)
-        return _with_box(
-            src,
-            resolve_box_size(src.box_size, box_size, where=f"the 'box_size' attribute of {path}"),
-        )
-    if not os.path.exists(path):
-        raise FieldNotFoundError(f"no particle file at {path}; check the path")
-    raise ShapeError(
-        f"cannot tell the format of {path}: give a .npy file, a Zarr store (.zarr) or a Gadget "
-        "HDF5 snapshot (.hdf5)"
-    )
-
-
-def _is_snapdir(path: str) -> bool:
-    p = Path(path)
-    return p.is_dir() and not (p / "zarr.json").exists() and any(p.glob("*.hdf5"))
-
-
-def _gadget_stem(path: str) -> bool:
-    """``snap_004`` given for ``snap_004.hdf5`` or ``snap_004.0.hdf5``."""
-    return not os.path.exists(path) and (
-        os.path.exists(path + ".hdf5") or os.path.exists(path + ".0.hdf5")
-    )
-
-
-def _with_box(src: ParticleSource, box: tuple[float, float, float] | None) -> ParticleSource:
-    import dataclasses
-
-    if src.n_particles == 0:  # before any output exists: a deposit of nothing is no density
-        ptype = getattr(src, "ptype", None)
-        if ptype is not None:
-            header = getattr(src, "header", {}).get("NumPart_Total", ())
-            held = [str(t) for t, n in enumerate(header) if int(n) > 0]
-            raise ShapeError(
-                f"{src.describe()} holds no particles of type {ptype}; choose --ptype from the "
-                f"types it holds ({', '.join(held) or 'none'})"
-            )
-        raise ShapeError(f"{src.describe()} holds no particles; give a file with particles")
-
-    if dataclasses.is_dataclass(src) and "box_size" in {f.name for f in dataclasses.fields(src)}:
-        if src.box_size == box:
-            return src
-        new = dataclasses.replace(src, box_size=box)  # type: ignore[type-var]
-        return new
-    src.box_size = box  # pragma: no cover - non-dataclass plugin sources
-    return src

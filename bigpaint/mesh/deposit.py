@@ -53,7 +53,8 @@ from numba import njit
 
 from bigpaint.errors import ChunkingError, ConfigError, MetadataError, ShapeError
 from bigpaint.field import FieldWriter, create_field, job_token, remove_field
-from bigpaint.io.particles import DEFAULT_BATCH_SIZE, Batch, ParticleSource, open_particles
+from bigpaint.io.open import open_particles
+from bigpaint.io.particles import DEFAULT_BATCH_SIZE, Batch, ParticleSource
 from bigpaint.mesh.assign import (
     ParticleScan,
     _axis,

@@ -12,7 +12,7 @@ import pytest
 from bigpaint.errors import FieldNotFoundError, MetadataError, ShapeError
 from bigpaint.field import data_var, field_meta, open_field
 from bigpaint.io.gadget import GadgetSnapshot, gadget_files
-from bigpaint.io.particles import open_particles
+from bigpaint.io.open import open_particles
 from bigpaint.mesh.assign import deposit
 from bigpaint.mesh.deposit import deposit_to_field
 

@@ -10,12 +10,12 @@ import pytest
 import zarr
 
 from bigpaint.errors import FieldNotFoundError, MetadataError, ShapeError
+from bigpaint.io.open import open_particles
 from bigpaint.io.particles import (
     ArrayParticles,
     DaskParticles,
     NpyParticles,
     ZarrParticles,
-    open_particles,
     resolve_box_size,
 )
 

@@ -22,7 +22,8 @@ from bigpaint.errors import (
     ShapeError,
 )
 from bigpaint.field import data_var, field_meta, open_field, write_array
-from bigpaint.io.particles import ArrayParticles, DaskParticles, open_particles
+from bigpaint.io.open import open_particles
+from bigpaint.io.particles import ArrayParticles, DaskParticles
 from bigpaint.mesh import deposit as depmod
 from bigpaint.mesh.assign import SCHEMES, ParticleBoundsError, deposit, scheme_order
 from bigpaint.mesh.deposit import DepositPlan, deposit_blocks, deposit_to_field
