@@ -1,12 +1,12 @@
 """SLURM for the deployment tests, real where it can be, stand-in where it cannot.
 
 ``real_slurm``: a single-node SLURM (:mod:`tests.deploy.slurm`) started once per test run
-by the first test marked ``slurm`` and stopped, with every process it started, at the end.
-Without root or the packages those tests skip with the reason, or fail with
-``--runslurm``. The terminal summary shows ``sinfo`` from the moment the node was idle and
+by the first test that asks for it and stopped, with every process it started, at the end;
+``SLURM_CONF`` points at it during each test that uses it. Without root or the packages
+those tests skip with the reason, or fail with ``--runslurm``. The terminal summary shows ``sinfo`` from the moment the node was idle and
 each ``slurm`` test's outcome, so a CI log shows that they ran against the real thing.
 
-``fake_slurm``: stand-in ``sbatch``, ``squeue``, ``scancel`` and ``srun`` from
+``fake_slurm``: stand-in ``sbatch``, ``squeue`` and ``scancel`` from
 ``tests/deploy/bin`` on PATH, which run job scripts as local processes (see each script's
 header), for what one CPU node cannot host: GPU resources. Every job still alive at the end
 of a test is cancelled.
@@ -104,7 +104,7 @@ def slurm_can_start(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture(scope="session")
-def real_slurm(
+def _single_node_slurm(
     slurm_can_start: None,
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
@@ -112,12 +112,20 @@ def real_slurm(
     slurm = SingleNodeSlurm(tmp_path_factory.mktemp("slurm")).start()
     request.config.stash[_SINFO] = slurm.sinfo()
     try:
-        with pytest.MonkeyPatch.context() as mp:
-            for key, value in slurm.env().items():
-                mp.setenv(key, value)
-            yield slurm
+        yield slurm
     finally:
         slurm.stop()
+
+
+@pytest.fixture
+def real_slurm(
+    _single_node_slurm: SingleNodeSlurm, monkeypatch: pytest.MonkeyPatch
+) -> SingleNodeSlurm:
+    """The session's single-node SLURM, with its clients pointed at it for this test (the
+    sbatch of dask-jobqueue, of driver jobs and of bigpaint's squeue polls)."""
+    for key, value in _single_node_slurm.env().items():
+        monkeypatch.setenv(key, value)
+    return _single_node_slurm
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

@@ -124,6 +124,15 @@ def alive(pid: int) -> bool:
         return False
 
 
+def _parent(pid: int) -> int:
+    """Parent PID of ``pid`` (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 class SlurmError(RuntimeError):
     """The single-node cluster did not start, or did not stop cleanly."""
 
@@ -267,11 +276,13 @@ class SingleNodeSlurm:
     def processes(self) -> dict[int, str]:
         """Live processes of this cluster, ``{pid: command line}``: the daemons and all
         that run in its jobs (slurmstepd, job scripts, dask workers), found by the
-        ``SLURM_CONF`` in their environment, which slurmd sets for every job."""
+        ``SLURM_CONF`` in their environment, which slurmd sets for every job. Children of
+        this process that inherited the variable (a local Dask cluster started while the
+        tests point at this SLURM) are not the cluster's and are left out."""
         mark = f"SLURM_CONF={self.conf}".encode()
         found = {}
         for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == os.getpid():
+            if not entry.isdigit() or not self._of_cluster(int(entry)):
                 continue
             try:
                 with open(f"/proc/{entry}/environ", "rb") as fh:
@@ -283,6 +294,18 @@ class SingleNodeSlurm:
             if mark in env and alive(int(entry)):
                 found[int(entry)] = cmd
         return found
+
+    def _of_cluster(self, pid: int) -> bool:
+        """Whether ``pid`` is a daemon, descends from one, or was handed to init (job
+        steps are): not a process this test process started itself."""
+        daemons = {p.pid for p in self.procs.values()}
+        while pid > 1:
+            if pid in daemons:
+                return True
+            if pid == os.getpid():
+                return False
+            pid = _parent(pid)
+        return True
 
     # -- clients ---------------------------------------------------------------------------
 
