@@ -3,8 +3,10 @@
 Reads a ``bigpaint simulate`` output directory (``protohalo_labels.zarr``,
 ``protohalo_distance.zarr``, ``summary.json``), segments the distance map in memory with
 :func:`bigpaint.segment.segment` (whole box, numpy labels; equal to the chunked run) once
-with the default parameters and once with ``min_distance=1``, and scores each segmentation
-against the connected truth (:func:`bigpaint.sim.truth.connected_protohalos` of the labels)
+with the default parameters, with ``min_distance=1``, with merging (``h=0.5``) and with
+plateau markers (``min_distance=1``, ``marker_threshold=0.999``: on a per-object normalized
+map every object peaks at exactly 1, so these are its deepest cells), and scores each
+segmentation against the connected truth (:func:`bigpaint.sim.truth.connected_protohalos` of the labels)
 with :mod:`bigpaint.segment.matching`: completeness by truth mass, purity by segment mass,
 in half-decade bins from ``--min-cells`` cells up.
 
@@ -12,7 +14,7 @@ Caveat printed with the table: only halos above the protohalo mass cut are label
 below ``complete_above`` a segment can be a real object missing from the truth and counts
 as impure there.
 
-    python benchmarks/bench_segment_completeness.py /work/runs/pretrained/sims/seed2001
+    python benchmarks/bench_segment_completeness.py runs/protohalo/sims/seed6001
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ def main() -> int:
     for name, params in (
         ("default (min_distance=2)", SegmentParams()),
         ("min_distance=1", SegmentParams(min_distance=1)),
+        ("h=0.5", SegmentParams(h=0.5)),
+        (
+            "plateau (min_distance=1, marker_threshold=0.999)",
+            SegmentParams(min_distance=1, marker_threshold=0.999),
+        ),
     ):
         labels = np.zeros(distance.shape, np.int64)
         t0 = time.perf_counter()
