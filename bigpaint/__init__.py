@@ -4,16 +4,36 @@ The public entry points for Fields live here; each stage of the data flow has it
 subpackage or module (``bigpaint.blockwise``, ``bigpaint.filters``, ``bigpaint.cluster``).
 """
 
-from bigpaint.field import (
-    Cosmology,
-    FieldMeta,
-    FieldWriter,
-    create_field,
-    field_info,
-    open_field,
-    write_array,
-)
+from typing import TYPE_CHECKING
+
 from bigpaint.version import __version__
+
+if TYPE_CHECKING:
+    from bigpaint.field import (
+        Cosmology,
+        FieldMeta,
+        FieldWriter,
+        create_field,
+        field_info,
+        open_field,
+        write_array,
+    )
+
+#: Names re-exported from :mod:`bigpaint.field`, imported on first use: importing the
+#: package (every ``bigpaint`` command does) then costs no xarray, zarr or pandas.
+_FIELD_NAMES = frozenset(
+    {"Cosmology", "FieldMeta", "FieldWriter", "create_field", "field_info", "open_field",
+     "write_array"}
+)  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    if name in _FIELD_NAMES:
+        from bigpaint import field
+
+        return getattr(field, name)
+    raise AttributeError(f"module 'bigpaint' has no attribute {name!r}")
+
 
 __all__ = [
     "Cosmology",
