@@ -31,7 +31,14 @@ from bigpaint.field import (
 from bigpaint.mass_assignment import mass_assignment_of
 from bigpaint.outputs import check_apart, job_path, writing
 
-__all__ = ["check_sigma", "check_smooth_size", "float_dtype", "gaussian_filter", "smooth"]
+__all__ = [
+    "check_sigma",
+    "check_smooth_size",
+    "float_dtype",
+    "gaussian_filter",
+    "gaussian_window",
+    "smooth",
+]
 
 
 def check_sigma(sigma: Sequence[float], what: str) -> None:
@@ -127,7 +134,7 @@ def float_dtype(dtype: Any) -> np.dtype:
     raise ConfigError(f"cannot filter values of dtype {dt}; give a real-valued Field")
 
 
-def _gaussian_block(window: np.ndarray, *, sigma: tuple[float, ...], truncate: float) -> np.ndarray:
+def gaussian_window(window: np.ndarray, *, sigma: tuple[float, ...], truncate: float) -> np.ndarray:
     """Separable Gaussian of a window, cropping each axis's context right after its pass.
 
     Same 1-D passes, in the same axis order and dtype, as ``scipy.ndimage.gaussian_filter``
@@ -174,7 +181,7 @@ def gaussian_filter(
     sig = (float(sigma),) * 3 if np.isscalar(sigma) else tuple(float(s) for s in sigma)  # type: ignore[arg-type]
     check_sigma(sig, "sigma")
     out = np.empty(input.shape, dtype=float_dtype(input.dtype)) if output is None else output
-    block = functools.partial(_gaussian_block, sigma=sig, truncate=truncate)
+    block = functools.partial(gaussian_window, sigma=sig, truncate=truncate)
     apply_blockwise(
         block, input, out, gaussian_context(sig, truncate), chunks=chunks, name="gaussian"
     )
@@ -259,7 +266,7 @@ def smooth(
             storage_options=storage_options,
         )
         fresh = len(writer.pending()) == int(np.prod(writer.grid))
-        block = functools.partial(_gaussian_block, sigma=sigma_vox, truncate=truncate)
+        block = functools.partial(gaussian_window, sigma=sigma_vox, truncate=truncate)
         try:
             apply_blockwise(
                 block,

@@ -1,4 +1,5 @@
-"""Options shared by the subcommands that compute: which cluster to run on."""
+"""Options shared by the subcommands that compute: which cluster to run on, and the
+parsers of list-valued options (chunks, comma-separated or ranged numbers)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import click
 from bigpaint.config import ClusterConfig, LocalClusterConfig, load_config
 from bigpaint.errors import ConfigError
 
-__all__ = ["cluster_options", "open_cluster", "parse_chunks"]
+__all__ = ["cluster_options", "open_cluster", "parse_chunks", "parse_floats"]
 
 
 def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -86,3 +87,20 @@ def parse_chunks(text: str | None) -> tuple[int, ...] | None:
     if len(vals) not in (1, 3) or any(v <= 0 for v in vals):
         raise ConfigError(f"--chunks must be one or three positive integers, got {text!r}")
     return vals * 3 if len(vals) == 1 else vals
+
+
+def parse_floats(text: str | None, what: str) -> list[float] | None:
+    """``"0.1,0.2"`` or ``"start:stop:count"`` (inclusive linspace) to floats."""
+    if text is None:
+        return None
+    try:
+        if ":" in text:
+            start, stop, count = text.split(":")
+            import numpy as np
+
+            return [float(v) for v in np.linspace(float(start), float(stop), int(count))]
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"{what} must be comma-separated numbers or start:stop:count, got {text!r}"
+        ) from None

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from bigpaint.cli._common import cluster_options, open_cluster
+from bigpaint.cli._common import cluster_options, open_cluster, parse_floats
 from bigpaint.errors import ConfigError
 
 __all__ = ["register"]
@@ -154,7 +154,6 @@ def evaluate_cmd(
 ) -> None:
     """Judge PAINTED halo counts against the TRUTH and baselines: abundance, T(k), r_c(k),
     stochasticity, bispectrum and counts PDF per mass bin and total, with errors; PASS/FAIL."""
-    from bigpaint.cli.stats import _floats
     from bigpaint.stats.evaluate import check_inputs, evaluate
 
     bases = _baselines(baselines)
@@ -166,7 +165,7 @@ def evaluate_cmd(
         "noise": noise,
         "k1": k1,
         "k2": k2,
-        "theta": _floats(theta, "--theta"),
+        "theta": parse_floats(theta, "--theta"),
         "shell_width": shell_width,
         "judge": judge,
         **_thresholds(thresholds),

@@ -9,27 +9,9 @@ from __future__ import annotations
 
 import click
 
-from bigpaint.cli._common import cluster_options, open_cluster
-from bigpaint.errors import ConfigError
+from bigpaint.cli._common import cluster_options, open_cluster, parse_floats
 
 __all__ = ["register"]
-
-
-def _floats(text: str | None, what: str) -> list[float] | None:
-    """``"0.1,0.2"`` or ``"start:stop:count"`` (inclusive linspace) to floats."""
-    if text is None:
-        return None
-    try:
-        if ":" in text:
-            start, stop, count = text.split(":")
-            import numpy as np
-
-            return [float(v) for v in np.linspace(float(start), float(stop), int(count))]
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(
-            f"{what} must be comma-separated numbers or start:stop:count, got {text!r}"
-        ) from None
 
 
 def _mas(text: str) -> str | None:
@@ -121,7 +103,7 @@ def power(
     """P(k) of field A; with B, P_A, P_B, cross spectrum, T(k), r_c(k) and stochasticity."""
     from bigpaint.stats.report import power_report
 
-    ells = [int(v) for v in (_floats(multipoles, "--multipoles") or [0])]
+    ells = [int(v) for v in (parse_floats(multipoles, "--multipoles") or [0])]
     _check_mas("stats power", (a, _mas(mas)), (b, _mas(mas_b)))
     with open_cluster(cluster_file, workers):
         ds = power_report(
@@ -216,8 +198,8 @@ def bispectrum_cmd(
             b,
             k1=k1,
             k2=k2,
-            theta=_floats(theta, "--theta"),
-            equilateral=_floats(equilateral, "--equilateral"),
+            theta=parse_floats(theta, "--theta"),
+            equilateral=parse_floats(equilateral, "--equilateral"),
             out=out,
             plot=plot,
             mas=_mas(mas),
@@ -280,7 +262,7 @@ def onepoint(
     from bigpaint.stats.dice import DEFAULT_TOP
     from bigpaint.stats.report import onepoint_report
 
-    fractions = _floats(top, "--top") or list(DEFAULT_TOP)
+    fractions = parse_floats(top, "--top") or list(DEFAULT_TOP)
     with open_cluster(cluster_file, workers):
         res = onepoint_report(
             a,

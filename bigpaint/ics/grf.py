@@ -51,10 +51,13 @@ from bigpaint.progress import compute
 
 __all__ = [
     "Precision",
+    "box_length",
+    "cube_shape",
     "gaussian_field",
     "gaussian_field_array",
     "linear_modes",
     "linear_modes_array",
+    "precision_dtypes",
     "store_field",
     "white_noise_dask",
 ]
@@ -62,7 +65,8 @@ __all__ = [
 Precision = Literal["single", "double"]
 
 
-def _dtypes(precision: str) -> tuple[np.dtype, np.dtype]:
+def precision_dtypes(precision: str) -> tuple[np.dtype, np.dtype]:
+    """The (real, complex) dtypes of ``"single"`` or ``"double"`` precision."""
     if precision == "single":
         return np.dtype(np.float32), np.dtype(np.complex64)
     if precision == "double":
@@ -70,14 +74,16 @@ def _dtypes(precision: str) -> tuple[np.dtype, np.dtype]:
     raise ConfigError(f"precision must be 'single' or 'double', got {precision!r}")
 
 
-def _grid(grid: int) -> tuple[int, int, int]:
+def cube_shape(grid: int) -> tuple[int, int, int]:
+    """``(n, n, n)`` for a cubic grid of ``n >= 2`` cells per side."""
     n = int(grid)
     if n < 2:
         raise ShapeError(f"the grid needs at least 2 cells per side, got {grid}")
     return (n, n, n)
 
 
-def _box(box_size: float) -> float:
+def box_length(box_size: float) -> float:
+    """The box side in Mpc/h, refusing a non-finite or non-positive one (ConfigError)."""
     box = float(box_size)
     if not (math.isfinite(box) and box > 0):
         raise ConfigError(f"box_size must be a positive length in Mpc/h, got {box_size}")
@@ -169,7 +175,7 @@ def white_noise_dask(
 ) -> da.Array:
     """The seeded white noise of :func:`bigpaint.ics.noise.white_noise_array` as a lazy dask
     array in any chunking (each block draws only the noise tiles it overlaps)."""
-    shape = _grid(grid)
+    shape = cube_shape(grid)
     white_noise_array(shape, (slice(0, 0),) * 3, seed=seed, tile=tile)  # validates early
     dt = np.dtype(dtype)
     return da.map_blocks(
@@ -223,9 +229,9 @@ def linear_modes(
     dask.array.Array
         Complex, shape ``(N, N, N//2+1)``, chunked as the FFT's last stage.
     """
-    shape = _grid(grid)
-    box = _box(box_size)
-    real, cplx = _dtypes(precision)
+    shape = cube_shape(grid)
+    box = box_length(box_size)
+    real, cplx = precision_dtypes(precision)
     plan = plan_fft(shape, decomposition=backend, itemsize=cplx.itemsize)  # type: ignore[arg-type]
     noise = white_noise_dask(grid, seed=seed, tile=tile, chunks=plan.forward[0].chunks, dtype=real)
     wk = rfftn(noise, backend=backend, check_finite=False)
@@ -255,9 +261,9 @@ def linear_modes_array(
     precision: Precision = "double",
 ) -> np.ndarray:
     """In-memory :func:`linear_modes` (same noise, same shaping; ``scipy.fft`` on the box)."""
-    shape = _grid(grid)
-    box = _box(box_size)
-    real, _ = _dtypes(precision)
+    shape = cube_shape(grid)
+    box = box_length(box_size)
+    real, _ = precision_dtypes(precision)
     window = tuple(slice(0, n) for n in shape)
     wk = scipy.fft.rfftn(white_noise_array(shape, window, seed=seed, tile=tile, dtype=real))
     return shape_modes(
@@ -302,7 +308,7 @@ def gaussian_field_array(
         paired=paired,
         precision=precision,
     )
-    return scipy.fft.irfftn(fk, s=_grid(grid))
+    return scipy.fft.irfftn(fk, s=cube_shape(grid))
 
 
 # ---------------------------------------------------------------- writing
@@ -416,12 +422,12 @@ def gaussian_field(
     FieldWriter
         Of the finished Field.
     """
-    shape = _grid(grid)
-    box = _box(box_size)
+    shape = cube_shape(grid)
+    box = box_length(box_size)
     if seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed}")
     white_noise_array(shape, (slice(0, 0),) * 3, seed=seed, tile=tile)  # grid % tile, early
-    _dtypes(precision)
+    precision_dtypes(precision)
     params = {
         "grid": shape[0],
         "box_size": box,

@@ -60,17 +60,16 @@ from bigpaint.field import (
     create_field,
     job_token,
     open_field,
-    remove_stale_partials,
     zarr_array,
 )
 from bigpaint.ics.grf import (
     Precision,
-    _box,
-    _dtypes,
-    _grid,
     block_k2,
+    box_length,
+    cube_shape,
     linear_modes,
     linear_modes_array,
+    precision_dtypes,
     store_field,
 )
 from bigpaint.ics.noise import white_noise_array
@@ -79,6 +78,7 @@ from bigpaint.mesh.fft import irfftn, rfftn
 from bigpaint.mesh.kgrid import full_location, rfft_shape
 from bigpaint.outputs import check_apart, owned_dir, remove_owned, writing
 from bigpaint.progress import compute
+from bigpaint.store import remove_stale_partials
 
 __all__ = [
     "LPTResult",
@@ -284,8 +284,8 @@ def lpt_particles_array(
     positions, velocities : (N^3, 3) float64
     ids : (N^3,) int64
     """
-    shape = _grid(grid)
-    box = _box(box_size)
+    shape = cube_shape(grid)
+    box = box_length(box_size)
     a = 1.0 / (1.0 + redshift)
     bg = power.background
     d1, d2 = float(bg.D1(a)), float(bg.D2(a))
@@ -569,14 +569,14 @@ def lpt_density(
     """
     from bigpaint.mesh.deposit import deposit_to_field
 
-    shape = _grid(grid)
-    box = _box(box_size)
+    shape = cube_shape(grid)
+    box = box_length(box_size)
     if order not in (1, 2):
         raise ConfigError(f"LPT order must be 1 or 2, got {order}")
     if seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed}")
     white_noise_array(shape, (slice(0, 0),) * 3, seed=seed, tile=tile)
-    _, cplx = _dtypes(precision)
+    _, cplx = precision_dtypes(precision)
     if redshift < 0:
         raise ConfigError(f"redshift must be >= 0, got {redshift}")
     a = 1.0 / (1.0 + redshift)

@@ -50,13 +50,18 @@ __all__ = [
     "SCHEMES",
     "ParticleBoundsError",
     "ParticleScan",
+    "axis_weights",
+    "box_lengths",
     "check_particles",
     "deposit",
+    "deposit_window",
+    "grid_shape",
     "interlace_grids",
     "interlace_phase",
     "readout",
     "scan_particles",
     "scheme_order",
+    "wrap_index",
 ]
 
 #: Mass assignment schemes and their support in cells per axis (the B-spline order + 1).
@@ -82,7 +87,7 @@ def scheme_order(scheme: str) -> int:
 
 
 @njit(inline="always", cache=True)
-def _axis(x, inv_dx, n, p, shift):
+def axis_weights(x, inv_dx, n, p, shift):
     """First node (wrapped into [0, n)) and up to 4 weights of one coordinate.
 
     ``x`` in Mpc/h, ``inv_dx = n / L``, ``shift`` in cells (0 or 0.5 for interlacing).
@@ -128,7 +133,8 @@ def _axis(x, inv_dx, n, p, shift):
 
 
 @njit(inline="always", cache=True)
-def _wrap(j, n):
+def wrap_index(j, n):
+    """``j`` (in ``[0, 2n)`` or a little beyond) wrapped into ``[0, n)``."""
     while j >= n:
         j -= n
     return j
@@ -329,15 +335,15 @@ def _slab_of(i0, width, nslab):
 
 @njit(inline="always", cache=True)
 def _nodes(x, inv_dx, n, p, shift):
-    i0, w0, w1, w2, w3 = _axis(x, inv_dx, n, p, shift)
-    return i0, _wrap(i0 + 1, n), _wrap(i0 + 2, n), _wrap(i0 + 3, n), w0, w1, w2, w3
+    i0, w0, w1, w2, w3 = axis_weights(x, inv_dx, n, p, shift)
+    return i0, wrap_index(i0 + 1, n), wrap_index(i0 + 2, n), wrap_index(i0 + 3, n), w0, w1, w2, w3
 
 
 @njit(cache=True, nogil=True)
 def _slab_hist(pos, inv, nx, pt, shift, width, nslab, lo, hi, hist):
     p = len(pt)  # a compile-time constant: the length of the tuple type
     for i in range(lo, hi):
-        hist[_slab_of(_axis(pos[i, 0], inv[0], nx, p, shift)[0], width, nslab)] += 1
+        hist[_slab_of(axis_weights(pos[i, 0], inv[0], nx, p, shift)[0], width, nslab)] += 1
 
 
 @njit(cache=True, nogil=True)
@@ -345,7 +351,7 @@ def _slab_scatter(pos, weights, has_w, inv, nx, pt, shift, width, nslab, lo, hi,
     """Copy particles lo..hi-1 to their slab's run of ``spos``/``sw`` (stable)."""
     p = len(pt)  # a compile-time constant: the length of the tuple type
     for i in range(lo, hi):
-        k = _slab_of(_axis(pos[i, 0], inv[0], nx, p, shift)[0], width, nslab)
+        k = _slab_of(axis_weights(pos[i, 0], inv[0], nx, p, shift)[0], width, nslab)
         j = cur[k]
         spos[j, 0] = pos[i, 0]
         spos[j, 1] = pos[i, 1]
@@ -391,7 +397,7 @@ def _slab_deposit(pos, weights, has_w, shape, inv, pt, shift, x0, size, lo, hi, 
     if edge.shape[0] == 0:  # one slab: fold the wrapped planes in float64 first
         fold = np.zeros(nx * nyz, np.float64)
         for a in range(nplane):
-            o = _wrap(a, nx) * nyz
+            o = wrap_index(a, nx) * nyz
             bo = a * nyz
             for q in range(nyz):
                 fold[o + q] += buf[bo + q]
@@ -475,7 +481,7 @@ def _deposit_slabs(pos, weights, has_w, shape, inv, pt, shift, width, nparts, sp
 
 
 @njit(cache=True, nogil=True)
-def _deposit_window(pos, weights, has_w, shape, inv, pt, shift, origin, acc):
+def deposit_window(pos, weights, has_w, shape, inv, pt, shift, origin, acc):
     """Serial deposit into the sub-block ``acc`` of the periodic grid starting at ``origin``.
 
     Contributions to nodes outside the block are dropped, so a chunk is exact when it
@@ -566,7 +572,8 @@ def _readout(grid, pos, inv, pt, shift, out):
     return out
 
 
-def _normalise_grid(nmesh: int | Sequence[int]) -> tuple[int, int, int]:
+def grid_shape(nmesh: int | Sequence[int]) -> tuple[int, int, int]:
+    """Cells per axis from one int or 3 ints, refusing non-positive sizes (ShapeError)."""
     if isinstance(nmesh, (int, np.integer)):
         shape = (int(nmesh),) * 3
     else:
@@ -576,7 +583,8 @@ def _normalise_grid(nmesh: int | Sequence[int]) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-def _normalise_box(box_size: float | Sequence[float]) -> tuple[float, float, float]:
+def box_lengths(box_size: float | Sequence[float]) -> tuple[float, float, float]:
+    """Box sides in Mpc/h from one length or 3, refusing non-finite or non-positive ones."""
     if isinstance(box_size, (int, float, np.integer, np.floating)):
         box = (float(box_size),) * 3
     else:
@@ -665,8 +673,8 @@ def deposit(
     ShapeError, NonFiniteError, ParticleBoundsError
     """
     p = scheme_order(scheme)
-    shape = _normalise_grid(nmesh)
-    box = _normalise_box(box_size)
+    shape = grid_shape(nmesh)
+    box = box_lengths(box_size)
     pos = _as_positions(positions)
     w = _as_weights(weights, pos.shape[0])
     check_particles(pos, box, weights=w, wrap=wrap)
@@ -761,7 +769,7 @@ def readout(
         raise NonFiniteError(
             f"grid holds {int((~np.isfinite(g)).sum())} NaN/inf values; clean it first"
         )
-    box = _normalise_box(box_size)
+    box = box_lengths(box_size)
     pos = _as_positions(positions)
     check_particles(pos, box, wrap=wrap)
     inv = np.array([s / b for s, b in zip(g.shape, box, strict=True)], np.float64)

@@ -57,11 +57,13 @@ from bigpaint.io.open import open_particles
 from bigpaint.io.particles import DEFAULT_BATCH_SIZE, Batch, ParticleSource
 from bigpaint.mesh.assign import (
     ParticleScan,
-    _axis,
-    _deposit_window,
-    _wrap,
+    axis_weights,
+    box_lengths,
+    deposit_window,
+    grid_shape,
     scan_particles,
     scheme_order,
+    wrap_index,
 )
 from bigpaint.outputs import check_apart, job_path, owned_dir, remove_owned, writing
 from bigpaint.progress import compute
@@ -120,11 +122,9 @@ class DepositPlan:
         shift: float = 0.0,
     ) -> DepositPlan:
         """Validate and normalise a plan; chunks as an int, 3 ints or dask-style tuples."""
-        from bigpaint.mesh.assign import _normalise_box, _normalise_grid
-
         scheme_order(scheme)
-        shape3 = _normalise_grid(shape)
-        box = _normalise_box(box_size)
+        shape3 = grid_shape(shape)
+        box = box_lengths(box_size)
         norm = _normalise_chunks(chunks, shape3)
         chunk_of = tuple(
             np.repeat(np.arange(len(c), dtype=np.int64), np.asarray(c, dtype=np.int64))
@@ -281,7 +281,7 @@ def _touch(i0, p, n, chunk_of, out):
     """Distinct blocks (along one axis) holding nodes i0 .. i0+p-1 (mod n); returns how many."""
     k = 0
     for a in range(p):
-        c = chunk_of[_wrap(i0 + a, n)]
+        c = chunk_of[wrap_index(i0 + a, n)]
         new = True
         for m in range(k):
             if out[m] == c:
@@ -300,9 +300,9 @@ def _route_count(pos, shape, inv, pt, shift, cox, coy, coz, grid, counts):
     tz = np.empty(4, np.int64)
     gy, gz = grid[1], grid[2]
     for i in range(pos.shape[0]):
-        kx = _touch(_axis(pos[i, 0], inv[0], shape[0], p, shift)[0], p, shape[0], cox, tx)
-        ky = _touch(_axis(pos[i, 1], inv[1], shape[1], p, shift)[0], p, shape[1], coy, ty)
-        kz = _touch(_axis(pos[i, 2], inv[2], shape[2], p, shift)[0], p, shape[2], coz, tz)
+        kx = _touch(axis_weights(pos[i, 0], inv[0], shape[0], p, shift)[0], p, shape[0], cox, tx)
+        ky = _touch(axis_weights(pos[i, 1], inv[1], shape[1], p, shift)[0], p, shape[1], coy, ty)
+        kz = _touch(axis_weights(pos[i, 2], inv[2], shape[2], p, shift)[0], p, shape[2], coz, tz)
         for a in range(kx):
             for b in range(ky):
                 for c in range(kz):
@@ -320,9 +320,9 @@ def _route_fill(
     tz = np.empty(4, np.int64)
     gy, gz = grid[1], grid[2]
     for i in range(pos.shape[0]):
-        kx = _touch(_axis(pos[i, 0], inv[0], shape[0], p, shift)[0], p, shape[0], cox, tx)
-        ky = _touch(_axis(pos[i, 1], inv[1], shape[1], p, shift)[0], p, shape[1], coy, ty)
-        kz = _touch(_axis(pos[i, 2], inv[2], shape[2], p, shift)[0], p, shape[2], coz, tz)
+        kx = _touch(axis_weights(pos[i, 0], inv[0], shape[0], p, shift)[0], p, shape[0], cox, tx)
+        ky = _touch(axis_weights(pos[i, 1], inv[1], shape[1], p, shift)[0], p, shape[1], coy, ty)
+        kz = _touch(axis_weights(pos[i, 2], inv[2], shape[2], p, shift)[0], p, shape[2], coz, tz)
         for a in range(kx):
             for b in range(ky):
                 for c in range(kz):
@@ -491,7 +491,7 @@ def _deposit_block(
                 w = np.load(spill + ".mass.npy", mmap_mode="r")[offset : offset + count]
         pos = np.ascontiguousarray(pos)
         w = None if w is None else np.ascontiguousarray(w, dtype=np.float64)
-        _deposit_window(
+        deposit_window(
             pos,
             w if w is not None else np.zeros(1),
             w is not None,
@@ -846,12 +846,10 @@ def deposit_to_field(
     MetadataError, ShapeError, NonFiniteError, ParticleBoundsError, ChunkingError
         Before anything is written.
     """
-    from bigpaint.mesh.assign import _normalise_grid
-
     if quantity not in QUANTITIES:
         raise ConfigError(f"quantity must be one of {QUANTITIES}, got {quantity!r}")
     scheme_order(scheme)
-    shape = _normalise_grid(nmesh)
+    shape = grid_shape(nmesh)
     src = open_particles(
         particles,
         box_size=box_size,

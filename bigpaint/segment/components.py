@@ -26,6 +26,7 @@ from bigpaint.errors import ConfigError
 
 __all__ = [
     "check_connectivity",
+    "find_root",
     "label_periodic",
     "neighbour_offsets",
     "periodic_extent",
@@ -63,7 +64,8 @@ def neighbour_offsets(connectivity: int, *, half: bool = False) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _find(parent: np.ndarray, i: int) -> int:
+def find_root(parent: np.ndarray, i: int) -> int:
+    """Root of ``i`` in the union-find forest ``parent``, halving the path on the way."""
     while parent[i] != i:
         parent[i] = parent[parent[i]]
         i = parent[i]
@@ -74,14 +76,14 @@ def _find(parent: np.ndarray, i: int) -> int:
 def _union_find(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     parent = np.arange(n)
     for p in range(a.size):
-        ra = _find(parent, a[p])
-        rb = _find(parent, b[p])
+        ra = find_root(parent, a[p])
+        rb = find_root(parent, b[p])
         if ra < rb:
             parent[rb] = ra
         elif rb < ra:
             parent[ra] = rb
     for i in range(n):
-        parent[i] = _find(parent, i)
+        parent[i] = find_root(parent, i)
     return parent
 
 

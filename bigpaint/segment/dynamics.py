@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from bigpaint.errors import ConfigError
-from bigpaint.segment.components import _find, check_connectivity, neighbour_offsets
+from bigpaint.segment.components import check_connectivity, find_root, neighbour_offsets
 
 __all__ = [
     "basin_saddles",
@@ -133,8 +133,8 @@ def basin_saddles(
 def _merge(peak: np.ndarray, ea: np.ndarray, eb: np.ndarray, es: np.ndarray, h: float):
     parent = np.arange(peak.size)
     for k in range(ea.size):
-        i = _find(parent, ea[k])
-        j = _find(parent, eb[k])
+        i = find_root(parent, ea[k])
+        j = find_root(parent, eb[k])
         if i == j:
             continue
         if peak[i] > peak[j] or (peak[i] == peak[j] and i < j):
@@ -144,7 +144,7 @@ def _merge(peak: np.ndarray, ea: np.ndarray, eb: np.ndarray, es: np.ndarray, h: 
         if peak[low] - es[k] < h:
             parent[low] = high
     for i in range(peak.size):
-        parent[i] = _find(parent, i)
+        parent[i] = find_root(parent, i)
     return parent
 
 

@@ -377,9 +377,9 @@ def _pass_blocks(
     d_core = window[inner]
     _check_block(d_core, origin)
     if params.sigma > 0:
-        from bigpaint.filters import _gaussian_block
+        from bigpaint.filters import gaussian_window
 
-        s_win = _gaussian_block(window, sigma=(params.sigma,) * 3, truncate=params.truncate)
+        s_win = gaussian_window(window, sigma=(params.sigma,) * 3, truncate=params.truncate)
     else:
         s_win = window
     box = plan.shape

@@ -51,7 +51,7 @@ from bigpaint.mesh.fft import RechunkMethod, irfftn, rfftn
 from bigpaint.mesh.kgrid import block_modes
 from bigpaint.mesh.window import compensate
 from bigpaint.stats._inputs import as_input, check_cubic, resolve_interlaced, resolve_mas
-from bigpaint.stats.power import _mean, _use_contrast
+from bigpaint.stats.power import field_mean, uses_contrast
 
 __all__ = ["Shell", "bispectrum", "bispectrum_equilateral", "crop_size"]
 
@@ -245,8 +245,8 @@ def _prepare(
 ) -> _Field:
     inp = as_input(field, box_size=box_size, where=where)
     n, box = check_cubic(inp, where)
-    use = _use_contrast(inp, contrast)
-    mean = _mean(inp) if use else 1.0
+    use = uses_contrast(inp, contrast)
+    mean = field_mean(inp) if use else 1.0
     m, source = resolve_mas(inp, mas, where)
     fk = rfftn(inp.data, backend=backend, rechunk_method=rechunk_method, block_bytes=block_bytes)
     fk = compensate(fk, (n, n, n), m)

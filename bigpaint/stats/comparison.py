@@ -6,7 +6,7 @@ total (a sum of channels). The fields are the truth, the painting and the baseli
 Spectra. Every field of every level is transformed once (:func:`bigpaint.mesh.fft.rfftn`;
 the total's transform is the sum of its channels' transforms) and all auto and cross spectra
 of a level's fields come from one chunked pass over the transforms
-(:func:`bigpaint.stats.power._binned_sums`, the reduction behind
+(:func:`bigpaint.stats.power.binned_sums`, the reduction behind
 :func:`~bigpaint.stats.power.compare_spectra`, with its conventions: contrasts, independent
 modes, mean ``|k|`` per bin). One pass gives what :func:`~bigpaint.stats.power.compare_spectra`
 would give pair by pair (the tests hold the two equal), without transforming the truth again
@@ -60,7 +60,7 @@ from bigpaint.stats.gaussian_errors import (
     transfer,
     triangle_symmetry,
 )
-from bigpaint.stats.power import _binned_sums, plan_bins
+from bigpaint.stats.power import binned_sums, plan_bins
 
 __all__ = ["Level", "bispectrum_table", "level_array", "pdf_table", "spectra_tables"]
 
@@ -127,7 +127,7 @@ def _joint_power(
         for b in names[ia:]
     )
     ones = (np.ones(n), np.ones(n), np.ones(n // 2 + 1))
-    sums = _binned_sums(fks, (n, n, n), plan, pairs, (ones,) * len(fks), 2, (0,))
+    sums = binned_sums(fks, (n, n, n), plan, pairs, (ones,) * len(fks), 2, (0,))
     counts, ksum = sums[0], sums[1]
     norm = box**3 / float(n) ** 6
     out: list[dict[tuple[str, str], np.ndarray]] = [{} for _ in levels]

@@ -43,7 +43,11 @@ import xarray as xr
 from bigpaint.errors import ConfigError
 from bigpaint.stats._inputs import as_input, check_same_grid
 from bigpaint.stats._reduce import blockwise_sum_lazy, check_finite_block
-from bigpaint.stats.onepoint import _divisions, subvolume_labels, top_fraction_thresholds_many
+from bigpaint.stats.onepoint import (
+    subvolume_divisions,
+    subvolume_labels,
+    top_fraction_thresholds_many,
+)
 
 __all__ = ["DEFAULT_TOP", "dice", "dice_counts"]
 
@@ -169,7 +173,7 @@ def dice(
     fr = np.asarray(top, dtype=np.float64).ravel()
     if fr.size == 0:
         raise ConfigError("Dice needs at least one top fraction")
-    d = _divisions(subvolumes, ia.shape)
+    d = subvolume_divisions(subvolumes, ia.shape)
     if any(n % v for n, v in zip(ia.shape, d, strict=True)):
         raise ConfigError(
             f"sub-volumes {d} do not divide the grid {ia.shape}; random pairs need equal sub-volumes"

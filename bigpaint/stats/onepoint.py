@@ -33,10 +33,12 @@ from bigpaint.stats._inputs import as_input
 from bigpaint.stats._reduce import blockwise_sum, blockwise_sum_lazy, check_finite_block
 
 __all__ = [
+    "extrema",
     "minmax",
     "order_statistics",
     "pixel_pdf",
     "quantiles",
+    "subvolume_divisions",
     "subvolume_labels",
     "subvolume_means",
     "top_fraction_thresholds",
@@ -225,7 +227,7 @@ def _extrema_block(block: np.ndarray, block_info: dict | None = None) -> np.ndar
     return out[None, None, None]
 
 
-def _extrema(x: da.Array) -> tuple[float, float, float]:
+def extrema(x: da.Array) -> tuple[float, float, float]:
     """Exact (min, max, smallest positive value) of a dask array, block by block."""
     per = da.map_blocks(
         _extrema_block,
@@ -242,7 +244,7 @@ def _extrema(x: da.Array) -> tuple[float, float, float]:
 def minmax(field: Any, *, box_size: Any = None) -> tuple[float, float]:
     """Exact global (min, max) of a field, block by block; NaN/inf refused."""
     inp = as_input(field, box_size=box_size, where="min/max", require_box=False)
-    lo, hi, _ = _extrema(inp.data)
+    lo, hi, _ = extrema(inp.data)
     return lo, hi
 
 
@@ -308,7 +310,7 @@ def pixel_pdf(
         if range is not None:
             lo, hi = float(range[0]), float(range[1])
         else:
-            vmin, hi, vpos = _extrema(x)
+            vmin, hi, vpos = extrema(x)
             lo = vpos if log else vmin
         if not (math.isfinite(lo) and math.isfinite(hi) and hi >= lo):
             raise ConfigError(f"pixel PDF range must be finite with min <= max, got ({lo}, {hi})")
@@ -362,7 +364,10 @@ def pixel_pdf(
 # ---------------------------------------------------------------- sub-volumes
 
 
-def _divisions(divisions: int | Sequence[int], shape: Sequence[int]) -> tuple[int, int, int]:
+def subvolume_divisions(
+    divisions: int | Sequence[int], shape: Sequence[int]
+) -> tuple[int, int, int]:
+    """Sub-volumes per axis from one int or 3, refusing fewer than 1 or more than the grid."""
     d = (
         (int(divisions),) * 3
         if isinstance(divisions, (int, np.integer))
@@ -421,7 +426,7 @@ def subvolume_means(
         ``sz`` (sub-volume indices); ``mean`` (field units) and ``n_voxels``.
     """
     inp = as_input(field, box_size=box_size, where="sub-volume means", require_box=False)
-    d = _divisions(divisions, inp.shape)
+    d = subvolume_divisions(divisions, inp.shape)
     out = blockwise_sum(
         _subvol_block, [inp.data], (2, int(np.prod(d))), np.float64, shape=inp.shape, divisions=d
     )

@@ -31,7 +31,7 @@ from bigpaint.errors import ConfigError, ShapeError
 from bigpaint.field import zarr_array
 from bigpaint.stats._inputs import as_input
 from bigpaint.stats._reduce import blockwise_sum, check_finite_block
-from bigpaint.stats.onepoint import _extrema, pdf_edges
+from bigpaint.stats.onepoint import extrema, pdf_edges
 
 __all__ = ["find_peaks", "peak_counts"]
 
@@ -116,7 +116,7 @@ def peak_counts(
         if range is not None:
             lo, hi = float(range[0]), float(range[1])
         else:
-            lo, hi, _ = _extrema(inp.data)
+            lo, hi, _ = extrema(inp.data)
         edges = pdf_edges(lo, hi, int(bins), False)
     else:
         edges = np.asarray(bins, dtype=np.float64)

@@ -73,11 +73,14 @@ from bigpaint.stats._inputs import (
 from bigpaint.stats.bins import kbins
 
 __all__ = [
+    "binned_sums",
     "compare_spectra",
     "cross_correlation",
+    "field_mean",
     "power_spectrum",
     "stochasticity",
     "transfer_function",
+    "uses_contrast",
 ]
 
 LOS_AXES = {"x": 0, "y": 1, "z": 2, 0: 0, 1: 1, 2: 2}
@@ -296,7 +299,7 @@ def _block_sums(
     return out[None, None, None]
 
 
-def _binned_sums(
+def binned_sums(
     fks: Sequence[da.Array],
     shape: tuple[int, int, int],
     plan: BinPlan,
@@ -367,11 +370,14 @@ def _ells(multipoles: Sequence[int]) -> tuple[int, ...]:
     return ells
 
 
-def _use_contrast(inp: FieldInput, contrast: bool | None) -> bool:
+def uses_contrast(inp: FieldInput, contrast: bool | None) -> bool:
+    """Whether a spectrum of ``inp`` is of its contrast ``x / mean - 1``: ``contrast`` when
+    given, else for density-like kinds."""
     return inp.kind in DENSITY_KINDS if contrast is None else bool(contrast)
 
 
-def _mean(inp: FieldInput) -> float:
+def field_mean(inp: FieldInput) -> float:
+    """The mean of a field (float64 sum), refusing NaN/inf and a zero mean (no contrast)."""
     m = float(inp.data.mean(dtype=np.float64).compute())
     if not math.isfinite(m):
         raise NonFiniteError(f"{inp.label} holds NaN/inf values; clean the field first")
@@ -443,8 +449,8 @@ def _prepare(
     n, box = check_cubic(inputs[0], where)
     for other in inputs[1:]:
         check_same_grid(inputs[0], other, where)
-    contrasts = tuple(_use_contrast(i, contrast) for i in inputs)
-    means = tuple(_mean(i) if c else 1.0 for i, c in zip(inputs, contrasts, strict=True))
+    contrasts = tuple(uses_contrast(i, contrast) for i in inputs)
+    means = tuple(field_mean(i) if c else 1.0 for i, c in zip(inputs, contrasts, strict=True))
     resolved = [resolve_mas(i, m, where) for i, m in zip(inputs, mas, strict=True)]
     mases = tuple(m for m, _ in resolved)
     inter = tuple(resolve_interlaced(i, il) for i, il in zip(inputs, interlaced, strict=True))
@@ -599,7 +605,7 @@ def power_spectrum(
     plan = plan_bins(edges, prep.box)
     pair = (0, 0) if other is None else (0, 1)
     shape = (prep.n,) * 3
-    sums = _binned_sums(prep.fks, shape, plan, (pair,), prep.factors, losi, ells)  # type: ignore[arg-type]
+    sums = binned_sums(prep.fks, shape, plan, (pair,), prep.factors, losi, ells)  # type: ignore[arg-type]
     counts, ksum = sums[0], sums[1]
     scale = _norm(prep) * prep.scales[0] * prep.scales[pair[1]]
     units = _power_units(
@@ -701,7 +707,7 @@ def compare_spectra(
     edges = _bins_for(prep.box, prep.n, bins, dk, kmin, kmax, nbins, log)
     plan = plan_bins(edges, prep.box)
     shape = (prep.n,) * 3
-    sums = _binned_sums(prep.fks, shape, plan, ((0, 0), (1, 1), (0, 1)), prep.factors, 2, (0,))
+    sums = binned_sums(prep.fks, shape, plan, ((0, 0), (1, 1), (0, 1)), prep.factors, 2, (0,))
     counts, ksum = sums[0], sums[1]
     norm = _norm(prep)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -164,11 +164,10 @@ def onepoint_report(
     rng = value_range
     if rng is None and b is not None:
         from bigpaint.stats._inputs import as_input
-        from bigpaint.stats.onepoint import _extrema
+        from bigpaint.stats.onepoint import extrema
 
         ext = [
-            _extrema(as_input(f, where="pixel PDF", require_box=False).data)
-            for f in fields.values()
+            extrema(as_input(f, where="pixel PDF", require_box=False).data) for f in fields.values()
         ]
         rng = (min(e[2] if log else e[0] for e in ext), max(e[1] for e in ext))
     for key, f in fields.items():

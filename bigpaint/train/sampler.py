@@ -45,6 +45,7 @@ __all__ = [
     "TrainingData",
     "default_patch",
     "inverse_frequency_weights",
+    "read_channels",
 ]
 
 
@@ -77,6 +78,11 @@ def _label(source: Any) -> str:
 def _read(source: Any, window: Sequence[tuple[int, int]]) -> np.ndarray:
     a = np.asarray(source.read(window), dtype=np.float32)
     return a if a.ndim == 4 else a[None]
+
+
+def read_channels(sources: Sequence[Any], window: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The periodic ``window`` of every source, stacked as float32 channels ``(C, x, y, z)``."""
+    return np.concatenate([_read(s, window) for s in sources], 0)
 
 
 # ---------------------------------------------------------------- regions
@@ -317,7 +323,7 @@ class PatchSampler:
     def _load(
         self, sources: Sequence[Any], window: list[tuple[int, int]], axis: int | None
     ) -> np.ndarray:
-        arr = np.concatenate([_read(s, window) for s in sources], 0)
+        arr = read_channels(sources, window)
         if axis is not None:
             arr = arr.sum(axis=1 + axis)
         if not np.isfinite(arr).all():

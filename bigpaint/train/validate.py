@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bigpaint.errors import ConfigError
+from bigpaint.train.sampler import read_channels
 
 __all__ = ["paint_validation", "spectra_2d", "spectrum_metrics", "validate"]
 
@@ -90,12 +91,6 @@ def spectrum_metrics(
     return {"pk_logratio": lr, "r_c": r, "T": float(t[ok].mean()), "score": lr + (1 - r)}
 
 
-def _read(sources: Any, window: list[tuple[int, int]]) -> np.ndarray:
-    from bigpaint.train.sampler import _read as read
-
-    return np.concatenate([read(s, window) for s in sources], 0)
-
-
 def paint_validation(
     painter: Any, data: Any, *, max_context: int = 16
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -130,16 +125,18 @@ def paint_validation(
 
     if painter.ndim == 3:
         win = [(o - ctx, o + s + ctx + extra) for o in (o0, o1, o2)]
-        pred = crop(painter.paint(_read(data.inputs, win)))
-        true = _read(data.targets, [(o, o + s) for o in (o0, o1, o2)])
+        pred = crop(painter.paint(read_channels(data.inputs, win)))
+        true = read_channels(data.targets, [(o, o + s) for o in (o0, o1, o2)])
         return pred, true
     depth = int(data.projection_depth or s)
     preds, trues = [], []
     for z in range(o2, o2 + region.size - depth + 1, depth):
         win = [(o0 - ctx, o0 + s + ctx + extra), (o1 - ctx, o1 + s + ctx + extra), (z, z + depth)]
-        x = _read(data.inputs, win).sum(-1)
+        x = read_channels(data.inputs, win).sum(-1)
         preds.append(crop(painter.paint(x)))
-        trues.append(_read(data.targets, [(o0, o0 + s), (o1, o1 + s), (z, z + depth)]).sum(-1))
+        trues.append(
+            read_channels(data.targets, [(o0, o0 + s), (o1, o1 + s), (z, z + depth)]).sum(-1)
+        )
     if not preds:
         raise ConfigError(
             f"validation cube {region.size} is thinner than the projection depth {depth}"
