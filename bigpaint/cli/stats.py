@@ -21,7 +21,7 @@ def _mas(text: str) -> str | None:
 def _check_mas(where: str, *fields: tuple[str | None, str | None]) -> None:
     """Refuse a mass assignment that cannot be resolved (bad name, ``auto`` on a Field with
     no record) from the Fields' metadata alone, before a cluster is started."""
-    from bigpaint.stats._inputs import as_input, resolve_mas
+    from bigpaint.stats.inputs import as_input, resolve_mas
 
     for url, mas in fields:
         if url is not None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bigpaint.stats._inputs import COUNT_KINDS
+from bigpaint.stats.inputs import COUNT_KINDS
 
 __all__ = [
     "MAX_SLICES",

@@ -50,7 +50,7 @@ from bigpaint.errors import ConfigError
 from bigpaint.mesh.fft import RechunkMethod, irfftn, rfftn
 from bigpaint.mesh.kgrid import block_modes
 from bigpaint.mesh.window import compensate
-from bigpaint.stats._inputs import as_input, check_cubic, resolve_interlaced, resolve_mas
+from bigpaint.stats.inputs import as_input, check_cubic, resolve_interlaced, resolve_mas
 from bigpaint.stats.power import field_mean, uses_contrast
 
 __all__ = ["Shell", "bispectrum", "bispectrum_equilateral", "crop_size"]

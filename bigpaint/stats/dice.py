@@ -41,8 +41,8 @@ import numpy as np
 import xarray as xr
 
 from bigpaint.errors import ConfigError
-from bigpaint.stats._inputs import as_input, check_same_grid
 from bigpaint.stats._reduce import blockwise_sum_lazy, check_finite_block
+from bigpaint.stats.inputs import as_input, check_same_grid
 from bigpaint.stats.onepoint import (
     subvolume_divisions,
     subvolume_labels,

@@ -44,7 +44,6 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
 from bigpaint.errors import ConfigError, MetadataError, NonFiniteError, ShapeError
-from bigpaint.stats._inputs import COUNT_KINDS
 from bigpaint.stats.comparison import (
     PAINTED,
     TRUTH,
@@ -53,6 +52,7 @@ from bigpaint.stats.comparison import (
     pdf_table,
     spectra_tables,
 )
+from bigpaint.stats.inputs import COUNT_KINDS
 from bigpaint.stats.verdict import Thresholds, Verdict, judge
 
 __all__ = ["DEFAULT_THETA", "EvaluateConfig", "Evaluation", "check_inputs", "evaluate"]

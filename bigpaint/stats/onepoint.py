@@ -29,8 +29,8 @@ import numpy as np
 import xarray as xr
 
 from bigpaint.errors import ConfigError
-from bigpaint.stats._inputs import as_input
 from bigpaint.stats._reduce import blockwise_sum, blockwise_sum_lazy, check_finite_block
+from bigpaint.stats.inputs import as_input
 
 __all__ = [
     "extrema",

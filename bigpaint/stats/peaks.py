@@ -29,8 +29,8 @@ import zarr
 from bigpaint.blockwise import BlockPlan, periodic_read, run_tasks
 from bigpaint.errors import ConfigError, ShapeError
 from bigpaint.field import zarr_array
-from bigpaint.stats._inputs import as_input
 from bigpaint.stats._reduce import blockwise_sum, check_finite_block
+from bigpaint.stats.inputs import as_input
 from bigpaint.stats.onepoint import extrema, pdf_edges
 
 __all__ = ["find_peaks", "peak_counts"]

@@ -17,7 +17,7 @@ Conventions (chosen to match Pylians3 ``Pk_library.Pk`` / ``XPk`` so results com
   Jing's alias sum (flat Poisson shot noise for non-interlaced fields; see
   :mod:`bigpaint.mesh.window`). ``mas="auto"`` takes the scheme from the Field's
   ``mass_assignment`` record and refuses a deposit-like Field without one
-  (:func:`bigpaint.stats._inputs.resolve_mas`); the table's attributes say which scheme was
+  (:func:`bigpaint.stats.inputs.resolve_mas`); the table's attributes say which scheme was
   divided out, whether the field was interlaced, and where that came from.
 * Only independent modes count: one per conjugate pair in the ``k_z = 0`` and Nyquist
   planes, Pylians' rule (:func:`bigpaint.mesh.kgrid.independent_modes`).
@@ -60,7 +60,8 @@ from bigpaint.errors import ConfigError, NonFiniteError
 from bigpaint.mesh.fft import RechunkMethod, rfftn
 from bigpaint.mesh.kgrid import block_modes
 from bigpaint.mesh.window import Compensation, aliased_power_window_1d, mas_order, window_1d
-from bigpaint.stats._inputs import (
+from bigpaint.stats.bins import kbins
+from bigpaint.stats.inputs import (
     COUNT_KINDS,
     DENSITY_KINDS,
     FieldInput,
@@ -70,7 +71,6 @@ from bigpaint.stats._inputs import (
     resolve_interlaced,
     resolve_mas,
 )
-from bigpaint.stats.bins import kbins
 
 __all__ = [
     "binned_sums",
@@ -561,7 +561,7 @@ def power_spectrum(
     multipoles : subset of (0, 2, 4)
     contrast : bool, optional
         Use ``field / mean - 1``. Default: for density and count kinds
-        (:data:`bigpaint.stats._inputs.DENSITY_KINDS`), not for ``delta`` or arrays.
+        (:data:`bigpaint.stats.inputs.DENSITY_KINDS`), not for ``delta`` or arrays.
     shot_noise : float, "auto" or None
         Reported in ``attrs["shot_noise"]`` ((Mpc/h)^3), never subtracted. ``"auto"``:
         ``V / provenance["n_tracers"]``, else ``V / sum(field)`` for count fields, else NaN.

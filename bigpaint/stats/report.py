@@ -163,7 +163,7 @@ def onepoint_report(
     # common edges for both fields so the PDFs compare bin by bin
     rng = value_range
     if rng is None and b is not None:
-        from bigpaint.stats._inputs import as_input
+        from bigpaint.stats.inputs import as_input
         from bigpaint.stats.onepoint import extrema
 
         ext = [
