@@ -42,17 +42,27 @@ def _run(d, params, chunks):
     min_distance=st.integers(1, 3),
     sigma=st.sampled_from([0.0, 0.8]),
     dtype=st.sampled_from(["f4", "f8"]),
+    marker_threshold=st.sampled_from([None, 0.999]),  # 0.999: plateau markers (peaks of 1)
 )
 @settings(max_examples=30)
-def test_chunked_equals_whole_box(chunks, fixture, connectivity, min_distance, sigma, dtype):
+def test_chunked_equals_whole_box(
+    chunks, fixture, connectivity, min_distance, sigma, dtype, marker_threshold
+):
     """Markers, components and watershed labels of any chunk layout equal the whole-box
     references: brute-force markers, scipy-graph periodic components (up to renaming) and
     the periodic watershed (identical labels: both are named by marker voxel)."""
     _, d = blobs(shape=SHAPE, **fixture)
     d = d.astype(dtype)
-    params = SegmentParams(min_distance=min_distance, connectivity=connectivity, sigma=sigma)
+    params = SegmentParams(
+        min_distance=min_distance,
+        connectivity=connectivity,
+        sigma=sigma,
+        marker_threshold=marker_threshold,
+    )
     res, labels, comps = _run(d, params, chunks)
-    markers = find_markers(d, min_distance=min_distance, sigma=sigma)
+    markers = find_markers(
+        d, min_distance=min_distance, sigma=sigma, marker_threshold=marker_threshold
+    )
     np.testing.assert_array_equal(np.sort(res.id - 1), markers)
     assert_equivalent_labels(comps, periodic_components(d > 0, connectivity))
     ref = watershed_periodic(d, marker_image(d.shape, markers), connectivity=connectivity)
