@@ -21,7 +21,7 @@ import inspect
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +29,10 @@ import dask
 import numpy as np
 import xarray as xr
 import zarr
-from dask.array.core import normalize_chunks
 
 from bigpaint.chunk_read import read_region
 from bigpaint.chunked.client import current_client
+from bigpaint.chunked.grid import BlockGrid, ChunkSpec
 from bigpaint.context import as_context
 from bigpaint.errors import (
     STORAGE_ERRNOS,
@@ -85,59 +85,43 @@ class BlockInfo:
     shape: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class BlockPlan:
-    """Blocks of a periodic 3-D box and the windows their tasks read.
+@dataclass(frozen=True, init=False)
+class BlockPlan(BlockGrid):
+    """Blocks of a periodic 3-D box (a :class:`~bigpaint.chunked.grid.BlockGrid`) and the
+    windows their tasks read.
 
     Parameters
     ----------
     shape : tuple of 3 int
         Spatial shape of the box in voxels.
-    chunks : tuple of 3 tuples of int
-        Block sizes along each axis (dask convention; uneven sizes allowed).
-    context : tuple of 3 int
+    chunks : int, 3 ints or 3 tuples of int
+        Block layout (see :class:`~bigpaint.chunked.grid.BlockGrid`; uneven sizes allowed).
+    context : int or tuple of 3 int
         Periodic neighbourhood on each side, in voxels (may exceed a block or the box).
     """
 
-    shape: tuple[int, int, int]
-    chunks: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
     context: tuple[int, int, int]
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        chunks: ChunkSpec,
+        context: int | Sequence[int],
+    ) -> None:
+        if len(tuple(shape)) != 3:
+            raise ShapeError(f"blockwise works on 3 spatial axes, got shape {tuple(shape)}")
+        super().__init__(shape, chunks)
+        object.__setattr__(self, "context", as_context(context))
 
     @classmethod
     def build(
         cls,
         shape: Sequence[int],
-        chunks: int | Sequence[int] | Sequence[Sequence[int]],
+        chunks: ChunkSpec,
         context: int | Sequence[int],
     ) -> BlockPlan:
-        shape = tuple(int(n) for n in shape)
-        if len(shape) != 3:
-            raise ShapeError(f"blockwise works on 3 spatial axes, got shape {shape}")
-        try:
-            norm = normalize_chunks(chunks, shape)
-        except (ValueError, TypeError) as exc:
-            raise ChunkingError(f"chunks {chunks!r} do not fit shape {shape}: {exc}") from None
-        if any(c <= 0 for axis in norm for c in axis):
-            raise ChunkingError(f"chunks must be positive, got {norm}")
-        return cls(shape, norm, as_context(context))  # type: ignore[arg-type]
-
-    @property
-    def grid(self) -> tuple[int, ...]:
-        return tuple(len(c) for c in self.chunks)
-
-    @property
-    def n_blocks(self) -> int:
-        return int(np.prod(self.grid))
-
-    def blocks(self) -> Iterator[tuple[int, ...]]:
-        return itertools.product(*(range(g) for g in self.grid))
-
-    def core(self, index: Sequence[int]) -> tuple[slice, ...]:
-        out = []
-        for i, sizes in zip(index, self.chunks, strict=True):
-            start = int(sum(sizes[:i]))
-            out.append(slice(start, start + sizes[i]))
-        return tuple(out)
+        """The plan of ``shape`` cut by ``chunks`` with ``context`` (the constructor)."""
+        return cls(shape, chunks, context)
 
     def window(self, index: Sequence[int]) -> tuple[tuple[int, int], ...]:
         """Global start/stop of the window along each axis (may run past 0 or the box)."""
@@ -593,7 +577,7 @@ def apply_blockwise(
         )
     if isinstance(dest, FieldWriter):
         grid_chunks = dest.block_chunks
-        if chunks is not None and normalize_chunks(chunks, spatial) != grid_chunks:
+        if chunks is not None and BlockGrid(spatial, chunks).chunks != grid_chunks:
             raise ChunkingError(
                 f"chunks {chunks} differ from the output Field's write blocks {dest.chunks}; "
                 "create the output with the chunking you want instead"

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
-import itertools
 import json
 import math
 import re
@@ -40,6 +40,7 @@ from pydantic import (
 )
 
 from bigpaint.chunk_read import DAMAGED_FIX, FieldArray, read_region
+from bigpaint.chunked.grid import BlockGrid
 from bigpaint.errors import (
     STORAGE_ERRNOS,
     BigpaintError,
@@ -279,16 +280,15 @@ def _data_name(group: zarr.Group, url: str) -> str:
 # ---------------------------------------------------------------- writer
 
 
-def _grid_chunks(shape: Sequence[int], chunks: int | Sequence[int]) -> tuple[int, ...]:
-    spatial = tuple(shape[-3:])
-    if isinstance(chunks, (int, np.integer)):
-        chunks = (int(chunks),) * 3
-    chunks = tuple(int(c) for c in chunks)
-    if len(chunks) != 3:
-        raise ChunkingError(f"chunks must give 3 spatial sizes, got {chunks}")
-    if any(c <= 0 for c in chunks):
-        raise ChunkingError(f"chunks must be positive, got {chunks}")
-    return tuple(min(c, n) for c, n in zip(chunks, spatial, strict=True))
+def _regular_blocks(shape: Sequence[int], chunks: Any, what: str) -> tuple[int, int, int]:
+    """The block size per spatial axis of a regular grid (Zarr's), or a ChunkingError."""
+    blocks = BlockGrid(shape[-3:], chunks)
+    if not blocks.regular:
+        raise ChunkingError(
+            f"{what} must be regular (equal blocks, the last one per axis may be smaller), "
+            f"got {chunks!r}; give one size, or one size per axis"
+        )
+    return blocks.block_shape((0, 0, 0))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -316,28 +316,26 @@ class FieldWriter:
     def lead_shape(self) -> tuple[int, ...]:
         return self.shape[:-3]
 
+    @functools.cached_property
+    def block_grid(self) -> BlockGrid:
+        """The write grid: blocks of ``chunks`` voxels over the spatial axes."""
+        return BlockGrid(self.spatial_shape, self.chunks)
+
     @property
     def grid(self) -> tuple[int, int, int]:
         """Number of blocks along each spatial axis."""
-        return tuple(-(-n // c) for n, c in zip(self.spatial_shape, self.chunks, strict=True))  # type: ignore[return-value]
+        return self.block_grid.grid  # type: ignore[return-value]
 
     @property
     def block_chunks(self) -> tuple[tuple[int, ...], ...]:
         """The write grid as dask-style chunk tuples per spatial axis."""
-        out = []
-        for n, c in zip(self.spatial_shape, self.chunks, strict=True):
-            sizes = [c] * (n // c) + ([n % c] if n % c else [])
-            out.append(tuple(sizes))
-        return tuple(out)
+        return self.block_grid.chunks
 
     def blocks(self) -> Iterator[tuple[int, int, int]]:
-        return itertools.product(*(range(g) for g in self.grid))  # type: ignore[return-value]
+        return self.block_grid.blocks()  # type: ignore[return-value]
 
     def block_slices(self, index: Sequence[int]) -> tuple[slice, slice, slice]:
-        return tuple(  # type: ignore[return-value]
-            slice(i * c, min((i + 1) * c, n))
-            for i, c, n in zip(index, self.chunks, self.spatial_shape, strict=True)
-        )
+        return self.block_grid.core(index)  # type: ignore[return-value]
 
     def _group(self, mode: str = "r+") -> zarr.Group:
         return open_group(self.url, self.storage_options, mode=mode)
@@ -466,7 +464,7 @@ def create_field(
         raise ShapeError(
             f"a Field has shape (nx, ny, nz) or (nchannel, nx, ny, nz) with positive sizes, got {shape}"
         )
-    grid_chunks = _grid_chunks(shape, chunks)
+    grid_chunks = _regular_blocks(shape, chunks, "a Field's write blocks")
     name = name or meta.kind
     dtype = np.dtype(dtype).str
     opts = dict(storage_options or {})
@@ -520,7 +518,9 @@ def _make_store(
     lead = shape[:-3]
     fill = np.nan if np.dtype(dtype).kind == "f" else 0
     if shards:
-        inner = _grid_chunks(shape, inner_chunks if inner_chunks is not None else grid_chunks)
+        inner = _regular_blocks(
+            shape, inner_chunks if inner_chunks is not None else grid_chunks, "inner_chunks"
+        )
         if any(g % i for g, i in zip(grid_chunks, inner, strict=True)):
             raise ChunkingError(
                 f"inner_chunks {inner} must divide the shard (block) size {grid_chunks}"

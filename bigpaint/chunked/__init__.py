@@ -1,5 +1,8 @@
 """The chunked core, on the floor below every stage.
 
+- :mod:`bigpaint.chunked.grid`: :class:`BlockGrid`, the blocks of a grid, with the one
+  normaliser of a chunk layout and the one policy for a chunk larger than the grid (it is
+  refused, never clamped).
 - :mod:`bigpaint.chunked.client`: :func:`current_client`, the Dask client a chunked
   operation runs on, if any.
 
@@ -8,5 +11,6 @@ segmentation, statistics) import it.
 """
 
 from bigpaint.chunked.client import current_client
+from bigpaint.chunked.grid import BlockGrid
 
-__all__ = ["current_client"]
+__all__ = ["BlockGrid", "current_client"]

@@ -40,6 +40,7 @@ import dask.array as da
 import numpy as np
 import scipy.fft
 
+from bigpaint.chunked.grid import BlockGrid
 from bigpaint.errors import ConfigError, ShapeError
 from bigpaint.field import FieldWriter, create_field, job_token
 from bigpaint.ics.noise import white_noise_array
@@ -185,7 +186,7 @@ def white_noise_dask(
         tile=int(tile),
         out_dtype=dt,
         dtype=dt,
-        chunks=da.core.normalize_chunks(chunks, shape),
+        chunks=BlockGrid(shape, chunks).chunks,
         meta=np.array((), dt),
         name=f"white-noise-{job_token(g=grid, s=seed, t=tile, d=dt.str, c=str(chunks))}",
     )

@@ -54,6 +54,7 @@ import dask.array as da
 import numpy as np
 import scipy.fft
 
+from bigpaint.chunked.grid import BlockGrid
 from bigpaint.errors import ConfigError, FieldExistsError
 from bigpaint.field import (
     FieldWriter,
@@ -632,7 +633,13 @@ def lpt_density(
             ):
                 remove_owned(scratch_dir)  # a run killed while cleaning up
                 return LPTResult(
-                    FieldWriter(output, "delta", (nmesh,) * 3, _chunks3(chunks, nmesh), "<f4"),
+                    FieldWriter(
+                        output,
+                        "delta",
+                        (nmesh,) * 3,
+                        BlockGrid((nmesh,) * 3, chunks).block_shape((0, 0, 0)),  # type: ignore[arg-type]
+                        "<f4",
+                    ),
                     particles,
                     None,
                     shape[0] ** 3,
@@ -772,15 +779,6 @@ def _complete(url: str) -> bool:
         return bool(zarr.open_group(store=url, mode="r").attrs.get("bigpaint_complete"))
     except Exception:  # missing or not a group
         return False
-
-
-def _chunks3(chunks: int | Sequence[int], n: int) -> tuple[int, int, int]:
-    c = (
-        (int(chunks),) * 3
-        if isinstance(chunks, (int, np.integer))
-        else tuple(int(v) for v in chunks)
-    )
-    return tuple(min(v, n) for v in c)  # type: ignore[return-value]
 
 
 def _slab_chunks(shape: tuple[int, int, int]) -> tuple[int, int, int]:

@@ -39,7 +39,6 @@ with bounded memory and a trivially resumable second phase.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import shutil
@@ -51,6 +50,7 @@ from typing import Any, Literal
 import numpy as np
 from numba import njit
 
+from bigpaint.chunked.grid import BlockGrid, ChunkSpec
 from bigpaint.errors import ChunkingError, ConfigError, MetadataError, ShapeError
 from bigpaint.field import FieldWriter, create_field, job_token, remove_field
 from bigpaint.io.open import open_particles
@@ -87,17 +87,18 @@ DEFAULT_HOME_FRACTION = 0.5
 # ---------------------------------------------------------------- plan (pure)
 
 
-@dataclass(frozen=True)
-class DepositPlan:
-    """Blocks of the output grid and how particles map onto them (a pure description).
+@dataclass(frozen=True, init=False)
+class DepositPlan(BlockGrid):
+    """Blocks of the output grid (a :class:`~bigpaint.chunked.grid.BlockGrid`) and how
+    particles map onto them (a pure description).
 
     Parameters
     ----------
-    shape : 3 ints
+    shape : int or 3 ints
         Grid cells per axis.
-    chunks : 3 tuples of int
-        Block sizes per axis (dask convention; uneven allowed).
-    box_size : 3 floats
+    chunks : int, 3 ints or 3 tuples of int
+        Block layout (see :class:`~bigpaint.chunked.grid.BlockGrid`; uneven allowed).
+    box_size : float or 3 floats
         Periodic box in Mpc/h.
     scheme : str
         Mass assignment scheme (``ngp``, ``cic``, ``tsc``, ``pcs``).
@@ -105,32 +106,25 @@ class DepositPlan:
         Shift of every particle in cells (0.5 for the second grid of interlacing).
     """
 
-    shape: tuple[int, int, int]
-    chunks: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
     box_size: tuple[float, float, float]
-    scheme: str = "cic"
-    shift: float = 0.0
-    _chunk_of: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
+    scheme: str
+    shift: float
+    _chunk_of: tuple[np.ndarray, ...] = field(repr=False, compare=False)
 
-    @classmethod
-    def build(
-        cls,
+    def __init__(
+        self,
         shape: int | Sequence[int],
-        chunks: int | Sequence[int] | Sequence[Sequence[int]],
+        chunks: ChunkSpec,
         box_size: float | Sequence[float],
         scheme: str = "cic",
         shift: float = 0.0,
-    ) -> DepositPlan:
-        """Validate and normalise a plan; chunks as an int, 3 ints or dask-style tuples."""
+    ) -> None:
         scheme_order(scheme)
-        shape3 = grid_shape(shape)
-        box = box_lengths(box_size)
-        norm = _normalise_chunks(chunks, shape3)
-        chunk_of = tuple(
-            np.repeat(np.arange(len(c), dtype=np.int64), np.asarray(c, dtype=np.int64))
-            for c in norm
-        )
-        return cls(shape3, norm, box, str(scheme).lower(), float(shift), chunk_of)
+        super().__init__(grid_shape(shape), chunks)
+        object.__setattr__(self, "box_size", box_lengths(box_size))
+        object.__setattr__(self, "scheme", str(scheme).lower())
+        object.__setattr__(self, "shift", float(shift))
+        object.__setattr__(self, "_chunk_of", tuple(self.block_of(a) for a in range(3)))
 
     @property
     def p(self) -> int:
@@ -138,39 +132,9 @@ class DepositPlan:
         return scheme_order(self.scheme)
 
     @property
-    def grid(self) -> tuple[int, int, int]:
-        """Number of blocks per axis."""
-        return tuple(len(c) for c in self.chunks)  # type: ignore[return-value]
-
-    @property
-    def n_blocks(self) -> int:
-        return int(np.prod(self.grid))
-
-    @property
     def inv_cell(self) -> np.ndarray:
         """Cells per Mpc/h along each axis (``n / L``)."""
         return np.array([n / b for n, b in zip(self.shape, self.box_size, strict=True)], np.float64)
-
-    def blocks(self) -> list[tuple[int, int, int]]:
-        return list(itertools.product(*(range(g) for g in self.grid)))  # type: ignore[arg-type]
-
-    def block_id(self, index: Sequence[int]) -> int:
-        _, gy, gz = self.grid
-        return (int(index[0]) * gy + int(index[1])) * gz + int(index[2])
-
-    def block_index(self, bid: int) -> tuple[int, int, int]:
-        return tuple(int(v) for v in np.unravel_index(int(bid), self.grid))  # type: ignore[return-value]
-
-    def origin(self, index: Sequence[int]) -> tuple[int, int, int]:
-        return tuple(int(sum(c[:i])) for c, i in zip(self.chunks, index, strict=True))  # type: ignore[return-value]
-
-    def block_shape(self, index: Sequence[int]) -> tuple[int, int, int]:
-        return tuple(int(c[i]) for c, i in zip(self.chunks, index, strict=True))  # type: ignore[return-value]
-
-    def core(self, index: Sequence[int]) -> tuple[slice, slice, slice]:
-        o = self.origin(index)
-        s = self.block_shape(index)
-        return tuple(slice(a, a + b) for a, b in zip(o, s, strict=True))  # type: ignore[return-value]
 
     def chunk_of(self, axis: int) -> np.ndarray:
         """Block index of every cell along ``axis``."""
@@ -244,33 +208,6 @@ class DepositPlan:
                 out_w if out_w is not None else np.zeros(1),
             )
         return counts, out_pos, out_w
-
-
-def _normalise_chunks(
-    chunks: int | Sequence[int] | Sequence[Sequence[int]], shape: tuple[int, int, int]
-) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    if isinstance(chunks, (int, np.integer)):
-        chunks = (int(chunks),) * 3
-    chunks = tuple(chunks)
-    if len(chunks) != 3:
-        raise ChunkingError(f"chunks must give 3 axes, got {chunks!r}")
-    out = []
-    for c, n in zip(chunks, shape, strict=True):
-        if isinstance(c, (int, np.integer)):
-            c = int(c)
-            if c <= 0:
-                raise ChunkingError(f"chunks must be positive, got {chunks!r}")
-            if c > n:
-                raise ChunkingError(
-                    f"chunk size {c} exceeds the grid ({n} cells) on one axis; use at most {n}"
-                )
-            sizes = (c,) * (n // c) + ((n % c,) if n % c else ())
-        else:
-            sizes = tuple(int(v) for v in c)
-            if any(v <= 0 for v in sizes) or sum(sizes) != n:
-                raise ChunkingError(f"chunks {sizes} do not tile an axis of {n} cells")
-        out.append(sizes)
-    return tuple(out)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- routing kernels (numba)
@@ -701,8 +638,8 @@ def deposit_blocks(
     if isinstance(dest, FieldWriter):
         if len(dest.shape) != 3:
             raise ShapeError(f"deposit writes a 3-D Field, the writer has shape {dest.shape}")
-        plan = DepositPlan.build(dest.shape, dest.block_chunks, particles.box_size, scheme, shift)
-        if chunks is not None and _normalise_chunks(chunks, plan.shape) != plan.chunks:
+        plan = DepositPlan(dest.shape, dest.block_chunks, particles.box_size, scheme, shift)
+        if chunks is not None and BlockGrid(plan.shape, chunks).chunks != plan.chunks:
             raise ChunkingError(
                 f"chunks {chunks} differ from the Field's write blocks {dest.chunks}"
             )
@@ -710,7 +647,7 @@ def deposit_blocks(
     else:
         if dest.ndim != 3:
             raise ShapeError(f"destination grid must be 3-D, got shape {dest.shape}")
-        plan = DepositPlan.build(
+        plan = DepositPlan(
             dest.shape,
             chunks if chunks is not None else dest.shape,
             particles.box_size,
@@ -728,7 +665,7 @@ def deposit_blocks(
             progress=progress,
             scheduler=scheduler,
         )
-        todo = dest.pending() if isinstance(dest, FieldWriter) else plan.blocks()
+        todo = dest.pending() if isinstance(dest, FieldWriter) else list(plan.blocks())
         _deposit_phase(
             particles,
             plan,
@@ -860,7 +797,7 @@ def deposit_to_field(
     )
     if chunks is None:
         chunks = tuple(min(n, 128) for n in shape)
-    plan = DepositPlan.build(shape, chunks, src.box_size, scheme)  # type: ignore[arg-type]
+    plan = DepositPlan(shape, chunks, src.box_size, scheme)  # type: ignore[arg-type]
     write_chunks = tuple(c[0] for c in plan.chunks)
     units = {"delta": "1", "mass": src.mass_units, "density": f"({src.mass_units}) / (Mpc/h)^3"}[
         quantity
@@ -1076,7 +1013,7 @@ def _deposit_interlaced(
     from bigpaint.field import open_field, zarr_array
 
     write_chunks = tuple(c[0] for c in plan.chunks)
-    shifted = DepositPlan.build(plan.shape, plan.chunks, plan.box_size, plan.scheme, 0.5)
+    shifted = DepositPlan(plan.shape, plan.chunks, plan.box_size, plan.scheme, 0.5)
     temps = []
     writer: FieldWriter | None = None
     weight = 0.0

@@ -41,7 +41,8 @@ import numpy as np
 import scipy.fft
 import zarr
 
-from bigpaint.errors import ChunkingError, ConfigError, NonFiniteError, ShapeError
+from bigpaint.chunked.grid import BlockGrid
+from bigpaint.errors import ConfigError, NonFiniteError, ShapeError
 from bigpaint.mesh.kgrid import rfft_shape
 
 __all__ = [
@@ -527,8 +528,8 @@ def irfftn(
     shape : sequence of 3 int, optional
         Real grid shape; default ``(nx, ny, 2 * (nz//2+1 - 1))`` (even ``nz``), as numpy.
     chunks : optional
-        Chunks of the returned real array (dask convention); default the last stage's slabs
-        or pencils. Rechunked with the same method as the transposes.
+        Chunks of the returned real array (as :class:`~bigpaint.chunked.grid.BlockGrid`
+        takes them); default the last stage's slabs or pencils. Rechunked with the same method as the transposes.
     backend, rechunk_method, block_bytes, min_blocks, workers
         As in :func:`rfftn`.
 
@@ -560,9 +561,5 @@ def irfftn(
         workers=workers,
     )
     if chunks is not None:
-        try:
-            target = da.core.normalize_chunks(chunks, shape, dtype=out.dtype)
-        except (ValueError, TypeError) as exc:
-            raise ChunkingError(f"chunks {chunks!r} do not fit shape {shape}: {exc}") from None
-        out = _rechunk(out, target, rechunk_method)  # type: ignore[arg-type]
+        out = _rechunk(out, BlockGrid(shape, chunks).chunks, rechunk_method)  # type: ignore[arg-type]
     return out

@@ -148,7 +148,8 @@ class SimulateConfig(_Strict):
     device : str
         ``auto``, ``cpu`` or ``cuda``.
     chunks : int
-        Write blocks of the output Fields.
+        Write blocks of the output Fields, in cells of each; a Field whose grid is smaller
+        is written as one block.
     save_particles : bool
         Write the final particles.
     """
@@ -300,7 +301,7 @@ def _simulate(cfg: SimulateConfig, power: LinearPower | None, log: Any) -> Simul
     write_array(
         os.path.join(out, "lpt_density.zarr"),
         _delta(pos_lpt, n, box),
-        chunks=cfg.chunks,
+        chunks=min(cfg.chunks, n),
         meta=_meta(cfg, "delta", "1", cfg.z_final, {"field": "2LPT"}, scheme="CIC"),
     )
     del pos_lpt
@@ -374,7 +375,7 @@ def _simulate(cfg: SimulateConfig, power: LinearPower | None, log: Any) -> Simul
     write_array(
         os.path.join(out, "density.zarr"),
         _delta(pos, n, box),
-        chunks=cfg.chunks,
+        chunks=min(cfg.chunks, n),
         meta=_meta(cfg, "delta", "1", cfg.z_final, {"field": "PM"}, scheme="CIC"),
     )
     conn_table, connected = read_connected_truth(os.path.join(out, CONNECTED_FILENAME))

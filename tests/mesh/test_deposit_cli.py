@@ -69,5 +69,5 @@ def test_bad_inputs_print_one_line_and_write_nothing(tmp_path, rng):
     one_line_error(run("deposit", str(tmp_path / "snap.hdf5"), out, "--box-size", "1000",
                        *common), r"box size 1000 Mpc/h was given but the snapshot header")  # fmt: skip
     one_line_error(run("deposit", str(tmp_path / "p.npy"), out, "--box-size", "100",
-                       "--chunks", "9", *common), r"chunk size 9 exceeds the grid")  # fmt: skip
+                       "--chunks", "9", *common), r"chunk 9 along axis 0 is larger than the grid of 8 voxels; give chunks <= 8")  # fmt: skip
     assert sorted(os.listdir(tmp_path)) == before
