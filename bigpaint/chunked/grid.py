@@ -30,10 +30,24 @@ import numpy as np
 
 from bigpaint.errors import ChunkingError, ShapeError
 
-__all__ = ["BlockGrid", "ChunkSpec"]
+__all__ = ["DEFAULT_BLOCK", "BlockGrid", "ChunkSpec", "default_chunks"]
 
 #: What :class:`BlockGrid` accepts as a chunk layout (see the module docstring).
 ChunkSpec = int | Sequence[int | Sequence[int]]
+
+#: Block side in voxels of a job given no chunks.
+DEFAULT_BLOCK = 128
+
+
+def default_chunks(chunks: ChunkSpec | None, shape: Sequence[int]) -> ChunkSpec:
+    """``chunks``, or when None the default: :data:`DEFAULT_BLOCK` voxels per axis, or the
+    whole axis where it is shorter (a default is bigpaint's choice, so it is made to fit;
+    a layout the user gives is never changed)."""
+    if chunks is not None:
+        return chunks
+    if all(int(n) >= DEFAULT_BLOCK for n in shape):
+        return DEFAULT_BLOCK
+    return tuple(min(DEFAULT_BLOCK, int(n)) for n in shape)
 
 
 def _whole(value: Any) -> bool:

@@ -34,8 +34,8 @@ class IcsConfig(BaseModel):
     seed : int
     redshift : float
         Of the written field.
-    chunks : int or 3 ints
-        Write blocks.
+    chunks : int or 3 ints, optional
+        Write blocks; default 128 voxels, or the grid where it is smaller.
     tile : int
         Noise tile (cells); the field depends on the seed and tile only.
     fixed_amplitude, paired : bool
@@ -53,7 +53,7 @@ class IcsConfig(BaseModel):
     box_size: float = Field(gt=0)
     seed: int = Field(ge=0)
     redshift: float = Field(0.0, ge=0)
-    chunks: int | tuple[int, int, int] = 128
+    chunks: int | tuple[int, int, int] | None = None
     tile: int = Field(32, ge=1)
     fixed_amplitude: bool = False
     paired: bool = False

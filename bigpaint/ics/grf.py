@@ -40,7 +40,7 @@ import dask.array as da
 import numpy as np
 import scipy.fft
 
-from bigpaint.chunked.grid import BlockGrid
+from bigpaint.chunked.grid import BlockGrid, default_chunks
 from bigpaint.errors import ConfigError, ShapeError
 from bigpaint.field import FieldWriter, create_field, job_token
 from bigpaint.ics.noise import white_noise_array
@@ -373,7 +373,7 @@ def gaussian_field(
     seed: int,
     power: LinearPower,
     redshift: float = 0.0,
-    chunks: int | tuple[int, int, int] = 128,
+    chunks: int | tuple[int, int, int] | None = None,
     tile: int = 32,
     fixed_amplitude: bool = False,
     paired: bool = False,
@@ -403,8 +403,8 @@ def gaussian_field(
         Linear spectrum and growth (:func:`bigpaint.ics.power.linear_power`).
     redshift : float
         Redshift of the field: ``delta_lin(z) = D1(z) delta_lin(0)``.
-    chunks : int or 3 ints
-        Write blocks in cells (any size).
+    chunks : int or 3 ints, optional
+        Write blocks in cells; default 128, or the grid where it is smaller.
     tile : int
         Noise tile in cells.
     fixed_amplitude, paired : bool
@@ -424,6 +424,7 @@ def gaussian_field(
         Of the finished Field.
     """
     shape = cube_shape(grid)
+    chunks = default_chunks(chunks, shape)
     box = box_length(box_size)
     if seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed}")

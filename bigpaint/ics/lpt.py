@@ -54,7 +54,7 @@ import dask.array as da
 import numpy as np
 import scipy.fft
 
-from bigpaint.chunked.grid import BlockGrid
+from bigpaint.chunked.grid import BlockGrid, default_chunks
 from bigpaint.errors import ConfigError, FieldExistsError
 from bigpaint.field import (
     FieldWriter,
@@ -501,7 +501,7 @@ def lpt_density(
     redshift: float = 0.0,
     order: Order = 2,
     nmesh: int | None = None,
-    chunks: int | tuple[int, int, int] = 128,
+    chunks: int | tuple[int, int, int] | None = None,
     scheme: str = "cic",
     tile: int = 32,
     fixed_amplitude: bool = False,
@@ -539,8 +539,9 @@ def lpt_density(
         Zel'dovich or 2LPT.
     nmesh : int, optional
         Density cells per side (default ``grid``).
-    chunks : int or 3 ints
-        Write blocks of the density (and linear) Field.
+    chunks : int or 3 ints, optional
+        Write blocks of the density (and linear) Field; default 128, or the grid where it
+        is smaller.
     scheme : {"ngp", "cic", "tsc", "pcs"}
         Mass assignment.
     tile, fixed_amplitude, paired, precision, backend
@@ -571,6 +572,7 @@ def lpt_density(
     from bigpaint.mesh.deposit import deposit_to_field
 
     shape = cube_shape(grid)
+    chunks = default_chunks(chunks, (int(nmesh or grid),) * 3)  # blocks of the density
     box = box_length(box_size)
     if order not in (1, 2):
         raise ConfigError(f"LPT order must be 1 or 2, got {order}")

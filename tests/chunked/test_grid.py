@@ -136,3 +136,12 @@ def test_every_chunked_stage_refuses_a_chunk_larger_than_the_grid(tmp_path):
     with pytest.raises(ChunkingError, match=message):
         irfftn(np.zeros((8, 8, 5), complex), (8, 8, 8), chunks=12)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_default_block_fits_the_grid_and_a_given_layout_is_kept():
+    from bigpaint.chunked.grid import DEFAULT_BLOCK, default_chunks
+
+    assert default_chunks(None, (512, 512, 512)) == DEFAULT_BLOCK
+    assert default_chunks(None, (64, 256, 32)) == (64, 128, 32)
+    assert BlockGrid((64, 256, 32), default_chunks(None, (64, 256, 32))).grid == (1, 2, 1)
+    assert default_chunks(96, (64, 64, 64)) == 96  # the user's, refused by BlockGrid
