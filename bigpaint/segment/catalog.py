@@ -152,7 +152,7 @@ def build_catalog(
         cols["trajectory_sum"] = pa.FixedSizeListArray.from_arrays(
             pa.array(seg.trajectory_sum.ravel(), pa.float64()), t
         )
-    from bigpaint import __version__
+    from bigpaint.version import __version__
 
     info = {
         "format": _FORMAT,
