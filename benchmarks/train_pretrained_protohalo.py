@@ -541,7 +541,7 @@ def main() -> None:
     p.add_argument("--calibration-seed", type=int, default=CALIBRATION_SEED)
     p.add_argument("--test-seed", type=int, default=TEST_SEED)
     p.add_argument("--test-small-seed", type=int, default=TEST_SMALL_SEED)
-    p.add_argument("--steps", type=int, default=1500, help="training steps")
+    p.add_argument("--steps", type=int, default=6000, help="training steps")
     p.add_argument("--snapshot", type=int, default=250, help="steps between snapshots")
     p.add_argument("--patch", type=int, default=48, help="patch side, voxels")
     p.add_argument("--buffer", type=int, default=8, help="loss-free border, voxels")
@@ -550,7 +550,7 @@ def main() -> None:
     p.add_argument(
         "--snapshots",
         nargs="+",
-        default=["step001000", "step001500"],
+        default=["step003000", "step004000", "step005000", "step006000"],
         help="snapshots tried by the calibrate stage",
     )
     args = p.parse_args()

@@ -17,7 +17,9 @@ stage of the engine on a laptop, each a thin call of one library function:
    B(k1, k2, theta) of the painted against the true halo counts, and the verdict against
    the truth and both baselines;
 7. ``protohalos`` and ``hmf``: protohalos segmented from the true distance map, and their
-   mass function against the connected truth;
+   mass function against the connected truth; ``protohalo-map``, ``protohalos-painted`` and
+   ``hmf-painted``: the same from the map the pretrained protohalo U-Net paints from the
+   initial density, segmented with the calibration shipped with it;
 8. ``report``: ``report/index.html``, opening with the verdict, with every table (CSV) and
    figure (PNG).
 

@@ -439,6 +439,24 @@ def test_the_package_ships_the_halo_painter_with_its_baselines(monkeypatch):
         assert list(model.mass_bins) == card.output.mass_bins
 
 
+def _card_input(card, x: np.ndarray, path) -> str:
+    """A Field of ``x`` that matches what ``card`` says its painter takes."""
+    n = x.shape[-1]
+    return write_array(
+        str(path),
+        x,
+        chunks=n // 2,
+        meta={
+            "box_size": card.cell_size * n,
+            "kind": card.input.kind,
+            "units": "1",
+            "redshift": card.redshift,
+            "cosmology": card.cosmology.model_dump(),
+            "mass_assignment": card.input.mass_assignment.model_dump(),
+        },
+    ).url
+
+
 @pytest.mark.parametrize("name", _shipped())
 def test_shipped_painter_loads_and_paints(name, tmp_path, monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
@@ -454,19 +472,7 @@ def test_shipped_painter_loads_and_paints(name, tmp_path, monkeypatch):
     x = rng.standard_normal((meta.in_channels, n, n, n)).astype("f4") * 0.3
     x = np.abs(x) if meta.ndim == 2 else x  # projected slabs of log-normalized painters
     x = x[0] if meta.in_channels == 1 else x
-    src = write_array(
-        str(tmp_path / "in.zarr"),
-        x,
-        chunks=n // 2,
-        meta={
-            "box_size": card.cell_size * n,
-            "kind": card.input.kind,
-            "units": "1",
-            "redshift": card.redshift,
-            "cosmology": card.cosmology.model_dump(),
-            "mass_assignment": card.input.mass_assignment.model_dump(),
-        },
-    ).url
+    src = _card_input(card, x, tmp_path / "in.zarr")
     out = str(tmp_path / "out.zarr")
     paint_field(f"pretrained:{name}", src, out, device="cpu")
     f = open_field(out)
@@ -474,3 +480,38 @@ def test_shipped_painter_loads_and_paints(name, tmp_path, monkeypatch):
     assert (m.kind, m.units) == (card.output.kind, card.output.units)
     values = next(iter(f.data_vars.values())).values
     assert np.isfinite(values).all()
+
+
+def test_the_protohalo_painter_ships_its_calibration(monkeypatch, tmp_path):
+    """The shipped protohalo U-Net carries the adaptive-threshold calibration fitted on maps
+    it painted, at its cell size, with held-out seeds apart from training; segment applies
+    it by the painter's name with the settings it was made with."""
+    from bigpaint.painters.checkpoint import checkpoint_hash
+    from bigpaint.segment import read_catalog, segment_field
+    from bigpaint.segment.catalog import catalog_meta
+    from bigpaint.segment.threshold import resolve_calibration
+
+    monkeypatch.delenv(ENV, raising=False)
+    name = "protohalo-unet-2mpc"
+    assert name in _shipped()
+    path = resolve_checkpoint(f"pretrained:{name}")
+    card = read_card(path, load_checkpoint(path)[1])
+    cal = resolve_calibration(f"pretrained:{name}")
+    assert cal.info["map"]["checkpoint_hash"] == checkpoint_hash(path)
+    assert cal.cell_size == (card.cell_size,) * 3 and cal.segment_params is not None
+    trained = {s.seed for s in card.training}
+    assert not trained & {*card.held_out.selection_seeds, *card.held_out.verdict_seeds}
+    # a painted map of a peaked density: segmented with the shipped calibration
+    n = 32
+    x = np.indices((n,) * 3) - n / 2
+    delta = 3.0 * np.exp(-(x**2).sum(0) / (2 * 3.0**2)) + 0.3 * np.random.default_rng(
+        0
+    ).standard_normal((n,) * 3)
+    src = _card_input(card, delta.astype("f4"), tmp_path / "ic.zarr")
+    out = str(tmp_path / "map.zarr")
+    paint_field(f"pretrained:{name}", src, out, device="cpu")
+    cat = segment_field(out, str(tmp_path / "cat.parquet"), calibration=f"pretrained:{name}")
+    assert cat.num_rows >= 1
+    meta = catalog_meta(read_catalog(tmp_path / "cat.parquet"))
+    assert meta["params"]["h"] == cal.segment_params["h"]
+    assert meta["calibration"]["info"]["map"]["checkpoint_hash"] == checkpoint_hash(path)
