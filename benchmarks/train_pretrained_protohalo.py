@@ -118,7 +118,7 @@ def train_config(args: argparse.Namespace, steps: int) -> dict[str, Any]:
     boxes = [box_dir(args.work, s) for s in args.train_seeds]
     return {
         "family": "protohalo-unet",
-        "model": MODEL,
+        "model": {**MODEL, "levels": args.levels, "filters": args.filters, "dropout": args.dropout},
         "objective": {"buffer": args.buffer},
         "data": {
             "inputs": [str(boxes[0] / "density_ic.zarr")],
@@ -490,8 +490,8 @@ def stage_ship(args: argparse.Namespace) -> None:
             "summary": "protohalo U-Net: normalized protohalo distance map from the initial "
             "density at z = 19, 2 Mpc/h cells (reduced size)",
             "description": (
-                "The protohalo U-Net of Bernardini et al. at reduced size (3 levels of "
-                f"{MODEL['filters']} filters, dropout {MODEL['dropout']}; the paper's is 5 "
+                f"The protohalo U-Net of Bernardini et al. at reduced size ({args.levels} levels "
+                f"of {args.filters} filters, dropout {args.dropout}; the paper's is 5 "
                 "levels of 12), trained with the selective normalized L1 loss on "
                 f"{len(args.train_seeds)} bigpaint PM + FoF simulations (seeds {seeds}; "
                 f"{SIZES['train']}^3 particles in {SIZES['train'] * CELL:g} Mpc/h, protohalos "
@@ -547,6 +547,14 @@ def main() -> None:
     p.add_argument("--buffer", type=int, default=8, help="loss-free border, voxels")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--levels",
+        type=int,
+        default=MODEL["levels"],
+        help="U-Net poolings (the paper: 5, with --filters 12 --patch 128 on a GPU)",
+    )
+    p.add_argument("--filters", type=int, default=MODEL["filters"])
+    p.add_argument("--dropout", type=float, default=MODEL["dropout"])
     p.add_argument(
         "--snapshots",
         nargs="+",
