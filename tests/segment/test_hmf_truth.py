@@ -188,3 +188,18 @@ def test_pipeline_stage_takes_the_truth_kind(simulation_truths, tmp_path):
     planned = plan_pipeline(parse_config(PipelineConfig, data, "test"), source="test")
     hmf = next(p for p in planned if p.name == "hmf")
     assert hmf.config.truth == str(tmp_path / "run" / "truth" / "protohalos_connected.parquet")
+
+
+def test_a_bin_starting_at_the_completeness_mass_is_judged():
+    """A catalogue's masses (rho_bar V) and the truth's cut (particle mass times cells) agree
+    to rounding only; the bin that starts at the cut is complete and judged."""
+    from bigpaint.segment.hmf import compare_mass_functions, mass_bins
+
+    cut = 50 * 7.0494303320409836e11  # 3.524715166020492e13
+    lightest = np.nextafter(cut, 0)  # the same mass, one rounding below
+    masses = np.array([lightest, 2 * cut, 5 * cut, 20 * cut])
+    edges = mass_bins([masses], 3)
+    assert edges[0] < cut
+    ds = compare_mass_functions(masses, masses, 1e6, edges, min_count=1,
+                                truth_complete_above=cut)  # fmt: skip
+    assert ds["truth_complete"].values.all()
