@@ -4,7 +4,7 @@ The input is a synthetic protohalo distance map (random touching ellipsoids, per
 normalized Euclidean distance, :mod:`bigpaint.segment.synthetic`), written as a Field. One
 command runs every variant, each in a fresh subprocess (so peak memory is its own):
 
-The map gets a little uniform noise on the foreground (``--jitter``), as a network's
+The map gets a little uniform noise on the foreground (``--jitter``, relative, downwards), as a network's
 prediction has continuous values; then both variants find the same markers away from the
 box faces (see :mod:`bigpaint.segment.markers` for ties).
 
@@ -159,9 +159,10 @@ def _make_input(
     labels = synthetic_protohalos((grid,) * 3, n_objects, radius=(2.0, 6.0), seed=seed)
     d = normalized_distance(labels)
     del labels
-    if jitter:  # continuous values, as a network's prediction has: no ties
+    if jitter:  # continuous values, as a network's prediction has: no ties; scaled down so
+        # the map stays a normalized one, in (0, 1] on the foreground
         noise = np.random.default_rng(seed).random(d.shape, dtype=np.float32)
-        d = np.where(d > 0, d + np.float32(jitter) * noise, np.float32(0))
+        d = np.where(d > 0, d * (np.float32(1) - np.float32(jitter) * noise), np.float32(0))
         del noise
     meta = {
         "box_size": box,
@@ -191,7 +192,7 @@ def main() -> None:
         "--jitter",
         type=float,
         default=1e-3,
-        help="uniform noise added to the foreground (0: keep the exact map's ties)",
+        help="relative uniform noise on the foreground (0: keep the exact map's ties)",
     )
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument(
