@@ -1,6 +1,8 @@
-"""Readers for external data: particle arrays (npy, Zarr, dask) and Gadget HDF5 snapshots."""
+"""Readers for external data: particle arrays (npy, Zarr, dask) and snapshots (Gadget HDF5,
+Gadget-2/3 binary, SWIFT HDF5)."""
 
 from bigpaint.io.gadget import GadgetSnapshot, gadget_files, read_header
+from bigpaint.io.gadget_binary import GadgetBinarySnapshot, binary_files
 from bigpaint.io.open import open_particles
 from bigpaint.io.particles import (
     ArrayParticles,
@@ -11,15 +13,19 @@ from bigpaint.io.particles import (
     ZarrParticles,
     resolve_box_size,
 )
+from bigpaint.io.swift import SwiftSnapshot
 
 __all__ = [
     "ArrayParticles",
     "Batch",
     "DaskParticles",
+    "GadgetBinarySnapshot",
     "GadgetSnapshot",
     "NpyParticles",
     "ParticleSource",
+    "SwiftSnapshot",
     "ZarrParticles",
+    "binary_files",
     "gadget_files",
     "open_particles",
     "read_header",

@@ -31,14 +31,13 @@ from bigpaint.errors import FieldNotFoundError, MetadataError, NegativeMassError
 from bigpaint.io.particles import (
     DEFAULT_BATCH_SIZE,
     Batch,
-    ParticleSource,
-    batch_spans,
     check_masses,
     float_positions,
     resolve_box_size,
 )
+from bigpaint.io.snapinfo import FileSetSource, header_cosmology
 
-__all__ = ["GadgetSnapshot", "gadget_files", "read_header"]
+__all__ = ["GadgetSnapshot", "gadget_files", "length_factor", "read_header"]
 
 #: Centimetres per Mpc (Gadget's default UnitLength_in_cm is 3.085678e21, i.e. kpc/h).
 CM_PER_MPC = 3.085678e24
@@ -135,8 +134,9 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _length_factor(header: dict[str, Any], length_unit: str | float | None, path: Path) -> float:
-    """Factor from snapshot length units to Mpc/h."""
+def length_factor(header: dict[str, Any], length_unit: str | float | None, path: Path) -> float:
+    """Factor from snapshot length units to Mpc/h (``UnitLength_in_cm`` if the header has
+    it, else ``length_unit``, else kpc/h; a ``length_unit`` that disagrees is refused)."""
     from_file = None
     if "UnitLength_in_cm" in header:
         from_file = float(header["UnitLength_in_cm"]) / CM_PER_MPC
@@ -168,7 +168,7 @@ def _total(header: dict[str, Any], ptype: int) -> int:
 
 
 @dataclass(frozen=True, eq=False)
-class GadgetSnapshot(ParticleSource):
+class GadgetSnapshot(FileSetSource):
     """A Gadget HDF5 snapshot (one or several files) as a batched particle source.
 
     Parameters
@@ -226,7 +226,7 @@ class GadgetSnapshot(ParticleSource):
                 f"snapshot {self.path} has NumFilesPerSnapshot = {nfiles} but {len(files)} files "
                 f"were found ({files[0].name} ...); copy the whole set"
             )
-        factor = _length_factor(header, self.length_unit, files[0])
+        factor = length_factor(header, self.length_unit, files[0])
         box = float(header["BoxSize"])
         counts = []
         group = f"PartType{self.ptype}"
@@ -283,10 +283,6 @@ class GadgetSnapshot(ParticleSource):
         object.__setattr__(self, "box_size", stored_box)
 
     @property
-    def n_particles(self) -> int:  # type: ignore[override]
-        return int(sum(self.counts))
-
-    @property
     def has_masses(self) -> bool:  # type: ignore[override]
         return self._masses
 
@@ -305,20 +301,14 @@ class GadgetSnapshot(ParticleSource):
         return f"{unit_g / G_PER_MSUN:g} Msun/h"
 
     @property
+    def mass_to_msun_h(self) -> float:
+        """Factor from the snapshot's mass unit to Msun/h."""
+        return float(self.header.get("UnitMass_in_g", 1.989e43)) / G_PER_MSUN
+
+    @property
     def redshift(self) -> float | None:  # type: ignore[override]
         z = self.header.get("Redshift")
         return None if z is None else max(0.0, float(z))
-
-    def batches(self) -> list[Batch]:
-        out: list[Batch] = []
-        start = 0
-        for part, n in enumerate(self.counts):
-            if n == 0:
-                continue
-            for a, b in batch_spans(n, self.batch_size):
-                out.append(Batch(len(out), start + a, b - a, part=part, offset=a))
-            start += n
-        return out
 
     def load(self, batch: Batch, data: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
         import h5py
@@ -334,8 +324,24 @@ class GadgetSnapshot(ParticleSource):
             pos = pos.astype(np.float64) * self.factor
         return pos, mass
 
+    def extra(self, batch: Batch, name: str) -> np.ndarray | None:
+        """``"velocities"`` (peculiar km/s: Gadget stores ``sqrt(a) dx/dt``) or ``"ids"``
+        (int64) of a batch; None when the snapshot does not store them."""
+        import h5py
+
+        group = f"PartType{self.ptype}"
+        dataset = {"velocities": "Velocities", "ids": "ParticleIDs"}.get(name)
+        with h5py.File(self.files[batch.part], "r") as f:
+            if dataset is None or dataset not in f[group]:
+                return None
+            values = np.asarray(f[group][dataset][batch.offset : batch.offset + batch.count])
+        if name == "ids":
+            return values.astype(np.int64)
+        return values.astype(np.float64) * math.sqrt(float(self.header.get("Time", 1.0)))
+
     def provenance(self) -> dict[str, Any]:
-        """Header values worth keeping with a Field made from this snapshot."""
+        """Header values worth keeping with a Field made from this snapshot, and the header's
+        cosmology with the parameters it lacks (:func:`bigpaint.io.snapinfo.header_cosmology`)."""
         keep = (
             "BoxSize",
             "Redshift",
@@ -346,14 +352,18 @@ class GadgetSnapshot(ParticleSource):
             "MassTable",
             "NumFilesPerSnapshot",
         )
+        h = self.header
         return {
             "snapshot": os.path.abspath(self.files[0]),
+            "format": "gadget-hdf5",
             "n_files": len(self.files),
             "length_to_mpc_h": self.factor,
-            "header": {k: self.header[k] for k in keep if k in self.header},
+            "header": {k: h[k] for k in keep if k in h},
+            **header_cosmology(
+                {
+                    "Omega_m": h.get("Omega0"),
+                    "Omega_Lambda": h.get("OmegaLambda"),
+                    "h": h.get("HubbleParam"),
+                }
+            ),
         }
-
-    def describe(self) -> str:
-        return os.path.abspath(self.files[0]) + (
-            f" (+{len(self.files) - 1} files)" if len(self.files) > 1 else ""
-        )

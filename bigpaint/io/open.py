@@ -1,11 +1,19 @@
 """Opening a particle catalogue by what it is: a path, an array, a dask array or a source.
 
 :func:`open_particles` is the one entry point the commands use. It tells the format from the
-argument (``.npy``, Zarr, a Gadget HDF5 snapshot or set of files, in-memory and dask
-arrays), opens the matching :class:`~bigpaint.io.particles.ParticleSource` (the Gadget
-reader is :mod:`bigpaint.io.gadget`), and settles the box size between the file and the
-user, refusing a conflict or a catalogue without particles. It sits above both readers so
-that neither imports the other.
+argument (``.npy``, Zarr, a Gadget HDF5, SWIFT HDF5 or Gadget binary snapshot or set of
+files, in-memory and dask arrays), opens the matching
+:class:`~bigpaint.io.particles.ParticleSource` (the snapshot readers are
+:mod:`bigpaint.io.gadget`, :mod:`bigpaint.io.swift` and :mod:`bigpaint.io.gadget_binary`),
+and settles the box size between the file and the
+user, refusing a conflict or a catalogue without particles. It sits above the readers so that
+none imports another.
+
+Snapshots are told by content where that is cheap: a file starting with the HDF5 signature
+is HDF5 whatever its name (SWIFT when its ``Units`` group names ``U_L``, else Gadget HDF5);
+a file starting with a Gadget record marker (256, or 8 before ``HEAD``, in either byte
+order) is a Gadget binary snapshot, as is any file named like one (no extension, or a
+file number such as ``snap_004.3``), whose reader then says why it is not one.
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from bigpaint.errors import FieldNotFoundError, ShapeError
-from bigpaint.io.gadget import GadgetSnapshot
+from bigpaint.io.gadget import GadgetSnapshot, gadget_files
+from bigpaint.io.gadget_binary import GadgetBinarySnapshot, is_gadget_binary
 from bigpaint.io.particles import (
     DEFAULT_BATCH_SIZE,
     ArrayParticles,
@@ -28,6 +37,7 @@ from bigpaint.io.particles import (
     ZarrParticles,
     resolve_box_size,
 )
+from bigpaint.io.swift import SwiftSnapshot, is_swift
 
 __all__ = ["open_particles"]
 
@@ -48,8 +58,9 @@ def open_particles(
     ----------
     source : str, Path, numpy.ndarray, dask.array.Array or ParticleSource
         ``.npy`` file (N, 3); Zarr store (``.zarr`` or a directory holding ``zarr.json``);
-        Gadget HDF5 snapshot (``.hdf5``/``.h5`` file, one file of a multi-file set, or a
-        ``snapdir`` directory); in-memory (N, 3) array; dask (N, 3) array.
+        Gadget or SWIFT HDF5 snapshot (``.hdf5``/``.h5`` file, one file of a multi-file
+        set, or a ``snapdir`` directory); Gadget-2/3 binary snapshot (``snap_004``,
+        ``snap_004.0``, or its directory); in-memory (N, 3) array; dask (N, 3) array.
     box_size : float or 3 floats, optional
         Box in Mpc/h. Required when the input carries none; must agree with it otherwise.
     masses : str, array or dask array, optional
@@ -62,6 +73,7 @@ def open_particles(
         Gadget particle type (1: dark matter).
     length_unit : {"kpc/h", "Mpc/h"} or float, optional
         Gadget length unit (or factor to Mpc/h); default from the snapshot, else kpc/h.
+        SWIFT snapshots carry their units and refuse it.
 
     Returns
     -------
@@ -86,12 +98,26 @@ def open_particles(
         )
     path = str(source)
     low = path.lower().rstrip("/")
-    if low.endswith((".hdf5", ".h5")) or _is_snapdir(path) or _gadget_stem(path):
+    kind = _snapshot_kind(path)
+    if kind is not None:
         if masses is not None:
             raise ShapeError(
-                "masses come from the snapshot itself; do not pass masses with a Gadget file"
+                "masses come from the snapshot itself; do not pass masses with a snapshot"
             )
-        snap = GadgetSnapshot(path, ptype=ptype, length_unit=length_unit, batch_size=batch_size)
+        snap: ParticleSource
+        if kind == "binary":
+            snap = GadgetBinarySnapshot(
+                path, ptype=ptype, length_unit=length_unit, batch_size=batch_size
+            )
+        elif is_swift(gadget_files(path)[0]):
+            if length_unit is not None:
+                raise ShapeError(
+                    f"{path} is a SWIFT snapshot, whose Units group gives its length unit; "
+                    "drop the length unit option"
+                )
+            snap = SwiftSnapshot(path, ptype=ptype, batch_size=batch_size)
+        else:
+            snap = GadgetSnapshot(path, ptype=ptype, length_unit=length_unit, batch_size=batch_size)
         return _with_box(
             snap, resolve_box_size(snap.box_size, box_size, where=f"the snapshot header of {path}")
         )
@@ -118,9 +144,41 @@ def open_particles(
     if not os.path.exists(path):
         raise FieldNotFoundError(f"no particle file at {path}; check the path")
     raise ShapeError(
-        f"cannot tell the format of {path}: give a .npy file, a Zarr store (.zarr) or a Gadget "
-        "HDF5 snapshot (.hdf5)"
+        f"cannot tell the format of {path}: give a .npy file, a Zarr store (.zarr), a Gadget or "
+        "SWIFT HDF5 snapshot (.hdf5) or a Gadget binary snapshot"
     )
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _snapshot_kind(path: str) -> str | None:
+    """``"hdf5"``, ``"binary"`` or None (not a snapshot) for a path, by content and name."""
+    low = path.lower().rstrip("/")
+    if "://" in path or low.endswith((".npy", ".zarr")):
+        return None
+    p = Path(path)
+    if p.is_file():
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+        if head == _HDF5_SIGNATURE or low.endswith((".hdf5", ".h5")):
+            return "hdf5"
+        if is_gadget_binary(p) or p.suffix == "" or p.suffix[1:].isdigit():
+            return "binary"
+        return None
+    if p.is_dir():
+        if (p / "zarr.json").exists():
+            return None
+        if _is_snapdir(path):
+            return "hdf5"
+        if any(f.suffix[1:].isdigit() for f in p.iterdir()):
+            return "binary"
+        return None
+    if low.endswith((".hdf5", ".h5")) or _gadget_stem(path):
+        return "hdf5"
+    if os.path.exists(path + ".0"):
+        return "binary"
+    return None
 
 
 def _is_snapdir(path: str) -> bool:

@@ -170,6 +170,11 @@ class ParticleSource:
         """Per-batch dask dependencies (dask sources), else None."""
         return None
 
+    def extra(self, batch: Batch, name: str) -> np.ndarray | None:
+        """Another per-particle quantity of a batch: ``"velocities"`` (peculiar, km/s,
+        ``(count, 3)``) or ``"ids"`` (int64); None when the source does not hold it."""
+        return None
+
     def describe(self) -> str:
         """Short text for provenance."""
         return type(self).__name__
@@ -418,6 +423,15 @@ class ZarrParticles(ParticleSource):
         mass = np.asarray(node["masses"][sl]) if self._masses else None
         check_masses(mass, f"{self.url}/masses", batch.start)
         return pos, mass
+
+    def extra(self, batch: Batch, name: str) -> np.ndarray | None:
+        import zarr
+
+        node = zarr.open(store=str(self.url), mode="r")
+        if not self._pos_path or name not in ("velocities", "ids") or name not in node:
+            return None
+        values = np.asarray(node[name][batch.start : batch.start + batch.count])
+        return values.astype(np.int64 if name == "ids" else np.float64)
 
     def describe(self) -> str:
         return str(self.url)
