@@ -6,6 +6,11 @@ line on top, and calls one library function. ``ics`` and ``lpt`` run on the conf
 cluster (default: a LocalCluster; the FFT transposes use P2P rechunks that spill to disk).
 ``simulate`` runs the particle-mesh code in this process (torch on the CPU or a GPU), so it
 takes no cluster options.
+
+With an ``initial_conditions`` section, ``ics`` and ``lpt`` start from the user's own
+initial conditions (a linear density, a white noise or particles) instead of the seed; they
+are opened and checked against the config before the cluster starts, so a mismatch is
+refused in one line with nothing written.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ def ics(
 ) -> None:
     """Write the linear density field (Gaussian ICs) that CONFIG describes.
 
-    The field depends on the seed (and noise tile) alone, never on chunks or workers.
+    The field depends on the seed (and noise tile) alone, never on chunks or workers; or on
+    the config's initial_conditions (a linear density, a white noise or particles).
     """
     from bigpaint.config import load_config
     from bigpaint.ics.config import IcsConfig, run_ics
@@ -52,9 +58,11 @@ def ics(
     cfg = load_config(IcsConfig, config, _overrides(output=output, seed=seed, overwrite=overwrite))
     cfg.check_tile()  # refuse a bad grid before starting a cluster
     cfg.check_size(cluster_config(cluster_file, workers))
+    initial = cfg.external()
     with open_cluster(cluster_file, workers):
-        writer = run_ics(cfg)
-    click.echo(f"wrote {writer.url} (delta_lin, {writer.shape}, z = {cfg.redshift})")
+        writer = run_ics(cfg, initial=initial)
+    source = f", from {initial.kind} {initial.path}" if initial else ""
+    click.echo(f"wrote {writer.url} (delta_lin, {writer.shape}, z = {cfg.redshift}{source})")
 
 
 @click.command()
@@ -71,16 +79,22 @@ def lpt(
     cluster_file: str | None,
     workers: int | None,
 ) -> None:
-    """Write the 2LPT (or Zel'dovich) density field, and optionally particles, from CONFIG."""
+    """Write the 2LPT (or Zel'dovich) density field, and optionally particles, from CONFIG.
+
+    From the seed, or from the config's initial_conditions: the twin of your own run.
+    """
     from bigpaint.config import load_config
     from bigpaint.ics.config import LptConfig, run_lpt
 
     cfg = load_config(LptConfig, config, _overrides(output=output, seed=seed, overwrite=overwrite))
     cfg.check_tile()
     cfg.check_size(cluster_config(cluster_file, workers))
+    initial = cfg.external()
     with open_cluster(cluster_file, workers):
-        res = run_lpt(cfg, progress=True)
+        res = run_lpt(cfg, progress=True, initial=initial)
     extra = f", particles in {res.particles}" if res.particles else ""
+    if initial is not None:
+        extra += f", from {initial.kind} {initial.path}"
     click.echo(
         f"wrote {res.density.url} ({cfg.order}LPT density, {res.n_particles} particles, "
         f"z = {cfg.redshift}{extra})"

@@ -2,20 +2,30 @@
 
 A config is a YAML file whose keys are the fields below (unknown keys are refused with the
 closest valid one); :func:`run_ics` and :func:`run_lpt` turn a validated config into a
-:func:`bigpaint.ics.grf.gaussian_field` or :func:`bigpaint.ics.lpt.lpt_density` call.
+:func:`bigpaint.ics.grf.gaussian_field` or :func:`bigpaint.ics.lpt.lpt_density` call. With an
+``initial_conditions`` section the user's own ICs replace the seed
+(:mod:`bigpaint.ics.external`); :meth:`IcsConfig.external` resolves and checks them, so the
+commands refuse bad ICs before a cluster starts.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bigpaint.errors import ConfigError
 from bigpaint.field import FieldWriter
 from bigpaint.ics.cosmology import CosmologyConfig
+from bigpaint.ics.external import (
+    ExternalICs,
+    InitialConditions,
+    external_linear_field,
+    resolve_initial_conditions,
+)
 from bigpaint.ics.grf import gaussian_field
 from bigpaint.ics.lpt import LPTResult, lpt_density
-from bigpaint.ics.power import PowerConfig, linear_power
+from bigpaint.ics.power import LinearPower, PowerConfig, linear_power
 
 __all__ = ["IcsConfig", "LptConfig", "run_ics", "run_lpt"]
 
@@ -31,7 +41,10 @@ class IcsConfig(BaseModel):
         Cells per side (a multiple of ``tile``).
     box_size : float
         Mpc/h.
-    seed : int
+    seed : int, optional
+        Random seed; required unless ``initial_conditions`` is given.
+    initial_conditions : InitialConditions, optional
+        The user's own ICs instead of the seed (:mod:`bigpaint.ics.external`).
     redshift : float
         Of the written field.
     chunks : int or 3 ints, optional
@@ -51,7 +64,8 @@ class IcsConfig(BaseModel):
     output: str
     grid: int = Field(ge=2)
     box_size: float = Field(gt=0)
-    seed: int = Field(ge=0)
+    seed: int | None = Field(None, ge=0)
+    initial_conditions: InitialConditions | None = None
     redshift: float = Field(0.0, ge=0)
     chunks: int | tuple[int, int, int] | None = None
     tile: int = Field(32, ge=1)
@@ -63,9 +77,36 @@ class IcsConfig(BaseModel):
     power: PowerConfig = Field(default_factory=PowerConfig)
     overwrite: bool = False
 
+    @model_validator(mode="after")
+    def _one_source(self) -> IcsConfig:
+        ics = self.initial_conditions
+        if ics is None and self.seed is None:
+            raise ValueError("seed is required (or give initial_conditions)")
+        if ics is not None and self.seed is not None:
+            raise ValueError("give seed or initial_conditions, not both")
+        if ics is not None and ics.kind != "white_noise" and (self.fixed_amplitude or self.paired):
+            raise ValueError(
+                "fixed_amplitude and paired reshape a white noise; they do not apply to "
+                f"initial_conditions of kind {ics.kind}"
+            )
+        return self
+
     def fft_grids(self) -> tuple[int, ...]:
         """Grid sizes (cells per side) of the distributed FFTs this job runs."""
         return (self.grid,)
+
+    def external(self, power: LinearPower | None = None) -> ExternalICs | None:
+        """The resolved, checked ``initial_conditions`` (None without them); refuses ICs
+        whose box or grid disagree with this config, a Field of the wrong kind, or a growth
+        normalisation not stated where needed (one line, nothing written)."""
+        if self.initial_conditions is None:
+            return None
+        return resolve_initial_conditions(
+            self.initial_conditions,
+            grid=self.grid,
+            box_size=self.box_size,
+            power=power or linear_power(self.cosmology, self.power),
+        )
 
     def check_size(self, cluster: Any = None) -> None:
         """Refuse, before a cluster starts, a grid whose FFTs cannot fit (one-line error).
@@ -122,8 +163,12 @@ class IcsConfig(BaseModel):
                 )
 
     def check_tile(self) -> None:
-        """Refuse a grid that is not a multiple of the noise tile (one-line error)."""
+        """Refuse a grid that is not a multiple of the noise tile (one-line error); external
+        ICs draw no noise and have no tile."""
         from bigpaint.ics.noise import white_noise_array
+
+        if self.seed is None:
+            return
 
         white_noise_array((self.grid,) * 3, (slice(0, 0),) * 3, seed=self.seed, tile=self.tile)
 
@@ -163,15 +208,40 @@ class LptConfig(IcsConfig):
         return (self.grid, self.nmesh or self.grid)
 
 
-def run_ics(cfg: IcsConfig) -> FieldWriter:
-    """Write the linear density Field an :class:`IcsConfig` describes."""
-    cfg.check_tile()
+def _resolved(
+    cfg: IcsConfig, initial: ExternalICs | None
+) -> tuple[LinearPower, ExternalICs | None]:
     power = linear_power(cfg.cosmology, cfg.power)
+    if initial is None:
+        initial = cfg.external(power)
+    elif cfg.initial_conditions is None:
+        raise ConfigError("resolved initial conditions were given for a config without them")
+    return power, initial
+
+
+def run_ics(cfg: IcsConfig, *, initial: ExternalICs | None = None) -> FieldWriter:
+    """Write the linear density Field an :class:`IcsConfig` describes (``initial``: its
+    ``initial_conditions`` already resolved by :meth:`IcsConfig.external`)."""
+    cfg.check_tile()
+    power, initial = _resolved(cfg, initial)
+    if initial is not None:
+        return external_linear_field(
+            cfg.output,
+            initial,
+            power=power,
+            redshift=cfg.redshift,
+            chunks=cfg.chunks,
+            fixed_amplitude=cfg.fixed_amplitude,
+            paired=cfg.paired,
+            precision=cfg.precision,
+            backend=cfg.fft_backend,
+            overwrite=cfg.overwrite,
+        )
     return gaussian_field(
         cfg.output,
         grid=cfg.grid,
         box_size=cfg.box_size,
-        seed=cfg.seed,
+        seed=cfg.seed,  # type: ignore[arg-type]
         power=power,
         redshift=cfg.redshift,
         chunks=cfg.chunks,
@@ -184,10 +254,13 @@ def run_ics(cfg: IcsConfig) -> FieldWriter:
     )
 
 
-def run_lpt(cfg: LptConfig, *, progress: bool = False) -> LPTResult:
-    """Write the LPT density Field (and particles) an :class:`LptConfig` describes."""
+def run_lpt(
+    cfg: LptConfig, *, progress: bool = False, initial: ExternalICs | None = None
+) -> LPTResult:
+    """Write the LPT density Field (and particles) an :class:`LptConfig` describes
+    (``initial``: its ``initial_conditions`` already resolved)."""
     cfg.check_tile()
-    power = linear_power(cfg.cosmology, cfg.power)
+    power, initial = _resolved(cfg, initial)
     return lpt_density(
         cfg.output,
         grid=cfg.grid,
@@ -211,4 +284,5 @@ def run_lpt(cfg: LptConfig, *, progress: bool = False) -> LPTResult:
         scratch_dir=cfg.scratch_dir,
         overwrite=cfg.overwrite,
         progress=progress,
+        initial=initial,
     )

@@ -54,11 +54,14 @@ __all__ = [
     "Precision",
     "box_length",
     "cube_shape",
+    "fft_input_chunks",
     "gaussian_field",
     "gaussian_field_array",
     "linear_modes",
     "linear_modes_array",
+    "noise_modes",
     "precision_dtypes",
+    "slab_chunks",
     "store_field",
     "white_noise_dask",
 ]
@@ -232,14 +235,56 @@ def linear_modes(
     """
     shape = cube_shape(grid)
     box = box_length(box_size)
-    real, cplx = precision_dtypes(precision)
+    real, _ = precision_dtypes(precision)
+    noise = white_noise_dask(
+        grid, seed=seed, tile=tile, chunks=fft_input_chunks(shape, precision, backend), dtype=real
+    )
+    return noise_modes(
+        noise,
+        box,
+        power=power,
+        redshift=redshift,
+        fixed_amplitude=fixed_amplitude,
+        paired=paired,
+        precision=precision,
+        backend=backend,
+    )
+
+
+def slab_chunks(shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Write blocks of a scratch field: x-slabs of about 64 MiB (float32)."""
+    plane = shape[1] * shape[2] * 4
+    return (max(1, min(shape[0], (64 << 20) // plane)), shape[1], shape[2])
+
+
+def fft_input_chunks(shape: tuple[int, int, int], precision: str, backend: str) -> Any:
+    """The chunks the first stage of the distributed FFT of ``shape`` wants (no rechunk)."""
+    _, cplx = precision_dtypes(precision)
     plan = plan_fft(shape, decomposition=backend, itemsize=cplx.itemsize)  # type: ignore[arg-type]
-    noise = white_noise_dask(grid, seed=seed, tile=tile, chunks=plan.forward[0].chunks, dtype=real)
+    return plan.forward[0].chunks
+
+
+def noise_modes(
+    noise: da.Array,
+    box_size: float,
+    *,
+    power: LinearPower,
+    redshift: float = 0.0,
+    fixed_amplitude: bool = False,
+    paired: bool = False,
+    precision: Precision = "single",
+    backend: str = "slab",
+) -> da.Array:
+    """``delta_k`` (numpy's ``rfftn`` layout) of any unit white noise ``noise`` (lazy, real,
+    cubic, in the precision's real dtype), shaped by ``sqrt(P / V_cell)`` as
+    :func:`shape_modes`; the seeded :func:`linear_modes` and an external white noise share it."""
+    shape = cube_shape(noise.shape[0])
+    _, cplx = precision_dtypes(precision)
     wk = rfftn(noise, backend=backend, check_finite=False)
     return wk.map_blocks(
         _shape_block,
         shape=shape,
-        box_size=box,
+        box_size=box_length(box_size),
         power=power,
         redshift=float(redshift),
         fixed_amplitude=bool(fixed_amplitude),

@@ -1,0 +1,497 @@
+"""The user's own initial conditions in place of bigpaint's seed, for ``ics`` and ``lpt``.
+
+Three inputs give the linear contrast ``delta_k`` at z = 0 that the LPT pipeline starts from,
+so that the 2LPT twin of a user's N-body run is made from that run's own phases:
+
+``linear_density``
+    A linear density contrast on the particle grid (a Field of kind ``delta`` without a mass
+    assignment window, or a ``.npy`` cube) at z = 0, or at a redshift ``z`` together with the
+    growth normalisation it was scaled with: ``growth: engine`` (bigpaint's ``D1(z)``, 1
+    today, of the configured cosmology) or the number ``D(z) / D(0)`` the user's code used.
+    ``delta_k(0) = rfftn(delta_z) / growth``; the mean (k = 0 mode) is dropped.
+``white_noise``
+    Unit-variance Gaussian white noise in real space, one deviate per cell, in the convention
+    of monofonIC (MUSIC2) and MUSIC with a real-space noise generator, which is also
+    bigpaint's own (:mod:`bigpaint.ics.noise`): ``delta_lin = IFFT(FFT(w) sqrt(P(k) / V_cell))``
+    with numpy's unnormalised forward transform ``F_k = sum_x f_x exp(-i k.x)``, the inverse
+    carrying ``1 / N^3``, ``V_cell = (L / N)^3`` and the k = 0 mode zero. The multiplier is
+    real and even in ``k``, so the sign of the exponent does not matter: ``delta_lin`` is the
+    noise convolved with a real, symmetric kernel, with the same sign as the noise (more
+    noise, more matter). monofonIC's unitary FFT (``1 / sqrt(N^3)`` both ways) divided by
+    ``(dx / 2 pi)^{3/2}``, with its amplitude ``sqrt(P / (2 pi)^3)``, is the same expression.
+    Its ``DoFixing`` and ``DoInversion`` are ``fixed_amplitude`` and ``paired`` here.
+``particles``
+    Particles at the starting redshift on a cubic lattice (a Gadget IC file or a ``.npy``
+    of positions, read with :func:`bigpaint.io.open_particles`); see
+    :mod:`bigpaint.ics.lattice` for how ``delta_k`` is recovered from the displacements.
+
+Each input sits on a lattice: sample ``i`` at ``(i + o) L / N`` with ``o = 1/2`` (cell
+centres: bigpaint's Fields) or ``o = 0`` (grid corners: N-GenIC, 2LPTic, MUSIC, monofonIC).
+The particles of the twin start on the same lattice, so its density lines up cell for cell
+with the user's run. A Field's lattice is its cell centres unless stated; a ``.npy`` has to
+say; particles carry theirs (measured).
+
+Everything that can be refused is refused by :func:`resolve_initial_conditions`, before a
+cluster starts or anything is written: a box or grid that disagrees with the config, a Field
+of the wrong kind, a redshift that disagrees with the file, a growth normalisation missing
+where the ICs are not at z = 0.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import dask.array as da
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from bigpaint.errors import ConfigError, FieldNotFoundError, MetadataError, ShapeError
+from bigpaint.ics.grf import (
+    Precision,
+    cube_shape,
+    fft_input_chunks,
+    noise_modes,
+    precision_dtypes,
+    shape_modes,
+)
+from bigpaint.ics.power import LinearPower
+
+__all__ = [
+    "ExternalICs",
+    "InitialConditions",
+    "external_linear_field",
+    "external_modes_array",
+    "read_cube",
+    "resolve_initial_conditions",
+]
+
+Kind = Literal["linear_density", "white_noise", "particles"]
+LATTICES = {"centres": 0.5, "corners": 0.0}
+
+
+class InitialConditions(BaseModel):
+    """The ``initial_conditions`` section of an ``ics`` or ``lpt`` config.
+
+    Attributes
+    ----------
+    kind : {"linear_density", "white_noise", "particles"}
+    path : str
+        A Field (Zarr), a ``.npy`` cube (``linear_density``, ``white_noise``), or particles
+        (Gadget HDF5 or binary snapshot, ``.npy`` (N, 3) positions in Mpc/h, Zarr).
+    redshift : float, optional
+        Redshift of a linear density or of the particles; default from the file when it
+        records one (refused when both are given and disagree).
+    growth : "engine" or float, optional
+        Growth normalisation ``D(z) / D(0)`` the ICs were scaled with at ``redshift``:
+        ``engine`` for bigpaint's own growth factor of the configured cosmology, or the
+        number. Required when ``redshift > 0``.
+    lattice : {"centres", "corners"}, optional
+        Where sample ``i`` sits: ``(i + 1/2) L / N`` or ``i L / N``. Default: centres for a
+        Field, measured for particles; required for a ``.npy`` cube.
+    order : {1, 2}
+        LPT order the particle ICs were made with (Zel'dovich: 1; 2LPT: 2).
+    ptype : int
+        Gadget particle type (1: dark matter).
+    length_unit : {"kpc/h", "Mpc/h"}, optional
+        Gadget length unit; default from the snapshot.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Kind
+    path: str
+    redshift: float | None = Field(None, ge=0)
+    growth: Literal["engine"] | float | None = None
+    lattice: Literal["centres", "corners"] | None = None
+    order: Literal[1, 2] = 2
+    ptype: int = Field(1, ge=0)
+    length_unit: str | None = None
+
+
+@dataclass(frozen=True)
+class ExternalICs:
+    """Initial conditions resolved and checked against the config (picklable).
+
+    Attributes
+    ----------
+    kind : str
+    path : str
+        Absolute path of the input.
+    grid : int
+        Lattice points per side.
+    box_size : float
+        Mpc/h.
+    redshift : float
+        Of the input (0 for white noise).
+    growth : float
+        ``D1(redshift) / D1(0)`` the input is scaled with (1 at z = 0 and for white noise).
+    d2_ratio : float
+        ``D2 / D1^2`` at ``redshift`` (bigpaint's, about ``-3/7``), for particles.
+    lattice_offset : float
+        Lattice offset in cells (0.5 centres, 0 corners).
+    is_field : bool
+        A Zarr Field (else a ``.npy`` file, or a particle source for particles).
+    identity : str
+        Size and modification time of the input, so that a changed input is a new job.
+    options : dict
+        Reader options (particles: ptype, length unit).
+    """
+
+    kind: str
+    path: str
+    grid: int
+    box_size: float
+    redshift: float
+    growth: float
+    d2_ratio: float
+    lattice_offset: float
+    is_field: bool
+    identity: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def check(self, *, grid: int, box_size: float) -> dict[str, Any]:
+        """Refuse a grid or box other than the config's; the record kept in provenance."""
+        _same_grid(self.grid, grid, self.path)
+        _same_box(self.box_size, box_size, self.path)
+        return {
+            "kind": self.kind,
+            "path": self.path,
+            "redshift": self.redshift,
+            "growth": self.growth,
+            "lattice_offset": self.lattice_offset,
+            "identity": self.identity,
+        }
+
+    def modes(
+        self,
+        *,
+        power: LinearPower,
+        precision: Precision = "single",
+        backend: str = "slab",
+        fixed_amplitude: bool = False,
+        paired: bool = False,
+        scratch: str | None = None,
+        progress: bool = False,
+    ) -> da.Array:
+        """``delta_k`` at z = 0 (numpy ``rfftn`` layout), lazily.
+
+        ``scratch`` (a directory bigpaint may create) is needed for particles.
+        """
+        shape = cube_shape(self.grid)
+        real, cplx = precision_dtypes(precision)
+        chunks = fft_input_chunks(shape, precision, backend)
+        if self.kind == "particles":
+            from bigpaint.ics.lattice import particle_modes
+
+            if scratch is None:
+                raise ConfigError("recovering the linear field from particles needs a scratch_dir")
+            return particle_modes(self, precision=precision, backend=backend, scratch=scratch)
+        cube = read_cube(self.path, self.is_field, chunks).astype(real)
+        if self.kind == "white_noise":
+            return noise_modes(
+                cube, self.box_size, power=power, fixed_amplitude=fixed_amplitude,
+                paired=paired, precision=precision, backend=backend,
+            )  # fmt: skip
+        from bigpaint.mesh.fft import rfftn
+
+        fk = rfftn(cube, backend=backend, check_finite=False)
+        return fk.map_blocks(
+            _scale_block, factor=1.0 / self.growth, dtype=cplx, meta=np.array((), cplx)
+        )
+
+
+def _scale_block(fk: np.ndarray, factor: float, block_info: Any = None) -> np.ndarray:
+    out = fk * fk.real.dtype.type(factor)
+    if all(a == 0 for a, _ in block_info[0]["array-location"]):  # type: ignore[index]
+        out[0, 0, 0] = 0
+    return out.astype(fk.dtype, copy=False)
+
+
+def _npy_block(path: str, block_info: Any = None) -> np.ndarray:
+    loc = block_info[None]["array-location"]
+    arr = np.load(path, mmap_mode="r")
+    return np.array(arr[tuple(slice(a, b) for a, b in loc)])
+
+
+def read_cube(path: str, is_field: bool, chunks: Any) -> da.Array:
+    """A cubic Field or ``.npy`` as a lazy dask array in ``chunks`` (each task reads its own
+    block, so nothing large travels through the graph)."""
+    if is_field:
+        from bigpaint.field import open_field, zarr_array
+
+        return da.from_zarr(zarr_array(open_field(path))).rechunk(chunks)
+    arr = np.load(path, mmap_mode="r")
+    from bigpaint.chunked.grid import BlockGrid
+
+    grid = BlockGrid(tuple(arr.shape), chunks)
+    return da.map_blocks(
+        _npy_block, path=path, chunks=grid.chunks, dtype=arr.dtype, meta=np.array((), arr.dtype)
+    )
+
+
+def external_modes_array(
+    ics: ExternalICs,
+    *,
+    power: LinearPower,
+    fixed_amplitude: bool = False,
+    paired: bool = False,
+) -> np.ndarray:
+    """In-memory :meth:`ExternalICs.modes` (float64; the reference of the chunked path)."""
+    import scipy.fft
+
+    from bigpaint.mesh.kgrid import full_location, rfft_shape
+
+    shape = cube_shape(ics.grid)
+    if ics.kind == "particles":
+        from bigpaint.ics.lattice import particle_modes_array
+
+        return particle_modes_array(ics)
+    cube = np.asarray(read_cube(ics.path, ics.is_field, shape).compute(), dtype=np.float64)
+    fk = scipy.fft.rfftn(cube)
+    if ics.kind == "white_noise":
+        return shape_modes(
+            fk, full_location(rfft_shape(shape)), shape=shape, box_size=ics.box_size,
+            power=power, fixed_amplitude=fixed_amplitude, paired=paired,
+        )  # fmt: skip
+    fk = fk / ics.growth
+    fk[0, 0, 0] = 0
+    return fk
+
+
+# ---------------------------------------------------------------- resolving and refusing
+
+
+def _same_grid(have: int, want: int, path: str) -> None:
+    if int(have) != int(want):
+        raise MetadataError(
+            f"initial conditions {path} are on a {have}^3 grid but the config's grid is "
+            f"{want}; set grid: {have}, or give ICs of {want}^3"
+        )
+
+
+def _same_box(have: float, want: float, path: str) -> None:
+    if not math.isclose(float(have), float(want), rel_tol=1e-6):
+        raise MetadataError(
+            f"initial conditions {path} have box {have:g} Mpc/h but the config's box_size is "
+            f"{want:g}; set box_size: {have:g}, or give ICs of that box"
+        )
+
+
+def _identity(path: str) -> str:
+    target = os.path.join(path, "zarr.json") if os.path.isdir(path) else path
+    st = os.stat(target)
+    return f"{st.st_size}-{st.st_mtime_ns}"
+
+
+def _growth(
+    spec: InitialConditions, redshift: float, power: LinearPower, path: str
+) -> tuple[float, float]:
+    """``(D1(z)/D1(0), D2/D1^2 at z)`` of the ICs; refuses a missing normalisation."""
+    a = 1.0 / (1.0 + redshift)
+    bg = power.background
+    ratio = float(bg.D2(a)) / float(bg.D1(a)) ** 2
+    if redshift == 0:
+        return 1.0, ratio
+    if spec.growth is None:
+        raise ConfigError(
+            f"initial conditions {path} are at z = {redshift:g}: state the growth "
+            "normalisation they were scaled with (initial_conditions.growth: engine for "
+            "bigpaint's D1(z) of this cosmology, or the number D(z)/D(0) your code used)"
+        )
+    if spec.growth == "engine":
+        return float(bg.D1(a)), ratio
+    g = float(spec.growth)
+    if not (math.isfinite(g) and 0 < g <= 1.5):
+        raise ConfigError(f"initial_conditions.growth must be in (0, 1.5] (D(z)/D(0)), got {g}")
+    return g, ratio
+
+
+def _redshift(spec: InitialConditions, recorded: float | None, path: str) -> float:
+    if spec.redshift is not None and recorded is not None:
+        if not math.isclose(spec.redshift, recorded, rel_tol=1e-6, abs_tol=1e-6):
+            raise MetadataError(
+                f"initial conditions {path} are at z = {recorded:g} but the config says "
+                f"initial_conditions.redshift: {spec.redshift:g}; drop it or fix it"
+            )
+    z = spec.redshift if spec.redshift is not None else recorded
+    if z is None:
+        raise ConfigError(
+            f"initial conditions {path} record no redshift: state initial_conditions.redshift "
+            "(0 for a field at z = 0)"
+        )
+    return float(z)
+
+
+def _field_cube(spec: InitialConditions, path: str) -> tuple[int, float | None, float | None, bool]:
+    """Grid, box (None for .npy), recorded redshift and is_field of a cube input."""
+    if path.lower().endswith(".npy"):
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise ShapeError(f"{path} is not a readable .npy array ({exc})") from None
+        if arr.ndim != 3 or len(set(arr.shape)) != 1 or arr.dtype.kind != "f":
+            raise ShapeError(
+                f"{path} must hold a cubic (N, N, N) float array for {spec.kind}, got "
+                f"shape {arr.shape} dtype {arr.dtype}"
+            )
+        return int(arr.shape[0]), None, None, False
+    from bigpaint.field import open_field
+
+    ds = open_field(path)
+    attrs = ds.attrs
+    kind = attrs.get("kind")
+    var = ds[next(iter(ds.data_vars))]
+    want = "white_noise" if spec.kind == "white_noise" else "delta"
+    scheme = (attrs.get("mass_assignment") or {}).get("scheme")
+    if kind != want or (spec.kind == "linear_density" and scheme is not None):
+        what = f"kind {kind!r}" + (f" deposited with {scheme}" if scheme else "")
+        raise MetadataError(
+            f"{path} is a Field of {what}, not a {spec.kind.replace('_', ' ')} (kind "
+            f"{want!r}{', no mass assignment' if want == 'delta' else ''}); give the "
+            f"{spec.kind.replace('_', ' ')} Field of your ICs"
+        )
+    if var.ndim != 3 or len(set(var.shape)) != 1:
+        raise ShapeError(f"{path} must be one cubic channel, got shape {tuple(var.shape)}")
+    box = tuple(float(b) for b in np.atleast_1d(attrs["box_size"]))
+    if len(set(box)) != 1:
+        raise MetadataError(f"{path} has a non-cubic box {box}; initial conditions are cubic")
+    return int(var.shape[0]), box[0], attrs.get("redshift"), True
+
+
+def resolve_initial_conditions(
+    spec: InitialConditions, *, grid: int, box_size: float, power: LinearPower
+) -> ExternalICs:
+    """Open, check and describe external ICs; every refusal is one line, nothing written.
+
+    Raises
+    ------
+    MetadataError
+        Box or grid other than the config's, a Field of the wrong kind, a redshift that
+        disagrees with the file.
+    ConfigError
+        A growth normalisation or lattice that is needed and not stated.
+    """
+    path = os.path.abspath(os.path.expanduser(spec.path))
+    if not os.path.exists(path) and spec.kind != "particles":
+        raise FieldNotFoundError(f"no initial conditions at {path}; check initial_conditions.path")
+    if spec.kind == "particles":
+        from bigpaint.ics.lattice import resolve_particles
+
+        return resolve_particles(spec, path, grid=grid, box_size=box_size, power=power)
+    n, box, recorded, is_field = _field_cube(spec, path)
+    _same_grid(n, grid, path)
+    _same_box(box if box is not None else box_size, box_size, path)
+    if spec.lattice is None and not is_field:
+        raise ConfigError(
+            f"{path} does not say where its samples sit: state initial_conditions.lattice "
+            "(centres: (i + 1/2) L/N, bigpaint; corners: i L/N, N-GenIC, MUSIC, monofonIC)"
+        )
+    offset = LATTICES[spec.lattice or "centres"]
+    if spec.kind == "white_noise":
+        if spec.redshift is not None or spec.growth is not None:
+            raise ConfigError(
+                "a white noise has no redshift or growth; drop initial_conditions.redshift "
+                "and .growth (the spectrum's own growth applies)"
+            )
+        z, growth, ratio = 0.0, 1.0, -3.0 / 7.0
+    else:
+        z = _redshift(spec, recorded, path)
+        growth, ratio = _growth(spec, z, power, path)
+    return ExternalICs(
+        spec.kind, path, n, float(box_size), z, growth, ratio, offset, is_field, _identity(path)
+    )
+
+
+# ---------------------------------------------------------------- the linear Field of ``ics``
+
+
+def external_linear_field(
+    output: str,
+    initial: ExternalICs,
+    *,
+    power: LinearPower,
+    redshift: float = 0.0,
+    chunks: int | tuple[int, int, int] | None = None,
+    fixed_amplitude: bool = False,
+    paired: bool = False,
+    precision: Precision = "single",
+    backend: str = "slab",
+    overwrite: bool = False,
+    progress: bool = False,
+) -> Any:
+    """Write the linear contrast at ``redshift`` (``D1(z) delta(0)``) of external ICs.
+
+    The Field has kind ``delta``, units ``1`` and no assignment window, like
+    :func:`bigpaint.ics.grf.gaussian_field`; scratch (particles only) goes next to ``output``
+    and is removed at the end or on a refusal.
+
+    Returns
+    -------
+    FieldWriter
+    """
+    from bigpaint.chunked.grid import default_chunks
+    from bigpaint.errors import BigpaintError
+    from bigpaint.field import create_field, job_token
+    from bigpaint.ics.grf import store_field
+    from bigpaint.mesh.fft import irfftn
+    from bigpaint.outputs import check_apart, owned_dir, remove_owned, writing
+
+    shape = cube_shape(initial.grid)
+    chunks = default_chunks(chunks, shape)
+    _, cplx = precision_dtypes(precision)
+    d1 = float(power.background.D1(1.0 / (1.0 + redshift)))
+    params = {
+        "initial_conditions": initial.check(grid=shape[0], box_size=initial.box_size),
+        "redshift": float(redshift),
+        "fixed_amplitude": bool(fixed_amplitude),
+        "paired": bool(paired),
+        "precision": precision,
+        "power_source": power.source,
+        "D1": d1,
+    }
+    job = job_token(
+        operation="external_linear",
+        chunks=chunks,
+        cosmology=power.cosmology.model_dump(),
+        k=float(power.k.sum()),
+        p=float(power.p.sum()),
+        **params,
+    )
+    absout = os.path.abspath(output)
+    scratch = os.path.join(os.path.dirname(absout), f".{os.path.basename(absout)}.ics-{job[:12]}")
+    check_apart(
+        {"output": output, "scratch directory": scratch}, {"initial conditions": initial.path}
+    )
+    with writing({"output": output}):
+        owned_dir(scratch, purpose="initial-condition scratch stores")
+        try:
+            fk = initial.modes(
+                power=power, precision=precision, backend=backend,
+                fixed_amplitude=fixed_amplitude, paired=paired, scratch=scratch,
+            )  # fmt: skip
+        except BigpaintError:
+            remove_owned(scratch)
+            raise
+        writer = create_field(
+            output,
+            shape=shape,
+            chunks=chunks,
+            overwrite=overwrite,
+            meta={
+                "box_size": initial.box_size,
+                "kind": "delta",
+                "units": "1",
+                "redshift": float(redshift),
+                "cosmology": power.cosmology.to_field(),
+                "provenance": {"operation": "external_linear", "config": params},
+                "mass_assignment": {"scheme": None},
+            },
+            job=job,
+        )
+        lin = irfftn(fk * cplx.type(d1), shape, chunks=writer.block_chunks, backend=backend)
+        store_field(lin, writer, progress=progress)
+        remove_owned(scratch)
+        return writer
