@@ -2,11 +2,11 @@
 
 The fields go through the distributed real FFT (:func:`bigpaint.mesh.fft.rfftn`), and every
 block of its output is reduced to per-bin sums where it lies; only those sums (a few numbers
-per bin) travel to the client, so no box is ever gathered. For each block the integer
-``k^2 = m_x^2 + m_y^2 + m_z^2`` of every mode is its bin key: one compiled pass (numba, no
-temporaries, GIL released so blocks run in parallel threads) accumulates per distinct
-``k^2`` (exact, no rounding of ``|k|``), and the per-``k^2`` sums are then folded into the
-requested bins; multipoles use ``mu^2 = m_par^2 / k^2`` per ``k^2``.
+per bin) travel to the client, so no box is ever gathered. numpy arrays are already in
+memory: they are transformed whole on threads (:func:`bigpaint.mesh.fft.rfftn_memory`, no
+transposes) and binned by one threaded pass. Either way the bin key of a mode is its integer
+``k^2 = m_x^2 + m_y^2 + m_z^2``: one compiled pass accumulates per distinct ``k^2`` and the
+sums are folded into the requested bins (:mod:`bigpaint.stats.power_modes`).
 
 Conventions (chosen to match Pylians3 ``Pk_library.Pk`` / ``XPk`` so results compare):
 
@@ -49,16 +49,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import dask.array as da
-import numba
 import numpy as np
 import xarray as xr
 
 from bigpaint.errors import ConfigError, NonFiniteError
-from bigpaint.mesh.fft import RechunkMethod, rfftn
-from bigpaint.mesh.kgrid import block_modes
+from bigpaint.mesh.fft import RechunkMethod, rfftn, rfftn_memory
 from bigpaint.mesh.window import Compensation, aliased_power_window_1d, mas_order, window_1d
 from bigpaint.stats.bins import kbins
 from bigpaint.stats.inputs import (
@@ -71,12 +68,18 @@ from bigpaint.stats.inputs import (
     resolve_interlaced,
     resolve_mas,
 )
+from bigpaint.stats.power_modes import BinPlan, binned_sums, plan_bins
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = [
+    "BinPlan",
     "binned_sums",
     "compare_spectra",
     "cross_correlation",
     "field_mean",
+    "plan_bins",
     "power_spectrum",
     "stochasticity",
     "transfer_function",
@@ -87,58 +90,7 @@ LOS_AXES = {"x": 0, "y": 1, "z": 2, 0: 0, 1: 1, 2: 2}
 K_UNITS = "h/Mpc"
 
 
-# ---------------------------------------------------------------- plans (pure)
-
-
-@dataclass(frozen=True)
-class BinPlan:
-    """How integer ``k^2`` values (in units of ``k_F^2``) map to bins.
-
-    Attributes
-    ----------
-    edges : numpy.ndarray
-        Bin edges in h/Mpc.
-    kf : float
-        Fundamental wavenumber in h/Mpc.
-    k2max : int
-        Largest ``k^2`` that falls in a bin; larger ones (and excluded modes) use slot
-        ``k2max + 1``.
-    bin_of_k2 : numpy.ndarray of int64
-        Bin of each ``k^2`` in ``0..k2max + 1``; ``nbins`` means "no bin".
-    """
-
-    edges: np.ndarray
-    kf: float
-    k2max: int
-    bin_of_k2: np.ndarray
-
-    @property
-    def nbins(self) -> int:
-        return len(self.edges) - 1
-
-
-def plan_bins(edges: np.ndarray, box_size: float) -> BinPlan:
-    """Map every integer ``k^2`` (units ``k_F^2``) up to the last edge to its bin.
-
-    Bin ``i`` holds ``edge_i <= |k| < edge_{i+1}``; the last bin is closed; ``k^2 = 0`` (DC)
-    is never binned. Edges within 1e-9 ``k_F`` of a multiple of ``k_F`` count as that
-    multiple, so integer shells bin exactly like Pylians' ``int(|k| / k_F)``.
-    """
-    edges = np.asarray(edges, np.float64)
-    kf = 2.0 * math.pi / box_size
-    u = edges / kf
-    u = np.where(np.abs(u - np.round(u)) < 1e-9, np.round(u), u)
-    e2 = u**2
-    nb = len(edges) - 1
-    top = e2[-1] * (1 + 1e-12)
-    k2max = math.floor(top)
-    k2 = np.arange(k2max + 2, dtype=np.float64)
-    b = np.searchsorted(e2, k2, side="right") - 1
-    b[(k2 >= e2[-1] * (1 - 1e-12)) & (k2 <= top)] = nb - 1
-    b[(b < 0) | (b >= nb)] = nb
-    b[0] = nb
-    b[-1] = nb
-    return BinPlan(edges, kf, k2max, b.astype(np.int64))
+# ---------------------------------------------------------------- compensation (pure)
 
 
 def _amplitude_factors(
@@ -162,173 +114,6 @@ def _amplitude_factors(
         else:
             raise ConfigError(f"compensation must be 'sinc', 'aliased' or 'none', got {kind!r}")
     return tuple(out)
-
-
-# ---------------------------------------------------------------- block reduction
-
-
-@numba.njit(cache=True, nogil=True)
-def _accumulate_modes(  # pragma: no cover - compiled; tested through power_spectrum
-    a: np.ndarray,
-    b: np.ndarray,
-    cross: bool,
-    mx: np.ndarray,
-    my: np.ndarray,
-    mz: np.ndarray,
-    fx: np.ndarray,
-    fy: np.ndarray,
-    fz: np.ndarray,
-    special_z: np.ndarray,
-    drop_xy: np.ndarray,
-    los: int,
-    k2max: int,
-    count: bool,
-    cnt: np.ndarray,
-    s0: np.ndarray,
-    s2: np.ndarray,
-    s4: np.ndarray,
-    want2: bool,
-    want4: bool,
-) -> None:
-    """One pass over a block: per-k^2 sums of p = Re(a b*) * compensation (and p m_los^2, ^4).
-
-    Modes with k^2 = 0, k^2 > k2max, or dropped by the independent-mode rule are skipped.
-    """
-    bx, by, bz = a.shape
-    for i in range(bx):
-        x2 = mx[i] * mx[i]
-        for j in range(by):
-            xy2 = x2 + my[j] * my[j]
-            if xy2 > k2max:
-                continue
-            fxy = fx[i] * fy[j]
-            for k in range(bz):
-                k2 = xy2 + mz[k] * mz[k]
-                if k2 > k2max or k2 == 0:
-                    continue
-                if special_z[k] and drop_xy[i, j]:
-                    continue
-                va = a[i, j, k]
-                if cross:
-                    vb = b[i, j, k]
-                    p = np.float64(va.real) * vb.real + np.float64(va.imag) * vb.imag
-                else:
-                    p = np.float64(va.real) * va.real + np.float64(va.imag) * va.imag
-                p *= fxy * fz[k]
-                if count:
-                    cnt[k2] += 1.0
-                s0[k2] += p
-                if want2:
-                    if los == 0:
-                        par = mx[i]
-                    elif los == 1:
-                        par = my[j]
-                    else:
-                        par = mz[k]
-                    q = p * par * par
-                    s2[k2] += q
-                    if want4:
-                        s4[k2] += q * par * par
-
-
-def _block_sums(
-    *blocks: np.ndarray,
-    shape: tuple[int, int, int],
-    plan: BinPlan,
-    pairs: tuple[tuple[int, int], ...],
-    factors: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...],
-    los: int,
-    ells: tuple[int, ...],
-    block_info: dict | None = None,
-) -> np.ndarray:
-    loc = [tuple(r) for r in block_info[0]["array-location"]]  # type: ignore[index]
-    sl = [slice(a, b) for a, b in loc]
-    mx, my, mz = (m.ravel() for m in block_modes(shape, loc))
-    nx, _, nz = shape
-    special_z = mz == 0
-    if nz % 2 == 0:
-        special_z = special_z | (mz == nz // 2)
-    x_edge = (mx == 0) | ((mx == nx // 2) & (nx % 2 == 0))
-    drop_xy = (mx[:, None] < 0) | (x_edge[:, None] & (my[None, :] < 0))
-    length = plan.k2max + 1
-    cnt = np.zeros(length)
-    want2 = any(e >= 2 for e in ells)
-    want4 = 4 in ells
-    k2f = np.arange(length, dtype=np.float64)
-    k2f[0] = 1.0
-    per_k2: list[np.ndarray] = [cnt, np.empty(0)]
-    for n_pair, (ia, ib) in enumerate(pairs):
-        fa, fb = factors[ia], factors[ib]
-        s0, s2, s4 = np.zeros(length), np.zeros(length), np.zeros(length)
-        _accumulate_modes(
-            blocks[ia],
-            blocks[ib],
-            ia != ib,
-            mx,
-            my,
-            mz,
-            fa[0][sl[0]] * fb[0][sl[0]],
-            fa[1][sl[1]] * fb[1][sl[1]],
-            fa[2][sl[2]] * fb[2][sl[2]],
-            special_z,
-            drop_xy,
-            los,
-            plan.k2max,
-            n_pair == 0,
-            cnt,
-            s0,
-            s2,
-            s4,
-            want2,
-            want4,
-        )
-        s2 = s2 / k2f
-        s4 = s4 / k2f**2
-        for ell in ells:
-            if ell == 0:
-                per_k2.append(s0)
-            elif ell == 2:
-                per_k2.append(0.5 * (3.0 * s2 - s0))
-            else:
-                per_k2.append((35.0 * s4 - 30.0 * s2 + 3.0 * s0) / 8.0)
-    per_k2[1] = cnt * np.sqrt(np.arange(length, dtype=np.float64))
-    out = np.empty((len(per_k2), plan.nbins))
-    bins = plan.bin_of_k2[:length]
-    for q, v in enumerate(per_k2):
-        out[q] = np.bincount(bins, weights=v, minlength=plan.nbins + 1)[: plan.nbins]
-    return out[None, None, None]
-
-
-def binned_sums(
-    fks: Sequence[da.Array],
-    shape: tuple[int, int, int],
-    plan: BinPlan,
-    pairs: tuple[tuple[int, int], ...],
-    factors: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...],
-    los: int,
-    ells: tuple[int, ...],
-) -> np.ndarray:
-    """Sum per bin over all blocks: rows count, sum|k|, then per pair one row per ell."""
-    nq = 2 + len(pairs) * len(ells)
-    ref = fks[0]
-    fks = [f.rechunk(ref.chunks) for f in fks]
-    grid = ref.numblocks
-    sums = da.map_blocks(
-        _block_sums,
-        *fks,
-        shape=shape,
-        plan=plan,
-        pairs=pairs,
-        factors=factors,
-        los=los,
-        ells=ells,
-        new_axis=[3, 4],
-        chunks=(*tuple((1,) * g for g in grid), (nq,), (plan.nbins,)),
-        dtype=np.float64,
-        meta=np.array((), np.float64),
-        token="power-bin",
-    )
-    return np.asarray(sums.sum(axis=(0, 1, 2)).compute())
 
 
 # ---------------------------------------------------------------- helpers on spectra
@@ -420,7 +205,8 @@ def _power_units(
 @dataclass(frozen=True)
 class _Prepared:
     inputs: tuple[FieldInput, ...]
-    fks: tuple[da.Array, ...]
+    fks: tuple[da.Array | np.ndarray, ...]
+    arrays: tuple[np.ndarray, ...] | None
     factors: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]
     scales: tuple[float, ...]
     contrasts: tuple[bool, ...]
@@ -445,7 +231,7 @@ def _prepare(
     rechunk_method: RechunkMethod,
     block_bytes: int | None,
 ) -> _Prepared:
-    inputs = tuple(as_input(o, box_size=box_size, where=where) for o in objs)
+    inputs = tuple(as_input(_no_copy(o), box_size=box_size, where=where) for o in objs)
     n, box = check_cubic(inputs[0], where)
     for other in inputs[1:]:
         check_same_grid(inputs[0], other, where)
@@ -462,13 +248,18 @@ def _prepare(
             )
     nzh = n // 2 + 1
     factors = tuple(_amplitude_factors(n, nzh, m, compensation) for m in mases)
-    fks = tuple(
-        rfftn(i.data, backend=backend, rechunk_method=rechunk_method, block_bytes=block_bytes)
-        for i in inputs
-    )
+    arrays = _in_memory(objs, backend, rechunk_method, block_bytes)
+    if arrays is not None:
+        fks: tuple[Any, ...] = tuple(rfftn_memory(a) for a in arrays)
+    else:
+        fks = tuple(
+            rfftn(i.data, backend=backend, rechunk_method=rechunk_method, block_bytes=block_bytes)
+            for i in inputs
+        )
     return _Prepared(
         inputs,
         fks,
+        arrays,
         factors,
         tuple(1.0 / m for m in means),
         contrasts,
@@ -479,6 +270,59 @@ def _prepare(
         n,
         box,
     )
+
+
+def _no_copy(obj: Any) -> Any:
+    """A numpy array as a one-chunk dask array that neither copies nor hashes it
+    (``dask.array.from_array`` does both: a full-size copy and a pass over the data)."""
+    if not isinstance(obj, np.ndarray) or obj.ndim != 3:
+        return obj
+    import uuid
+
+    import dask.array as da
+
+    name = f"power-input-{uuid.uuid4().hex}"
+    chunks = tuple((int(s),) for s in obj.shape)
+    return da.Array({(name, 0, 0, 0): obj}, name, chunks=chunks, dtype=obj.dtype)
+
+
+def _in_memory(
+    objs: Sequence[Any], backend: str, rechunk_method: str, block_bytes: int | None
+) -> tuple[np.ndarray, ...] | None:
+    """The numpy inputs when every input is one and the default transform was asked for:
+    they are transformed whole on threads (no transposes), else None (distributed FFT)."""
+    if backend != "slab" or rechunk_method != "auto" or block_bytes is not None:
+        return None
+    if not all(isinstance(o, np.ndarray) for o in objs):
+        return None
+    return tuple(objs)
+
+
+def _sums(
+    prep: _Prepared,
+    plan: BinPlan,
+    pairs: tuple[tuple[int, int], ...],
+    los: int,
+    ells: tuple[int, ...],
+) -> np.ndarray:
+    """Per-bin sums of the prepared transforms, refusing NaN/inf input.
+
+    The in-memory path does not scan its input first: a NaN or inf voxel reaches every
+    Fourier mode, so non-finite sums are the sign, and only then is the input searched for
+    the voxel to name.
+    """
+    shape = (prep.n,) * 3
+    sums = binned_sums(prep.fks, shape, plan, pairs, prep.factors, los, ells)  # type: ignore[arg-type]
+    if prep.arrays is not None and not np.all(np.isfinite(sums)):
+        from bigpaint.mesh.fft import _check_finite
+
+        for a in prep.arrays:
+            _check_finite(a, None)
+        raise NonFiniteError(
+            "the Fourier transform of the field overflowed (values too large for its dtype); "
+            "pass the field as float64"
+        )
+    return sums
 
 
 def _bins_for(
@@ -604,8 +448,7 @@ def power_spectrum(
     edges = _bins_for(prep.box, prep.n, bins, dk, kmin, kmax, nbins, log)
     plan = plan_bins(edges, prep.box)
     pair = (0, 0) if other is None else (0, 1)
-    shape = (prep.n,) * 3
-    sums = binned_sums(prep.fks, shape, plan, (pair,), prep.factors, losi, ells)  # type: ignore[arg-type]
+    sums = _sums(prep, plan, (pair,), losi, ells)
     counts, ksum = sums[0], sums[1]
     scale = _norm(prep) * prep.scales[0] * prep.scales[pair[1]]
     units = _power_units(
@@ -706,8 +549,7 @@ def compare_spectra(
     )
     edges = _bins_for(prep.box, prep.n, bins, dk, kmin, kmax, nbins, log)
     plan = plan_bins(edges, prep.box)
-    shape = (prep.n,) * 3
-    sums = binned_sums(prep.fks, shape, plan, ((0, 0), (1, 1), (0, 1)), prep.factors, 2, (0,))
+    sums = _sums(prep, plan, ((0, 0), (1, 1), (0, 1)), 2, (0,))
     counts, ksum = sums[0], sums[1]
     norm = _norm(prep)
     with np.errstate(invalid="ignore", divide="ignore"):
