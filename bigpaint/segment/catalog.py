@@ -4,7 +4,8 @@ One row per watershed region. Positions are Lagrangian (the map is of the initia
 conditions) in Mpc/h, wrapped into the box; volumes are in cells; masses are
 ``M = rho_bar * V * cell volume`` in Msun/h (protohalo paper, section 4.1), with
 ``rho_bar = Omega_m * rho_crit`` and ``rho_crit = 2.775e11 h^2 Msun / Mpc^3`` (that is
-2.775e11 (Msun/h) / (Mpc/h)^3). The Parquet schema metadata (key ``bigpaint``) holds the
+2.775e11 (Msun/h) / (Mpc/h)^3). Each column's units sit in its Parquet field metadata
+(:mod:`bigpaint.catalog_units`); the schema metadata (key ``bigpaint``) holds the
 box, grid, mean density, segmentation parameters, calibration and provenance, so a
 catalogue is self-describing for :mod:`bigpaint.segment.hmf`.
 """
@@ -22,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bigpaint.catalog_units import with_units
 from bigpaint.errors import (
     ConfigError,
     FieldExistsError,
@@ -72,6 +74,10 @@ UNITS = {
     "component": "1",
     "trajectory_volume": "cells",
     "trajectory_sum": "map units",
+}
+_VOLUME_NOTES = {
+    name: "cells of the segmented map; times cell_volume ((Mpc/h)^3, in the bigpaint metadata)"
+    for name in ("volume", "volume_raw", "trajectory_volume")
 }
 
 
@@ -170,8 +176,9 @@ def build_catalog(
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **dict(meta or {}),
     }
-    table = pa.table(cols)
-    return table.replace_schema_metadata({"bigpaint": json.dumps(info, default=str)})
+    table = with_units(pa.table(cols), UNITS, _VOLUME_NOTES)
+    meta = {**table.schema.metadata, b"bigpaint": json.dumps(info, default=str).encode()}
+    return table.replace_schema_metadata(meta)
 
 
 def catalog_meta(table: pa.Table) -> dict[str, Any]:

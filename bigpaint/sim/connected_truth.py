@@ -60,6 +60,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bigpaint.catalog_units import halo_ids
 from bigpaint.errors import FieldExistsError, FieldNotFoundError, MetadataError, ShapeError
 from bigpaint.sim.truth import connected_protohalos
 
@@ -160,7 +161,7 @@ def connected_truth(
     undefined = 2 * span >= shape
     centre[undefined] = np.nan
 
-    hid = catalogue.column("halo_id").to_numpy()
+    hid = halo_ids(catalogue).to_numpy()
     fof_mass = catalogue.column("mass").to_numpy()
     fof_n = catalogue.column("n_particles").to_numpy()
     row = np.searchsorted(hid, ids - 1)

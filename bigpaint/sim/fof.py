@@ -13,7 +13,7 @@ ties by the smallest member id), one row per halo:
 =============  ===============  =====================================================
 column         type             meaning
 =============  ===============  =====================================================
-halo_id        int64            row index (0 = most massive)
+id             int64            row index (0 = most massive)
 n_particles    int64            members
 mass           float64          ``n_particles * particle_mass`` in Msun/h
 x, y, z        float64          centre of mass in Mpc/h, periodic, in ``[0, L)``
@@ -24,7 +24,8 @@ members        list<int64>      member particle ids (sorted)
 The centre of mass of a halo straddling the box edge is taken with the minimum-image
 displacements from one member (halos are far smaller than ``L/2``). Catalogues are written as
 Parquet with the box size, particle mass, linking length, redshift and cosmology in the file's
-key-value metadata (:func:`write_catalogue`, :func:`read_catalogue`).
+key-value metadata, and each column's units in its field metadata
+(:mod:`bigpaint.catalog_units`; :func:`write_catalogue`, :func:`read_catalogue`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bigpaint.catalog_units import HALO_UNITS, column_units, with_units
 from bigpaint.errors import ConfigError, MetadataError, ShapeError
 
 __all__ = [
@@ -198,7 +200,7 @@ def halo_catalogue(
     nh = len(rank)
     return pa.table(
         {
-            "halo_id": pa.array(np.arange(nh, dtype=np.int64)),
+            "id": pa.array(np.arange(nh, dtype=np.int64)),
             "n_particles": pa.array(sizes[rank].astype(np.int64)),
             "mass": pa.array(sizes[rank] * float(particle_mass)),
             "x": pa.array(com[rank, 0]),
@@ -224,17 +226,13 @@ def write_catalogue(table: pa.Table, path: str | Path, metadata: Mapping[str, An
         b"bigpaint": json.dumps(
             {
                 **dict(metadata),
-                "units": {
-                    "mass": "Msun/h",
-                    "x": "Mpc/h",
-                    "vx": "km/s",
-                    "members": "particle ids",
-                },
+                "units": column_units(with_units(table, HALO_UNITS).schema),
             },
             default=str,
         ).encode()
     }
-    pq.write_table(table.replace_schema_metadata(meta), str(path))
+    table = with_units(table, HALO_UNITS)
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, **meta}), str(path))
 
 
 def read_catalogue(path: str | Path) -> tuple[pa.Table, dict[str, Any]]:

@@ -43,6 +43,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from bigpaint.catalog_units import halo_ids
 from bigpaint.errors import ConfigError, ShapeError
 from bigpaint.mesh.assign import deposit
 
@@ -144,7 +145,7 @@ def protohalo_labels(
     mass = catalogue.column("mass").to_numpy()
     if np.any(np.diff(mass) > 0):
         raise ConfigError("the catalogue must be sorted by mass, largest first")
-    hid = catalogue.column("halo_id").to_numpy()
+    hid = halo_ids(catalogue).to_numpy()
     members = catalogue.column("members")
     members = members.combine_chunks() if isinstance(members, pa.ChunkedArray) else members
     offsets = members.offsets.to_numpy()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bigpaint.catalog_units import halo_ids
 from bigpaint.io.gadget_binary import HEADER_DTYPE
 
 GAS_PER_FILE = 3
@@ -145,13 +146,19 @@ def write_swift(
     return path
 
 
+def halo_id_column(table):
+    """The halo id column of a bigpaint catalogue (``id``; ``halo_id`` in older files)."""
+    return table.column("id" if "id" in table.column_names else "halo_id")
+
+
 def write_rockstar(path: Path, table, *, box: float, scale: float, mass_name: str = "Mvir") -> Path:
     """A Rockstar ``out_*.list``: ``#``-header naming the columns, its comment lines (scale
     factor, cosmology, box), then one halo per line; positions Mpc/h, masses Msun/h."""
     cols = ["ID", "DescID", mass_name, "Vmax", "Vrms", "Rvir", "Rs", "Np", "X", "Y", "Z",
             "VX", "VY", "VZ", "JX", "JY", "JZ", "Spin", "Mvir_all", "M200b"]  # fmt: skip
-    t = {c: table.column(c).to_numpy() for c in ("halo_id", "mass", "n_particles", "x", "y", "z",
+    t = {c: table.column(c).to_numpy() for c in ("mass", "n_particles", "x", "y", "z",
                                                   "vx", "vy", "vz")}  # fmt: skip
+    t["halo_id"] = halo_ids(table).to_numpy()
     lines = [
         "#" + " ".join(cols),
         f"#a = {scale:.6f}",
@@ -181,7 +188,7 @@ def write_ahf(path: Path, table) -> Path:
             "VZc", "Rvir"]  # fmt: skip
     lines = ["#" + "\t".join(f"{c}({i + 1})" for i, c in enumerate(cols))]
     for i in range(table.num_rows):
-        row = [table["halo_id"][i].as_py(), -1, 0, repr(table["mass"][i].as_py()),
+        row = [halo_ids(table)[i].as_py(), -1, 0, repr(table["mass"][i].as_py()),
                table["n_particles"][i].as_py()] + [
             repr(1000.0 * table[c][i].as_py()) for c in ("x", "y", "z")
         ] + [0.0, 0.0, 0.0, 300.0]  # fmt: skip

@@ -73,7 +73,7 @@ def test_catalogue_of_known_halos():
     )  # fmt: skip
     assert cat.num_rows == 2
     assert cat["n_particles"].to_pylist() == [50, 30]  # sorted by mass
-    assert cat["halo_id"].to_pylist() == [0, 1]
+    assert cat["id"].to_pylist() == [0, 1]
     np.testing.assert_allclose(cat["mass"].to_numpy(), [100.0, 60.0])
     assert cat["members"][0].as_py() == sorted(ids[30:80].tolist())
     assert cat["members"][1].as_py() == sorted(ids[:30].tolist())
