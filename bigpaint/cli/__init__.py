@@ -20,9 +20,11 @@ __all__ = ["cli", "main"]
 # Modules under bigpaint.cli that each define ``register(group)``; one line per stage.
 _COMMAND_MODULES = [
     "baseline",
+    "bin",
     "deposit",
     "evaluate",
     "fields",
+    "fof",
     "ics",
     "paint",
     "painters",

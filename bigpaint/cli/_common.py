@@ -12,7 +12,7 @@ import click
 from bigpaint.config import ClusterConfig, LocalClusterConfig, load_config
 from bigpaint.errors import ConfigError
 
-__all__ = ["cluster_options", "open_cluster", "parse_chunks", "parse_floats"]
+__all__ = ["cluster_options", "open_cluster", "parse_chunks", "parse_floats", "record_options"]
 
 
 def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -31,6 +31,29 @@ def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
         help="YAML file with a 'cluster:' section (local, slurm, local-cuda or scheduler). Default: local.",
     )(func)
     return func
+
+
+def record_options(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add ``--redshift``, ``--cosmology`` (parsed by ``bigpaint.cli.deposit.parse_cosmology``)
+    and ``--overwrite`` to a command that records physics; ``default`` names where the
+    redshift comes from when not given (e.g. "the snapshot's")."""
+
+    def add(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = click.option("--overwrite", is_flag=True, help="Replace an existing output.")(func)
+        func = click.option(
+            "--cosmology",
+            default=None,
+            metavar="PARAMS",
+            help="Cosmology recorded: all of Omega_m=..,Omega_b=..,h=..,n_s=..,sigma_8=..",
+        )(func)
+        return click.option(
+            "--redshift",
+            type=click.FloatRange(min=0),
+            default=None,
+            help=f"Redshift recorded (default: {default}).",
+        )(func)
+
+    return add
 
 
 def cluster_config(cluster_file: str | None, workers: int | None) -> ClusterConfig:
