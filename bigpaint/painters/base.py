@@ -38,6 +38,7 @@ import functools
 import json
 import math
 from collections.abc import Sequence
+from types import EllipsisType
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -293,9 +294,14 @@ class PainterMetadata(BaseModel):
 # ---------------------------------------------------------------- helpers for families
 
 
-def conv_nd(ndim: int) -> type[nn.Module]:
+def conv_nd(ndim: int) -> type[nn.Conv1d | nn.Conv2d | nn.Conv3d]:
     """``nn.Conv1d``/``Conv2d``/``Conv3d`` for ``ndim`` spatial axes (1-D twins probe contexts)."""
-    return {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[ndim]
+    convs: dict[int, type[nn.Conv1d | nn.Conv2d | nn.Conv3d]] = {
+        1: nn.Conv1d,
+        2: nn.Conv2d,
+        3: nn.Conv3d,
+    }
+    return convs[ndim]
 
 
 def conv_transpose_nd(ndim: int) -> type[nn.Module]:
@@ -313,13 +319,13 @@ def batch_norm_nd(ndim: int) -> type[nn.Module]:
 def crop_center(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Crop the trailing ``len(size)`` axes of ``x`` to ``size`` around their centres."""
     nd = len(size)
-    sl = []
+    sl: list[slice | EllipsisType] = [Ellipsis]
     for n, m in zip(x.shape[-nd:], size, strict=True):
         if (n - m) % 2 or m > n:
             raise ShapeError(f"cannot centre-crop {n} voxels to {m}")
         c = (n - m) // 2
         sl.append(slice(c, c + m))
-    return x[(Ellipsis, *sl)]
+    return x[tuple(sl)]
 
 
 # ---------------------------------------------------------------- the painter
@@ -365,11 +371,11 @@ class Painter(nn.Module):
 
     @property
     def in_channels(self) -> int:
-        return int(self.config.in_channels)  # type: ignore[attr-defined]
+        return int(self.config.in_channels)  # type: ignore[attr-defined]  # each family's config declares it
 
     @property
     def out_channels(self) -> int:
-        return int(self.config.out_channels)  # type: ignore[attr-defined]
+        return int(self.config.out_channels)  # type: ignore[attr-defined]  # each family's config declares it
 
     @property
     def context(self) -> int:
@@ -379,7 +385,8 @@ class Painter(nn.Module):
         ``"same"`` it is the architectural receptive field (half-width), the context a chunk
         needs for its core to equal whole-box inference exactly; 0 for ``"tile"``.
         """
-        return _cached_context(type(self), self.config.model_dump_json())
+        # classes hash by identity; mypy checks the instances' __hash__ (torch's self: object)
+        return _cached_context(type(self), self.config.model_dump_json())  # type: ignore[arg-type]
 
     @property
     def receptive_field(self) -> int:
@@ -475,7 +482,8 @@ class Painter(nn.Module):
         self.eval().requires_grad_(False)
         p = next(self.parameters(), None)
         if self.cpu_channels_last and self.ndim == 3 and p is not None and p.device.type == "cpu":
-            self.to(memory_format=torch.channels_last_3d)
+            # Module.to takes memory_format; torch's overloads for it leave it out
+            self.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
             self._channels_last = True
         return self
 

@@ -355,7 +355,7 @@ def check_card(card: ModelCard, meta: PainterMetadata, cfile: str | Path) -> Non
 
     prov = meta.provenance
     inputs = prov.get("inputs") or []
-    kinds = {i.get("kind") for i in inputs if isinstance(i, Mapping) and i.get("kind")}
+    kinds = {k for i in inputs if isinstance(i, Mapping) and (k := i.get("kind"))}
     targets = [t for t in prov.get("targets") or [] if isinstance(t, Mapping)]
     target = targets[0] if targets else {}
     cell = prov.get("cell_size")

@@ -146,6 +146,7 @@ class CosmicWebAutoencoder(Painter):
 
     family: ClassVar[str] = "cosmic-web-gan"
     Config: ClassVar[type[PainterConfig]] = CosmicWebConfig
+    config: CosmicWebConfig
     mode: ClassVar[Any] = "tile"
     spatial_ndim: ClassVar[int] = 2
 
@@ -157,7 +158,7 @@ class CosmicWebAutoencoder(Painter):
 
     @property
     def tile(self) -> int:
-        return int(self.config.image)  # type: ignore[attr-defined]
+        return int(self.config.image)
 
     @property
     def alignment(self) -> int:

@@ -37,7 +37,8 @@ this module and exists nowhere as a library.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Iterable
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -96,6 +97,7 @@ class DM2Gal(Painter):
 
     family: ClassVar[str] = "dm2gal"
     Config: ClassVar[type[PainterConfig]] = DM2GalConfig
+    config: DM2GalConfig
     mode: ClassVar[Any] = "valid"
     spatial_ndim: ClassVar[int] = 3
 
@@ -126,7 +128,7 @@ class DM2Gal(Painter):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Per-patch network: ``(B, C, patch^3)`` to ``(B, out, 1, 1, 1)``."""
-        p = self.config.patch  # type: ignore[attr-defined]
+        p = self.config.patch
         if tuple(x.shape[2:]) != (p,) * self.ndim:
             from bigpaint.errors import ShapeError
 
@@ -147,14 +149,20 @@ class DM2Gal(Painter):
         """
         convnd = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[self.ndim]
         jump = 1
-        for conv, norm in zip(self.convs, self.norms, strict=True):
+        # ModuleList yields nn.Module: these are the layers __init__ built
+        layers = zip(
+            cast("Iterable[nn.Conv1d | nn.Conv2d | nn.Conv3d]", self.convs),
+            cast("Iterable[nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d]", self.norms),
+            strict=True,
+        )
+        for conv, norm in layers:
             x = convnd(x, conv.weight, conv.bias, dilation=jump)
             x = F.batch_norm(
                 x, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps
             )
             x = F.relu(x)
             jump *= conv.stride[0]
-        n = self.config.latent  # type: ignore[attr-defined]
+        n = self.config.latent
         w1 = self.fc1.weight.reshape(self.fc1.out_features, -1, *(n,) * self.ndim)
         x = F.relu(convnd(x, w1, self.fc1.bias, dilation=jump))
         w2 = self.fc2.weight.reshape(*self.fc2.weight.shape, *(1,) * self.ndim)

@@ -115,6 +115,7 @@ class EmberUNet(Painter):
 
     family: ClassVar[str] = "ember"
     Config: ClassVar[type[PainterConfig]] = EmberUNetConfig
+    config: EmberUNetConfig
     mode: ClassVar[Any] = "same"
     spatial_ndim: ClassVar[int] = 2
 
@@ -144,11 +145,12 @@ class EmberUNet(Painter):
         _init_glorot(self)
         with torch.no_grad():  # keep the ReLU outputs alive at the start
             for out in self.outputs:
+                assert isinstance(out.bias, torch.Tensor)  # built with a bias
                 out.bias.fill_(0.1)
 
     @property
     def alignment(self) -> int:
-        return 2 ** int(self.config.levels)  # type: ignore[attr-defined]
+        return 2 ** int(self.config.levels)
 
     @classmethod
     def probe_config(cls, config: PainterConfig) -> PainterConfig:
@@ -164,7 +166,7 @@ class EmberUNet(Painter):
 
     def noise_shapes(self, shape: Sequence[int], batch: int = 1) -> list[tuple[int, ...]]:
         """Shapes of the noise maps :meth:`forward_multiscale` takes, coarse to fine."""
-        levels = int(self.config.levels)  # type: ignore[attr-defined]
+        levels = int(self.config.levels)
         return [(batch, 1, *(n // 2**lv for n in shape)) for lv in reversed(range(levels))]
 
     def forward_multiscale(
@@ -174,7 +176,7 @@ class EmberUNet(Painter):
 
         ``noise``: one map per decoder level (:meth:`noise_shapes`); drawn when omitted.
         """
-        slope = self.config.negative_slope  # type: ignore[attr-defined]
+        slope = self.config.negative_slope
         skips = [self.first(x)]
         h = skips[0]
         for down, enc in zip(self.downs, self.encoders, strict=True):

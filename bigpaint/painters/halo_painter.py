@@ -94,6 +94,7 @@ class HaloPainter(Painter):
 
     family: ClassVar[str] = "halo-painter"
     Config: ClassVar[type[PainterConfig]] = HaloPainterConfig
+    config: HaloPainterConfig
     mode: ClassVar[Any] = "valid"
     spatial_ndim: ClassVar[int] = 3
 
@@ -110,8 +111,10 @@ class HaloPainter(Painter):
         conv = conv_nd(self.ndim)
         widths = [cin] + [f] * (config.pointwise_layers - 1) + [config.out_channels]
         self.head = nn.ModuleList(conv(a, b, 1) for a, b in itertools.pairwise(widths))
+        out = self.head[-1]
+        assert isinstance(out.bias, torch.Tensor)  # built with a bias
         with torch.no_grad():  # keep the output ReLU alive at the start (see module docstring)
-            self.head[-1].bias.fill_(0.1)
+            out.bias.fill_(0.1)
 
     @classmethod
     def derive_context(cls, config: PainterConfig) -> int:
@@ -124,7 +127,7 @@ class HaloPainter(Painter):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.blocks(x)
-        slope = self.config.negative_slope  # type: ignore[attr-defined]
+        slope = self.config.negative_slope
         for i, layer in enumerate(self.head):
             h = layer(h)
             h = F.relu(h) if i == len(self.head) - 1 else F.leaky_relu(h, slope)

@@ -96,6 +96,7 @@ class ProtohaloUNet(Painter):
 
     family: ClassVar[str] = "protohalo-unet"
     Config: ClassVar[type[PainterConfig]] = ProtohaloUNetConfig
+    config: ProtohaloUNetConfig
     mode: ClassVar[Any] = "same"
     spatial_ndim: ClassVar[int] = 3
     cpu_channels_last: ClassVar[bool] = True
@@ -131,19 +132,20 @@ class ProtohaloUNet(Painter):
             self.decoders.append(_DoubleConv(2 * c, c, k, s, nd))
             cin = c
         self.out = conv_nd(nd)(cin, config.out_channels, 1)
+        assert self.out.bias is not None  # built with a bias
         with torch.no_grad():  # a dead output ReLU at the start never recovers
             self.out.bias.fill_(0.1)
 
     @property
     def alignment(self) -> int:
-        return 2 ** int(self.config.levels)  # type: ignore[attr-defined]
+        return 2 ** int(self.config.levels)
 
     @classmethod
     def probe_config(cls, config: PainterConfig) -> PainterConfig:
         return config.model_copy(update={"filters": 1, "in_channels": 1, "out_channels": 1})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        slope = self.config.negative_slope  # type: ignore[attr-defined]
+        slope = self.config.negative_slope
         skips = []
         for enc in self.encoders:
             x = enc(x)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from types import EllipsisType
+from typing import TypedDict, Unpack
 
 import torch
 import torch.nn.functional as F
@@ -101,6 +103,7 @@ def gradient_penalty(
     out = critic(*args)
     grads = torch.autograd.grad(out.sum(), hats, create_graph=True)
     sq = sum(g.reshape(b, -1).pow(2).sum(1) for g in grads)
+    assert isinstance(sq, torch.Tensor)  # one gradient per (non-empty) hats
     norm = torch.sqrt(sq + 1e-12)
     return weight * ((norm - 1) ** 2).mean()
 
@@ -115,7 +118,7 @@ def selective_normalized_l1(
     and the batch; a region without any true distance falls back to 1 (plain L1).
     """
     if buffer:
-        sl = (Ellipsis, *(slice(buffer, -buffer),) * ndim)
+        sl: tuple[EllipsisType | slice, ...] = (Ellipsis, *(slice(buffer, -buffer),) * ndim)
         pred, target = pred[sl], target[sl]
         if pred.numel() == 0:
             raise ValueError(f"buffer {buffer} leaves nothing of a {tuple(pred.shape)} patch")
@@ -163,9 +166,15 @@ def ssim(
     return (num / den).mean()
 
 
-def dssim(pred: torch.Tensor, target: torch.Tensor, **kwargs: float) -> torch.Tensor:
+class _SSIMOptions(TypedDict, total=False):
+    data_range: float
+    window: int
+    sigma: float
+
+
+def dssim(pred: torch.Tensor, target: torch.Tensor, **kwargs: Unpack[_SSIMOptions]) -> torch.Tensor:
     """Structural dissimilarity ``(1 - SSIM) / 2`` (0 for identical images)."""
-    return (1 - ssim(pred, target, **kwargs)) / 2  # type: ignore[arg-type]
+    return (1 - ssim(pred, target, **kwargs)) / 2
 
 
 def msle(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -43,6 +43,10 @@ from bigpaint.config import parse_config
 from bigpaint.errors import ConfigError
 from bigpaint.painters.base import Painter, apply_norms, crop_center
 from bigpaint.train import losses
+
+if TYPE_CHECKING:
+    from bigpaint.painters.cosmic_web_gan import CosmicWebAutoencoder
+    from bigpaint.painters.ember import EmberUNet
 
 __all__ = [
     "OBJECTIVES",
@@ -222,6 +226,7 @@ class HaloObjective(Objective):
     """WGAN-GP of the halo painter (optionally with a pixel term), or plain regression."""
 
     Settings: ClassVar[type[BaseModel]] = HaloSettings
+    settings: HaloSettings
     metric_names: ClassVar[tuple[str, ...]] = ("loss", "pixel", "critic", "wasserstein", "gp")
 
     def __init__(self, *args: Any) -> None:
@@ -240,9 +245,10 @@ class HaloObjective(Objective):
             cin = self.painter.out_channels + (
                 self.painter.in_channels if s.critic_conditional else 0
             )
+            # Module.to takes memory_format; torch's overloads for it leave it out
             self.critic = HaloCritic(
                 HaloCriticConfig(in_channels=cin, patch=self.data.out_size)
-            ).to(self.device, memory_format=self.memory_format)
+            ).to(self.device, memory_format=self.memory_format)  # type: ignore[call-overload]
             self.modules["critic"] = self.critic
             self.add_optimizer("critic", self.adam(self.critic.parameters(), critic=True), total)
 
@@ -315,6 +321,7 @@ class ProtohaloSettings(_Strict):
 
 class ProtohaloObjective(Objective):
     Settings: ClassVar[type[BaseModel]] = ProtohaloSettings
+    settings: ProtohaloSettings
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -371,6 +378,8 @@ class EmberSettings(_Strict):
 
 class EmberObjective(Objective):
     Settings: ClassVar[type[BaseModel]] = EmberSettings
+    settings: EmberSettings
+    painter: EmberUNet
     metric_names: ClassVar[tuple[str, ...]] = ("loss", "pixel", "critic", "wasserstein", "gp")
 
     def __init__(self, *args: Any) -> None:
@@ -379,7 +388,7 @@ class EmberObjective(Objective):
 
         total = self.cfg.run.max_steps
         self.add_optimizer("painter", self.adam(self.painter.parameters()), total)
-        self.levels = int(self.painter.config.levels)  # type: ignore[attr-defined]
+        self.levels = int(self.painter.config.levels)
         if self.settings.adversarial:
             cc = EmberCriticConfig(
                 dm_channels=self.painter.in_channels,
@@ -405,7 +414,7 @@ class EmberObjective(Objective):
         )
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self._pixel(self.painter.forward_multiscale(x), y)  # type: ignore[operator]
+        return self._pixel(self.painter.forward_multiscale(x), y)
 
     def train_step(self) -> dict[str, float]:
         s = self.settings
@@ -415,7 +424,7 @@ class EmberObjective(Objective):
         for _ in range(s.n_critic):
             x, y = self.batch()
             with torch.no_grad(), self.autocast():
-                fakes = self.painter.forward_multiscale(x)  # type: ignore[operator]
+                fakes = self.painter.forward_multiscale(x)
             reals = self._targets(y)
             with self.autocast():
                 w = losses.critic_loss(self.critic(x, reals), self.critic(x, fakes))
@@ -429,7 +438,7 @@ class EmberObjective(Objective):
             self.update("critic", w + gp)
         x, y = self.batch()
         with self.autocast():
-            outs = self.painter.forward_multiscale(x)  # type: ignore[operator]
+            outs = self.painter.forward_multiscale(x)
             pixel = self._pixel(outs, y)
             total = pixel + s.gamma * losses.generator_adversarial_loss(self.critic(x, outs))
         self.update("painter", total)
@@ -455,6 +464,8 @@ class CosmicWebObjective(Objective):
     """DCGAN stage, then the encoder through the frozen generator (eq. 7)."""
 
     Settings: ClassVar[type[BaseModel]] = CosmicWebSettings
+    settings: CosmicWebSettings
+    painter: CosmicWebAutoencoder
     metric_names: ClassVar[tuple[str, ...]] = ("loss", "d_loss", "g_loss", "feature")
 
     def __init__(self, *args: Any) -> None:
@@ -466,11 +477,11 @@ class CosmicWebObjective(Objective):
                 f"run.max_steps ({self.cfg.run.max_steps}) must exceed objective.gan_steps "
                 f"({self.settings.gan_steps}): the encoder trains after the GAN"
             )
-        self.disc = DCGANDiscriminator(self.painter.config).to(self.device)  # type: ignore[arg-type]
+        self.disc = DCGANDiscriminator(self.painter.config).to(self.device)
         self.modules["discriminator"] = self.disc
         total = self.cfg.run.max_steps
-        g = self.painter.generator  # type: ignore[attr-defined]
-        e = self.painter.encoder  # type: ignore[attr-defined]
+        g = self.painter.generator
+        e = self.painter.encoder
         self.add_optimizer("generator", self.adam(g.parameters()), total)
         self.add_optimizer("discriminator", self.adam(self.disc.parameters(), critic=True), total)
         self.add_optimizer("encoder", self.adam(e.parameters()), total)
@@ -485,15 +496,15 @@ class CosmicWebObjective(Objective):
         return float(self.optimizers[name].param_groups[0]["lr"])
 
     def _latent(self, b: int) -> torch.Tensor:
-        return torch.randn(b, self.painter.config.latent, device=self.device)  # type: ignore[attr-defined]
+        return torch.randn(b, self.painter.config.latent, device=self.device)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Eq. 7 on a batch (generator and discriminator in eval mode: frozen)."""
-        g, e = self.painter.generator, self.painter.encoder  # type: ignore[attr-defined]
+        g, e = self.painter.generator, self.painter.encoder
         return losses.feature_loss(self.disc.features(y), self.disc.features(g(e(x))))
 
     def train_step(self) -> dict[str, float]:
-        g, e = self.painter.generator, self.painter.encoder  # type: ignore[attr-defined]
+        g, e = self.painter.generator, self.painter.encoder
         if self.phase == "gan":
             g.train()
             self.disc.train()
@@ -541,7 +552,7 @@ class CosmicWebObjective(Objective):
         vals = []
         for _ in range(batches):
             _, real = self.batch("validation")
-            fake = self.painter.generator(self._latent(real.shape[0]))  # type: ignore[attr-defined]
+            fake = self.painter.generator(self._latent(real.shape[0]))
             vals.append(
                 float(
                     losses.bce_with_label_noise(self.disc(real), True, flip=0.0)
@@ -565,11 +576,11 @@ class CosmicWebObjective(Objective):
             invert_norms(self.painter.output_norm, self.painter.generator(z).float(), 1)
             .cpu()
             .numpy()
-        )  # type: ignore[attr-defined]
+        )
         box = true.shape[-1] * self.data.cell_size
         k, pf, _, _ = spectra_2d(fake[:, 0], fake[:, 0], box)
         _, pt, _, _ = spectra_2d(true[:, 0], true[:, 0], box)
-        m = spectrum_metrics(pf, pt, np.sqrt(pf * pt))
+        m: dict[str, Any] = spectrum_metrics(pf, pt, np.sqrt(pf * pt))
         m["r_c"], m["score"] = math.nan, m["pk_logratio"]
         m["spectra"] = [(k, pf, pt, np.full_like(pf, np.nan))]
         return m

@@ -28,7 +28,7 @@ splits on a torus or cube symmetries; these are a few array operations.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -234,7 +234,7 @@ class PatchSampler:
             self._cdf = self._centre_cdf(np.asarray(weights, dtype=np.float64))
 
     # -- state ------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
+    def state(self) -> Mapping[str, Any]:
         return self.rng.bit_generator.state
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -248,13 +248,12 @@ class PatchSampler:
         if self.split == "train":
             bad = []
             for axis, n in enumerate(self.shape):
-                v = np.arange(n)
                 o = self.validation.origin[axis]
                 bad.append(
                     np.array(
                         [
                             _overlap(i - self.margin, self.in_size, o, self.validation.size, n)
-                            for i in v
+                            for i in range(n)
                         ]
                     )
                 )
@@ -411,7 +410,7 @@ class TrainingData:
     inputs: list[Any]
     targets: list[Any]
     shape: tuple[int, int, int]
-    box_size: tuple[float, float, float]
+    box_size: tuple[float, ...]
     validation: Region
     in_size: int
     out_size: int
@@ -471,7 +470,7 @@ class TrainingData:
         v = data.validation
         if v.size >= shape[0]:
             raise ConfigError(f"validation cube {v.size} must be smaller than the grid {shape[0]}")
-        region = Region(tuple(int(o) % shape[0] for o in v.origin), v.size)  # type: ignore[arg-type]
+        region = Region(tuple(int(o) % shape[0] for o in v.origin), v.size)
         family = painter.family
         ndim = painter.ndim
         if painter.mode == "tile":
@@ -503,7 +502,7 @@ class TrainingData:
             projection_depth=depth,
             weights=weights,
         )
-        train = PatchSampler(inputs, targets, split="train", seed=seed, more=more, **common)  # type: ignore[arg-type]
+        train = PatchSampler(inputs, targets, split="train", seed=seed, more=more, **common)
         # validation targets lie inside the cube: shrink patches that do not fit (the pixel
         # loss of a smaller patch is still a fair validation loss)
         vout = out_size
@@ -518,8 +517,12 @@ class TrainingData:
                     f"validation cube {region.size} is smaller than the alignment {painter.alignment}; enlarge it"
                 )
         common.update(symmetries=False, out_size=vout, in_size=vout + (in_size - out_size))
-        val = PatchSampler(inputs, targets, split="validation", seed=seed + 1, **common)  # type: ignore[arg-type]
-        box = (float(box_size),) * 3 if np.isscalar(box_size) else tuple(float(b) for b in box_size)  # type: ignore[arg-type]
+        val = PatchSampler(inputs, targets, split="validation", seed=seed + 1, **common)
+        box = (
+            (float(box_size),) * 3
+            if isinstance(box_size, int | float | np.number)
+            else tuple(float(b) for b in box_size)
+        )
         return cls(
             inputs,
             targets,
@@ -529,7 +532,7 @@ class TrainingData:
             in_size,
             out_size,
             ndim,
-            depth,  # type: ignore[arg-type]
+            depth,
             list(input_meta),
             list(target_meta),
             train,
@@ -588,6 +591,7 @@ def _channel_stats(
                 usable = n // depth * depth
                 proj = ch[:usable].reshape(n // depth, depth, n, n).sum(1)
                 touches = inside[0][:usable].reshape(n // depth, depth).any(1)
+                assert isinstance(touches, np.ndarray)  # a 2-D reduction over one axis
                 keep = ~(
                     touches[:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
                 )

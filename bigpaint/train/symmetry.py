@@ -49,8 +49,8 @@ class Symmetry:
         if isinstance(x, torch.Tensor):
             y = x.permute(order)
             return y.flip(axes) if axes else y
-        y = np.transpose(x, order)
-        return np.flip(y, axes) if axes else y
+        a = np.transpose(x, order)
+        return np.flip(a, axes) if axes else a
 
     def compose(self, other: Symmetry) -> Symmetry:
         """The element ``other . self``: apply ``self`` first, then ``other``."""
