@@ -1,9 +1,14 @@
 """Fields: 3-D cosmological grids on Zarr v3, read through xarray, written block by block.
 
 A Field is a Zarr v3 group (a local path or any fsspec URL) holding one data variable of
-dims ``(x, y, z)`` or ``(channel, x, y, z)``, cell-centre coordinates in Mpc/h, and the
-physics in the group attributes (box size, redshift, cosmology, kind, units, provenance).
-Users read it with :func:`open_field`, which returns a lazy ``xarray.Dataset`` of dask arrays.
+dims ``(x, y, z)`` or ``(channel, x, y, z)``, cell-centre coordinates in Mpc/h (and a
+``channel`` coordinate, with the mass-bin edges when recorded), and the physics in the group
+attributes (box size, redshift, cosmology, kind, units, provenance). Users read it with
+:func:`open_field`, which returns a lazy ``xarray.Dataset`` of dask arrays. The store is a
+plain dataset for other tools too: its metadata is consolidated (``xarray.open_zarr`` opens
+it directly), the data variable carries CF-style ``units`` and ``long_name``, and the
+attributes are netCDF-safe (``to_netcdf`` works); :mod:`bigpaint.field_meta` holds the
+metadata models and that stored form, and :func:`open_field` hands the records back nested.
 
 Writers go through :class:`FieldWriter`. Each block of the write grid (a Zarr chunk, or a
 shard when sharding is on) is written whole by exactly one task, and a per-block marker in
@@ -19,25 +24,14 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import functools
-import hashlib
 import json
-import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import xarray as xr
 import zarr
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
 
 from bigpaint.chunk_read import DAMAGED_FIX, FieldArray, read_region
 from bigpaint.chunked.grid import BlockGrid
@@ -49,10 +43,28 @@ from bigpaint.errors import (
     FieldExistsError,
     FieldIncompleteError,
     FieldNotFoundError,
-    MetadataError,
     NotAFieldError,
     ShapeError,
     storage_error,
+)
+from bigpaint.field_layout import (
+    DONE_PATH,
+    FORMAT_VERSION,
+    SPATIAL_DIMS,
+    consolidate,
+    make_store,
+    regular_blocks,
+)
+from bigpaint.field_meta import (
+    Cosmology,
+    FieldMeta,
+    MassAssignment,
+    decode_attrs,
+    encode_attrs,
+    format_info,
+    job_token,
+    netcdf_ready,
+    validate_meta,
 )
 from bigpaint.outputs import output_lock
 from bigpaint.store import (
@@ -62,7 +74,6 @@ from bigpaint.store import (
     store_exists,
     store_fs,
 )
-from bigpaint.version import __version__
 
 __all__ = [
     "FORMAT_VERSION",
@@ -76,147 +87,13 @@ __all__ = [
     "field_meta",
     "format_info",
     "job_token",
+    "netcdf_ready",
     "open_field",
     "remove_field",
+    "update_attrs",
     "write_array",
     "zarr_array",
 ]
-
-FORMAT_VERSION = 1
-SPATIAL_DIMS = ("x", "y", "z")
-_DONE_PATH = "_bigpaint/done"
-_KIND_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-class Cosmology(BaseModel):
-    """Flat LCDM parameters carried with a Field.
-
-    Omega_m and Omega_b are density parameters today, ``h`` is H0 / (100 km/s/Mpc),
-    ``n_s`` the scalar spectral index and ``sigma_8`` the rms linear fluctuation in
-    spheres of 8 Mpc/h at z=0.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    Omega_m: float = Field(0.3175, gt=0, le=1)
-    Omega_b: float = Field(0.049, ge=0, lt=1)
-    h: float = Field(0.6711, gt=0, lt=2)
-    n_s: float = Field(0.9624, gt=0, lt=2)
-    sigma_8: float = Field(0.834, gt=0, lt=3)
-
-
-class MassAssignment(BaseModel):
-    """How a Field's values were assigned to its cells: the window its Fourier modes carry.
-
-    A particle deposit with scheme of order ``p`` (NGP 1, CIC 2, TSC 3, PCS 4) multiplies
-    every mode by ``prod_i sinc(k_i H / 2)^p`` (``H`` the cell size in Mpc/h); the spectra
-    divide that window out when their ``mas`` is ``"auto"``.
-
-    Attributes
-    ----------
-    scheme : {"NGP", "CIC", "TSC", "PCS"} or None
-        Scheme of the deposit; None: the values carry no assignment window (Gaussian
-        fields, white noise, distance maps).
-    interlaced : bool
-        The deposit was averaged with a half-cell-shifted twin in Fourier space.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    scheme: Literal["NGP", "CIC", "TSC", "PCS"] | None
-    interlaced: bool = False
-
-    @field_validator("scheme", mode="before")
-    @classmethod
-    def _scheme_name(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return None if v.lower() == "none" else v.upper()
-        return v
-
-    @model_validator(mode="after")
-    def _interlaced_deposit(self) -> MassAssignment:
-        if self.interlaced and self.scheme is None:
-            raise ValueError("an interlaced Field is a deposit: give its scheme")
-        return self
-
-
-class FieldMeta(BaseModel):
-    """The physics and provenance that travel with every Field.
-
-    Attributes
-    ----------
-    box_size : tuple of 3 float
-        Periodic box side lengths in Mpc/h.
-    kind : str
-        What the field is: ``delta`` (overdensity), ``density``, ``halo_count``,
-        ``distance``, ``white_noise``, ... (lower-case identifier).
-    units : str
-        Units of the values, e.g. ``"1"`` for dimensionless, ``"Msun/h"``.
-    redshift : float or None
-        Redshift the field describes; None when it has none (white noise).
-    cosmology : Cosmology or None
-    provenance : dict
-        bigpaint version, operation, configuration, inputs and creation time.
-    mass_assignment : MassAssignment or None
-        The assignment window of the values (see :class:`MassAssignment`); None when not
-        recorded (Fields written by hand or by an older bigpaint).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    box_size: tuple[float, float, float]
-    kind: str
-    units: str
-    redshift: float | None = Field(default=None, ge=0)
-    cosmology: Cosmology | None = None
-    provenance: dict[str, Any] = Field(default_factory=dict)
-    mass_assignment: MassAssignment | None = None
-
-    @field_validator("box_size", mode="before")
-    @classmethod
-    def _box_from_scalar(cls, v: Any) -> Any:
-        if isinstance(v, (int, float)):
-            return (float(v),) * 3
-        return v
-
-    @field_validator("box_size")
-    @classmethod
-    def _box_positive(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-        if not all(math.isfinite(x) and x > 0 for x in v):
-            raise ValueError(f"box_size must be positive and finite in Mpc/h, got {v}")
-        return v
-
-    @field_validator("kind")
-    @classmethod
-    def _kind_identifier(cls, v: str) -> str:
-        if not _KIND_RE.match(v):
-            raise ValueError(f"kind must be a lower-case identifier like 'delta', got {v!r}")
-        return v
-
-    def cell_size(self, shape: Sequence[int]) -> tuple[float, float, float]:
-        """Cell side lengths in Mpc/h for a spatial grid ``shape``."""
-        return tuple(L / n for L, n in zip(self.box_size, shape[-3:], strict=True))  # type: ignore[return-value]
-
-
-def _validate_meta(meta: FieldMeta | Mapping[str, Any]) -> FieldMeta:
-    if isinstance(meta, FieldMeta):
-        return meta
-    try:
-        return FieldMeta(**meta)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise MetadataError(f"invalid Field metadata {where!r}: {err['msg']}") from None
-
-
-def job_token(**parts: Any) -> str:
-    """A stable token identifying a job: operation, parameters and inputs.
-
-    Two calls with equal keyword values (JSON-serialisable) give the same token; it is
-    how a re-run recognises its own unfinished output and resumes it.
-    """
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 # ---------------------------------------------------------------- reading the group
@@ -280,17 +157,6 @@ def _data_name(group: zarr.Group, url: str) -> str:
 # ---------------------------------------------------------------- writer
 
 
-def _regular_blocks(shape: Sequence[int], chunks: Any, what: str) -> tuple[int, int, int]:
-    """The block size per spatial axis of a regular grid (Zarr's), or a ChunkingError."""
-    blocks = BlockGrid(shape[-3:], chunks)
-    if not blocks.regular:
-        raise ChunkingError(
-            f"{what} must be regular (equal blocks, the last one per axis may be smaller), "
-            f"got {chunks!r}; give one size, or one size per axis"
-        )
-    return blocks.block_shape((0, 0, 0))  # type: ignore[return-value]
-
-
 @dataclass(frozen=True)
 class FieldWriter:
     """Handle on a Field being written block by block (picklable; send it to workers).
@@ -345,7 +211,7 @@ class FieldWriter:
 
     def done_mask(self) -> np.ndarray:
         """Boolean array over the block grid: True where the block is written."""
-        return np.asarray(self._group(mode="r")[_DONE_PATH][...]).astype(bool)
+        return np.asarray(self._group(mode="r")[DONE_PATH][...]).astype(bool)
 
     def pending(self) -> list[tuple[int, int, int]]:
         """Blocks not yet written, in C order."""
@@ -384,7 +250,7 @@ class FieldWriter:
             )
         group = self._group()
         group[self.name][(Ellipsis, *sl)] = np.asarray(data, dtype=self.dtype)
-        group[_DONE_PATH][tuple(index)] = 1
+        group[DONE_PATH][tuple(index)] = 1
 
     def finalize(self) -> None:
         """Mark the Field complete (idempotent); refuses while any block is missing.
@@ -404,6 +270,7 @@ class FieldWriter:
         group = self._group()
         group.attrs["bigpaint_complete"] = True
         group.attrs["bigpaint_finished"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        consolidate(group)
 
     def open(self) -> xr.Dataset:
         """Open the finished Field for reading."""
@@ -458,13 +325,13 @@ def create_field(
     FieldWriter
     """
     url = str(url)
-    meta = _validate_meta(meta)
+    meta = validate_meta(meta)
     shape = tuple(int(n) for n in shape)
     if len(shape) not in (3, 4) or any(n <= 0 for n in shape):
         raise ShapeError(
             f"a Field has shape (nx, ny, nz) or (nchannel, nx, ny, nz) with positive sizes, got {shape}"
         )
-    grid_chunks = _regular_blocks(shape, chunks, "a Field's write blocks")
+    grid_chunks = regular_blocks(shape, chunks, "a Field's write blocks")
     name = name or meta.kind
     dtype = np.dtype(dtype).str
     opts = dict(storage_options or {})
@@ -478,7 +345,7 @@ def create_field(
                 _check_resumable(url, opts, writer, job)
                 return writer
         try:
-            _make_store(url, opts, writer, meta, job, shards, inner_chunks)
+            make_store(url, opts, writer, meta, job, shards, inner_chunks)
         except OSError as exc:  # a full or read-only disk names no path: name the store
             if exc.errno not in STORAGE_ERRNOS or isinstance(exc, BigpaintError):
                 raise
@@ -486,72 +353,6 @@ def create_field(
                 remove_field(url, opts)
             raise storage_error(exc, url) from None
     return writer
-
-
-def _make_store(
-    url: str,
-    opts: dict[str, Any],
-    writer: FieldWriter,
-    meta: FieldMeta,
-    job: str | None,
-    shards: bool,
-    inner_chunks: int | Sequence[int] | None,
-) -> None:
-    """Write the empty store of a new Field: attributes, arrays, coordinates, markers."""
-    shape, grid_chunks, name, dtype = writer.shape, writer.chunks, writer.name, writer.dtype
-
-    attrs = {
-        "bigpaint_format": FORMAT_VERSION,
-        "bigpaint_complete": False,
-        "bigpaint_variable": name,
-        "bigpaint_job": job,
-        **json.loads(meta.model_dump_json()),
-    }
-    attrs["provenance"] = {
-        "bigpaint_version": __version__,
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        **meta.provenance,
-    }
-    group = open_group(url, opts, mode="w")
-    group.attrs.update(attrs)
-    dims = (("channel",) if len(shape) == 4 else ()) + SPATIAL_DIMS
-    lead = shape[:-3]
-    fill = np.nan if np.dtype(dtype).kind == "f" else 0
-    if shards:
-        inner = _regular_blocks(
-            shape, inner_chunks if inner_chunks is not None else grid_chunks, "inner_chunks"
-        )
-        if any(g % i for g, i in zip(grid_chunks, inner, strict=True)):
-            raise ChunkingError(
-                f"inner_chunks {inner} must divide the shard (block) size {grid_chunks}"
-            )
-        group.create_array(
-            name,
-            shape=shape,
-            shards=lead + grid_chunks,
-            chunks=lead + inner,
-            dtype=dtype,
-            fill_value=fill,
-            dimension_names=dims,
-        )
-    else:
-        if inner_chunks is not None:
-            raise ChunkingError("inner_chunks only applies with shards=True")
-        group.create_array(
-            name,
-            shape=shape,
-            chunks=lead + grid_chunks,
-            dtype=dtype,
-            fill_value=fill,
-            dimension_names=dims,
-        )
-    for axis, (dim, n) in enumerate(zip(SPATIAL_DIMS, shape[-3:], strict=True)):
-        dx = meta.box_size[axis] / n
-        coord = group.create_array(dim, shape=(n,), chunks=(n,), dtype="f8", dimension_names=(dim,))
-        coord[:] = (np.arange(n) + 0.5) * dx
-        coord.attrs.update({"units": "Mpc/h", "long_name": f"cell centre {dim}"})
-    grid = writer.grid
-    group.create_array(_DONE_PATH, shape=grid, chunks=(1, 1, 1), dtype="u1", fill_value=0)
 
 
 def _check_resumable(url: str, opts: dict[str, Any], writer: FieldWriter, job: str | None) -> None:
@@ -572,11 +373,39 @@ def _check_resumable(url: str, opts: dict[str, Any], writer: FieldWriter, job: s
         raise FieldExistsError(
             f"output {url} exists with shape {arr.shape} {arr.dtype}; pass --overwrite to replace it"
         )
-    done = group[_DONE_PATH]
+    done = group[DONE_PATH]
     if tuple(done.shape) != writer.grid:
         raise FieldExistsError(
             f"output {url} exists with another chunking; pass --overwrite to replace it"
         )
+
+
+def update_attrs(
+    url: str,
+    *,
+    provenance: Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    **attrs: Any,
+) -> None:
+    """Add to a Field's metadata after it was created, keeping the stored form netCDF-safe.
+
+    ``provenance`` entries are merged into the Field's provenance; other keywords
+    (``cosmology``, ``redshift``, ...) replace the attribute. The result must still be valid
+    :class:`FieldMeta`. Writers that know something only after the Field exists (the LPT
+    parameters of a deposit, the clipping of a sampled baseline) record it with this rather
+    than by writing nested dicts into the group.
+    """
+    url = str(url)
+    group = _read_group(url, storage_options)
+    current = decode_attrs(group.attrs)
+    merged = {**current, **attrs}
+    merged["provenance"] = {**(current.get("provenance") or {}), **dict(provenance or {})}
+    meta = validate_meta({k: merged[k] for k in FieldMeta.model_fields if k in merged})
+    merged.update(json.loads(meta.model_dump_json()))
+    stored = encode_attrs(merged)
+    group = open_group(url, storage_options, mode="r+")
+    group.attrs.put(stored)  # drops nested dicts
+    consolidate(group)
 
 
 def write_array(
@@ -646,11 +475,11 @@ def open_field(
             f"{url}: data variable {name!r} has {arr.ndim} dimensions; a Field is 3-D "
             "(x, y, z) or 4-D (channel, x, y, z)"
         )
-    done = _member(group, _DONE_PATH, url)
+    done = _member(group, DONE_PATH, url)
     for dim in SPATIAL_DIMS:
         _member(group, dim, url)
     if require_complete and not group.attrs.get("bigpaint_complete", False):
-        marks = read_region(done, ..., url=url, name=_DONE_PATH)
+        marks = read_region(done, ..., url=url, name=DONE_PATH)
         raise FieldIncompleteError(
             f"{url} is unfinished ({int(marks.sum())}/{marks.size} blocks written) and cannot be "
             "an input; re-run the command that writes it to resume, or delete it"
@@ -666,7 +495,8 @@ def open_field(
         raise DamagedStoreError(
             f"{url} is damaged: xarray cannot open it ({type(exc).__name__}); {DAMAGED_FIX}"
         ) from None
-    _validate_meta({k: ds.attrs[k] for k in FieldMeta.model_fields if k in ds.attrs})
+    ds.attrs = decode_attrs(ds.attrs)
+    validate_meta({k: ds.attrs[k] for k in FieldMeta.model_fields if k in ds.attrs})
     ds[name] = ds[name].copy(data=_guarded_data(ds[name].data, url, name, arr, opts, group))
     ds.encoding["bigpaint_url"] = url
     ds.encoding["bigpaint_storage_options"] = opts
@@ -701,7 +531,7 @@ def _guarded_data(
 
 def field_meta(ds: xr.Dataset) -> FieldMeta:
     """The validated :class:`FieldMeta` of an opened Field."""
-    return _validate_meta({k: ds.attrs[k] for k in FieldMeta.model_fields if k in ds.attrs})
+    return validate_meta({k: ds.attrs[k] for k in FieldMeta.model_fields if k in ds.attrs})
 
 
 def data_var(ds: xr.Dataset) -> xr.DataArray:
@@ -722,13 +552,13 @@ def field_info(url: str, *, storage_options: Mapping[str, Any] | None = None) ->
     group = _read_group(url, storage_options)
     name = _data_name(group, url)
     arr = _member(group, name, url)
-    done = read_region(_member(group, _DONE_PATH, url), ..., url=url, name=_DONE_PATH)
+    done = read_region(_member(group, DONE_PATH, url), ..., url=url, name=DONE_PATH)
     fs, root = store_fs(url, storage_options)
     try:
         stored = int(fs.du(root))
     except Exception:  # some filesystems cannot report usage
         stored = -1
-    attrs = dict(group.attrs)
+    attrs = decode_attrs(group.attrs)
     shard_shape = getattr(arr, "shards", None)
     return {
         "url": url,
@@ -744,44 +574,3 @@ def field_info(url: str, *, storage_options: Mapping[str, Any] | None = None) ->
         "stored_bytes": stored,
         "attrs": attrs,
     }
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def format_info(info: Mapping[str, Any]) -> str:
-    """Human-readable text of :func:`field_info` (what ``bigpaint info`` prints)."""
-    a = info["attrs"]
-    state = (
-        "complete"
-        if info["complete"]
-        else (f"UNFINISHED ({info['blocks_done']}/{info['blocks_total']} blocks written)")
-    )
-    box = a.get("box_size")
-    shape = info["shape"]
-    cell = [b / n for b, n in zip(box, shape[-3:], strict=True)] if box else None
-    lines = [
-        f"Field     {info['url']}",
-        f"state     {state}",
-        f"variable  {info['variable']} ({a.get('kind')}, units {a.get('units')!r})",
-        f"shape     {shape} {info['dtype']}",
-        f"chunks    {info['chunks']}" + (f"  shards {info['shards']}" if info["shards"] else ""),
-        f"blocks    {info['blocks_total']} ({info['blocks_done']} written)",
-        f"box       {box} Mpc/h, cell {cell} Mpc/h",
-        f"redshift  {a.get('redshift')}",
-        f"cosmology {a.get('cosmology')}",
-        f"size      {_human_bytes(info['nbytes'])} uncompressed"
-        + (f", {_human_bytes(info['stored_bytes'])} stored" if info["stored_bytes"] >= 0 else ""),
-    ]
-    prov = a.get("provenance") or {}
-    for key in ("bigpaint_version", "operation", "created", "inputs", "config"):
-        if key in prov:
-            lines.append(f"{'prov.' + key:<9} {prov[key]}")
-    if a.get("bigpaint_finished"):
-        lines.append(f"finished  {a['bigpaint_finished']}")
-    return "\n".join(lines)

@@ -63,9 +63,11 @@ def remove_stale_partials(url: str, storage_options: Mapping[str, Any] | None = 
 def open_group(url: str, storage_options: Mapping[str, Any] | None, mode: str) -> zarr.Group:
     """Open the Zarr v3 group at ``url`` (``mode`` as :func:`zarr.open_group`'s), unchecked.
 
+    The group's own metadata is read, never the consolidated copy: that copy is for other
+    tools (``xarray.open_zarr``) and goes stale when anything edits the store by hand.
     Readers that need a valid Field go through :func:`bigpaint.field.open_field` instead.
     """
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"use_consolidated": False}
     if storage_options and "://" in str(url):
         kwargs["storage_options"] = dict(storage_options)
     return zarr.open_group(store=str(url), mode=mode, zarr_format=3, **kwargs)

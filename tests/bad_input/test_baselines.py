@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bigpaint.field import write_array
+from bigpaint.field import update_attrs, write_array
 from bigpaint.stats.baselines import fit_bias
 
 from .conftest import BOX, META, refused
@@ -50,18 +50,16 @@ def test_counts_without_mass_bins(ws):
 
 def test_counts_with_mass_bins_that_do_not_fit_the_channels(ws):
     _counts(ws, "three.zarr", bins=[1e12, 1e13, 1e14, 1e15])
-    import zarr
-
-    g = zarr.open_group(str(ws / "three.zarr"), mode="r+")
-    g.attrs["provenance"] = {**g.attrs["provenance"], "mass_bins": [1e13, 1e12, 1e14, 1e15]}
+    three = str(ws / "three.zarr")
+    update_attrs(three, provenance={"mass_bins": [1e13, 1e12, 1e14, 1e15]})
     refused(ws, ["baseline", "fit", "in.zarr", "three.zarr", "m.json"],
             r"three\.zarr: provenance\.mass_bins .* is not a list of at least two positive, "
             r"increasing masses in Msun/h")  # fmt: skip
-    g.attrs["provenance"] = {**g.attrs["provenance"], "mass_bins": [1e12, 1e13, 1e14]}
+    update_attrs(three, provenance={"mass_bins": [1e12, 1e13, 1e14]})
     refused(ws, ["baseline", "fit", "in.zarr", "three.zarr", "m.json"],
             r"three\.zarr records 3 mass-bin edges for its 3 channel\(s\); record the 4 bin "
             r"edges in Msun/h")  # fmt: skip
-    g.attrs["provenance"] = {**g.attrs["provenance"], "mass_units": "kg"}
+    update_attrs(three, provenance={"mass_units": "kg"})
     refused(ws, ["baseline", "fit", "in.zarr", "three.zarr", "m.json"],
             r"mass bins are recorded in 'kg'")  # fmt: skip
 
