@@ -49,8 +49,7 @@ def ics(
 ) -> None:
     """Write the linear density field (Gaussian ICs) that CONFIG describes.
 
-    The field depends on the seed (and noise tile) alone, never on chunks or workers; or on
-    the config's initial_conditions (a linear density, a white noise or particles).
+    The field depends on the seed (and noise tile) alone, never on chunks or workers.
     """
     from bigpaint.config import load_config
     from bigpaint.ics.config import IcsConfig, run_ics
@@ -79,10 +78,7 @@ def lpt(
     cluster_file: str | None,
     workers: int | None,
 ) -> None:
-    """Write the 2LPT (or Zel'dovich) density field, and optionally particles, from CONFIG.
-
-    From the seed, or from the config's initial_conditions: the twin of your own run.
-    """
+    """Write the 2LPT (or Zel'dovich) density field, and optionally particles, from CONFIG."""
     from bigpaint.config import load_config
     from bigpaint.ics.config import LptConfig, run_lpt
 

@@ -293,6 +293,10 @@ def _growth(
     a = 1.0 / (1.0 + redshift)
     bg = power.background
     ratio = float(bg.D2(a)) / float(bg.D1(a)) ** 2
+    if spec.growth not in (None, "engine"):
+        g = float(spec.growth)  # type: ignore[arg-type]
+        if not (math.isfinite(g) and 0 < g <= 1.5):
+            raise ConfigError(f"initial_conditions.growth must be in (0, 1.5] (D(z)/D(0)), got {g}")
     if redshift == 0:
         return 1.0, ratio
     if spec.growth is None:
@@ -303,10 +307,7 @@ def _growth(
         )
     if spec.growth == "engine":
         return float(bg.D1(a)), ratio
-    g = float(spec.growth)
-    if not (math.isfinite(g) and 0 < g <= 1.5):
-        raise ConfigError(f"initial_conditions.growth must be in (0, 1.5] (D(z)/D(0)), got {g}")
-    return g, ratio
+    return float(spec.growth), ratio  # type: ignore[arg-type]
 
 
 def _redshift(spec: InitialConditions, recorded: float | None, path: str) -> float:
@@ -435,7 +436,7 @@ def external_linear_field(
     from bigpaint.chunked.grid import default_chunks
     from bigpaint.errors import BigpaintError
     from bigpaint.field import create_field, job_token
-    from bigpaint.ics.grf import store_field
+    from bigpaint.ics.grf import linear_meta, store_field
     from bigpaint.mesh.fft import irfftn
     from bigpaint.outputs import check_apart, owned_dir, remove_owned, writing
 
@@ -480,15 +481,7 @@ def external_linear_field(
             shape=shape,
             chunks=chunks,
             overwrite=overwrite,
-            meta={
-                "box_size": initial.box_size,
-                "kind": "delta",
-                "units": "1",
-                "redshift": float(redshift),
-                "cosmology": power.cosmology.to_field(),
-                "provenance": {"operation": "external_linear", "config": params},
-                "mass_assignment": {"scheme": None},
-            },
+            meta=linear_meta(initial.box_size, redshift, power, "external_linear", params),
             job=job,
         )
         lin = irfftn(fk * cplx.type(d1), shape, chunks=writer.block_chunks, backend=backend)

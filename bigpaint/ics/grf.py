@@ -57,6 +57,7 @@ __all__ = [
     "fft_input_chunks",
     "gaussian_field",
     "gaussian_field_array",
+    "linear_meta",
     "linear_modes",
     "linear_modes_array",
     "noise_modes",
@@ -410,6 +411,26 @@ def store_field(
     return len(todo)
 
 
+def linear_meta(
+    box: float, redshift: float, power: LinearPower, operation: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    """Field metadata of a linear contrast (kind ``delta``, no assignment window)."""
+    return {
+        "box_size": box,
+        "kind": "delta",
+        "units": "1",
+        "redshift": float(redshift),
+        "cosmology": power.cosmology.to_field(),
+        "provenance": {
+            "operation": operation,
+            "config": params,
+            "cosmology": power.cosmology.model_dump(),
+            "sigma_8_table": power.sigma_8,
+        },
+        "mass_assignment": {"scheme": None},
+    }
+
+
 def gaussian_field(
     output: str,
     *,
@@ -494,20 +515,7 @@ def gaussian_field(
             chunks=chunks,
             dtype=dtype,
             overwrite=overwrite,
-            meta={
-                "box_size": box,
-                "kind": "delta",
-                "units": "1",
-                "redshift": float(redshift),
-                "cosmology": power.cosmology.to_field(),
-                "provenance": {
-                    "operation": "gaussian_field",
-                    "config": params,
-                    "cosmology": power.cosmology.model_dump(),
-                    "sigma_8_table": power.sigma_8,
-                },
-                "mass_assignment": {"scheme": None},
-            },
+            meta=linear_meta(box, redshift, power, "gaussian_field", params),
             job=job_token(
                 operation="gaussian_field",
                 chunks=chunks,

@@ -170,6 +170,15 @@ def _check_options(
         raise ConfigError(f"redshift must be >= 0, got {redshift}")
 
 
+def _source_record(
+    seed: int | None, tile: int, initial: ExternalICs | None, grid: int, box: float
+) -> dict[str, Any]:
+    """What the linear field comes from, for the job token and provenance."""
+    if initial is None:
+        return {"seed": int(seed), "tile": int(tile)}  # type: ignore[arg-type]
+    return {"initial_conditions": initial.check(grid=grid, box_size=box)}
+
+
 def _plan(
     output: str,
     *,
@@ -417,10 +426,7 @@ def lpt_density(
     box = box_length(box_size)
     _check_options(order, redshift, seed, tile, shape, initial)
     precision_dtypes(precision)
-    if initial is None:
-        source: dict[str, Any] = {"seed": int(seed), "tile": int(tile)}  # type: ignore[arg-type]
-    else:
-        source = {"initial_conditions": initial.check(grid=shape[0], box_size=box)}
+    source = _source_record(seed, tile, initial, shape[0], box)
     source.update(fixed_amplitude=bool(fixed_amplitude), paired=bool(paired))
     plan = _plan(
         output, shape=shape, box=box, chunks=chunks, nmesh=int(nmesh or shape[0]),
@@ -429,7 +435,7 @@ def lpt_density(
         scratch_dir=scratch_dir, lattice_offset=0.5 if initial is None else initial.lattice_offset,
     )  # fmt: skip
     outs = {"output": output, "particles": particles, "linear_output": linear_output}
-    ins = {} if initial is None else {"initial conditions": initial.path}
+    ins = {"initial conditions": initial.path if initial else None}
     check_apart({**outs, "scratch directory": plan.scratch}, ins)
     with writing(outs):
         done = _finished(plan, output, particles, overwrite)
@@ -443,10 +449,7 @@ def lpt_density(
                 backend=backend,
             )  # fmt: skip
         else:
-            fk = _external_modes(
-                initial, plan, power, fixed_amplitude=fixed_amplitude, paired=paired,
-                progress=progress,
-            )  # fmt: skip
+            fk = _external_modes(initial, plan, power, fixed_amplitude, paired, progress)
         return _run(
             plan, fk, output, power=power, redshift=redshift, scheme=scheme,
             particles=particles, velocities=velocities, linear_output=linear_output,
@@ -458,7 +461,6 @@ def _external_modes(
     initial: ExternalICs,
     plan: _Plan,
     power: LinearPower,
-    *,
     fixed_amplitude: bool,
     paired: bool,
     progress: bool,
