@@ -102,9 +102,10 @@ def deposit(
     cluster_file: str | None,
     workers: int | None,
 ) -> None:
-    """Deposit PARTICLES (.npy, Zarr, Gadget HDF5) onto a periodic grid as the Field OUTPUT.
+    """Deposit PARTICLES (.npy, Zarr, Gadget HDF5 or binary, SWIFT) onto a periodic grid as the Field OUTPUT.
 
-    Positions are in Mpc/h (Gadget: converted from the snapshot's unit). Bad input is
+    Positions are in Mpc/h (snapshots: converted from the snapshot's unit; Gadget binary
+    files, which record none, are kpc/h unless --length-unit says otherwise). Bad input is
     refused before anything is written; re-running after an interruption resumes. Give
     --redshift and --cosmology when a painter with a model card will paint the Field: it
     refuses inputs that do not record them.

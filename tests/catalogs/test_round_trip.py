@@ -135,3 +135,16 @@ def test_bad_catalogues_and_jobs_are_refused_in_one_line(run, tmp_path):
         assert "\n" not in line and line.startswith("bigpaint: error:"), line
         assert re.search(match, line), line
     assert tree_digest(tmp_path) == before
+
+
+def test_fof_of_simulate_particle_store_needs_and_takes_the_particle_mass(run):
+    root, _, cat, meta = run
+    out = root / "fof_zarr.parquet"
+    store = root / "run" / "particles.zarr"
+    res = _cli("fof", store, out, "--min-members", 10, "--particle-mass", meta["particle_mass"])
+    assert res.exit_code == 0, res.output
+    mine, _ = read_catalogue(out)
+    assert mine["members"].to_pylist() == cat["members"].to_pylist()
+    np.testing.assert_allclose(mine["mass"].to_numpy(), cat["mass"].to_numpy(), rtol=1e-12)
+    res = _cli("fof", store, out, "--min-members", 10, "--particle-mass", meta["particle_mass"])
+    assert res.exit_code == 2 and "already exists" in res.output
