@@ -270,7 +270,7 @@ def _rounding_case(name: str, n_layouts: int) -> dict:
     import numpy as np
     import torch
 
-    from bigpaint.blockwise import apply_blockwise
+    from bigpaint.chunked.apply import apply_blockwise
     from bigpaint.paint.engine import paint_window
     from bigpaint.paint.seams import periodic_paint, rounding_error
     from bigpaint.painters import build_painter, paint_array

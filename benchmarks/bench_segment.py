@@ -88,7 +88,7 @@ def _warm() -> None:
     import skimage.segmentation  # noqa: F401
 
     import bigpaint.segment  # noqa: F401
-    from bigpaint.blockwise import chunk_cache
+    from bigpaint.chunked.read import chunk_cache
 
     chunk_cache().clear()
 

@@ -58,7 +58,7 @@ def _warm() -> None:
     import scipy.ndimage  # noqa: F401
 
     import bigpaint.filters  # noqa: F401
-    from bigpaint.blockwise import chunk_cache
+    from bigpaint.chunked.read import chunk_cache
 
     chunk_cache().clear()
 

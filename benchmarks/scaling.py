@@ -262,7 +262,7 @@ def _worker_info() -> dict[str, Any]:
 
 
 def _clear_cache() -> None:
-    from bigpaint.blockwise import chunk_cache
+    from bigpaint.chunked.read import chunk_cache
 
     chunk_cache().clear()
 

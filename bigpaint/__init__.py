@@ -1,7 +1,7 @@
 """bigpaint: Dask-distributed large-volume emulation of cosmological fields.
 
 The public entry points for Fields live here; each stage of the data flow has its own
-subpackage or module (``bigpaint.blockwise``, ``bigpaint.filters``, ``bigpaint.cluster``).
+subpackage or module (``bigpaint.chunked``, ``bigpaint.filters``, ``bigpaint.cluster``).
 """
 
 from typing import TYPE_CHECKING

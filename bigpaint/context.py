@@ -2,7 +2,7 @@
 
 Every chunked operation gets its context from a function here, from a filter's kernel
 support or a network's receptive field, and hands it to
-:func:`bigpaint.blockwise.apply_blockwise`. No operation computes its own overlap.
+:func:`bigpaint.chunked.apply.apply_blockwise`. No operation computes its own overlap.
 
 Networks: :func:`receptive_field_context` sums ``(kernel - 1) * dilation * jump`` over a chain
 of layers (valid convolutions, strided or dilated); :func:`probe_context` measures the

@@ -33,8 +33,8 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from bigpaint.chunk_read import DAMAGED_FIX, FieldArray, read_region
 from bigpaint.chunked.grid import BlockGrid
+from bigpaint.chunked.read import DAMAGED_FIX, FieldArray, read_region
 from bigpaint.errors import (
     STORAGE_ERRNOS,
     BigpaintError,
@@ -508,7 +508,7 @@ def _guarded_data(
     lazy: Any, url: str, name: str, arr: zarr.Array, opts: dict[str, Any], group: zarr.Group
 ) -> Any:
     """The variable as a dask array chunked like ``lazy`` whose reads name a damaged chunk
-    (:mod:`bigpaint.chunk_read`) instead of failing with a bare codec error."""
+    (:mod:`bigpaint.chunked.read`) instead of failing with a bare codec error."""
     import uuid
 
     import dask.array as da

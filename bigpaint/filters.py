@@ -1,7 +1,7 @@
 """Chunked periodic filters, named as in ``scipy.ndimage``.
 
 Differences from scipy: every filter is periodic (``mode='wrap'`` is the only mode), works
-chunk by chunk through :func:`bigpaint.blockwise.apply_blockwise`, and :func:`smooth` takes
+chunk by chunk through :func:`bigpaint.chunked.apply.apply_blockwise`, and :func:`smooth` takes
 its width in Mpc/h from the Field's box size. Integer and boolean inputs give float output
 (see :func:`float_dtype`), where scipy would truncate the result to the input's dtype.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import scipy.ndimage as ndi
 
-from bigpaint.blockwise import apply_blockwise
+from bigpaint.chunked.apply import apply_blockwise
 from bigpaint.context import gaussian_context
 from bigpaint.errors import ConfigError, NonFiniteError, TooLargeError
 from bigpaint.field import (

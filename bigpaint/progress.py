@@ -3,7 +3,7 @@
 Long work reports through the ``bigpaint.progress`` logger at INFO. Where it goes depends on
 stderr: on a terminal, a tqdm bar redrawn in place; anywhere else (a SLURM log, a pipe, a
 captured stream) plain lines, never a carriage return. Block work (:class:`Progress` with
-its heartbeat, used by :func:`bigpaint.blockwise.run_tasks` and :func:`compute`) logs
+its heartbeat, used by :func:`bigpaint.chunked.graph.run_graph` and :func:`compute`) logs
 ``name: done/total blocks (pct), rate, elapsed, ETA`` every :func:`interval` seconds and
 once at the end; training logs its metrics every ``log_every`` steps instead.
 

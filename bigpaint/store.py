@@ -2,7 +2,7 @@
 
 A Field is a Zarr v3 group at a local path or any fsspec URL. These few functions are all
 that touches the filesystem layer by URL, so the Field reader and writer
-(:mod:`bigpaint.field`), the chunk reader (:mod:`bigpaint.chunk_read`) and the output guard
+(:mod:`bigpaint.field`), the chunk reader (:mod:`bigpaint.chunked.read`) and the output guard
 (:mod:`bigpaint.outputs`) share them without importing one another.
 """
 

@@ -12,7 +12,7 @@ import time
 
 import scipy.ndimage as ndi
 
-from bigpaint.blockwise import apply_blockwise
+from bigpaint.chunked.apply import apply_blockwise
 from bigpaint.context import gaussian_context
 from bigpaint.field import create_field, field_meta, job_token, open_field, zarr_array
 

@@ -11,7 +11,10 @@ import scipy.ndimage as ndi
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bigpaint.blockwise import BlockPlan, apply_blockwise, periodic_read, run_tasks
+from bigpaint.blockwise import BlockPlan
+from bigpaint.chunked.apply import apply_blockwise
+from bigpaint.chunked.graph import run_tasks
+from bigpaint.chunked.read import periodic_read
 from bigpaint.context import gaussian_context
 from bigpaint.errors import ChunkingError, NonFiniteError, ShapeError
 from bigpaint.field import create_field, open_field, write_array
@@ -188,14 +191,17 @@ def test_run_tasks_raises_first_error_with_type():
 
 
 def test_graph_is_one_task_per_block_at_ten_thousand_blocks():
-    from bigpaint.blockwise import build_tasks
+    from bigpaint.chunked.graph import TaskGraph
 
     plan = BlockPlan.build((2048, 2048, 2048), 64, 16)
     calls = [(idx,) for idx in plan.blocks()]
-    dsk, keys = build_tasks(lambda i, plan: i, calls, shared={"plan": plan})
+    graph = TaskGraph("blockwise")
+    shared = graph.data("plan", plan)
+    keys = [graph.task(lambda i, plan: i, *call, plan=shared) for call in calls]
+    dsk = graph.to_dask()
     assert len(calls) == len(keys) == 32768
     assert len(dsk) == len(calls) + 1  # + the shared plan
-    deps = {k: dsk[k].dependencies for k in keys[:100]}
+    deps = {k: dsk[k.key].dependencies for k in keys[:100]}
     assert all(len(d) == 1 for d in deps.values())  # each block depends on the plan only
 
 
@@ -222,7 +228,7 @@ def test_resource_annotations_reach_the_scheduler():
 def test_cached_field_source_reads_equal_direct_reads(
     tmp_path_factory, start, size, sharded, cache
 ):
-    from bigpaint.blockwise import FieldSource
+    from bigpaint.chunked.read import FieldSource
 
     tmp = tmp_path_factory.mktemp("src")
     a = _field(11, (2, *SHAPE))  # with a channel axis

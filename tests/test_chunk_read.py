@@ -12,7 +12,7 @@ import zarr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bigpaint.chunk_read import FieldArray, read_region
+from bigpaint.chunked.read import FieldArray, read_region
 from bigpaint.errors import DamagedStoreError
 from bigpaint.field import open_field, write_array
 

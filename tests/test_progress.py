@@ -20,7 +20,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bigpaint.blockwise import run_tasks
+from bigpaint.chunked.graph import run_tasks
 from bigpaint.cli import cli
 from bigpaint.errors import ConfigError
 from bigpaint.field import write_array
@@ -196,7 +196,7 @@ def test_the_library_configures_no_logging(tmp_path):
     """Without logging configured, progress=True prints nothing (the CLI configures it)."""
     code = (
         "import logging, time\n"
-        "from bigpaint.blockwise import run_tasks\n"
+        "from bigpaint.chunked.graph import run_tasks\n"
         "run_tasks(time.sleep, [(0.05,)] * 20, name='x', progress=True, num_workers=1)\n"
         "assert not logging.getLogger('bigpaint').handlers\n"
     )
@@ -243,7 +243,7 @@ def test_default_quiet_and_verbose(field, tmp_path):
     res = _smooth(field, str(tmp_path / "c.zarr"), "-v")
     assert res.exit_code == 0, res.output
     debug = [ln for ln in res.stderr.splitlines() if " DEBUG " in ln]
-    assert any("DEBUG bigpaint.blockwise: smooth: 8 tasks on the cluster" in ln for ln in debug)
+    assert any("DEBUG bigpaint.chunked.graph: smooth: 8 tasks on the cluster" in ln for ln in debug)
     assert any(
         "INFO bigpaint.progress: smooth: 8/8 blocks done" in ln for ln in res.stderr.splitlines()
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bigpaint.blockwise import run_tasks
+from bigpaint.chunked.graph import run_tasks
 from bigpaint.errors import ConfigError
 from bigpaint.field import FieldWriter, create_field, job_token
 from bigpaint.outputs import writing

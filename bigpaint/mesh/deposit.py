@@ -374,7 +374,7 @@ def _run(
     scheduler: str | None,
 ) -> list[Any]:
     """Run one task per call with the project's task runner (distributed client or threads)."""
-    from bigpaint.blockwise import run_tasks
+    from bigpaint.chunked.graph import run_tasks
 
     return run_tasks(fn, calls, shared=shared, name=name, progress=progress, scheduler=scheduler)
 

@@ -3,7 +3,7 @@
 The job is planned and checked first (:func:`bigpaint.paint.plan.plan_paint`: channels,
 resolution in Mpc/h per voxel against the training resolution, input kind, family and
 slabs, margin, and the model card's cosmology, redshift and mass assignment); only then is the output created. Painting runs through the blockwise
-primitive (:func:`bigpaint.blockwise.apply_blockwise`): one task per output block that reads
+primitive (:func:`bigpaint.chunked.apply.apply_blockwise`): one task per output block that reads
 its window with periodic context straight from Zarr and writes its core, so a killed worker's
 blocks are simply run again elsewhere and a killed process resumes from the completion
 markers. Each task takes the painter from the worker's cache (:mod:`bigpaint.paint.workers`).
@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from bigpaint.blockwise import BlockInfo, FieldSource, apply_blockwise
+from bigpaint.blockwise import BlockInfo
+from bigpaint.chunked.apply import apply_blockwise
 from bigpaint.chunked.client import current_client
+from bigpaint.chunked.read import FieldSource
 from bigpaint.errors import ConfigError, NonFiniteError
 from bigpaint.field import create_field, job_token, open_field, remove_field
 from bigpaint.outputs import check_apart, job_path, writing

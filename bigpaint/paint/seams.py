@@ -215,7 +215,7 @@ def seam_error(
     """
     import torch
 
-    from bigpaint.blockwise import apply_blockwise
+    from bigpaint.chunked.apply import apply_blockwise
     from bigpaint.paint.engine import paint_window
 
     x = np.asarray(x, dtype=np.float32)

@@ -57,7 +57,7 @@ class ProjectedSource:
 
     Attributes
     ----------
-    base : bigpaint.blockwise.FieldSource
+    base : bigpaint.chunked.read.FieldSource
         The 3-D input.
     axis, thickness : int
         Projection axis and slab thickness in voxels.

@@ -69,13 +69,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import dask
 import numpy as np
 import scipy.ndimage as ndi
 import xarray as xr
 import zarr
 
-from bigpaint.blockwise import BlockPlan, FieldSource, periodic_read, run_tasks
+from bigpaint.blockwise import BlockPlan
+from bigpaint.chunked.graph import Ref, TaskGraph, run_graph, run_tasks
+from bigpaint.chunked.read import FieldSource, periodic_read
 from bigpaint.context import marker_context
 from bigpaint.errors import (
     ChunkingError,
@@ -792,55 +793,33 @@ def _flood_block(
 # ---------------------------------------------------------------- execution
 
 
-def _execute(dsk: dict[str, Any], keys: list[str], local: bool) -> list[Any]:
-    from bigpaint.chunked.client import current_client
-
-    client = None if local else current_client()
-    if client is None:
-        return list(dask.threaded.get(dsk, keys))
-    futures = client.get(dsk, keys, sync=False)
-    try:
-        return client.gather(futures)
-    except BaseException:
-        client.cancel(futures)
-        raise
-
-
 def _flood_graph(
     groups: list[tuple[tuple[int, ...], list[_Span]]],
     block_calls: list[tuple[Any, ...]],
     shared: dict[str, Any],
-) -> tuple[dict[str, Any], list[str]]:
-    from dask._task_spec import DataNode, Task, TaskRef
-
-    token = dask.base.tokenize("segment-flood", time.time_ns(), len(block_calls))
-    dsk: dict[str, Any] = {}
-    refs = {}
-    for k, v in shared.items():
-        key = f"segment-{k}-{token}"
-        dsk[key] = DataNode(key, v)
-        refs[k] = TaskRef(key)
-    gkeys = []
-    for i, (anchor, spans) in enumerate(groups):
-        key = f"segment-span-{token}-{i}"
-        dsk[key] = Task(
-            key,
+) -> tuple[TaskGraph, list[Ref]]:
+    """The flood pass: one task per spanning group, one per block taking the groups it
+    pastes (the group results pass from task to task on the workers)."""
+    graph = TaskGraph("segment")
+    refs = {k: graph.data(k, v) for k, v in shared.items()}
+    spans = [
+        graph.task(
             _flood_group,
             anchor,
-            spans,
+            group,
+            group="span",
             source=refs["source"],
             params=refs["params"],
             box=refs["box"],
         )
-        gkeys.append(key)
-    keys = []
-    for i, (*args, deps) in enumerate(block_calls):
-        key = f"segment-block-{token}-{i}"
-        dsk[key] = Task(
-            key,
+        for anchor, group in groups
+    ]
+    keys = [
+        graph.task(
             _flood_block,
             *args,
-            *[TaskRef(gkeys[g]) for g in deps],
+            *[spans[g] for g in deps],
+            group="block",
             source=refs["source"],
             plan=refs["plan"],
             params=refs["params"],
@@ -848,8 +827,9 @@ def _flood_graph(
             components=refs["components"],
             cache=refs["cache"],
         )
-        keys.append(key)
-    return dsk, keys
+        for *args, deps in block_calls
+    ]
+    return graph, keys
 
 
 # ---------------------------------------------------------------- entry point
@@ -1045,7 +1025,7 @@ def segment(
         t0 = time.perf_counter()
         done4 = _scratch.load_done(scratch, "flood", blocks, width=width, saddles=saddles)
         calls, groups = _todo_floods(merged, blocks, done4)
-        dsk, keys = _flood_graph(
+        graph, keys = _flood_graph(
             groups,
             calls,
             {
@@ -1058,7 +1038,7 @@ def segment(
                 "cache": scratch,
             },
         )
-        new4 = _execute(dsk, keys, local=in_memory)
+        new4 = run_graph(graph, keys, scheduler=scheduler)
         done4.update(zip([c[0] for c in calls], new4, strict=True))
         sums = [done4[b] for b in blocks]
         timings["flood_blocks_resumed"] = len(blocks) - len(calls)

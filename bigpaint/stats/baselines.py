@@ -17,7 +17,7 @@ training boxes (:mod:`bigpaint.stats.bias_model`). The three steps:
   held-out box.
 * :func:`paint_bias` writes the operators of a new density to a scratch Field (bigpaint
   owns and removes it), then combines them per block through
-  :func:`bigpaint.blockwise.apply_blockwise` into a ``halo_count`` Field like the truth's:
+  :func:`bigpaint.chunked.apply.apply_blockwise` into a ``halo_count`` Field like the truth's:
   one channel per mass bin, ``provenance.mass_bins`` in Msun/h, the counts' NGP
   mass-assignment record. Its values are the **expected** counts (the model's mean, which
   the linear model lets go negative in voids), or with ``sample=True`` Poisson draws from
@@ -440,7 +440,7 @@ def paint_bias(
     -------
     FieldWriter
     """
-    from bigpaint.blockwise import apply_blockwise
+    from bigpaint.chunked.apply import apply_blockwise
     from bigpaint.field import create_field, job_token, open_field, zarr_array
     from bigpaint.outputs import check_apart, job_path, owned_dir, remove_owned, writing
 

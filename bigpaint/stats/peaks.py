@@ -5,7 +5,7 @@ A peak is a voxel strictly greater than all 26 neighbours (faces, edges and corn
 contiguous neighbours are of smaller values". Plateaus (equal neighbours) are not peaks.
 
 Each block needs one voxel of periodic context. Fields on disk (and numpy arrays) go through
-the project's chunk primitive (:mod:`bigpaint.blockwise`: one task per block reading
+the project's chunk primitive (:mod:`bigpaint.chunked`: one task per block reading
 ``block + 2`` straight from Zarr with modular indices); lazy dask arrays use
 ``dask.array.overlap`` with a periodic boundary (depth 1 never exceeds a chunk). Either way
 each block returns a histogram of its peak heights and the histograms are summed, so the
@@ -26,7 +26,9 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from bigpaint.blockwise import BlockPlan, periodic_read, run_tasks
+from bigpaint.blockwise import BlockPlan
+from bigpaint.chunked.graph import run_tasks
+from bigpaint.chunked.read import periodic_read
 from bigpaint.errors import ConfigError, ShapeError
 from bigpaint.field import zarr_array
 from bigpaint.stats._reduce import blockwise_sum, check_finite_block

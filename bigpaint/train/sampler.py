@@ -3,7 +3,7 @@
 :class:`PatchSampler` cuts aligned (input, target) pairs from periodic sources: the target is
 the centre of the input (``margin = (in_size - out_size) / 2`` voxels of context on each
 side, 0 for same-size painters), read straight from Zarr through the chunk-cached
-:class:`bigpaint.blockwise.FieldSource` (:func:`bigpaint.blockwise.periodic_read` for
+:class:`bigpaint.chunked.read.FieldSource` (:func:`bigpaint.chunked.read.periodic_read` for
 in-memory arrays), so crops may cross the box edge. 2-D painters get slabs of
 ``projection_depth`` voxels summed along a random axis (EMBER's projected maps). One of the 48
 cube (8 square) symmetries is drawn per sample and applied to both.
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from bigpaint.blockwise import FieldSource, periodic_read
+from bigpaint.chunked.read import FieldSource, periodic_read
 from bigpaint.errors import ConfigError, MetadataError, NonFiniteError, ShapeError
 from bigpaint.train.symmetry import random_symmetry
 

@@ -25,7 +25,7 @@ import pytest
 import scipy.ndimage as ndi
 import yaml
 
-from bigpaint.blockwise import apply_blockwise
+from bigpaint.chunked.apply import apply_blockwise
 from bigpaint.cli._common import cluster_config
 from bigpaint.cluster import connect, job_script, make_cluster
 from bigpaint.config import SlurmClusterConfig

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from bigpaint.blockwise import apply_blockwise
+from bigpaint.chunked.apply import apply_blockwise
 from bigpaint.cluster import job_script, make_cluster
 from bigpaint.config import SlurmClusterConfig, load_config
 from bigpaint.context import gaussian_context

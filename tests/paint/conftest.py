@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bigpaint.blockwise import apply_blockwise
+from bigpaint.chunked.apply import apply_blockwise
 from bigpaint.field import write_array
 from bigpaint.paint import project_slabs
 from bigpaint.paint.engine import PaintBlock

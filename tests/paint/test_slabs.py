@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bigpaint.blockwise import apply_blockwise
+from bigpaint.chunked.apply import apply_blockwise
 from bigpaint.field import open_field, write_array
 from bigpaint.paint import paint_field, position_noise, project_slabs
 from bigpaint.paint.engine import PaintBlock

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bigpaint.blockwise import FieldSource
+from bigpaint.chunked.read import FieldSource
 from bigpaint.errors import ConfigError, MetadataError, NonFiniteError, ShapeError
 from bigpaint.field import open_field, write_array
 from bigpaint.painters import build_painter
