@@ -81,8 +81,7 @@ def parse_size(value: str | int | float, what: str) -> int:
     import dask.utils
 
     try:
-        n = dask.utils.parse_bytes(value) if isinstance(value, str) else value
-        n = int(n)
+        n = int(dask.utils.parse_bytes(value) if isinstance(value, str) else value)
         ok = not isinstance(value, bool) and n > 0
     except (ValueError, TypeError, OverflowError):
         ok = False

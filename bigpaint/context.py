@@ -149,6 +149,7 @@ def _positive_copy(module: Any) -> Any:
     with torch.no_grad():
         for child in probe.modules():
             if isinstance(child, nn.modules.batchnorm._BatchNorm):
+                assert child.running_mean is not None and child.running_var is not None
                 child.running_mean.zero_()
                 child.running_var.fill_(1.0)
         for name, p in probe.named_parameters():

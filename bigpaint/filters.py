@@ -102,7 +102,11 @@ def check_smooth_size(
         )
     spatial = tuple(int(n) for n in arr.shape[-3:])
     blocks = arr.chunks[-3:] if chunks is None else chunks
-    blocks = (int(blocks),) * 3 if np.isscalar(blocks) else tuple(int(b) for b in blocks)  # type: ignore[arg-type]
+    blocks = (
+        (int(blocks),) * 3
+        if isinstance(blocks, int | float | np.number)
+        else tuple(int(b) for b in blocks)
+    )
     ctx = gaussian_context([sigma_mpc / c for c in meta.cell_size(spatial)], truncate)
     window = tuple(min(b, n) + 2 * c for b, n, c in zip(blocks, spatial, ctx, strict=True))
     lead = math.prod(arr.shape[:-3])
@@ -178,7 +182,11 @@ def gaussian_filter(
     output : numpy.ndarray, optional
         Array to write into.
     """
-    sig = (float(sigma),) * 3 if np.isscalar(sigma) else tuple(float(s) for s in sigma)  # type: ignore[arg-type]
+    sig = (
+        (float(sigma),) * 3
+        if isinstance(sigma, int | float | np.number)
+        else tuple(float(s) for s in sigma)
+    )
     check_sigma(sig, "sigma")
     out = np.empty(input.shape, dtype=float_dtype(input.dtype)) if output is None else output
     block = functools.partial(gaussian_window, sigma=sig, truncate=truncate)

@@ -122,6 +122,9 @@ def training_mass_bins(targets: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         except MetadataError:
             return {}
         found.add(None if edges is None else tuple(float(e) for e in edges))
-    if len(found) != 1 or None in found:
+    if len(found) != 1:
         return {}
-    return {"mass_bins": list(found.pop()), "mass_units": MASS_UNITS}
+    (common,) = found
+    if common is None:
+        return {}
+    return {"mass_bins": list(common), "mass_units": MASS_UNITS}

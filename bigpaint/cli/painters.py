@@ -74,8 +74,9 @@ def list_painters() -> None:
     cards = {}
     for name in sorted(found):  # every card read before any is shown: a damaged one is one line
         path = resolve_checkpoint(f"pretrained:{name}")  # the card exists and names it
-        cards[name] = read_card(path, read_metadata(path))
-        assert cards[name] is not None
+        card = read_card(path, read_metadata(path))
+        assert card is not None
+        cards[name] = card
     for name, card in cards.items():
         click.echo(
             f"{name}  {card.family}  {_num(card.cell_size)} Mpc/h  z = {card.redshift:g}  "

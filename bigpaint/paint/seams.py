@@ -101,8 +101,10 @@ def periodic_twin(painter: Any) -> Any:
     convs = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
     transposes = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
     for name, child in list(twin.named_modules()):
-        if isinstance(child, convs) and any(p > 0 for p in child.padding):
-            child.padding_mode = "circular"
+        if isinstance(child, convs):
+            assert not isinstance(child.padding, str)  # painters pad by voxel counts
+            if any(p > 0 for p in child.padding):
+                child.padding_mode = "circular"
         elif isinstance(child, transposes):
             parent = twin.get_submodule(name.rpartition(".")[0]) if "." in name else twin
             key = name.rpartition(".")[2]

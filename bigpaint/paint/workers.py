@@ -159,10 +159,10 @@ def default_memory_budget(device: Any) -> int:
 try:
     from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPluginBase
 except ImportError:  # pragma: no cover - distributed is a dependency
-    _WorkerPluginBase = object  # type: ignore[assignment,misc]
+    _WorkerPluginBase = object  # type: ignore[assignment, misc]  # a base class either way
 
 
-class PainterPlugin(_WorkerPluginBase):  # type: ignore[misc,valid-type]
+class PainterPlugin(_WorkerPluginBase):
     """Preload a checkpoint on every worker and set its torch threads.
 
     Parameters
@@ -496,7 +496,8 @@ def paint_images(
                 sl = tuple(
                     slice(lo - w0, hi - w0) for (lo, hi), w0 in zip(win, window_start, strict=True)
                 )
-                stack.append(x[(b, slice(None), *sl)])
+                idx: tuple[int | slice, ...] = (b, slice(None), *sl)
+                stack.append(x[idx])
             arr = apply_norms(painter.input_norm, np.stack(stack).astype(np.float32), 1)
             t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
             t = t.pin_memory().to(device, non_blocking=True) if cuda else t.to(device)
@@ -525,7 +526,8 @@ def paint_images(
                         f"{painter.family} returned {yi.shape[1:]} for a window "
                         f"{tuple(hi - lo for lo, hi in win)}; the checkpoint's mode is wrong"
                     )
-                out[(b, slice(None), *dst)] = yi[(slice(None), *src)]
+                idx = (b, slice(None), *dst)
+                out[idx] = yi[(slice(None), *src)]
     return out
 
 

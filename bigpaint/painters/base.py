@@ -385,8 +385,8 @@ class Painter(nn.Module):
         ``"same"`` it is the architectural receptive field (half-width), the context a chunk
         needs for its core to equal whole-box inference exactly; 0 for ``"tile"``.
         """
-        # classes hash by identity; mypy checks the instances' __hash__ (torch's self: object)
-        return _cached_context(type(self), self.config.model_dump_json())  # type: ignore[arg-type]
+        # mypy checks a class against Hashable with its instances' __hash__ (torch's self: object)
+        return _cached_context(type(self), self.config.model_dump_json())  # type: ignore[arg-type]  # classes hash
 
     @property
     def receptive_field(self) -> int:
@@ -482,8 +482,7 @@ class Painter(nn.Module):
         self.eval().requires_grad_(False)
         p = next(self.parameters(), None)
         if self.cpu_channels_last and self.ndim == 3 and p is not None and p.device.type == "cpu":
-            # Module.to takes memory_format; torch's overloads for it leave it out
-            self.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+            self.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # torch's Module.to overloads omit memory_format
             self._channels_last = True
         return self
 

@@ -151,7 +151,7 @@ def _draw(fig: Any, ax: Any, panel: SlicePanel, count_range: tuple[float, float]
     label = panel.label
     extend = "neither"
     if panel.counts:
-        norm = PowerNorm(0.5, vmin=count_range[0], vmax=count_range[1])
+        norm: Normalize = PowerNorm(0.5, vmin=count_range[0], vmax=count_range[1])
         negative = image < 0
         label += " (√ scale)"
         if negative.any():

@@ -156,7 +156,8 @@ def _meta(url: str) -> Any:
 
 def _lpt(meta: Any) -> dict[str, Any]:
     prov = getattr(meta, "provenance", None) or {}
-    return prov.get("lpt") if isinstance(prov.get("lpt"), dict) else {}
+    lpt = prov.get("lpt")
+    return lpt if isinstance(lpt, dict) else {}
 
 
 def _density_phrase(url: str, run_dir: Path | None) -> tuple[str, str, dict[str, Any]]:

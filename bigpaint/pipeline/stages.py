@@ -325,7 +325,7 @@ def select_channel(url: str, channel: Channel, where: str) -> Any:
     var = data_var(ds)
     if var.ndim == 3 or channel is None:
         return url if var.ndim == 3 else ds
-    dim = var.dims[0]
+    dim = str(var.dims[0])  # a Field's dimensions are named by strings
     if channel == "sum":
         summed = var.sum(dim, keep_attrs=True).astype(var.dtype)
         out = ds.drop_vars([var.name, dim], errors="ignore").assign({var.name: summed})

@@ -29,6 +29,7 @@ be remade at any chunking with the chunked commands.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -289,15 +290,18 @@ def _simulate(cfg: SimulateConfig, power: LinearPower | None, log: Any) -> Simul
     a0, a1 = 1.0 / (1.0 + cfg.z_init), 1.0 / (1.0 + cfg.z_final)
 
     # initial conditions (2LPT) and the 2LPT field at z_final from the same ICs
-    ic_kw = {
-        "seed": cfg.seed,
-        "power": lp,
-        "tile": cfg.tile,
-        "fixed_amplitude": cfg.fixed_amplitude,
-        "paired": cfg.paired,
-    }
-    pos0, vel0, ids = lpt_particles_array(n, box, redshift=cfg.z_init, **ic_kw)
-    pos_lpt, _, _ = lpt_particles_array(n, box, redshift=cfg.z_final, **ic_kw)
+    ics = functools.partial(
+        lpt_particles_array,
+        n,
+        box,
+        seed=cfg.seed,
+        power=lp,
+        tile=cfg.tile,
+        fixed_amplitude=cfg.fixed_amplitude,
+        paired=cfg.paired,
+    )
+    pos0, vel0, ids = ics(redshift=cfg.z_init)
+    pos_lpt, _, _ = ics(redshift=cfg.z_final)
     write_array(
         os.path.join(out, "lpt_density.zarr"),
         _delta(pos_lpt, n, box),

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -198,9 +198,9 @@ def fit_bias(
         order=order,
         smoothing=r,
         mass_bins=first.mass_bins,
-        coefficients=coef,  # type: ignore[arg-type]
-        covariance=cov,  # type: ignore[arg-type]
-        residual_over_poisson=resid,  # type: ignore[arg-type]
+        coefficients=coef,  # type: ignore[arg-type]  # array: BiasModel makes it tuples
+        covariance=cov,  # type: ignore[arg-type]  # array: BiasModel makes it tuples
+        residual_over_poisson=resid,  # type: ignore[arg-type]  # array: BiasModel makes it a tuple
         cell_size=first.cell_size,
         redshift=first.redshift,
         cosmology=first.cosmology,
@@ -377,7 +377,9 @@ def _annotate(url: str, extra: dict[str, Any]) -> None:
     import zarr
 
     g = zarr.open_group(store=url, mode="r+")
-    g.attrs["provenance"] = {**dict(g.attrs.get("provenance") or {}), **extra}
+    # zarr types attributes as any JSON value; a Field's provenance is a JSON object
+    old = cast("Mapping[str, Any]", g.attrs.get("provenance") or {})
+    g.attrs["provenance"] = {**dict(old), **extra}
 
 
 def _model_of(model: BiasModel | str | os.PathLike[str]) -> tuple[BiasModel, str | None]:

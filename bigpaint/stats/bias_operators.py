@@ -146,7 +146,7 @@ def _tidal_square_weight(
     shape: Sequence[int], box_size: Sequence[float], location: Sequence[tuple[int, int]]
 ) -> np.ndarray:
     """``sum_ij m_ij(k)^2`` of the tidal multipliers (2/3 away from Nyquist planes and k=0)."""
-    total = 0.0
+    total: float | np.ndarray = 0.0
     for i in range(3):
         for j in range(3):
             total = total + tidal_multiplier(shape, box_size, location, i, j) ** 2
@@ -170,7 +170,8 @@ def _window_block(
     fk: np.ndarray, *, shape: tuple[int, ...], box: tuple[float, ...], smoothing: float,
     block_info: dict | None = None,
 ) -> np.ndarray:  # fmt: skip
-    loc = [tuple(r) for r in block_info[0]["array-location"]]  # type: ignore[index]
+    assert block_info is not None  # dask passes it to functions that take it
+    loc = [tuple(r) for r in block_info[0]["array-location"]]
     return fk * gaussian_window(shape, box, loc, smoothing)
 
 
@@ -178,7 +179,8 @@ def _tidal_block(
     fk: np.ndarray, i: int, j: int, *, shape: tuple[int, ...], box: tuple[float, ...],
     block_info: dict | None = None,
 ) -> np.ndarray:  # fmt: skip
-    loc = [tuple(r) for r in block_info[0]["array-location"]]  # type: ignore[index]
+    assert block_info is not None  # dask passes it to functions that take it
+    loc = [tuple(r) for r in block_info[0]["array-location"]]
     return fk * tidal_multiplier(shape, box, loc, i, j)
 
 
@@ -200,10 +202,14 @@ def _as_dask(delta: Any) -> da.Array:
 
 
 def _box3(box_size: float | Sequence[float]) -> tuple[float, float, float]:
-    box = (float(box_size),) * 3 if np.isscalar(box_size) else tuple(float(b) for b in box_size)  # type: ignore[arg-type]
+    box = (
+        (float(box_size),) * 3
+        if isinstance(box_size, int | float | np.number)
+        else tuple(float(b) for b in box_size)
+    )
     if len(box) != 3 or not all(math.isfinite(b) and b > 0 for b in box):
         raise ConfigError(f"box_size must be one or three positive lengths in Mpc/h, got {box}")
-    return box  # type: ignore[return-value]
+    return box
 
 
 def smoothed_modes(
@@ -233,8 +239,8 @@ def smoothed_modes(
     fk = rfftn(x, backend=backend)
     if r == 0:
         return fk
-    return fk.map_blocks(
-        _window_block, shape=tuple(x.shape), box=box, smoothing=r, dtype=fk.dtype,
+    return da.map_blocks(
+        _window_block, fk, shape=tuple(x.shape), box=box, smoothing=r, dtype=fk.dtype,
         meta=np.array((), fk.dtype),
     )  # fmt: skip
 
@@ -313,8 +319,8 @@ def bias_operators(
     if len(names) > 1:
         comps = [
             irfftn(
-                fk.map_blocks(
-                    _tidal_block, i, j, shape=shape, box=box, dtype=fk.dtype,
+                da.map_blocks(
+                    _tidal_block, fk, i, j, shape=shape, box=box, dtype=fk.dtype,
                     meta=np.array((), fk.dtype),
                 ),
                 shape,
@@ -323,7 +329,7 @@ def bias_operators(
             )
             for i, j in TIDAL_PAIRS
         ]  # fmt: skip
-        o2 = d.map_blocks(_square_minus, m_d2, dtype=np.float64, meta=np.array((), np.float64))
+        o2 = da.map_blocks(_square_minus, d, m_d2, dtype=np.float64, meta=np.array((), np.float64))
         os2 = da.map_blocks(
             _tidal_square_minus, *comps, mean=m_s2, dtype=np.float64,
             meta=np.array((), np.float64),
@@ -342,7 +348,8 @@ def _store_block(
     todo: frozenset[tuple[int, ...]],
     block_info: dict | None = None,
 ) -> np.ndarray:
-    idx = tuple(int(i) for i in block_info[0]["chunk-location"][1:])  # type: ignore[index]
+    assert block_info is not None  # dask passes it to functions that take it
+    idx = tuple(int(i) for i in block_info[0]["chunk-location"][1:])
     if idx in todo:
         writer.write_block(idx, block)
     return np.ones((1, 1, 1, 1), np.uint8)
@@ -365,7 +372,8 @@ def check_density_field(ds: Any, where: str) -> tuple[tuple[int, int, int], Any]
             f"{where}: {url} has {var.ndim} dimensions {tuple(var.shape)}; give a 3-D density "
             "contrast Field"
         )
-    return tuple(int(n) for n in var.shape), meta  # type: ignore[return-value]
+    nx, ny, nz = var.shape  # 3-D, checked above
+    return (int(nx), int(ny), int(nz)), meta
 
 
 def write_bias_operators(

@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bigpaint.errors import ConfigError
 
@@ -37,7 +38,7 @@ def _k_limit(box_size: float, n: int) -> float:
     return math.sqrt(3.0) * math.pi * n / box_size
 
 
-def check_kbins(edges: Sequence[float], box_size: float, n: int) -> np.ndarray:
+def check_kbins(edges: ArrayLike, box_size: float, n: int) -> np.ndarray:
     """Validate bin edges (h/Mpc) for a cubic grid of ``n`` cells and side ``box_size`` Mpc/h.
 
     Returns float64 edges; edges within 1e-9 k_F of a multiple of ``k_F`` are snapped to it, so

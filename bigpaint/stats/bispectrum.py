@@ -122,7 +122,8 @@ def _mask_block(
     unit: bool,
     block_info: dict | None = None,
 ) -> np.ndarray:
-    loc = [tuple(r) for r in block_info[0]["array-location"]]  # type: ignore[index]
+    assert block_info is not None  # dask passes it to functions that take it
+    loc = [tuple(r) for r in block_info[0]["array-location"]]
     mx, my, mz = block_modes(shape, loc)
     inside = shell.contains((mx * mx + my * my) + mz * mz)
     if unit:
@@ -139,11 +140,12 @@ def _sums_distributed(
     rechunk_method: RechunkMethod,
     block_bytes: int | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    d, unit = [], []
+    d: list[da.Array] = []
+    unit: list[da.Array] = []
     for s in shells:
         for flag, out in ((False, d), (True, unit)):
-            masked = fk.map_blocks(
-                _mask_block, shape, s, flag, dtype=fk.dtype, meta=np.array((), fk.dtype)
+            masked = da.map_blocks(
+                _mask_block, fk, shape, s, flag, dtype=fk.dtype, meta=np.array((), fk.dtype)
             )
             out.append(
                 irfftn(

@@ -121,7 +121,7 @@ def _overlap(n_a: np.ndarray, n_b: np.ndarray, n_ab: np.ndarray) -> np.ndarray:
         return np.where(n_a + n_b > 0, 2.0 * n_ab / (n_a + n_b), np.nan)
 
 
-def _default_shifts(d: tuple[int, int, int]) -> list[tuple[int, int, int]]:
+def _default_shifts(d: tuple[int, int, int]) -> list[tuple[int, ...]]:
     options = [(0, v // 2) if v >= 2 else (0,) for v in d]
     return [s for s in itertools.product(*options) if any(s)]
 

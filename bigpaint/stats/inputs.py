@@ -95,7 +95,8 @@ class FieldInput:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(int(n) for n in self.data.shape)  # type: ignore[return-value]
+        nx, ny, nz = self.data.shape  # 3-D: as_input refuses other arrays
+        return int(nx), int(ny), int(nz)
 
     @property
     def volume(self) -> float:
@@ -110,6 +111,7 @@ def _box(
         return (math.nan,) * 3
     if box_size is None:
         raise ConfigError(f"{where}: a bare array needs box_size= (Mpc/h); or pass a Field")
+    box: tuple[float, ...]
     if isinstance(box_size, (int, float, np.number)):
         box = (float(box_size),) * 3
     else:
@@ -118,7 +120,7 @@ def _box(
         raise ConfigError(
             f"{where}: box_size must be one or three positive lengths in Mpc/h, got {box_size}"
         )
-    return box  # type: ignore[return-value]
+    return box
 
 
 def as_input(
@@ -150,7 +152,8 @@ def as_input(
                 f"{where}: {label or 'field'} has dims {var.dims}; pass one channel, e.g. "
                 "ds.isel(channel=0)"
             )
-        box = tuple(float(b) for b in meta.box_size)
+        bx, by, bz = meta.box_size
+        box = (float(bx), float(by), float(bz))
         if box_size is not None and _box(box_size, where) != box:
             raise MetadataError(
                 f"{where}: box_size={box_size} disagrees with the Field's {box} Mpc/h; drop box_size="

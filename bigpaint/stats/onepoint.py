@@ -27,6 +27,7 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from bigpaint.errors import ConfigError
 from bigpaint.stats._reduce import blockwise_sum, blockwise_sum_lazy, check_finite_block
@@ -105,7 +106,7 @@ def _radix_block(block: np.ndarray, *, loc: Any, prefixes: np.ndarray, shift: in
 
 def _select(arrays: Sequence[da.Array], ranks: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Radix selection of ``ranks[i]`` in ``arrays[i]``, all arrays in the same passes."""
-    states = []
+    states: list[dict[str, Any]] = []  # one selection in progress per array
     for x, r in zip(arrays, ranks, strict=True):
         states.append(
             {"x": x, "r": r, "prefix": np.zeros(r.size, dtype=np.uint64), "rem": r.copy()}
@@ -144,7 +145,7 @@ def _select(arrays: Sequence[da.Array], ranks: Sequence[np.ndarray]) -> list[np.
     ]
 
 
-def _ranks(x: da.Array, ranks: Sequence[int]) -> np.ndarray:
+def _ranks(x: da.Array, ranks: ArrayLike) -> np.ndarray:
     size = int(np.prod(x.shape))
     r = np.asarray(ranks, dtype=np.int64).ravel()
     if np.any((r < 0) | (r >= size)):
@@ -152,7 +153,7 @@ def _ranks(x: da.Array, ranks: Sequence[int]) -> np.ndarray:
     return r
 
 
-def order_statistics(field: Any, ranks: Sequence[int], *, box_size: Any = None) -> np.ndarray:
+def order_statistics(field: Any, ranks: ArrayLike, *, box_size: Any = None) -> np.ndarray:
     """Exact ``k``-th smallest values (0-based ranks) of a field, computed chunk by chunk.
 
     Equals ``numpy.sort(field, axis=None)[ranks]``. Integer fields are compared as float64.
@@ -203,7 +204,7 @@ def top_fraction_thresholds(
 
 
 def top_fraction_thresholds_many(
-    fields: Sequence[Any], fractions: Sequence[float], *, box_size: Any = None
+    fields: Sequence[Any], fractions: ArrayLike, *, box_size: Any = None
 ) -> list[np.ndarray]:
     """:func:`top_fraction_thresholds` of several fields, sharing the passes over the data."""
     fs = np.asarray(fractions, dtype=np.float64).ravel()
@@ -379,7 +380,7 @@ def subvolume_divisions(
         )
     if any(v > n for v, n in zip(d, shape, strict=True)):
         raise ConfigError(f"cannot cut a {tuple(shape)} grid into {d} sub-volumes")
-    return d  # type: ignore[return-value]
+    return d
 
 
 def subvolume_labels(

@@ -81,7 +81,7 @@ def plot_power(
     units = next(iter(many.values()))[var].attrs.get("units", "")
     ax.set_ylabel(f"|{var}(k)| [{units}]")
     ax.legend(fontsize=8)
-    if axr is not None:
+    if axr is not None and ratio_to:
         ref = many[ratio_to]
         for label, ds in many.items():
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -280,11 +280,11 @@ def model_colors(names: Sequence[str]) -> dict[str, str]:
 def level_title(attrs: Mapping[str, Any], level: str) -> str:
     """``"bin1: halos of [2e+13, 8e+13) Msun/h"``, or ``"total: ..."``, from the mass bins an
     evaluation records in its tables' attributes (the level name alone when none are)."""
-    edges = attrs.get("mass_bins")
+    edges: Any = attrs.get("mass_bins")  # JSON, or absent: a TypeError below
     try:
         edges = [float(e) for e in (json.loads(edges) if isinstance(edges, str) else edges)]
         if level == "total":
-            chans = attrs.get("total_channels")
+            chans: Any = attrs.get("total_channels")
             chans = [int(c) for c in (json.loads(chans) if isinstance(chans, str) else chans)]
             lo, hi = edges[chans[0]], edges[chans[-1] + 1]
         else:
@@ -485,7 +485,8 @@ def plot_evaluation_pdf(ds: xr.Dataset, path: str | Path) -> Path:
     levels = [str(v) for v in ds.level.values]
     models = [str(m) for m in ds.model.values]
     colors = model_colors(["truth", *models])
-    grid, box = ds.attrs.get("grid"), ds.attrs.get("box_size")
+    grid: Any = ds.attrs.get("grid")
+    box: Any = ds.attrs.get("box_size")
     cells = float(grid) ** 3 if isinstance(grid, (int, float, np.integer)) else math.nan
     cell = f" {float(box) / float(grid):.3g} Mpc/h" if math.isfinite(cells) else ""
     fig = Figure(figsize=(4 * len(levels), 4.2), layout="constrained")

@@ -297,8 +297,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
         load_weights(painter, run.init_from)  # normalizations: set from the config next
     data = TrainingData.open(cfg.data, painter, seed=run.seed)
     if run.channels_last and painter.ndim == 3:
-        # Module.to takes memory_format; torch's overloads for it leave it out
-        painter.to(device, memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+        painter.to(device, memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # torch's Module.to overloads omit memory_format
     else:
         painter.to(device)
     objective = make_objective(painter, cfg, data, device, amp)

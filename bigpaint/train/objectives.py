@@ -245,10 +245,9 @@ class HaloObjective(Objective):
             cin = self.painter.out_channels + (
                 self.painter.in_channels if s.critic_conditional else 0
             )
-            # Module.to takes memory_format; torch's overloads for it leave it out
             self.critic = HaloCritic(
                 HaloCriticConfig(in_channels=cin, patch=self.data.out_size)
-            ).to(self.device, memory_format=self.memory_format)  # type: ignore[call-overload]
+            ).to(self.device, memory_format=self.memory_format)  # type: ignore[call-overload]  # torch's Module.to overloads omit memory_format
             self.modules["critic"] = self.critic
             self.add_optimizer("critic", self.adam(self.critic.parameters(), critic=True), total)
 
