@@ -64,14 +64,14 @@ def sample(
     units in the Parquet metadata. Re-running the same command resumes; any --chunks gives
     the same catalogue.
     """
-    from bigpaint.sample import sample_catalogue
+    from bigpaint.sample.run import plan_sample, run_sample
 
+    plan = plan_sample(
+        painted, output, seed=seed, mass_function=mass_function, density=density,
+        velocity=velocity, chunks=parse_chunks(chunks), overwrite=overwrite,
+    )  # fmt: skip
     with open_cluster(cluster_file, workers):
-        result = sample_catalogue(
-            painted, output, seed=seed, mass_function=mass_function, density=density,
-            velocity=velocity, chunks=parse_chunks(chunks), overwrite=overwrite,
-            progress=progress,
-        )  # fmt: skip
+        result = run_sample(plan, overwrite=overwrite, progress=progress)
     click.echo(
         f"wrote {result.path}: {result.n_halos} halos "
         f"({result.blocks_sampled} of {result.blocks_total} blocks sampled now)"

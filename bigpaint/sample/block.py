@@ -102,7 +102,7 @@ def sample_block(
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(expected))[0])
         where = (bad[0], *(w.start + i for w, i in zip(window, bad[1:], strict=True)))
         raise NonFiniteError(
-            f"the painted Field holds a non-finite expected count at (channel, x, y, z) = "
+            f"non-finite expected count at (channel, x, y, z) = "
             f"{where}; repaint it or mask the damaged cells before sampling"
         )
     block_shape = expected.shape[1:]

@@ -31,7 +31,14 @@ import pyarrow.parquet as pq
 
 from bigpaint.catalog_units import HALO_UNITS, with_units
 from bigpaint.chunked.grid import BlockGrid
-from bigpaint.errors import ConfigError, FieldExistsError, MetadataError, ShapeError
+from bigpaint.errors import (
+    BigpaintError,
+    ConfigError,
+    FieldExistsError,
+    MetadataError,
+    NonFiniteError,
+    ShapeError,
+)
 from bigpaint.field import data_var, field_meta, job_token, open_field, zarr_array
 from bigpaint.field_meta import FieldMeta
 from bigpaint.mass_bins import mass_bins_of
@@ -40,7 +47,7 @@ from bigpaint.sample.block import BlockInputs, sample_block
 from bigpaint.sample.masses import bin_masses
 from bigpaint.sample.streams import seed_key
 
-__all__ = ["SampleResult", "sample_catalogue"]
+__all__ = ["SamplePlan", "SampleResult", "plan_sample", "run_sample", "sample_catalogue"]
 
 _JOB_FILE = "job.json"
 _COLUMNS = ("id", "bin", "mass", "x", "y", "z", "vx", "vy", "vz")
@@ -63,7 +70,24 @@ class _Source:
     shape: tuple[int, ...]
 
 
-def _open(url: str, what: str) -> tuple[Any, FieldMeta]:
+@dataclass(frozen=True)
+class SamplePlan:
+    """A checked sampling job: its inputs, blocks, per-block constants and job token."""
+
+    painted: str
+    output: str
+    seed: int
+    meta: FieldMeta
+    edges: np.ndarray
+    masses: str
+    blocks: BlockGrid
+    inputs: BlockInputs
+    sources: dict[str, _Source | None]
+    urls: dict[str, str | None]
+    job: str
+
+
+def _open(url: str) -> tuple[Any, FieldMeta]:
     ds = open_field(url)
     return ds, field_meta(ds)
 
@@ -159,10 +183,13 @@ def _sample_one(
         )
         vel = read(velocity, (slice(None), *region))
         origin = tuple(s.start for s in region)
-    rows = sample_block(
-        expected, window, inputs, density=dens, velocity=vel, velocity_origin=origin,
-        velocity_shape=vshape,
-    )  # fmt: skip
+    try:
+        rows = sample_block(
+            expected, window, inputs, density=dens, velocity=vel, velocity_origin=origin,
+            velocity_shape=vshape,
+        )  # fmt: skip
+    except NonFiniteError as exc:
+        raise NonFiniteError(f"{painted.url}: {exc}") from None
     neg = expected < 0
     meta = {
         b"negative_cells": str(int(neg.sum())).encode(),
@@ -213,6 +240,137 @@ def _merge(parts: Path, blocks: BlockGrid, tmp: Path, meta: dict[str, Any]) -> t
     return offset, negative
 
 
+def plan_sample(
+    painted: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    seed: int,
+    mass_function: str | float = "model",
+    density: str | os.PathLike[str] | None = None,
+    velocity: str | os.PathLike[str] | None = None,
+    chunks: Any = None,
+    overwrite: bool = False,
+) -> SamplePlan:
+    """Check the inputs of :func:`sample_catalogue` and plan its blocks, writing nothing
+    (the same parameters; raises the one-line errors of bad input)."""
+    painted, output = str(painted), str(output)
+    if not output.endswith(".parquet"):
+        raise ConfigError(f"the catalogue {output} must end in .parquet; give OUT.parquet")
+    if Path(output).exists() and not overwrite:
+        raise FieldExistsError(
+            f"output {output} already exists; choose another path or pass --overwrite"
+        )
+    ds, meta = _open(painted)
+    edges, n_channels = _check_counts(ds, meta, painted)
+    var = data_var(ds)
+    shape = tuple(var.shape[-3:])
+    sources = {"density": density, "velocity": velocity}
+    companions: dict[str, _Source | None] = {"density": None, "velocity": None}
+    for what, url in sources.items():
+        if url is not None:
+            cds, cmeta = _open(str(url))
+            _check_companion(cds, cmeta, str(url), what, meta, shape)
+            cvar = data_var(cds)
+            companions[what] = _Source(str(url), cvar.name, tuple(cvar.shape))
+    masses = bin_masses(
+        edges, mass_function, cosmology=meta.cosmology, redshift=meta.redshift, where=painted
+    )
+    layout = chunks if chunks is not None else zarr_array(ds).chunks[-3:]
+    blocks = BlockGrid(shape, layout)
+    keys = tuple(seed_key(seed, c) for c in range(n_channels))
+    inputs = BlockInputs(shape, meta.box_size, keys, masses)  # type: ignore[arg-type]
+    job = job_token(
+        operation="sample", painted=canonical(painted), stamp=ds.attrs.get("bigpaint_finished"),
+        seed=int(seed), masses=masses.shape, chunks=blocks.chunks,
+        density=canonical(density) if density else None,
+        velocity=canonical(velocity) if velocity else None,
+    )  # fmt: skip
+    return SamplePlan(
+        painted=painted, output=output, seed=int(seed), meta=meta, edges=edges,
+        masses=masses.shape, blocks=blocks, inputs=inputs,
+        sources={"painted": _Source(painted, var.name, tuple(var.shape)), **companions},
+        urls={"PAINTED": painted, **{f"--{k}": v for k, v in sources.items()}}, job=job,
+    )  # fmt: skip
+
+
+def run_sample(
+    plan: SamplePlan, *, overwrite: bool = False, progress: bool = False
+) -> SampleResult:
+    """Carry out a checked :class:`SamplePlan` (see :func:`sample_catalogue`)."""
+    from dask import delayed
+
+    from bigpaint.progress import compute
+
+    output, blocks, job = plan.output, plan.blocks, plan.job
+    out = Path(output)
+    parts = out.with_name(out.name + ".parts")
+    with writing({"OUT": output, "parts": str(parts)}, plan.urls):
+        if out.exists() and not overwrite:
+            raise FieldExistsError(
+                f"output {output} already exists; choose another path or pass --overwrite"
+            )
+        if parts.exists():
+            recorded = (parts / _JOB_FILE).read_text() if (parts / _JOB_FILE).is_file() else ""
+            if recorded.strip() != job:
+                if not overwrite:
+                    raise FieldExistsError(
+                        f"{parts} holds parts of another sampling job (other inputs, seed or "
+                        "chunks); pass --overwrite to start again"
+                    )
+                remove_owned(parts)
+        owned_dir(parts, purpose="sampled catalogue parts")
+        (parts / _JOB_FILE).write_text(job + "\n")
+        todo = [b for b in blocks.blocks() if not _part_path(parts, b).is_file()]
+        tasks = [
+            delayed(_sample_one)(
+                b,
+                blocks.core(b),
+                plan.sources["painted"],
+                plan.sources["density"],
+                plan.sources["velocity"],
+                plan.inputs,
+                str(parts),
+                dask_key_name=f"sample-{job[:8]}-{'-'.join(map(str, b))}",
+            )
+            for b in todo
+        ]
+        try:
+            if tasks:
+                compute(*tasks, name="sample", progress=progress)
+        except BigpaintError:  # bad data: a re-run would refuse it again, so keep no parts
+            remove_owned(parts)
+            raise
+        record = {
+            "format": "bigpaint-halos",
+            "operation": "sample",
+            "box_size": list(plan.meta.box_size),
+            "redshift": plan.meta.redshift,
+            "cosmology": None if plan.meta.cosmology is None else plan.meta.cosmology.model_dump(),
+            "mass_bins": plan.edges.tolist(),
+            "mass_units": "Msun/h",
+            "mass_function": plan.masses,
+            "seed": plan.seed,
+            "painted": plan.painted,
+            "density": plan.urls["--density"],
+            "velocity": plan.urls["--velocity"],
+            "positions": "uniform in the voxel"
+            if plan.urls["--density"] is None
+            else "following the sub-voxel density",
+            "bigpaint_version": _version(),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+        try:
+            n, _ = _merge(parts, blocks, tmp, record)
+            if out.exists():
+                out.unlink()
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        remove_owned(parts)
+    return SampleResult(out, n, len(todo), blocks.n_blocks)
+
+
 def sample_catalogue(
     painted: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -257,101 +415,11 @@ def sample_catalogue(
     -------
     SampleResult
     """
-    from dask import delayed
-
-    from bigpaint.progress import compute
-
-    painted, output = str(painted), str(output)
-    if not output.endswith(".parquet"):
-        raise ConfigError(f"the catalogue {output} must end in .parquet; give OUT.parquet")
-    ds, meta = _open(painted, "painted")
-    edges, n_channels = _check_counts(ds, meta, painted)
-    var = data_var(ds)
-    shape = tuple(var.shape[-3:])
-    sources = {"density": density, "velocity": velocity}
-    companions: dict[str, _Source | None] = {"density": None, "velocity": None}
-    for what, url in sources.items():
-        if url is not None:
-            cds, cmeta = _open(str(url), what)
-            _check_companion(cds, cmeta, str(url), what, meta, shape)
-            cvar = data_var(cds)
-            companions[what] = _Source(str(url), cvar.name, tuple(cvar.shape))
-    masses = bin_masses(
-        edges, mass_function, cosmology=meta.cosmology, redshift=meta.redshift, where=painted
-    )
-    layout = chunks if chunks is not None else zarr_array(ds).chunks[-3:]
-    blocks = BlockGrid(shape, layout)
-    keys = tuple(seed_key(seed, c) for c in range(n_channels))
-    inputs = BlockInputs(shape, meta.box_size, keys, masses)  # type: ignore[arg-type]
-    job = job_token(
-        operation="sample", painted=canonical(painted), stamp=ds.attrs.get("bigpaint_finished"),
-        seed=int(seed), masses=masses.shape, chunks=blocks.chunks,
-        density=canonical(density) if density else None,
-        velocity=canonical(velocity) if velocity else None,
+    plan = plan_sample(
+        painted, output, seed=seed, mass_function=mass_function, density=density,
+        velocity=velocity, chunks=chunks, overwrite=overwrite,
     )  # fmt: skip
-    out = Path(output)
-    parts = out.with_name(out.name + ".parts")
-    inputs_map = {"PAINTED": painted, **{f"--{k}": v for k, v in sources.items()}}
-    with writing({"OUT": output, "parts": str(parts)}, inputs_map):
-        if out.exists() and not overwrite:
-            raise FieldExistsError(
-                f"output {output} already exists; choose another path or pass --overwrite"
-            )
-        if parts.exists():
-            recorded = (parts / _JOB_FILE).read_text() if (parts / _JOB_FILE).is_file() else ""
-            if recorded.strip() != job:
-                if not overwrite:
-                    raise FieldExistsError(
-                        f"{parts} holds parts of another sampling job (other inputs, seed or "
-                        "chunks); pass --overwrite to start again"
-                    )
-                remove_owned(parts)
-        owned_dir(parts, purpose="sampled catalogue parts")
-        (parts / _JOB_FILE).write_text(job + "\n")
-        painted_src = _Source(painted, var.name, tuple(var.shape))
-        todo = [b for b in blocks.blocks() if not _part_path(parts, b).is_file()]
-        tasks = [
-            delayed(_sample_one)(
-                b,
-                blocks.core(b),
-                painted_src,
-                companions["density"],
-                companions["velocity"],
-                inputs,
-                str(parts),
-                dask_key_name=f"sample-{job[:8]}-{'-'.join(map(str, b))}",
-            )
-            for b in todo
-        ]
-        if tasks:
-            compute(*tasks, name="sample", progress=progress)
-        record = {
-            "format": "bigpaint-halos",
-            "operation": "sample",
-            "box_size": list(meta.box_size),
-            "redshift": meta.redshift,
-            "cosmology": None if meta.cosmology is None else meta.cosmology.model_dump(),
-            "mass_bins": edges.tolist(),
-            "mass_units": "Msun/h",
-            "mass_function": masses.shape,
-            "seed": int(seed),
-            "painted": painted,
-            "density": None if density is None else str(density),
-            "velocity": None if velocity is None else str(velocity),
-            "positions": "sub-voxel density" if density is not None else "uniform in the voxel",
-            "bigpaint_version": _version(),
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        }
-        tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-        try:
-            n, _ = _merge(parts, blocks, tmp, record)
-            if out.exists():
-                out.unlink()
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
-        remove_owned(parts)
-    return SampleResult(out, n, len(todo), blocks.n_blocks)
+    return run_sample(plan, overwrite=overwrite, progress=progress)
 
 
 def _version() -> str:
