@@ -257,7 +257,8 @@ class FieldWriter:
 
         Temporary files that a writer killed mid-write left behind (zarr's local store writes
         ``<chunk>.<uuid>.partial`` then renames it) are removed first: every block is done,
-        so no live writer owns them.
+        so no live writer owns them. Attributes a writer added as nested dicts are put in the
+        netCDF-safe stored form (:mod:`bigpaint.field_meta`) with the completion flag.
         """
         if self._group(mode="r").attrs.get("bigpaint_complete", False):
             return
@@ -268,8 +269,10 @@ class FieldWriter:
             )
         remove_stale_partials(self.url, self.storage_options)
         group = self._group()
-        group.attrs["bigpaint_complete"] = True
-        group.attrs["bigpaint_finished"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        attrs = decode_attrs(group.attrs)  # records a writer added as nested dicts: flattened
+        attrs["bigpaint_complete"] = True
+        attrs["bigpaint_finished"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        group.attrs.put(encode_attrs(attrs))
         consolidate(group)
 
     def open(self) -> xr.Dataset:

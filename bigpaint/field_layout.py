@@ -134,6 +134,11 @@ def make_store(
 def consolidate(group: zarr.Group) -> None:
     """Write the consolidated metadata of ``group`` (its arrays' metadata in its
     ``zarr.json``), read from the arrays themselves."""
-    with warnings.catch_warnings():  # zarr notes consolidation is not in the v3 spec yet
+    with warnings.catch_warnings():
+        # zarr notes that consolidation is not in the v3 spec yet, and names any file in
+        # the store that is not zarr's (a user's note): neither concerns the Field
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message="Object at .* is not recognized", category=UserWarning
+        )
         zarr.consolidate_metadata(group.store, path=group.path or None)

@@ -242,3 +242,21 @@ def test_halo_catalogue_units_in_the_parquet_schema(tmp_path):
     assert schema.field("vz").metadata[b"units"] == b"km/s"
     assert column_units(schema)["y"] == "Mpc/h"
     assert json.loads(schema.metadata[b"bigpaint"])["units"]["vz"] == "km/s"
+
+
+def test_a_record_added_as_a_dict_before_finishing_is_stored_flat(tmp_path):
+    import zarr
+
+    from bigpaint.field import create_field
+
+    w = create_field(str(tmp_path / "f.zarr"), shape=(4, 4, 4), chunks=4,
+                     meta={"box_size": BOX, "kind": "delta", "units": "1"})  # fmt: skip
+    g = zarr.open_group(w.url, mode="r+")
+    g.attrs["provenance"] = {"clip": {"rescale": [1.0, 2.0]}}  # a writer's own annotation
+    w.write_block((0, 0, 0), np.zeros((4, 4, 4), "f4"))
+    w.finalize()
+    stored = xr.open_zarr(w.url).attrs
+    assert "provenance" not in stored and json.loads(stored["provenance_clip"])["rescale"] == [1, 2]
+    assert open_field(w.url).attrs["provenance"]["clip"] == {"rescale": [1.0, 2.0]}
+    assert open_field(w.url).attrs["provenance"]["bigpaint_version"]
+    xr.open_zarr(w.url).to_netcdf(tmp_path / "f.nc", engine="scipy")
