@@ -60,7 +60,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bigpaint.catalog_units import halo_ids
+from bigpaint.catalog_units import halo_ids, with_units
 from bigpaint.errors import FieldExistsError, FieldNotFoundError, MetadataError, ShapeError
 from bigpaint.sim.truth import connected_protohalos
 
@@ -209,8 +209,9 @@ def connected_truth(
         "units": COLUMNS,
         **dict(meta or {}),
     }
-    table = table.replace_schema_metadata({"bigpaint": json.dumps(info, default=str)})
-    return table, lab, pieces
+    table = with_units(table, COLUMNS)
+    meta_out = {**table.schema.metadata, b"bigpaint": json.dumps(info, default=str).encode()}
+    return table.replace_schema_metadata(meta_out), lab, pieces
 
 
 def write_connected_truth(table: pa.Table, path: str | Path, *, overwrite: bool = False) -> Path:
