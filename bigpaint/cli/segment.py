@@ -15,8 +15,8 @@ import click
 from bigpaint.cli._common import cluster_options, open_cluster, parse_chunks
 
 if TYPE_CHECKING:
+    from bigpaint.segment.calibration import Calibration
     from bigpaint.segment.engine import SegmentParams
-    from bigpaint.segment.threshold import Calibration
 
 __all__ = ["register"]
 
@@ -35,7 +35,7 @@ _CALIBRATED = {
 def _calibrated(ctx: click.Context, cal: Calibration) -> SegmentParams:
     """The calibration's segmentation parameters under the options typed on the command line
     (refused, one line, where one differs from the calibration's)."""
-    from bigpaint.segment.catalog import params_with_calibration
+    from bigpaint.segment.job import params_with_calibration
 
     typed = {
         field: ctx.params[opt]
@@ -153,9 +153,10 @@ def segment(
 
     from bigpaint.field import field_meta, open_field
     from bigpaint.outputs import check_scratch_home
-    from bigpaint.segment.catalog import resolve_rho_bar, segment_field
+    from bigpaint.segment.calibration import resolve_calibration
     from bigpaint.segment.engine import SegmentParams
-    from bigpaint.segment.threshold import check_thresholds, resolve_calibration, trajectory_ladder
+    from bigpaint.segment.job import resolve_rho_bar, segment_field
+    from bigpaint.segment.threshold import check_thresholds, trajectory_ladder
 
     check_thresholds(threshold, marker_threshold)
     thresholds = trajectory_ladder(threshold, trajectories)
@@ -296,7 +297,7 @@ def hmf(
     Every bin carries its count N and the count N(>M) of haloes above its lower edge, each
     with its Poisson error sqrt(N); masses in Msun/h, densities in (Mpc/h)^-3.
     """
-    from bigpaint.segment.hmf import hmf_report
+    from bigpaint.segment.hmf_truth import hmf_report
 
     _check_options(box=box, min_mass=min_mass)
 

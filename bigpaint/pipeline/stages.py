@@ -502,8 +502,8 @@ def _segment_run(cfg: SegmentStageParams, ctx: StageContext) -> dict[str, Any]:
         h=cfg.h,
     )
     if cfg.calibration is not None:
-        from bigpaint.segment.catalog import params_with_calibration
-        from bigpaint.segment.threshold import resolve_calibration
+        from bigpaint.segment.calibration import resolve_calibration
+        from bigpaint.segment.job import params_with_calibration
 
         # keys the config leaves out come from the calibration; written ones must agree
         written = {k: v for k, v in params.__dict__.items() if k in cfg.model_fields_set}

@@ -5,6 +5,7 @@ periodic wrap -> a watershed per component, equal to one periodic watershed of t
 box -> adaptive threshold -> Parquet catalogue -> halo mass function.
 """
 
+from bigpaint.segment.calibration import Calibration, load_calibration, resolve_calibration
 from bigpaint.segment.catalog import (
     RHO_CRIT,
     build_catalog,
@@ -12,27 +13,16 @@ from bigpaint.segment.catalog import (
     catalog_meta,
     mean_density,
     read_catalog,
-    segment_field,
     write_catalog,
 )
 from bigpaint.segment.components import label_periodic, periodic_extent, union_find
 from bigpaint.segment.engine import Segmentation, SegmentParams, segment
 from bigpaint.segment.errors import NotADistanceMapError
-from bigpaint.segment.hmf import (
-    compare_mass_functions,
-    hmf_report,
-    mass_function,
-    plot_mass_function,
-)
+from bigpaint.segment.hmf import compare_mass_functions, mass_function, plot_mass_function
+from bigpaint.segment.hmf_truth import hmf_report
+from bigpaint.segment.job import segment_field
 from bigpaint.segment.markers import find_markers, marker_image
-from bigpaint.segment.threshold import (
-    Calibration,
-    apply_calibration,
-    calibrate,
-    load_calibration,
-    resolve_calibration,
-    trajectory_curves,
-)
+from bigpaint.segment.threshold import apply_calibration, calibrate, trajectory_curves
 from bigpaint.segment.watershed import flood, flood_ranks, watershed_periodic
 
 __all__ = [

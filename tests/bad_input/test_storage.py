@@ -170,7 +170,7 @@ def test_garbage_chunk_read_by_paint(ws):
 def test_garbage_chunk_read_by_segment(ws):
     """Segmenting keeps its resumable scratch (``.seg.parquet.segment-*``) when a block fails,
     so only the files that existed before are required to be untouched here."""
-    from bigpaint.segment.catalog import segment_field
+    from bigpaint.segment.job import segment_field
 
     _garbage(ws / "dist.zarr" / "distance" / "c" / "1" / "0" / "1")
     before = {p: p.read_bytes() for p in ws.rglob("*") if p.is_file()}

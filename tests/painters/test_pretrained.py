@@ -488,8 +488,8 @@ def test_the_protohalo_painter_ships_its_calibration(monkeypatch, tmp_path):
     it by the painter's name with the settings it was made with."""
     from bigpaint.painters.checkpoint import checkpoint_hash
     from bigpaint.segment import read_catalog, segment_field
+    from bigpaint.segment.calibration import resolve_calibration
     from bigpaint.segment.catalog import catalog_meta
-    from bigpaint.segment.threshold import resolve_calibration
 
     monkeypatch.delenv(ENV, raising=False)
     name = "protohalo-unet-2mpc"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 import time
 
-import bigpaint.segment.engine as engine
 from bigpaint.cli import cli
+from bigpaint.segment.engine import blocks, flood
 
 
 def _logged(fn, tag: str, log: str, delay: float):
@@ -29,8 +29,8 @@ def _logged(fn, tag: str, log: str, delay: float):
 def main(
     dist: str, out: str, labels: str, cluster: str, log: str, delay: float, *extra: str
 ) -> None:
-    engine._pass_blocks = _logged(engine._pass_blocks, "b", log, delay)
-    engine._flood_block = _logged(engine._flood_block, "f", log, delay)
+    blocks.pass_block = _logged(blocks.pass_block, "b", log, delay)
+    flood.flood_block = _logged(flood.flood_block, "f", log, delay)
     cli.main(
         [
             "segment",

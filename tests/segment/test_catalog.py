@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from bigpaint.cli import cli
 from bigpaint.errors import ConfigError, FieldExistsError, MetadataError
 from bigpaint.field import open_field, write_array
+from bigpaint.segment.calibration import Calibration
 from bigpaint.segment.catalog import (
     RHO_CRIT,
     build_catalog,
@@ -16,12 +17,12 @@ from bigpaint.segment.catalog import (
     catalog_meta,
     mean_density,
     read_catalog,
-    segment_field,
     write_catalog,
 )
 from bigpaint.segment.engine import SegmentParams, segment
-from bigpaint.segment.hmf import compare_mass_functions, hmf_report, mass_function
-from bigpaint.segment.threshold import Calibration
+from bigpaint.segment.hmf import compare_mass_functions, mass_function
+from bigpaint.segment.hmf_truth import hmf_report
+from bigpaint.segment.job import segment_field
 
 from .reference import blobs
 
@@ -123,7 +124,7 @@ def test_calibration_for_maps_of_another_source_is_refused(tmp_path):
 
 def test_calibration_from_a_painter_directory_or_a_pretrained_name(tmp_path, monkeypatch):
     from bigpaint.errors import CheckpointError
-    from bigpaint.segment.threshold import resolve_calibration
+    from bigpaint.segment.calibration import resolve_calibration
 
     url = str(tmp_path / "d.zarr")
     _, d = blobs(shape=SHAPE, n=25, seed=1, big=7.0, tube=2.5)

@@ -12,7 +12,8 @@ from skimage.morphology import h_maxima
 from bigpaint.errors import ConfigError
 from bigpaint.field import create_field, open_field, write_array
 from bigpaint.segment.dynamics import basin_saddles, merge_basins_periodic, merge_by_dynamics
-from bigpaint.segment.engine import SegmentParams, _rename_block, segment
+from bigpaint.segment.engine import SegmentParams, segment
+from bigpaint.segment.engine.reduce import rename_block
 from bigpaint.segment.markers import find_markers, marker_image
 from bigpaint.segment.watershed import watershed_periodic
 from bigpaint.testing import chunk_layouts, regular_chunks
@@ -160,7 +161,7 @@ def test_field_run_renames_written_labels(tmp_path_factory, chunks):
     renamed = np.unique(basins[basins != ref])
     into = np.array([ref[basins == r][0] for r in renamed])
     for b in writer.blocks():
-        _rename_block(b, plan=_plan(SHAPE, writer), dest=writer, renamed=renamed, into=into)
+        rename_block(b, plan=_plan(SHAPE, writer), dest=writer, renamed=renamed, into=into)
     np.testing.assert_array_equal(open_field(writer.url)["labels"].values, ref)
 
 

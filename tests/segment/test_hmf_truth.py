@@ -16,7 +16,8 @@ from bigpaint.errors import ConfigError
 from bigpaint.pipeline import PipelineConfig, plan_pipeline
 from bigpaint.pipeline.stages import STAGE_KINDS, StageContext
 from bigpaint.segment.catalog import write_catalog
-from bigpaint.segment.hmf import compare_mass_functions, hmf_report, mass_bins, mass_function
+from bigpaint.segment.hmf import compare_mass_functions, mass_bins, mass_function
+from bigpaint.segment.hmf_truth import hmf_report
 from bigpaint.sim.connected_truth import connected_truth, write_connected_truth
 from bigpaint.sim.fof import write_catalogue
 from tests.pipeline.conftest import tiny_config

@@ -32,13 +32,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import bigpaint.segment.engine as engine
+import bigpaint.segment.engine.blocks as blocks_phase
+import bigpaint.segment.engine.flood as flood_phase
 from bigpaint.errors import ConfigError, FieldIncompleteError
 from bigpaint.field import create_field, open_field, write_array
 from bigpaint.segment import scratch as sc
-from bigpaint.segment.catalog import segment_field
 from bigpaint.segment.engine import SegmentParams, segment
-from bigpaint.segment.scratch import BlockResult, FloodResult, RecordError, RegionSums
+from bigpaint.segment.job import segment_field
+from bigpaint.segment.records import BlockResult, FloodResult, RecordError, RegionSums
 
 from .reference import blobs
 from .test_segment_resume import JOB, META, THREADS, _log, assert_same_outputs
@@ -97,7 +98,7 @@ def _run(url: str, tmp: Path, **kw):
 
 def _interrupted(url: str, tmp: Path, monkeypatch, floods: int = 12) -> None:
     """A run killed in its flood pass after ``floods`` blocks (one worker, in order)."""
-    real = engine._flood_block
+    real = flood_phase.flood_block
     calls = []
 
     def dying(index, *args, **kw):
@@ -107,7 +108,7 @@ def _interrupted(url: str, tmp: Path, monkeypatch, floods: int = 12) -> None:
         return real(index, *args, **kw)
 
     with monkeypatch.context() as m, dask.config.set(num_workers=1):
-        m.setattr(engine, "_flood_block", dying)
+        m.setattr(flood_phase, "flood_block", dying)
         with pytest.raises(Killed):
             _run(url, tmp)
     assert _records(tmp, "blocks") == set(BLOCKS)
@@ -306,9 +307,9 @@ def test_a_damaged_scratch_resumes_to_the_uninterrupted_result(
     done = sorted(_records(tmp_path, "flood"))
     redo_blocks, redo_floods = _damage(kind, tmp_path, done)
     calls = {"b": [], "f": []}
-    for tag, name in (("b", "_pass_blocks"), ("f", "_flood_block")):
-        real = getattr(engine, name)
-        monkeypatch.setattr(engine, name, lambda i, *a, _r=real, _t=tag, **k: (
+    for tag, phase, name in (("b", blocks_phase, "pass_block"), ("f", flood_phase, "flood_block")):
+        real = getattr(phase, name)
+        monkeypatch.setattr(phase, name, lambda i, *a, _r=real, _t=tag, **k: (
             calls[_t].append(i), _r(i, *a, **k))[1])  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="bigpaint.segment.scratch"):
         got = _run(url, tmp_path)

@@ -18,8 +18,9 @@ from click.testing import CliRunner
 from bigpaint.cli import cli
 from bigpaint.errors import ConfigError, FieldIncompleteError, FloodTooLargeError
 from bigpaint.field import open_field, write_array
-from bigpaint.segment.catalog import read_catalog, segment_field
+from bigpaint.segment.catalog import read_catalog
 from bigpaint.segment.engine import FLOOD_BYTES_PER_VOXEL, SegmentParams, segment
+from bigpaint.segment.job import segment_field
 
 from ..test_cli import _not_logged
 from .reference import blobs
@@ -104,7 +105,7 @@ def test_killed_segment_resumes_each_pass_and_is_identical(tmp_path, monkeypatch
     def no_work(*_a, **_k):
         raise AssertionError("a finished catalogue was segmented again")
 
-    monkeypatch.setattr("bigpaint.segment.catalog.segment", no_work)
+    monkeypatch.setattr("bigpaint.segment.job.segment", no_work)
     again = segment_field(
         dist, str(tmp_path / "ref.parquet"), params, labels=str(tmp_path / "ref-labels.zarr")
     )

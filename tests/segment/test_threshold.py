@@ -10,14 +10,13 @@ import pytest
 from skimage.segmentation import expand_labels
 
 from bigpaint.errors import ConfigError, MetadataError
+from bigpaint.segment.calibration import Calibration, load_calibration
 from bigpaint.segment.engine import SegmentParams, segment
 from bigpaint.segment.synthetic import normalized_distance, synthetic_protohalos
 from bigpaint.segment.threshold import (
-    Calibration,
     _piecewise_fit,
     apply_calibration,
     calibrate,
-    load_calibration,
     trajectory_curves,
 )
 
