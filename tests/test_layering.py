@@ -219,3 +219,85 @@ def test_the_checks_see_deferred_cycles_and_private_names_but_not_type_checking(
         "pkg.e:1 imports the private module pkg.sub._impl",
         "pkg.sub:1 imports pkg.sub._impl._helper",
     ]
+
+
+# ---------------------------------------------------------------- the chunked core's monopolies
+
+
+def names_used(root: Path, package: str, name: str) -> dict[str, list[int]]:
+    """Module to the lines where it names ``name``: a module imported (``dask._task_spec``,
+    or anything below it), or an identifier, attribute or imported name (``_current_client``).
+    Strings and comments do not count."""
+    out: dict[str, list[int]] = {}
+    for module, path in _modules(root, package).items():
+        lines = []
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            found: list[str] = []
+            if isinstance(node, ast.Import):
+                found = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                found = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+                found += [a.name for a in node.names]
+            elif isinstance(node, ast.Name):
+                found = [node.id]
+            elif isinstance(node, ast.Attribute):
+                found = [node.attr, _dotted(node)]
+            if any(f == name or f.startswith(name + ".") for f in found):
+                lines.append(node.lineno)
+        if lines:
+            out[module] = sorted(set(lines))
+    return out
+
+
+def _dotted(node: ast.AST) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def test_dask_internals_and_the_private_client_are_named_in_one_module_each():
+    spec = names_used(ROOT, "bigpaint", "dask._task_spec")
+    assert set(spec) == {"bigpaint.chunked.graph"}, spec
+    client = names_used(ROOT, "bigpaint", "_current_client")
+    assert set(client) <= {"bigpaint.chunked.client"}, client
+
+
+def test_the_name_check_sees_imports_and_attributes_only(tmp_path):
+    root = _package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "a.py": "from dask._task_spec import Task\n",
+            "b.py": "import dask._task_spec as ts\n",
+            "c.py": "import dask\n\nx = dask._task_spec.Task\n",
+            "d.py": "# dask._task_spec\ns = 'dask._task_spec'\n",
+            "e.py": "from distributed.client import _current_client\n",
+            "f.py": "def _current_client():\n    return None\n\ny = _current_client()\n",
+        },
+    )
+    assert names_used(root, "pkg", "dask._task_spec") == {
+        "pkg.a": [1],
+        "pkg.b": [1],
+        "pkg.c": [3],
+    }
+    assert names_used(root, "pkg", "_current_client") == {"pkg.e": [1], "pkg.f": [4]}
+
+
+# ---------------------------------------------------------------- sizes
+
+
+#: Largest module of the segmentation package, lines.
+SEGMENT_MAX_LINES = 400
+
+
+def test_no_segmentation_module_is_over_400_lines():
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in sorted((ROOT / "segment").rglob("*.py"))
+        if (n := len(p.read_text().splitlines())) > SEGMENT_MAX_LINES
+    }
+    assert not long, f"modules of bigpaint/segment over {SEGMENT_MAX_LINES} lines: {long}"
