@@ -177,7 +177,7 @@ def run_tasks(
     those of :func:`run_graph`; ``name`` also prefixes the task keys.
     """
     graph = TaskGraph(name)
-    refs = {k: graph.data(k, v) for k, v in (shared or {}).items()}
+    refs: dict[str, Any] = {k: graph.data(k, v) for k, v in (shared or {}).items()}
     keys = [graph.task(fn, *call, **refs) for call in calls]
     return run_graph(
         graph,
@@ -226,7 +226,7 @@ def _run_local(
     counted = set(wanted)
 
     class _Count(Callback):
-        def _posttask(self, key, result, dsk, state, worker_id):  # type: ignore[no-untyped-def]
+        def _posttask(self, key, result, dsk, state, worker_id):
             if key in counted:
                 prog.update()
 

@@ -33,7 +33,7 @@ def as_source(distance: Any) -> tuple[Any, tuple[int, int, int], Any]:
         shape = tuple(int(n) for n in src.shape)
         if len(shape) != 3:
             raise ShapeError(f"a distance map is a 3-D Field, got shape {shape}")
-        return src, shape, tuple(int(c) for c in src.read_chunks)  # type: ignore[return-value]
+        return src, shape, tuple(int(c) for c in src.read_chunks)
     if isinstance(distance, (np.ndarray, zarr.Array)):
         if distance.ndim != 3:
             raise ShapeError(f"a distance map is 3-D, got shape {distance.shape}")

@@ -11,10 +11,11 @@ provisional labels by the block pass (:func:`write_partial`), completed by the f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.ndimage as ndi
+import zarr
 
 from bigpaint.field import FieldWriter
 from bigpaint.segment.watershed import flood, flood_ranks
@@ -133,7 +134,7 @@ def coords(labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 def write_partial(dest: Any, core: tuple[slice, ...], data: np.ndarray) -> None:
     """Write a block's provisional labels without marking it done (pass 4 completes it)."""
     if isinstance(dest, FieldWriter):
-        open_group(dest.url, dest.storage_options, mode="r+")[dest.name][core] = data
+        _stored(dest, "r+")[core] = data
     else:
         dest[core] = data
 
@@ -141,5 +142,10 @@ def write_partial(dest: Any, core: tuple[slice, ...], data: np.ndarray) -> None:
 def read_partial(dest: Any, core: tuple[slice, ...]) -> np.ndarray:
     """A block's labels as written so far (provisional or complete)."""
     if isinstance(dest, FieldWriter):
-        return np.asarray(open_group(dest.url, dest.storage_options, mode="r")[dest.name][core])
+        return np.asarray(_stored(dest, "r")[core])
     return np.asarray(dest[core])
+
+
+def _stored(dest: FieldWriter, mode: str) -> zarr.Array:
+    """The data array of the labels Field being written."""
+    return cast(zarr.Array, open_group(dest.url, dest.storage_options, mode=mode)[dest.name])

@@ -59,6 +59,8 @@ def region_sums(
     dmax = np.full(k, -np.inf)
     np.maximum.at(dmax, inv, dv)
     t = thresholds.size
+    hist_n: np.ndarray
+    hist_s: np.ndarray
     if t:
         b = np.searchsorted(thresholds, dv, side="left")  # thresholds strictly below dv
         hist_n = np.bincount(inv * (t + 1) + b, minlength=k * (t + 1)).reshape(k, t + 1)

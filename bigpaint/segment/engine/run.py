@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zarr
@@ -173,7 +173,10 @@ def _phases(job: Job, max_flood_gib: float | None) -> Segmentation:
     floods, timings["flood_blocks_resumed"] = flood.run_floods(job, merged)
     timings["flood_s"] = time.perf_counter() - t0
     result, renamed, into = reduce_regions(
-        job.plan.shape, job.params, [r.sums for r in p1] + [f.sums for f in floods], merged
+        cast(tuple[int, int, int], job.plan.shape),
+        job.params,
+        [r.sums for r in p1] + [f.sums for f in floods],
+        merged,
     )
     if job.labels is not None and renamed.size:
         t0 = time.perf_counter()
