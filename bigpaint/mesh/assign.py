@@ -20,12 +20,12 @@ Why hand-written
 No installable library gives deterministic, parallel, float64-accumulating deposition with
 periodic wrap and the matching readout: Pylians' ``MAS_library`` is a compiled extension
 that accumulates in float32 (and does not install everywhere), nbodykit/pmesh need MPI, and a
-numba ``prange`` loop with ``grid[i] += w`` races (numba #7133). Here the particles are
-first bucketed by x-slab with a stable parallel counting sort; slabs of one colour (even,
-odd, and a third colour when the number of slabs is odd) never touch the same grid plane,
-so each slab is deposited by one thread into its own float64 buffer and added to the grid
-without races. Every grid value is summed in an order that depends only on the input (not
-on the thread count), so the result is reproducible bit for bit.
+numba ``prange`` loop with ``grid[i] += w`` races (numba #7133). Here each thread owns a
+window of x-planes and deposits, in particle order, every particle that touches it into a
+float64 buffer of those planes (:mod:`bigpaint.mesh.assign_planes`): no two threads write one
+cell, no copy of the particles is made, and every cell is the float64 sum of its
+contributions in particle order, rounded to the grid's dtype once, so the result is the
+same bit for bit on any number of threads.
 
 Interlacing (Sefusatti et al. 2016) deposits a second grid with positions shifted by half a
 cell and averages the two in Fourier space with the phase that undoes the shift, which
@@ -322,162 +322,10 @@ def _fmt_box(box: np.ndarray) -> str:
 # retyping on every call).
 
 
-#: x-planes per slab of the whole-grid kernel (a power of two >= 2 * max support; fixed so
-#: the summation order, hence the result, depends on the input only)
-_SLAB_WIDTH = 8
-
-
-@njit(cache=True)
-def _slab_of(i0, width, nslab):
-    k = i0 // _SLAB_WIDTH  # a global: a compile-time constant (a shift), == width
-    return k if k < nslab else nslab - 1
-
-
 @njit(inline="always", cache=True)
 def _nodes(x, inv_dx, n, p, shift):
     i0, w0, w1, w2, w3 = axis_weights(x, inv_dx, n, p, shift)
     return i0, wrap_index(i0 + 1, n), wrap_index(i0 + 2, n), wrap_index(i0 + 3, n), w0, w1, w2, w3
-
-
-@njit(cache=True, nogil=True)
-def _slab_hist(pos, inv, nx, pt, shift, width, nslab, lo, hi, hist):
-    p = len(pt)  # a compile-time constant: the length of the tuple type
-    for i in range(lo, hi):
-        hist[_slab_of(axis_weights(pos[i, 0], inv[0], nx, p, shift)[0], width, nslab)] += 1
-
-
-@njit(cache=True, nogil=True)
-def _slab_scatter(pos, weights, has_w, inv, nx, pt, shift, width, nslab, lo, hi, cur, spos, sw):
-    """Copy particles lo..hi-1 to their slab's run of ``spos``/``sw`` (stable)."""
-    p = len(pt)  # a compile-time constant: the length of the tuple type
-    for i in range(lo, hi):
-        k = _slab_of(axis_weights(pos[i, 0], inv[0], nx, p, shift)[0], width, nslab)
-        j = cur[k]
-        spos[j, 0] = pos[i, 0]
-        spos[j, 1] = pos[i, 1]
-        spos[j, 2] = pos[i, 2]
-        if has_w:
-            sw[j] = weights[i]
-        cur[k] = j + 1
-
-
-@njit(cache=True, nogil=True)
-def _slab_deposit(pos, weights, has_w, shape, inv, pt, shift, x0, size, lo, hi, edge, flat):
-    """Deposit particles ``lo..hi-1`` (first node in planes [x0, x0+size)) into a
-    float64 buffer of size + p - 1 planes. The slab's own planes past the first p - 1 go
-    to the grid; its first p - 1 planes ("head") and the p - 1 planes that spill into the
-    next slab ("ghost") go to ``edge`` (float64), to be summed before the single
-    rounding into the grid. With one slab (``edge`` is None) everything wraps here.
-    """
-    p = len(pt)  # a compile-time constant: the length of the tuple type
-    nx, ny, nz = shape[0], shape[1], shape[2]
-    nyz = ny * nz
-    nplane = size + p - 1
-    buf = np.zeros(nplane * nyz, np.float64)
-    for i in range(lo, hi):
-        jx0, _jx1, _jx2, _jx3, wx0, wx1, wx2, wx3 = _nodes(pos[i, 0], inv[0], nx, p, shift)
-        jy0, jy1, jy2, jy3, wy0, wy1, wy2, wy3 = _nodes(pos[i, 1], inv[1], ny, p, shift)
-        jz0, jz1, jz2, jz3, wz0, wz1, wz2, wz3 = _nodes(pos[i, 2], inv[2], nz, p, shift)
-        jy = (jy0, jy1, jy2, jy3)
-        jz = (jz0, jz1, jz2, jz3)
-        wx = (wx0, wx1, wx2, wx3)
-        wy = (wy0, wy1, wy2, wy3)
-        wz = (wz0, wz1, wz2, wz3)
-        mass = weights[i] if has_w else 1.0
-        lx = jx0 - x0
-        for a in range(p):
-            ma = mass * wx[a]
-            row = (lx + a) * ny
-            for b in range(p):
-                mab = ma * wy[b]
-                base = (row + jy[b]) * nz
-                for c in range(p):
-                    # unsigned index: no negative-index wraparound test in the hot loop
-                    buf[np.uint64(base + jz[c])] += mab * wz[c]
-    if edge.shape[0] == 0:  # one slab: fold the wrapped planes in float64 first
-        fold = np.zeros(nx * nyz, np.float64)
-        for a in range(nplane):
-            o = wrap_index(a, nx) * nyz
-            bo = a * nyz
-            for q in range(nyz):
-                fold[o + q] += buf[bo + q]
-        for q in range(nx * nyz):
-            flat[q] += fold[q]
-        return
-    for a in range(p - 1, size):
-        o = (x0 + a) * nyz
-        bo = a * nyz
-        for q in range(nyz):
-            flat[o + q] += buf[bo + q]
-    for a in range(p - 1):
-        for q in range(nyz):
-            edge[0, a, q] = buf[a * nyz + q]
-            edge[1, a, q] = buf[(size + a) * nyz + q]
-
-
-@njit(parallel=True, cache=True)
-def _deposit_slabs(pos, weights, has_w, shape, inv, pt, shift, width, nparts, spos, sw, flat):
-    """Race-free parallel deposit into the flat C-order grid ``flat`` of ``shape``.
-
-    A stable counting sort of the particles by x-slab into ``spos``/``sw`` (a copy, so
-    that each slab then reads its particles sequentially), then every slab deposits into its
-    own float64 buffer and writes the planes no other slab touches; the p - 1 planes
-    shared by neighbouring slabs are summed in float64 afterwards. Every cell is rounded
-    to the grid's dtype once. The loop bodies are separate serial functions (numba
-    optimises them better than parfor bodies).
-    """
-    p = len(pt)  # a compile-time constant: the length of the tuple type
-    n = pos.shape[0]
-    nx = shape[0]
-    nyz = shape[1] * shape[2]
-    nslab = max(1, nx // width)
-
-    # 1. stable parallel counting sort by x-slab; the order is unique, whatever nparts or
-    #    the thread count, so the summation order below is too
-    hist = np.zeros((nparts, nslab), np.int64)
-    for t in prange(nparts):
-        _slab_hist(
-            pos, inv, nx, pt, shift, width, nslab, n * t // nparts, n * (t + 1) // nparts, hist[t]
-        )
-    start = np.zeros(nslab + 1, np.int64)
-    cursor = np.zeros((nparts, nslab), np.int64)
-    acc = 0
-    for k in range(nslab):
-        start[k] = acc
-        for t in range(nparts):
-            cursor[t, k] = acc
-            acc += hist[t, k]
-    start[nslab] = acc
-    for t in prange(nparts):
-        lo = n * t // nparts
-        hi = n * (t + 1) // nparts
-        _slab_scatter(
-            pos, weights, has_w, inv, nx, pt, shift, width, nslab, lo, hi, cursor[t], spos, sw
-        )
-
-    # 2. every slab writes its own planes; shared planes wait in ``edges``
-    if nslab == 1:
-        _slab_deposit(
-            spos, sw, has_w, shape, inv, pt, shift, 0, nx, 0, n, np.zeros((0, 0, 0)), flat
-        )
-        return flat
-    edges = np.zeros((nslab, 2, p - 1, nyz), np.float64)
-    for k in prange(nslab):
-        x0 = k * width
-        size = width if k < nslab - 1 else nx - x0
-        _slab_deposit(
-            spos, sw, has_w, shape, inv, pt, shift, x0, size, start[k], start[k + 1], edges[k],
-            flat,
-        )  # fmt: skip
-
-    # 3. shared planes: head of slab k + ghost of slab k - 1 (periodic), one rounding
-    for k in prange(nslab):
-        prev = k - 1 if k > 0 else nslab - 1
-        for a in range(p - 1):
-            o = (k * width + a) * nyz
-            for q in range(nyz):
-                flat[o + q] += edges[k, 0, a, q] + edges[prev, 1, a, q]
-    return flat
 
 
 @njit(cache=True, nogil=True)
@@ -702,25 +550,10 @@ def deposit(
     n = pos.shape[0]
     if n == 0:
         return out
-    # sorted copies: the particles regrouped by x-slab (the memory cost of the speed)
-    spos = np.empty_like(pos)
-    sw = np.empty(n, np.float64) if w is not None else np.zeros(1)
+    from bigpaint.mesh.assign_planes import deposit_planes
+
     inv = np.array([s / b for s, b in zip(shape, box, strict=True)], np.float64)
-    nparts = int(min(n, 4 * numba.get_num_threads()))
-    _deposit_slabs(
-        pos,
-        w if w is not None else np.zeros(1),
-        w is not None,
-        np.array(shape, np.int64),
-        inv,
-        (0,) * p,
-        float(shift),
-        _SLAB_WIDTH,
-        nparts,
-        spos,
-        sw,
-        out.reshape(-1),
-    )
+    deposit_planes(pos, w, shape, inv, p, float(shift), out.reshape(-1))
     return out
 
 
