@@ -343,7 +343,7 @@ def run_sample(
         record = {
             "format": "bigpaint-halos",
             "operation": "sample",
-            "box_size": list(plan.meta.box_size),
+            "box_size": _box_record(plan.meta.box_size),
             "redshift": plan.meta.redshift,
             "cosmology": None if plan.meta.cosmology is None else plan.meta.cosmology.model_dump(),
             "mass_bins": plan.edges.tolist(),
@@ -420,6 +420,11 @@ def sample_catalogue(
         velocity=velocity, chunks=chunks, overwrite=overwrite,
     )  # fmt: skip
     return run_sample(plan, overwrite=overwrite, progress=progress)
+
+
+def _box_record(box: tuple[float, float, float]) -> float | list[float]:
+    """The box in Mpc/h as the FoF catalogue records it: one number for a cube."""
+    return float(box[0]) if len(set(box)) == 1 else [float(b) for b in box]
 
 
 def _version() -> str:

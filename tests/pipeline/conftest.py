@@ -70,7 +70,12 @@ def _content(path: Path, rel: str) -> Any:
         text = raw.decode()
         return text[: text.index(TIMINGS_BEGIN)] + text[text.index(TIMINGS_END) :]
     if path.suffix == ".json":
-        return _stable(json.loads(raw))
+        data = json.loads(raw)
+        if path.name == "zarr.json" and "attributes" in data:  # a Field's records, nested
+            from bigpaint.field_meta import decode_attrs
+
+            data["attributes"] = decode_attrs(data["attributes"])
+        return _stable(data)
     if path.name.endswith("metrics.csv"):  # the elapsed_s column is wall time
         rows = list(csv.DictReader(io.StringIO(raw.decode())))
         return [_stable(r) for r in rows]
