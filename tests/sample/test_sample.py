@@ -8,6 +8,7 @@ must give the identical catalogue, and a killed run resumes to that same catalog
 from __future__ import annotations
 
 import functools
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,24 @@ def test_negative_expectations_sample_as_zero_and_are_recorded(tmp_path):
     assert record["negative_sum"] == pytest.approx(-0.5 * 3 * 36)
     counts = _rebin(table, (6, 6, 6), 2)
     assert counts[0, :3].sum() == 0 and counts[0, 3:].sum() > 0
+
+
+def test_model_masses_follow_the_mass_function_of_the_bin(tmp_path):
+    from scipy.integrate import cumulative_trapezoid
+
+    from bigpaint.sim.fof import model_mass_function
+
+    lam = _expected((8, 8, 8), mean=(4.0, 4.0))
+    out = sample_catalogue(_painted(tmp_path / "p.zarr", lam, chunks=8), tmp_path / "h.parquet",
+                           seed=8)  # fmt: skip
+    table = pq.read_table(out.path)
+    for c, (lo, hi) in enumerate(itertools.pairwise(BINS)):
+        m = table["mass"].to_numpy()[table["bin"].to_numpy() == c]
+        grid = np.geomspace(lo, hi, 2001)  # an independent, finer table of dn/dlnM
+        dn = model_mass_function({}, grid, 0.0)
+        cdf = cumulative_trapezoid(dn, np.log(grid), initial=0.0)
+        assert stats.kstest(m, lambda x, g=grid, f=cdf: np.interp(x, g, f / f[-1])).pvalue > 1e-3
+        # and not uniform in ln M: the mass function falls across the bin
+        assert (
+            stats.kstest(m, lambda x, lo=lo, hi=hi: np.log(x / lo) / np.log(hi / lo)).pvalue < 1e-3
+        )
