@@ -39,14 +39,11 @@ where the ICs are not at z = 0.
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import dask.array as da
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from bigpaint.errors import ConfigError, FieldNotFoundError, MetadataError, ShapeError
 from bigpaint.ics.grf import (
@@ -57,6 +54,17 @@ from bigpaint.ics.grf import (
     precision_dtypes,
     shape_modes,
 )
+from bigpaint.ics.ic_spec import (
+    LATTICES,
+    ExternalICs,
+    InitialConditions,
+    file_identity,
+    growth_normalisation,
+    ic_redshift,
+    same_box,
+    same_grid,
+)
+from bigpaint.ics.lattice import particle_modes, particle_modes_array, resolve_particles
 from bigpaint.ics.power import LinearPower
 
 __all__ = [
@@ -64,143 +72,44 @@ __all__ = [
     "InitialConditions",
     "external_linear_field",
     "external_modes_array",
+    "initial_modes",
     "read_cube",
     "resolve_initial_conditions",
 ]
 
-Kind = Literal["linear_density", "white_noise", "particles"]
-LATTICES = {"centres": 0.5, "corners": 0.0}
 
+def initial_modes(
+    ics: ExternalICs,
+    *,
+    power: LinearPower,
+    precision: Precision = "single",
+    backend: str = "slab",
+    fixed_amplitude: bool = False,
+    paired: bool = False,
+    scratch: str | None = None,
+    progress: bool = False,
+) -> da.Array:
+    """``delta_k`` at z = 0 of resolved external ICs (numpy ``rfftn`` layout), lazily.
 
-class InitialConditions(BaseModel):
-    """The ``initial_conditions`` section of an ``ics`` or ``lpt`` config.
-
-    Attributes
-    ----------
-    kind : {"linear_density", "white_noise", "particles"}
-    path : str
-        A Field (Zarr), a ``.npy`` cube (``linear_density``, ``white_noise``), or particles
-        (Gadget HDF5 or binary snapshot, ``.npy`` (N, 3) positions in Mpc/h, Zarr).
-    redshift : float, optional
-        Redshift of a linear density or of the particles; default from the file when it
-        records one (refused when both are given and disagree).
-    growth : "engine" or float, optional
-        Growth normalisation ``D(z) / D(0)`` the ICs were scaled with at ``redshift``:
-        ``engine`` for bigpaint's own growth factor of the configured cosmology, or the
-        number. Required when ``redshift > 0``.
-    lattice : {"centres", "corners"}, optional
-        Where sample ``i`` sits: ``(i + 1/2) L / N`` or ``i L / N``. Default: centres for a
-        Field, measured for particles; required for a ``.npy`` cube.
-    order : {1, 2}
-        LPT order the particle ICs were made with (Zel'dovich: 1; 2LPT: 2).
-    ptype : int
-        Gadget particle type (1: dark matter).
-    length_unit : {"kpc/h", "Mpc/h"}, optional
-        Gadget length unit; default from the snapshot.
+    ``scratch`` (a directory bigpaint may create) is needed for particles.
     """
+    shape = cube_shape(ics.grid)
+    real, cplx = precision_dtypes(precision)
+    chunks = fft_input_chunks(shape, precision, backend)
+    if ics.kind == "particles":
+        if scratch is None:
+            raise ConfigError("recovering the linear field from particles needs a scratch_dir")
+        return particle_modes(ics, precision=precision, backend=backend, scratch=scratch)
+    cube = read_cube(ics.path, ics.is_field, chunks).astype(real)
+    if ics.kind == "white_noise":
+        return noise_modes(
+            cube, ics.box_size, power=power, fixed_amplitude=fixed_amplitude,
+            paired=paired, precision=precision, backend=backend,
+        )  # fmt: skip
+    from bigpaint.mesh.fft import rfftn
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: Kind
-    path: str
-    redshift: float | None = Field(None, ge=0)
-    growth: Literal["engine"] | float | None = None
-    lattice: Literal["centres", "corners"] | None = None
-    order: Literal[1, 2] = 2
-    ptype: int = Field(1, ge=0)
-    length_unit: str | None = None
-
-
-@dataclass(frozen=True)
-class ExternalICs:
-    """Initial conditions resolved and checked against the config (picklable).
-
-    Attributes
-    ----------
-    kind : str
-    path : str
-        Absolute path of the input.
-    grid : int
-        Lattice points per side.
-    box_size : float
-        Mpc/h.
-    redshift : float
-        Of the input (0 for white noise).
-    growth : float
-        ``D1(redshift) / D1(0)`` the input is scaled with (1 at z = 0 and for white noise).
-    d2_ratio : float
-        ``D2 / D1^2`` at ``redshift`` (bigpaint's, about ``-3/7``), for particles.
-    lattice_offset : float
-        Lattice offset in cells (0.5 centres, 0 corners).
-    is_field : bool
-        A Zarr Field (else a ``.npy`` file, or a particle source for particles).
-    identity : str
-        Size and modification time of the input, so that a changed input is a new job.
-    options : dict
-        Reader options (particles: ptype, length unit).
-    """
-
-    kind: str
-    path: str
-    grid: int
-    box_size: float
-    redshift: float
-    growth: float
-    d2_ratio: float
-    lattice_offset: float
-    is_field: bool
-    identity: str
-    options: tuple[tuple[str, Any], ...] = ()
-
-    def check(self, *, grid: int, box_size: float) -> dict[str, Any]:
-        """Refuse a grid or box other than the config's; the record kept in provenance."""
-        _same_grid(self.grid, grid, self.path)
-        _same_box(self.box_size, box_size, self.path)
-        return {
-            "kind": self.kind,
-            "path": self.path,
-            "redshift": self.redshift,
-            "growth": self.growth,
-            "lattice_offset": self.lattice_offset,
-            "identity": self.identity,
-        }
-
-    def modes(
-        self,
-        *,
-        power: LinearPower,
-        precision: Precision = "single",
-        backend: str = "slab",
-        fixed_amplitude: bool = False,
-        paired: bool = False,
-        scratch: str | None = None,
-        progress: bool = False,
-    ) -> da.Array:
-        """``delta_k`` at z = 0 (numpy ``rfftn`` layout), lazily.
-
-        ``scratch`` (a directory bigpaint may create) is needed for particles.
-        """
-        shape = cube_shape(self.grid)
-        real, cplx = precision_dtypes(precision)
-        chunks = fft_input_chunks(shape, precision, backend)
-        if self.kind == "particles":
-            from bigpaint.ics.lattice import particle_modes
-
-            if scratch is None:
-                raise ConfigError("recovering the linear field from particles needs a scratch_dir")
-            return particle_modes(self, precision=precision, backend=backend, scratch=scratch)
-        cube = read_cube(self.path, self.is_field, chunks).astype(real)
-        if self.kind == "white_noise":
-            return noise_modes(
-                cube, self.box_size, power=power, fixed_amplitude=fixed_amplitude,
-                paired=paired, precision=precision, backend=backend,
-            )  # fmt: skip
-        from bigpaint.mesh.fft import rfftn
-
-        fk = rfftn(cube, backend=backend, check_finite=False)
-        return fk.map_blocks(
-            _scale_block, factor=1.0 / self.growth, dtype=cplx, meta=np.array((), cplx)
-        )
+    fk = rfftn(cube, backend=backend, check_finite=False)
+    return fk.map_blocks(_scale_block, factor=1.0 / ics.growth, dtype=cplx, meta=np.array((), cplx))
 
 
 def _scale_block(fk: np.ndarray, factor: float, block_info: Any = None) -> np.ndarray:
@@ -239,15 +148,13 @@ def external_modes_array(
     fixed_amplitude: bool = False,
     paired: bool = False,
 ) -> np.ndarray:
-    """In-memory :meth:`ExternalICs.modes` (float64; the reference of the chunked path)."""
+    """In-memory :func:`initial_modes` (float64; the reference of the chunked path)."""
     import scipy.fft
 
     from bigpaint.mesh.kgrid import full_location, rfft_shape
 
     shape = cube_shape(ics.grid)
     if ics.kind == "particles":
-        from bigpaint.ics.lattice import particle_modes_array
-
         return particle_modes_array(ics)
     cube = np.asarray(read_cube(ics.path, ics.is_field, shape).compute(), dtype=np.float64)
     fk = scipy.fft.rfftn(cube)
@@ -262,68 +169,6 @@ def external_modes_array(
 
 
 # ---------------------------------------------------------------- resolving and refusing
-
-
-def _same_grid(have: int, want: int, path: str) -> None:
-    if int(have) != int(want):
-        raise MetadataError(
-            f"initial conditions {path} are on a {have}^3 grid but the config's grid is "
-            f"{want}; set grid: {have}, or give ICs of {want}^3"
-        )
-
-
-def _same_box(have: float, want: float, path: str) -> None:
-    if not math.isclose(float(have), float(want), rel_tol=1e-6):
-        raise MetadataError(
-            f"initial conditions {path} have box {have:g} Mpc/h but the config's box_size is "
-            f"{want:g}; set box_size: {have:g}, or give ICs of that box"
-        )
-
-
-def _identity(path: str) -> str:
-    target = os.path.join(path, "zarr.json") if os.path.isdir(path) else path
-    st = os.stat(target)
-    return f"{st.st_size}-{st.st_mtime_ns}"
-
-
-def _growth(
-    spec: InitialConditions, redshift: float, power: LinearPower, path: str
-) -> tuple[float, float]:
-    """``(D1(z)/D1(0), D2/D1^2 at z)`` of the ICs; refuses a missing normalisation."""
-    a = 1.0 / (1.0 + redshift)
-    bg = power.background
-    ratio = float(bg.D2(a)) / float(bg.D1(a)) ** 2
-    if spec.growth not in (None, "engine"):
-        g = float(spec.growth)  # type: ignore[arg-type]
-        if not (math.isfinite(g) and 0 < g <= 1.5):
-            raise ConfigError(f"initial_conditions.growth must be in (0, 1.5] (D(z)/D(0)), got {g}")
-    if redshift == 0:
-        return 1.0, ratio
-    if spec.growth is None:
-        raise ConfigError(
-            f"initial conditions {path} are at z = {redshift:g}: state the growth "
-            "normalisation they were scaled with (initial_conditions.growth: engine for "
-            "bigpaint's D1(z) of this cosmology, or the number D(z)/D(0) your code used)"
-        )
-    if spec.growth == "engine":
-        return float(bg.D1(a)), ratio
-    return float(spec.growth), ratio  # type: ignore[arg-type]
-
-
-def _redshift(spec: InitialConditions, recorded: float | None, path: str) -> float:
-    if spec.redshift is not None and recorded is not None:
-        if not math.isclose(spec.redshift, recorded, rel_tol=1e-6, abs_tol=1e-6):
-            raise MetadataError(
-                f"initial conditions {path} are at z = {recorded:g} but the config says "
-                f"initial_conditions.redshift: {spec.redshift:g}; drop it or fix it"
-            )
-    z = spec.redshift if spec.redshift is not None else recorded
-    if z is None:
-        raise ConfigError(
-            f"initial conditions {path} record no redshift: state initial_conditions.redshift "
-            "(0 for a field at z = 0)"
-        )
-    return float(z)
 
 
 def _field_cube(spec: InitialConditions, path: str) -> tuple[int, float | None, float | None, bool]:
@@ -379,12 +224,10 @@ def resolve_initial_conditions(
     if not os.path.exists(path) and spec.kind != "particles":
         raise FieldNotFoundError(f"no initial conditions at {path}; check initial_conditions.path")
     if spec.kind == "particles":
-        from bigpaint.ics.lattice import resolve_particles
-
         return resolve_particles(spec, path, grid=grid, box_size=box_size, power=power)
     n, box, recorded, is_field = _field_cube(spec, path)
-    _same_grid(n, grid, path)
-    _same_box(box if box is not None else box_size, box_size, path)
+    same_grid(n, grid, path)
+    same_box(box if box is not None else box_size, box_size, path)
     if spec.lattice is None and not is_field:
         raise ConfigError(
             f"{path} does not say where its samples sit: state initial_conditions.lattice "
@@ -399,10 +242,10 @@ def resolve_initial_conditions(
             )
         z, growth, ratio = 0.0, 1.0, -3.0 / 7.0
     else:
-        z = _redshift(spec, recorded, path)
-        growth, ratio = _growth(spec, z, power, path)
+        z = ic_redshift(spec, recorded, path)
+        growth, ratio = growth_normalisation(spec, z, power, path)
     return ExternalICs(
-        spec.kind, path, n, float(box_size), z, growth, ratio, offset, is_field, _identity(path)
+        spec.kind, path, n, float(box_size), z, growth, ratio, offset, is_field, file_identity(path)
     )
 
 
@@ -469,7 +312,8 @@ def external_linear_field(
     with writing({"output": output}):
         owned_dir(scratch, purpose="initial-condition scratch stores")
         try:
-            fk = initial.modes(
+            fk = initial_modes(
+                initial,
                 power=power, precision=precision, backend=backend,
                 fixed_amplitude=fixed_amplitude, paired=paired, scratch=scratch,
             )  # fmt: skip

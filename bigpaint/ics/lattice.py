@@ -40,10 +40,18 @@ from bigpaint.ics.grf import (
     precision_dtypes,
     slab_chunks,
 )
+from bigpaint.ics.ic_spec import (
+    LATTICES,
+    ExternalICs,
+    InitialConditions,
+    file_identity,
+    growth_normalisation,
+    ic_redshift,
+    same_box,
+)
 from bigpaint.ics.lpt_fourier import gradient_multiplier, second_order_source
 
 if TYPE_CHECKING:
-    from bigpaint.ics.external import ExternalICs, InitialConditions
     from bigpaint.ics.power import LinearPower
 
 __all__ = [
@@ -109,15 +117,6 @@ def resolve_particles(
     spec: InitialConditions, path: str, *, grid: int, box_size: float, power: LinearPower
 ) -> ExternalICs:
     """Check particle ICs against the config and measure their lattice (one read pass)."""
-    from bigpaint.ics.external import (
-        LATTICES,
-        ExternalICs,
-        _growth,
-        _identity,
-        _redshift,
-        _same_box,
-    )
-
     options: dict[str, Any] = {"ptype": spec.ptype}
     if spec.length_unit is not None:
         options["length_unit"] = spec.length_unit
@@ -125,7 +124,7 @@ def resolve_particles(
     box = src.box_size
     if box is None or len(set(box)) != 1:
         raise MetadataError(f"{path}: particle ICs need a cubic box, got {box}")
-    _same_box(box[0], box_size, path)
+    same_box(box[0], box_size, path)
     n = int(src.n_particles)
     if n != grid**3:
         side = round(n ** (1 / 3))
@@ -133,8 +132,8 @@ def resolve_particles(
         raise MetadataError(
             f"initial conditions {path} hold {n} particles, not grid^3 = {grid**3}; {hint}"
         )
-    z = _redshift(spec, getattr(src, "redshift", None), path)
-    growth, ratio = _growth(spec, z, power, path)
+    z = ic_redshift(spec, getattr(src, "redshift", None), path)
+    growth, ratio = growth_normalisation(spec, z, power, path)
     if spec.order == 1:
         ratio = 0.0  # Zel'dovich ICs: no second-order displacement to take out
     offset, coherence = _measure_offset(src, grid, float(box[0]))
@@ -151,7 +150,7 @@ def resolve_particles(
     files = getattr(src, "files", None) or (path,)
     return ExternalICs(
         "particles", path, grid, float(box_size), z, growth, ratio, offset, False,
-        f"{n}-{_identity(files[0])}", tuple(sorted(options.items())),
+        f"{n}-{file_identity(files[0])}", tuple(sorted(options.items())),
     )  # fmt: skip
 
 

@@ -39,6 +39,7 @@ import numpy as np
 from bigpaint.chunked.grid import BlockGrid, default_chunks
 from bigpaint.errors import ConfigError, FieldExistsError
 from bigpaint.field import FieldWriter, create_field, job_token, open_field, zarr_array
+from bigpaint.ics.external import initial_modes
 from bigpaint.ics.grf import (
     Precision,
     box_length,
@@ -50,7 +51,7 @@ from bigpaint.ics.grf import (
 )
 from bigpaint.ics.lpt_fourier import (
     Order,
-    _displacement_block,
+    displacement_block,
     displacement_modes,
     lagrangian_grid,
     lpt_displacement_array,
@@ -61,10 +62,10 @@ from bigpaint.ics.lpt_fourier import (
 from bigpaint.ics.noise import white_noise_array
 from bigpaint.ics.particle_store import (
     ParticleStore,
-    _write_particle_block,
     is_complete,
     lagrangian_block,
     open_store,
+    write_particle_block,
     write_particles,
 )
 from bigpaint.ics.power import LinearPower
@@ -72,7 +73,7 @@ from bigpaint.mesh.fft import irfftn, rfftn
 from bigpaint.outputs import check_apart, owned_dir, remove_owned, writing
 
 if TYPE_CHECKING:
-    from bigpaint.ics.external import ExternalICs
+    from bigpaint.ics.ic_spec import ExternalICs
 
 __all__ = [
     "LPTResult",
@@ -283,7 +284,7 @@ def _displacements(
     def component(axis: int, c1: float, c2: float) -> da.Array:
         args = (fk,) if s2k is None else (fk, s2k.rechunk(fk.chunks))
         mk = da.map_blocks(
-            _displacement_block,
+            displacement_block,
             *args,
             axis=axis,
             shape=plan.shape,
@@ -469,7 +470,8 @@ def _external_modes(
     from bigpaint.errors import BigpaintError
 
     try:
-        return initial.modes(
+        return initial_modes(
+            initial,
             power=power,
             precision=plan.precision,
             backend=plan.backend,
@@ -513,7 +515,7 @@ def _run(
             overwrite=overwrite, progress=progress,
         )  # fmt: skip
     # looked up here at call time, so a test can wrap the cube writer of this module
-    write_particles(store, psi, vel, progress=progress, block_writer=_write_particle_block)
+    write_particles(store, psi, vel, progress=progress, block_writer=write_particle_block)
     if overwrite and os.path.exists(output):
         shutil.rmtree(output)
     writer = deposit_to_field(

@@ -37,6 +37,7 @@ from bigpaint.mesh.kgrid import full_location, rfft_shape
 __all__ = [
     "PAIRS",
     "Order",
+    "displacement_block",
     "displacement_modes",
     "gradient_multiplier",
     "hessian_multiplier",
@@ -117,9 +118,11 @@ def displacement_modes(
     return (1j * g * src).astype(fk.dtype)
 
 
-def _displacement_block(
+def displacement_block(
     fk: np.ndarray, s2k: np.ndarray | None = None, block_info: Any = None, **kw: Any
 ) -> np.ndarray:
+    """Dask block function: :func:`displacement_modes` of one block of ``delta_k`` (and of
+    the 2LPT source ``s2k``), located by ``block_info``."""
     loc = [tuple(r) for r in block_info[0]["array-location"]]
     return displacement_modes(fk, s2k, loc, **kw)
 

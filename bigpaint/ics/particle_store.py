@@ -24,7 +24,14 @@ from bigpaint.ics.lpt_fourier import lagrangian_grid
 from bigpaint.progress import compute
 from bigpaint.store import remove_stale_partials
 
-__all__ = ["ParticleStore", "is_complete", "lagrangian_block", "open_store", "write_particles"]
+__all__ = [
+    "ParticleStore",
+    "is_complete",
+    "lagrangian_block",
+    "open_store",
+    "write_particle_block",
+    "write_particles",
+]
 
 
 def lagrangian_block(grid: int, size: int) -> int:
@@ -100,9 +107,12 @@ def open_store(
     return store
 
 
-def _write_particle_block(
+def write_particle_block(
     *arrays: np.ndarray, store: ParticleStore, todo: frozenset[int], block_info: Any = None
 ) -> np.ndarray:
+    """Dask block function: write one Lagrangian cube's particles (positions in Mpc/h from
+    the displacements ``arrays[:3]``, velocities in km/s from ``arrays[3:]`` when present)
+    into the store, if its cube id is in ``todo``; returns a one-element marker."""
     import zarr
 
     idx = tuple(int(i) for i in block_info[0]["chunk-location"])
@@ -139,7 +149,7 @@ def write_particles(
 ) -> int:
     """Write displaced Lagrangian cubes (``psi``, optional ``vel``) into a particle store
     (``progress``: see :func:`bigpaint.progress.compute`; ``block_writer`` replaces the
-    per-cube task, default :func:`_write_particle_block`)."""
+    per-cube task, default :func:`write_particle_block`)."""
     import zarr
 
     g = zarr.open_group(store=store.url, mode="r")
@@ -149,7 +159,7 @@ def write_particles(
         cubes = ((store.block,) * store.nblocks,) * 3
         arrays = [a.rechunk(cubes) for a in (*psi, *(vel or ()))]
         flags = da.map_blocks(
-            block_writer or _write_particle_block,
+            block_writer or write_particle_block,
             *arrays,
             store=store,
             todo=todo,
