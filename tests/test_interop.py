@@ -33,6 +33,7 @@ from bigpaint.field import (
 from bigpaint.field_meta import decode_attrs
 from bigpaint.filters import smooth
 from bigpaint.ics.noise import white_noise
+from bigpaint.mesh.deposit import deposit_to_field
 from bigpaint.sim.fof import write_catalogue
 from bigpaint.stats import compare_spectra, pixel_pdf, power_spectrum, read_table, write_table
 from bigpaint.stats.evaluate_output import flatten
@@ -54,8 +55,9 @@ COUNTS = {
 
 
 def _fields(root: Path) -> dict[str, str]:
-    """One Field of each kind bigpaint writes: written whole, block by block by a command,
-    sharded, integer labels, 4-D counts with mass bins, and one annotated after the fact."""
+    """One Field of each kind bigpaint writes: written whole, block by block by a command
+    (smooth, white noise, a particle deposit), sharded, integer labels, 4-D counts with mass
+    bins, and one annotated after the fact."""
     rng = np.random.default_rng(0)
     delta = rng.standard_normal((8, 8, 8)).astype("f4")
     meta = {"box_size": BOX, "kind": "delta", "units": "1", "redshift": 0.0,
@@ -79,6 +81,12 @@ def _fields(root: Path) -> dict[str, str]:
         ).url,
     }
     out["smoothed"] = smooth(out["delta"], str(root / "sm.zarr"), 4.0).url
+    np.save(root / "parts.npy", rng.random((2000, 3)) * BOX)
+    out["deposit"] = deposit_to_field(
+        str(root / "parts.npy"), str(root / "dep.zarr"), nmesh=8, chunks=4, box_size=BOX,
+        scheme="tsc", redshift=1.0,
+        cosmology={"Omega_m": 0.3, "Omega_b": 0.05, "h": 0.7, "n_s": 0.96, "sigma_8": 0.8},
+    ).url  # fmt: skip
     out["noise"] = white_noise(
         str(root / "n.zarr"), grid=8, box_size=BOX, seed=3, chunks=4, tile=8
     ).url
