@@ -12,9 +12,10 @@ grid's dtype once, and every cell's sum is taken in an order fixed by the input 
 Memory: sorting all particles at once copies the positions, which made a deposit's peak
 twice that of the positions and the grid. The slabs are therefore sorted and deposited a
 group of consecutive slabs at a time, and the scratch copy holds one group: at most
-``SCRATCH_FRACTION`` of the particles (or the fullest slab, if more). Each further group
-costs one more read of the positions (sequential, cheap next to the scattered adds). The
-shared planes cost half a float32 grid more (two float64 planes per eight for CIC).
+``SCRATCH_FRACTION`` of the particles (or the fullest slab, if more). The first pass keeps
+every particle's slab in one byte (two past 256 slabs), so each further group reads those
+bytes, not the positions, to find its particles. The shared planes cost half a float32 grid
+more (two float64 planes per eight for CIC).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ __all__ = ["SCRATCH_FRACTION", "deposit_planes"]
 _SLAB_WIDTH = 8
 
 #: Largest share of the particles copied at once (the scratch of one group of slabs).
-SCRATCH_FRACTION = 0.25
+SCRATCH_FRACTION = 0.125
 
 
 @njit(cache=True)
@@ -42,19 +43,20 @@ def _slab_of(i0, nslab):
 
 
 @njit(cache=True, nogil=True)
-def _slab_hist(pos, inv, nx, pt, shift, nslab, lo, hi, hist):
-    p = len(pt)  # a compile-time constant: the length of the tuple type
-    for i in range(lo, hi):
-        hist[_slab_of(axis_weights(pos[i, 0], inv[0], nx, p, shift)[0], nslab)] += 1
-
-
-@njit(cache=True, nogil=True)
-def _slab_scatter(pos, weights, has_w, inv, nx, pt, shift, nslab, k0, k1, lo, hi, cur, spos, sw):
-    """Copy particles lo..hi-1 of slabs k0..k1-1 to their slab's run of ``spos``/``sw``
-    (stable)."""
+def _slab_hist(pos, inv, nx, pt, shift, nslab, lo, hi, hist, slab):
     p = len(pt)  # a compile-time constant: the length of the tuple type
     for i in range(lo, hi):
         k = _slab_of(axis_weights(pos[i, 0], inv[0], nx, p, shift)[0], nslab)
+        slab[i] = k
+        hist[k] += 1
+
+
+@njit(cache=True, nogil=True)
+def _slab_scatter(pos, weights, has_w, slab, k0, k1, lo, hi, cur, spos, sw):
+    """Copy particles lo..hi-1 of slabs k0..k1-1 to their slab's run of ``spos``/``sw``
+    (stable)."""
+    for i in range(lo, hi):
+        k = np.int64(slab[i])
         if k < k0 or k >= k1:
             continue
         j = cur[k]
@@ -137,7 +139,7 @@ def _groups(counts, cap):
 
 
 @njit(parallel=True, cache=True)
-def _deposit_slabs(pos, weights, has_w, shape, inv, pt, shift, nparts, fraction, flat):
+def _deposit_slabs(pos, weights, has_w, shape, inv, pt, shift, nparts, fraction, slab, flat):
     """Race-free parallel deposit into the flat C-order grid ``flat`` of ``shape``, a group
     of slabs at a time (see the module notes). The loop bodies are separate serial
     functions (numba optimises them better than parfor bodies)."""
@@ -155,7 +157,8 @@ def _deposit_slabs(pos, weights, has_w, shape, inv, pt, shift, nparts, fraction,
     # 1. particles per slab per part of the input (the order of a stable counting sort)
     hist = np.zeros((nparts, nslab), np.int64)
     for t in prange(nparts):
-        _slab_hist(pos, inv, nx, pt, shift, nslab, n * t // nparts, n * (t + 1) // nparts, hist[t])
+        lo = n * t // nparts
+        _slab_hist(pos, inv, nx, pt, shift, nslab, lo, n * (t + 1) // nparts, hist[t], slab)
     counts = hist.sum(axis=0)
     groups = _groups(counts, max(1, int(fraction * n)))
     cap = 0
@@ -181,8 +184,8 @@ def _deposit_slabs(pos, weights, has_w, shape, inv, pt, shift, nparts, fraction,
         start[k1] = acc
         for t in prange(nparts):
             _slab_scatter(
-                pos, weights, has_w, inv, nx, pt, shift, nslab, k0, k1, n * t // nparts,
-                n * (t + 1) // nparts, cursor[t], spos, sw,
+                pos, weights, has_w, slab, k0, k1, n * t // nparts, n * (t + 1) // nparts,
+                cursor[t], spos, sw,
             )  # fmt: skip
         for k in prange(k0, k1):
             x0 = k * _SLAB_WIDTH
@@ -236,6 +239,8 @@ def deposit_planes(
         ``flat``.
     """
     nparts = int(min(pos.shape[0], 4 * numba.get_num_threads()))
+    nslab = max(1, shape[0] // _SLAB_WIDTH)
+    slab = np.empty(pos.shape[0] if nslab > 1 else 0, np.uint8 if nslab <= 256 else np.uint16)
     _deposit_slabs(
         pos,
         weights if weights is not None else np.zeros(1),
@@ -246,6 +251,7 @@ def deposit_planes(
         float(shift),
         max(1, nparts),
         float(SCRATCH_FRACTION),
+        slab,
         flat,
     )
     return flat
