@@ -90,6 +90,13 @@ def _fields(root: Path) -> dict[str, str]:
     out["noise"] = white_noise(
         str(root / "n.zarr"), grid=8, box_size=BOX, seed=3, chunks=4, tile=8
     ).url
+    from bigpaint.ics.lpt import lpt_density
+    from bigpaint.ics.power import linear_power
+
+    out["lpt"] = lpt_density(
+        str(root / "lpt.zarr"), grid=8, box_size=BOX, seed=3, tile=8, chunks=4, block=4,
+        power=linear_power(),
+    ).density.url  # fmt: skip
     annotated = write_array(str(root / "a.zarr"), delta, chunks=4, meta=meta).url
     update_attrs(annotated, provenance={"clip": [0.1, 0.2]}, cosmology={"h": 0.7})
     out["annotated"] = annotated
@@ -131,6 +138,12 @@ def test_netcdf_round_trips_values_and_metadata(fields, tmp_path):
 def _as_attrs(ds: xr.Dataset) -> xr.Dataset:
     ds.attrs = decode_attrs(ds.attrs)
     return ds
+
+
+def test_the_lpt_record_reads_back_with_the_deposit_it_came_from(fields):
+    prov = open_field(fields["lpt"]).attrs["provenance"]
+    assert prov["operation"] == "lpt" and prov["deposit_operation"] == "deposit", prov
+    assert field_meta(open_field(fields["lpt"])).cosmology is not None
 
 
 def test_annotations_stay_netcdf_safe_and_read_back_nested(fields):

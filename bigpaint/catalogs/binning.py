@@ -88,7 +88,15 @@ def bin_halos(
     from bigpaint.store import store_exists
 
     where = halos.info.get("catalogue", "the catalogue")
-    stored = None if halos.box_size is None else (float(halos.box_size),) * 3
+    stored = None
+    if halos.box_size is not None:  # one number (FoF, sampled) or three (protohalo catalogues)
+        sides = np.atleast_1d(np.asarray(halos.box_size, np.float64)).ravel()
+        if sides.size not in (1, 3) or not np.allclose(sides, sides[0], rtol=1e-9):
+            raise MetadataError(
+                f"{where} records a box of {list(sides)} Mpc/h; bigpaint bin counts halos on "
+                "a cubic box only"
+            )
+        stored = (float(sides[0]),) * 3
     box = resolve_box_size(stored, box_size, where=f"the box size recorded in {where}")[0]  # type: ignore[index]
     edges = np.asarray(mass_bins, np.float64)
     if edges.ndim != 1 or edges.size < 2 or edges[0] <= 0 or np.any(np.diff(edges) <= 0):

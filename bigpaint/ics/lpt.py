@@ -572,13 +572,18 @@ def _particle_store(
 
 
 def _annotate(writer: FieldWriter, cosmology: Any, extra: dict[str, Any]) -> None:
-    """Add the cosmology and LPT provenance to a Field written by the deposition."""
+    """Add the cosmology and LPT provenance to a Field written by the deposition (in the
+    stored, netCDF-safe form of :func:`bigpaint.field.update_attrs`)."""
     import zarr
 
-    g = zarr.open_group(store=writer.url, mode="r+")
-    prov = dict(g.attrs.get("provenance") or {})
-    prov["deposit_operation"] = prov.get("operation")
-    prov["operation"] = "lpt"
-    prov.update(extra)
-    g.attrs["provenance"] = json.loads(json.dumps(prov, default=str))
-    g.attrs["cosmology"] = json.loads(cosmology.model_dump_json())
+    from bigpaint.field import update_attrs
+    from bigpaint.field_meta import decode_attrs
+
+    g = zarr.open_group(store=writer.url, mode="r")
+    operation = (decode_attrs(g.attrs).get("provenance") or {}).get("operation")
+    prov = {"deposit_operation": operation, "operation": "lpt", **extra}
+    update_attrs(
+        writer.url,
+        provenance=json.loads(json.dumps(prov, default=str)),
+        cosmology=json.loads(cosmology.model_dump_json()),
+    )

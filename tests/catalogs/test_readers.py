@@ -91,3 +91,21 @@ def test_fof_memory_refusal_and_estimate(rng):
     assert (
         np.isnan(table["vx"].to_numpy()).all() and meta["ids"] == "particle order in the snapshot"
     )
+
+
+def test_a_box_recorded_as_three_sides_is_read_and_a_non_cubic_one_refused(tmp_path, halos):
+    import json
+
+    mass, pos = halos
+    table = pa.table({"mass": mass, "x": pos[:, 0], "y": pos[:, 1], "z": pos[:, 2]})
+    for box, ok in (([100.0] * 3, True), ([100.0, 100.0, 50.0], False)):
+        rec = {"box_size": box, "units": {"mass": "Msun/h", "x": "Mpc/h"}}
+        path = tmp_path / f"h{len(set(box))}.parquet"
+        pq.write_table(table.replace_schema_metadata({"bigpaint": json.dumps(rec)}), path)
+        out = str(tmp_path / f"c{len(set(box))}.zarr")
+        if ok:
+            bin_halos(read_halos(path), out, grid=4, mass_bins=[1e12, 1e16])
+            assert field_meta(open_field(out)).box_size == (100.0,) * 3
+        else:
+            with pytest.raises(MetadataError, match="counts halos on a cubic box only"):
+                bin_halos(read_halos(path), out, grid=4, mass_bins=[1e12, 1e16])
