@@ -1,17 +1,21 @@
 """``bigpaint paint``: paint a Field with a trained painter, chunk by chunk.
 
-Thin: flags (or a YAML file, ``--config``) become a :class:`bigpaint.paint.config.PaintConfig`
-and one call of :func:`bigpaint.paint.paint_field`. The checkpoint is checked against the
-input before a cluster starts. Re-running the same command resumes.
+Thin: flags (or a YAML file, ``--config``, which flags override) become a
+:class:`bigpaint.paint.config.PaintConfig`, whose spec is planned here, so that the checkpoint
+is checked against the input before a cluster starts, and then run with that plan by
+:func:`bigpaint.paint.paint`. Re-running the same command resumes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bigpaint.cli._common import cluster_config, cluster_options, parse_chunks
+
+if TYPE_CHECKING:
+    from bigpaint.paint.plan import PaintPlan
 
 __all__ = ["register"]
 
@@ -94,24 +98,24 @@ def paint(
     from bigpaint.cluster import connect
     from bigpaint.config import load_config, parse_config
     from bigpaint.errors import ConfigError
-    from bigpaint.field import open_field
     from bigpaint.outputs import writing
-    from bigpaint.paint import paint_field, plan_paint
+    from bigpaint.paint import paint as run_paint
+    from bigpaint.paint import plan_spec
     from bigpaint.paint.config import PaintConfig
     from bigpaint.painters.card import parse_allow_mismatch
 
     if len(paths) not in (0, 2):
         raise ConfigError(f"give INPUT and OUTPUT (or neither, with --config), got {len(paths)}")
-    slab = {}
+    slab: dict[str, str | int] = {}
     if slab_axis is not None:
         slab["axis"] = slab_axis
     if slab_thickness is not None:
         slab["thickness"] = slab_thickness
-    overrides = {
+    overrides: dict[str, Any] = {
         "checkpoint": checkpoint,
         "input": paths[0] if paths else None,
         "output": paths[1] if paths else None,
-        "chunks": list(parse_chunks(chunks)) if chunks else None,
+        "chunks": parse_chunks(chunks) if chunks else None,
         "margin": margin,
         "device": device,
         "memory_budget": memory_budget,
@@ -137,45 +141,23 @@ def paint(
         cluster = cluster_config(cluster_file, workers)
     else:
         cluster = cfg.cluster
-    slab_arg = None if cfg.slab is None else cfg.slab.model_dump(exclude_none=True)
-    # refuse an incompatible checkpoint or input before a cluster starts
-    plan = plan_paint(
-        cfg.checkpoint,
-        open_field(cfg.input),
-        chunks=cfg.chunks,
-        margin=cfg.margin,
-        slab=slab_arg,
-        fixed_tile=cfg.fixed_tile,
-        allow_mismatch=cfg.allow_mismatch,
-    )
-    budget = _check_painter(plan, cfg.memory_budget)
+    spec = cfg.spec()
+    # refuse an incompatible checkpoint or input before a cluster starts; the plan (and the
+    # input it opened) is the one painted
+    plan = plan_spec(spec)
+    _check_painter(plan, spec.memory_budget)
     with (
-        writing({"output": cfg.output}, {"input": cfg.input, "checkpoint": plan.checkpoint.path}),
+        writing({"output": spec.output}, {"input": spec.input, "checkpoint": plan.checkpoint.path}),
         connect(cluster),
     ):
-        paint_field(
-            cfg.checkpoint,
-            cfg.input,
-            cfg.output,
-            chunks=cfg.chunks,
-            margin=cfg.margin,
-            device=cfg.device,
-            memory_budget=budget,
-            autocast=cfg.autocast,
-            slab=slab_arg,
-            overwrite=cfg.overwrite,
-            progress=True,
-            seed=cfg.seed,
-            fixed_tile=cfg.fixed_tile,
-            allow_mismatch=cfg.allow_mismatch,
-        )
+        run_paint(spec, plan=plan, progress=True)
     click.echo(
-        f"painted {cfg.output} {plan.out_shape} with {plan.checkpoint.meta.family} "
+        f"painted {spec.output} {plan.out_shape} with {plan.checkpoint.meta.family} "
         f"(margin {plan.margin}, chunks {plan.chunks})"
     )
 
 
-def _check_painter(plan: Any, memory_budget: str | int | None) -> int | None:
+def _check_painter(plan: PaintPlan, memory_budget: str | int | None) -> int | None:
     """Load the painter here, so that damaged weights are refused before a cluster starts,
     and refuse a memory budget that is junk or below what its smallest sub-tile needs
     (:func:`bigpaint.paint.plan.min_memory_budget`). Returns the budget in bytes."""

@@ -1,15 +1,25 @@
-"""The typed config of ``bigpaint paint CONFIG.yaml`` (flags override its keys)."""
+"""The one typed spec of a paint job, read by every front end.
+
+:class:`PaintSpec` is what to paint and how: the library's :func:`bigpaint.paint.paint_field`
+keywords, ``bigpaint paint``'s flags and YAML file, and a pipeline's ``paint`` stage all
+become one, and :func:`bigpaint.paint.paint` runs it. :class:`PaintConfig` is the CLI's
+file: the spec plus the ``cluster`` it runs on. A pipeline stage gives the spec without
+``output`` and ``overwrite``, which the pipeline sets.
+
+``source`` is accepted as an older name of ``input`` (pipeline files have used it), so
+existing files keep their meaning and their stage hashes.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bigpaint.config import ClusterConfig, LocalClusterConfig
+from bigpaint.config import ClusterConfig, LocalClusterConfig, parse_size
 from bigpaint.painters.card import MismatchName
 
-__all__ = ["PaintConfig", "SlabConfig"]
+__all__ = ["PaintConfig", "PaintSpec", "SlabConfig"]
 
 
 class SlabConfig(BaseModel):
@@ -22,47 +32,126 @@ class SlabConfig(BaseModel):
     thickness: int | None = Field(None, ge=1)
 
 
-class PaintConfig(BaseModel):
+class PaintSpec(BaseModel):
     """One paint job (see :func:`bigpaint.paint.paint_field` for each key's meaning).
 
     Attributes
     ----------
     checkpoint, input, output : str
         Checkpoint directory (or ``pretrained:NAME``), input Field, output Field (paths or
-        URLs).
-    chunks : int or list of 3 int, optional
-        Output write blocks in voxels.
+        URLs). ``source`` is accepted as an older name of ``input``.
+    chunks : tuple of int, optional
+        Output write blocks in voxels (one positive integer is the edge on every axis; three
+        are checked by the plan).
     margin : int, optional
         Seam margin per side in voxels (U-Nets).
-    device : {"auto", "cpu", "cuda"}
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     memory_budget : str or int, optional
-        Activation bytes per forward call (``"2GiB"``).
+        Activation bytes per forward call (``"2GiB"``), a positive size.
     autocast : {None, "bf16", "fp16"}
     slab : SlabConfig, optional
     seed : int
+        Seed of position-keyed noise, >= 0.
     fixed_tile : int, optional
         Tile edge in voxels of bit-identical painting across chunkings.
-    allow_mismatch : list of str
+    allow_mismatch : tuple of str
         Model-card checks to let through (``cell_size``, ``redshift``, ``cosmology``,
-        ``kind``, ``mass_assignment``); recorded in the output's provenance.
+        ``kind``, ``mass_assignment``; a list or ``"redshift,cosmology"``), kept sorted and
+        recorded in the output's provenance.
     overwrite : bool
-    cluster : cluster config
-        ``kind: local | slurm | local-cuda`` (as ``--cluster`` files).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     checkpoint: str
-    input: str
+    input: str = Field(validation_alias=AliasChoices("input", "source"))
     output: str
-    chunks: int | list[int] | None = None
+    chunks: tuple[int, ...] | None = None
     margin: int | None = Field(None, ge=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: str = "auto"
     memory_budget: str | int | None = None
     autocast: Literal["bf16", "fp16"] | None = None
     slab: SlabConfig | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     fixed_tile: int | None = Field(None, ge=1)
-    allow_mismatch: list[MismatchName] = Field(default_factory=list)
+    allow_mismatch: tuple[MismatchName, ...] = ()
     overwrite: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_input_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "input" in data and "source" in data:
+            raise ValueError("give input or its older name source, not both")
+        return data
+
+    @field_validator("checkpoint", mode="before")
+    @classmethod
+    def _path_text(cls, v: Any) -> Any:
+        return v if isinstance(v, str) else str(v) if hasattr(v, "__fspath__") else v
+
+    @field_validator("chunks", mode="before")
+    @classmethod
+    def _chunks(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return (v, v, v)  # one edge for every axis, as the CLI's --chunks N
+        return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
+            return v
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {v!r}")
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _budget(cls, v: str | int | None) -> str | int | None:
+        if v is not None:
+            parse_size(v, "--memory-budget (memory_budget)")
+        return v
+
+    @field_validator("slab", mode="before")
+    @classmethod
+    def _slab(cls, v: Any) -> Any:
+        from bigpaint.paint.plan import SlabSpec
+
+        if isinstance(v, SlabSpec):
+            return {"axis": v.axis, "thickness": v.thickness}
+        return v
+
+    @field_validator("allow_mismatch", mode="before")
+    @classmethod
+    def _mismatch(cls, v: Any) -> Any:
+        if v is None:
+            return ()
+        items = v.split(",") if isinstance(v, str) else list(v)
+        return tuple(sorted({str(i).strip() for i in items if str(i).strip()}))
+
+    @property
+    def budget_bytes(self) -> int | None:
+        """``memory_budget`` in bytes (None: the default)."""
+        if self.memory_budget is None:
+            return None
+        return parse_size(self.memory_budget, "memory_budget")
+
+    @property
+    def slab_mapping(self) -> dict[str, Any] | None:
+        """``slab`` as :meth:`bigpaint.paint.plan.SlabSpec.parse` takes it."""
+        return None if self.slab is None else self.slab.model_dump(exclude_none=True)
+
+
+class PaintConfig(PaintSpec):
+    """``bigpaint paint --config FILE``: a :class:`PaintSpec` and the cluster to run it on.
+
+    Attributes
+    ----------
+    cluster : cluster config
+        ``kind: local | slurm | local-cuda`` (as ``--cluster`` files).
+    """
+
     cluster: ClusterConfig = Field(default_factory=LocalClusterConfig)
+
+    def spec(self) -> PaintSpec:
+        """The job without the cluster."""
+        return PaintSpec.model_validate(self.model_dump(exclude={"cluster"}))

@@ -1,8 +1,11 @@
-"""Chunked painting of a Field with a trained painter: :func:`paint_field`.
+"""Chunked painting of a Field with a trained painter: :func:`paint` runs a
+:class:`bigpaint.paint.config.PaintSpec`, :func:`paint_field` is its keyword form.
 
-The job is planned and checked first (:func:`bigpaint.paint.plan.plan_paint`: channels,
+The job is planned and checked first (:func:`bigpaint.paint.plan.plan_spec`: channels,
 resolution in Mpc/h per voxel against the training resolution, input kind, family and
-slabs, margin, and the model card's cosmology, redshift and mass assignment); only then is the output created. Painting runs through the blockwise
+slabs, margin, and the model card's cosmology, redshift and mass assignment); only then is
+the output created. A caller that planned already (``bigpaint paint`` plans before a cluster
+starts) hands its plan over, and the input Field it opened is the one painted. Painting runs through the blockwise
 primitive (:func:`bigpaint.chunked.apply.apply_blockwise`): one task per output block that reads
 its window with periodic context straight from Zarr and writes its core, so a killed worker's
 blocks are simply run again elsewhere and a killed process resumes from the completion
@@ -19,15 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 from bigpaint.blockwise import BlockInfo
 from bigpaint.chunked.apply import apply_blockwise
 from bigpaint.chunked.client import current_client
 from bigpaint.chunked.read import FieldSource
+from bigpaint.config import parse_config
 from bigpaint.errors import ConfigError, NonFiniteError
-from bigpaint.field import create_field, job_token, open_field, remove_field
+from bigpaint.field import create_field, job_token, remove_field
 from bigpaint.outputs import check_apart, job_path, writing
-from bigpaint.paint.plan import PaintPlan, SlabSpec, plan_paint
+from bigpaint.paint.config import PaintSpec
+from bigpaint.paint.plan import PaintPlan, SlabSpec, plan_spec
 from bigpaint.paint.slabs import NoiseMaps, ProjectedSource
 from bigpaint.paint.workers import (
     PainterPlugin,
@@ -37,7 +43,7 @@ from bigpaint.paint.workers import (
     resolve_device,
 )
 
-__all__ = ["PaintBlock", "paint_field", "paint_window"]
+__all__ = ["PaintBlock", "paint", "paint_field", "paint_spec", "paint_window"]
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +225,10 @@ def paint_field(
 ) -> None:
     """Paint the Field ``source`` with the painter in ``checkpoint`` into the Field ``dest``.
 
+    The keyword form of :func:`paint`: the arguments become a
+    :class:`bigpaint.paint.config.PaintSpec` (``source`` is its ``input``, ``dest`` its
+    ``output``), which ``bigpaint paint`` and a pipeline's ``paint`` stage build too.
+
     Runs on the current ``dask.distributed`` client if there is one, otherwise on local
     threads (one block at a time, torch using every core). The output is resumable: the
     same call after an interruption skips finished blocks; an existing output written by
@@ -244,7 +254,7 @@ def paint_field(
         :func:`bigpaint.paint.plan.default_margin` (seam error below
         :data:`bigpaint.paint.seams.SEAM_RTOL` of the output's standard deviation,
         docs/paint.md). Fixed for ``valid`` and ``tile`` painters.
-    device : {"auto", "cpu", "cuda"}
+    device : {"auto", "cpu", "cuda", "cuda:N"}
         Where workers run the network (``auto``: CUDA if the worker sees a GPU).
     memory_budget : int or str, optional
         Bytes of activations per forward call (e.g. ``"2GiB"``); blocks are sub-tiled to fit.
@@ -264,7 +274,7 @@ def paint_field(
         Worker resources per task (default ``{"GPU": 1}`` when painting on GPU workers
         that advertise a ``GPU`` resource, so one task runs per GPU).
     seed : int
-        Seed of the position-keyed noise of noise-injecting painters.
+        Seed (>= 0) of the position-keyed noise of noise-injecting painters.
     fixed_tile : int, optional
         Paint every block on the global grid of tiles of this many voxels, one tile per
         forward call: the output is then bit for bit the same for every chunking whose chunks
@@ -284,91 +294,116 @@ def paint_field(
     CheckpointError, ShapeError, ChunkingError, ConfigError, FieldExistsError
         Before any output is written.
     """
-    import dask
-
-    from bigpaint.painters.pretrained import resolve_checkpoint
-
-    checkpoint_spec, checkpoint = checkpoint, resolve_checkpoint(checkpoint)
-    check_apart({"output": dest}, {"input": source, "checkpoint": checkpoint})
-    if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
-        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
-    autocast_dtype(autocast)
-    budget = None if memory_budget is None else int(dask.utils.parse_bytes(memory_budget))
-    src = open_field(source)
-    plan: PaintPlan = plan_paint(
-        checkpoint_spec,
-        src,
+    spec = paint_spec(
+        checkpoint,
+        source,
+        dest,
         chunks=chunks,
         margin=margin,
+        device=device,
+        memory_budget=memory_budget,
+        autocast=autocast,
         slab=slab,
+        overwrite=overwrite,
+        seed=seed,
         fixed_tile=fixed_tile,
         allow_mismatch=allow_mismatch,
     )
-    info = plan.checkpoint
-    if plan.overridden:
-        logger.warning(
-            "painting %s outside the model card of %s (allowed by allow_mismatch %s): %s",
-            source,
-            info.card.name if info.card is not None else info.path,
-            ",".join(m.name for m in plan.overridden),
-            "; ".join(m.text for m in plan.overridden),
+    paint(spec, progress=progress, resources=resources)
+
+
+def paint_spec(checkpoint: str | Path, source: str, dest: str, **keys: Any) -> PaintSpec:
+    """The :class:`bigpaint.paint.config.PaintSpec` of :func:`paint_field`'s arguments
+    (keys left at None take the spec's defaults); one-line :class:`ConfigError` on bad input."""
+    from bigpaint.painters.card import parse_allow_mismatch
+
+    if keys.get("allow_mismatch") is not None:  # unknown names: the card module's message
+        parse_allow_mismatch(keys["allow_mismatch"])
+    data = {k: v for k, v in keys.items() if v is not None}
+    return parse_config(
+        PaintSpec,
+        {"checkpoint": str(checkpoint), "input": source, "output": dest, **data},
+        "paint_field",
+    )
+
+
+def paint(
+    spec: PaintSpec,
+    *,
+    plan: PaintPlan | None = None,
+    progress: bool = False,
+    resources: dict[str, float] | None = None,
+) -> None:
+    """Run the paint job ``spec`` (what :func:`paint_field`, ``bigpaint paint`` and a
+    pipeline's ``paint`` stage call).
+
+    Parameters
+    ----------
+    spec : PaintSpec
+    plan : PaintPlan, optional
+        :func:`bigpaint.paint.plan.plan_spec` of this spec, made already (the CLI plans
+        before a cluster starts): used as it is, with the input Field it opened.
+        Default: planned here.
+    progress : bool
+        Show a progress bar.
+    resources : dict, optional
+        Worker resources per task (see :func:`paint_field`).
+
+    Raises
+    ------
+    CheckpointError, ShapeError, ChunkingError, ConfigError, FieldExistsError
+        Before any output is written.
+    """
+    from bigpaint.painters.pretrained import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(spec.checkpoint)
+    check_apart({"output": spec.output}, {"input": spec.input, "checkpoint": checkpoint})
+    autocast_dtype(spec.autocast)
+    if plan is None:
+        plan = plan_spec(spec)
+    src = plan.source
+    if plan.spec != spec or src is None:
+        raise ConfigError(
+            "the plan was made for another paint spec; plan it with "
+            "bigpaint.paint.plan.plan_spec(spec), or leave plan out"
         )
-    elif allow_mismatch and info.card is None:
-        logger.warning("%s has no model card: allow_mismatch has nothing to override", info.path)
+    _log_overrides(spec, plan)
     base = FieldSource.from_field(src)
     reader: Any = base
     if plan.slab is not None:
         reader = ProjectedSource(base, plan.slab.axis, plan.slab.thickness)
-    box = tuple(int(n) for n in reader.shape[-3:])
-    fixed: dict[str, Any] = {} if fixed_tile is None else {"fixed_tile": int(fixed_tile)}
-    if plan.overridden:  # the output's provenance records them
-        fixed["overridden"] = [m.name for m in plan.overridden]
-    job = job_token(
-        operation="paint",
-        checkpoint_hash=info.hash,
-        input=job_path(source),
-        input_finished=src.attrs.get("bigpaint_finished"),
-        chunks=list(plan.chunks),
-        margin=plan.margin,
-        slab=None if plan.slab is None else [plan.slab.axis, plan.slab.thickness],
-        autocast=autocast,
-        seed=seed,
-        **fixed,
-    )
-    meta = dict(plan.out_meta)
-    meta["provenance"] = {
-        **meta["provenance"],
-        "config": {
-            **meta["provenance"]["config"],
-            "autocast": autocast,
-            "seed": seed,
-            "fixed_tile": fixed_tile,
-        },
-    }
-    with writing({"output": dest}, {"input": source, "checkpoint": checkpoint}):
+    job, meta = _job_record(spec, plan, src)
+    with writing({"output": spec.output}, {"input": spec.input, "checkpoint": checkpoint}):
         writer = create_field(
-            dest, shape=plan.out_shape, chunks=plan.chunks, meta=meta, job=job, overwrite=overwrite
+            spec.output,
+            shape=plan.out_shape,
+            chunks=plan.chunks,
+            meta=meta,
+            job=job,
+            overwrite=spec.overwrite,
         )
         fresh = len(writer.pending()) == int(np.prod(writer.grid))
         client = current_client()
         if resources is None:
-            resources = _gpu_resources(client, device)
+            resources = _gpu_resources(client, spec.device)
+        info = plan.checkpoint
         if client is not None:
             client.register_plugin(
-                PainterPlugin(info.path, info.hash, device, _workers_per_host(client))
+                PainterPlugin(info.path, info.hash, spec.device, _workers_per_host(client))
             )
+        x, y, z = (int(n) for n in reader.shape[-3:])
         func = PaintBlock(
             checkpoint=str(info.path),
             ckpt_hash=info.hash,
-            device=device,
+            device=spec.device,
             margin=plan.margin,
             read_context=plan.read_context,
             slab_axis=None if plan.slab is None else plan.slab.axis,
-            box=box,  # type: ignore[arg-type]
-            memory_budget=budget,
-            autocast=autocast,
-            seed=seed,
-            fixed_tile=fixed_tile,
+            box=(x, y, z),
+            memory_budget=spec.budget_bytes,
+            autocast=spec.autocast,
+            seed=spec.seed,
+            fixed_tile=spec.fixed_tile,
         )
         try:
             with _local_torch_threads(client):
@@ -383,5 +418,50 @@ def paint_field(
                 )
         except NonFiniteError:
             if fresh:  # bad input: leave no half-written output behind
-                remove_field(dest)
+                remove_field(spec.output)
             raise
+
+
+def _log_overrides(spec: PaintSpec, plan: PaintPlan) -> None:
+    """Warn that the model card's checks were overridden (or had nothing to override)."""
+    info = plan.checkpoint
+    if plan.overridden:
+        logger.warning(
+            "painting %s outside the model card of %s (allowed by allow_mismatch %s): %s",
+            spec.input,
+            info.card.name if info.card is not None else info.path,
+            ",".join(m.name for m in plan.overridden),
+            "; ".join(m.text for m in plan.overridden),
+        )
+    elif spec.allow_mismatch and info.card is None:
+        logger.warning("%s has no model card: allow_mismatch has nothing to override", info.path)
+
+
+def _job_record(spec: PaintSpec, plan: PaintPlan, src: xr.Dataset) -> tuple[str, dict[str, Any]]:
+    """The output's job token (what makes a resumed job the same job) and its metadata."""
+    fixed: dict[str, Any] = {} if spec.fixed_tile is None else {"fixed_tile": spec.fixed_tile}
+    if plan.overridden:  # the output's provenance records them
+        fixed["overridden"] = [m.name for m in plan.overridden]
+    job = job_token(
+        operation="paint",
+        checkpoint_hash=plan.checkpoint.hash,
+        input=job_path(spec.input),
+        input_finished=src.attrs.get("bigpaint_finished"),
+        chunks=list(plan.chunks),
+        margin=plan.margin,
+        slab=None if plan.slab is None else [plan.slab.axis, plan.slab.thickness],
+        autocast=spec.autocast,
+        seed=spec.seed,
+        **fixed,
+    )
+    meta = dict(plan.out_meta)
+    meta["provenance"] = {
+        **meta["provenance"],
+        "config": {
+            **meta["provenance"]["config"],
+            "autocast": spec.autocast,
+            "seed": spec.seed,
+            "fixed_tile": spec.fixed_tile,
+        },
+    }
+    return job, meta

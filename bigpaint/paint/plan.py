@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,6 +54,7 @@ import xarray as xr
 
 from bigpaint.errors import CheckpointError, ChunkingError, ConfigError, ShapeError
 from bigpaint.field import FieldMeta, MassAssignment
+from bigpaint.paint.config import PaintSpec
 from bigpaint.painters.base import PainterMetadata
 from bigpaint.painters.card import (
     Mismatch,
@@ -74,6 +75,7 @@ __all__ = [
     "default_margin",
     "min_memory_budget",
     "plan_paint",
+    "plan_spec",
     "read_checkpoint_info",
 ]
 
@@ -235,7 +237,7 @@ class SlabSpec:
 
 @dataclass(frozen=True)
 class PaintPlan:
-    """A checked paint job (pure description; :func:`bigpaint.paint.paint_field` runs it).
+    """A checked paint job (pure description; :func:`bigpaint.paint.paint` runs it).
 
     Attributes
     ----------
@@ -258,6 +260,10 @@ class PaintPlan:
         Metadata of the output Field (box, kind, units, redshift, cosmology, provenance).
     overridden : tuple of Mismatch
         The model-card mismatches ``allow_mismatch`` let through.
+    source : xarray.Dataset or None
+        The input Field the plan checked (kept so that painting does not open it again).
+    spec : PaintSpec or None
+        The spec it was planned from (:func:`plan_spec`; None from :func:`plan_paint`).
     """
 
     checkpoint: CheckpointInfo
@@ -270,6 +276,8 @@ class PaintPlan:
     cell_size: tuple[float, float, float]
     out_meta: dict[str, Any] = field(default_factory=dict)
     overridden: tuple[Mismatch, ...] = ()
+    source: xr.Dataset | None = field(default=None, compare=False, repr=False)
+    spec: PaintSpec | None = None
 
     @property
     def mode(self) -> Literal["valid", "same", "tile"]:
@@ -321,7 +329,6 @@ def plan_paint(
     CheckpointError, ShapeError, ChunkingError, ConfigError
     """
     from bigpaint.field import field_meta, zarr_array
-    from bigpaint.mass_bins import training_mass_bins
     from bigpaint.paint.workers import check_fixed_tile
 
     allowed = parse_allow_mismatch(allow_mismatch)
@@ -333,9 +340,56 @@ def plan_paint(
     arr = zarr_array(source)
     shape = tuple(int(n) for n in arr.shape)
     spatial = shape[-3:]
-    url = source.encoding.get("bigpaint_url", "input")
-    ck = info.path
+    url = str(source.encoding.get("bigpaint_url", "input"))
+    cell, overridden = _check_input(info, fmeta, shape, allowed, url)
+    spec, out_spatial, plane = _slab_layout(info, slab, spatial)
+    m, reach = _margin_reach(meta, margin, [spatial[i] for i in plane], url)
+    ctx = tuple(reach if i in plane else 0 for i in range(3))
+    out_chunks = _out_chunks(chunks, arr.chunks[-3:], spec, out_spatial)
+    if fixed_tile is not None:
+        check_fixed_tile(
+            fixed_tile,
+            family=meta.family,
+            mode=meta.mode,
+            alignment=meta.alignment,
+            painter_tile=meta.tile,
+            chunks=[out_chunks[i] for i in plane],
+            shape=[out_spatial[i] for i in plane],
+        )
+    out_shape = tuple(out_spatial)
+    if meta.out_channels > 1:
+        out_shape = (meta.out_channels, *out_shape)
+    config = {
+        "margin": m,
+        "slab": None if spec is None else {"axis": spec.axis, "thickness": spec.thickness},
+        "chunks": list(out_chunks),
+        "allow_mismatch": sorted(allowed),
+    }
+    return PaintPlan(
+        checkpoint=info,
+        source_shape=shape,
+        out_shape=out_shape,
+        chunks=out_chunks,
+        margin=m,
+        read_context=ctx,  # type: ignore[arg-type]
+        slab=spec,
+        cell_size=cell,
+        out_meta=_out_meta(info, fmeta, url, config, overridden),
+        overridden=tuple(overridden),
+        source=source,
+    )
 
+
+def _check_input(
+    info: CheckpointInfo,
+    fmeta: FieldMeta,
+    shape: tuple[int, ...],
+    allowed: frozenset[str],
+    url: str,
+) -> tuple[tuple[float, float, float], list[Mismatch]]:
+    """Refuse an input the painter cannot paint (channels, kind, voxels, model card,
+    resolution); returns the voxel size in Mpc/h and the card mismatches let through."""
+    meta, ck = info.meta, info.path
     if _in_channels(shape) != meta.in_channels:
         raise CheckpointError(
             f"{ck} paints from {meta.in_channels} input channel(s), {url} has "
@@ -351,7 +405,7 @@ def plan_paint(
             f"{ck} was trained on {info.input_kinds[0]!r} fields, {url} is {fmeta.kind!r}; "
             f"paint a {info.input_kinds[0]!r} Field or use a checkpoint trained on {fmeta.kind!r}"
         )
-    cell = fmeta.cell_size(spatial)
+    cell = fmeta.cell_size(shape[-3:])
     if len({round(c, 9) for c in cell}) != 1:
         raise ShapeError(
             f"{url} has non-cubic voxels {tuple(round(c, 6) for c in cell)} Mpc/h; painters need "
@@ -369,33 +423,44 @@ def plan_paint(
             f"{fmeta.box_size[0] / info.cell_size:.6g} voxels per side (or use a checkpoint "
             "trained at this resolution)"
         )
+    return (float(cell[0]), float(cell[1]), float(cell[2])), overridden
 
-    if meta.ndim == 2:
-        spec = SlabSpec.parse(slab, info.projection_depth)
-        if info.projection_depth is not None and spec.thickness != info.projection_depth:
-            raise CheckpointError(
-                f"{ck} was trained on slabs of {info.projection_depth} voxels, slab thickness "
-                f"is {spec.thickness}; use thickness {info.projection_depth}"
-            )
-        if spatial[spec.axis] % spec.thickness:
-            raise ChunkingError(
-                f"slab thickness {spec.thickness} does not divide the {spatial[spec.axis]} voxels "
-                f"of axis {'xyz'[spec.axis]}; choose a divisor"
-            )
-        out_spatial = list(spatial)
-        out_spatial[spec.axis] //= spec.thickness
-        plane = [a for a in range(3) if a != spec.axis]
-    elif meta.ndim == 3:
+
+def _slab_layout(
+    info: CheckpointInfo, slab: SlabSpec | Mapping[str, Any] | None, spatial: Sequence[int]
+) -> tuple[SlabSpec | None, list[int], list[int]]:
+    """The slabs of a 2-D painter (None for 3-D), the output's spatial shape and the
+    painted axes."""
+    meta, ck = info.meta, info.path
+    if meta.ndim == 3:
         if slab is not None:
             raise CheckpointError(
                 f"{ck} holds a 3-D {meta.family!r} painter; slabs are for 2-D painters, drop slab"
             )
-        spec = None
-        out_spatial = list(spatial)
-        plane = [0, 1, 2]
-    else:
+        return None, list(spatial), [0, 1, 2]
+    if meta.ndim != 2:
         raise CheckpointError(f"{ck} holds a {meta.ndim}-D painter; bigpaint paints 2-D and 3-D")
+    spec = SlabSpec.parse(slab, info.projection_depth)
+    if info.projection_depth is not None and spec.thickness != info.projection_depth:
+        raise CheckpointError(
+            f"{ck} was trained on slabs of {info.projection_depth} voxels, slab thickness "
+            f"is {spec.thickness}; use thickness {info.projection_depth}"
+        )
+    if spatial[spec.axis] % spec.thickness:
+        raise ChunkingError(
+            f"slab thickness {spec.thickness} does not divide the {spatial[spec.axis]} voxels "
+            f"of axis {'xyz'[spec.axis]}; choose a divisor"
+        )
+    out_spatial = list(spatial)
+    out_spatial[spec.axis] //= spec.thickness
+    return spec, out_spatial, [a for a in range(3) if a != spec.axis]
 
+
+def _margin_reach(
+    meta: PainterMetadata, margin: int | None, painted: Sequence[int], url: str
+) -> tuple[int, int]:
+    """The seam margin and the context a block reads on each painted axis (voxels);
+    ``painted`` is the input's size along those axes."""
     a = meta.alignment
     if meta.mode == "valid":
         if margin is not None and int(margin) != meta.context:
@@ -403,70 +468,72 @@ def plan_paint(
                 f"{meta.family} paints valid convolutions with context {meta.context}; its margin "
                 f"is fixed at {meta.context} voxels, drop margin={margin}"
             )
-        m = meta.context
-        reach = m
-    elif meta.mode == "same":
+        return meta.context, meta.context
+    if meta.mode == "same":
         m = default_margin(meta) if margin is None else int(margin)
         if m < 0:
             raise ConfigError(f"margin must be >= 0 voxels, got {m}")
-        reach = m + a - 1
-    else:
-        if margin not in (None, 0):
-            raise ConfigError(f"{meta.family} paints whole {meta.tile}-voxel tiles; drop margin")
-        m = 0
-        reach = a - 1
-        bad = [spatial[i] for i in plane if spatial[i] % a]
-        if bad:
-            raise ShapeError(
-                f"{meta.family} paints {a}-voxel tiles; {url} has {bad[0]} voxels on a painted "
-                f"axis, not a multiple of {a}"
-            )
-    ctx = [0, 0, 0]
-    for i in plane:
-        ctx[i] = reach
-
-    in_chunks = tuple(int(c) for c in arr.chunks[-3:])
-    if chunks is None:
-        out_chunks = list(in_chunks)
-        if spec is not None:
-            out_chunks[spec.axis] = max(1, in_chunks[spec.axis] // spec.thickness)
-    else:
-        out_chunks = [int(chunks)] * 3 if np.isscalar(chunks) else [int(c) for c in chunks]  # type: ignore[arg-type]
-        if len(out_chunks) != 3 or any(c <= 0 for c in out_chunks):
-            raise ChunkingError(f"chunks must be one or three positive integers, got {chunks!r}")
-    out_chunks = [min(c, n) for c, n in zip(out_chunks, out_spatial, strict=True)]
-    if fixed_tile is not None:
-        check_fixed_tile(
-            fixed_tile,
-            family=meta.family,
-            mode=meta.mode,
-            alignment=a,
-            painter_tile=meta.tile,
-            chunks=[out_chunks[i] for i in plane],
-            shape=[out_spatial[i] for i in plane],
+        return m, m + a - 1
+    if margin not in (None, 0):
+        raise ConfigError(f"{meta.family} paints whole {meta.tile}-voxel tiles; drop margin")
+    bad = [n for n in painted if n % a]
+    if bad:
+        raise ShapeError(
+            f"{meta.family} paints {a}-voxel tiles; {url} has {bad[0]} voxels on a painted "
+            f"axis, not a multiple of {a}"
         )
+    return 0, a - 1
 
-    out_shape = tuple(out_spatial)
-    if meta.out_channels > 1:
-        out_shape = (meta.out_channels, *out_shape)
+
+def _out_chunks(
+    chunks: int | Sequence[int] | None,
+    in_chunks: Sequence[Any],
+    spec: SlabSpec | None,
+    out_spatial: Sequence[int],
+) -> tuple[int, int, int]:
+    """Output write blocks: ``chunks``, or the input's (divided by the slab thickness along
+    the slab axis), at most the output grid."""
+    if chunks is None:
+        out = [int(c) for c in in_chunks]
+        if spec is not None:
+            out[spec.axis] = max(1, out[spec.axis] // spec.thickness)
+    else:
+        out = [int(chunks)] * 3 if np.isscalar(chunks) else [int(c) for c in chunks]  # type: ignore[arg-type, union-attr]
+        if len(out) != 3 or any(c <= 0 for c in out):
+            raise ChunkingError(f"chunks must be one or three positive integers, got {chunks!r}")
+    x, y, z = (min(c, n) for c, n in zip(out, out_spatial, strict=True))
+    return x, y, z
+
+
+def _out_meta(
+    info: CheckpointInfo,
+    fmeta: FieldMeta,
+    url: str,
+    config: dict[str, Any],
+    overridden: Sequence[Mismatch],
+) -> dict[str, Any]:
+    """Metadata of the output Field: the input's box, redshift and cosmology, the training
+    target's kind, units and assignment window, and the provenance (``config`` holds the
+    planned margin, slab, chunks and overrides)."""
+    from bigpaint.mass_bins import training_mass_bins
+
+    meta = info.meta
     card_out = None if info.card is None else info.card.output
-    kind = info.target_kind or (card_out.kind if card_out else "painted")
-    units = info.target_units or (card_out.units if card_out else "1")
-    prov = {
+    prov: dict[str, Any] = {
         "operation": "paint",
-        "inputs": [str(url)],
+        "inputs": [url],
         "config": {
             "checkpoint": str(info.path),
             "checkpoint_hash": info.hash,
             "family": meta.family,
             "mode": meta.mode,
             "context": meta.context,
-            "alignment": a,
-            "margin": m,
-            "slab": None if spec is None else {"axis": spec.axis, "thickness": spec.thickness},
-            "chunks": out_chunks,
+            "alignment": meta.alignment,
+            "margin": config["margin"],
+            "slab": config["slab"],
+            "chunks": config["chunks"],
             "training_cell_size": info.cell_size,
-            "allow_mismatch": sorted(allowed),
+            "allow_mismatch": config["allow_mismatch"],
         },
         "mass_assignment_from": "training target"
         if info.target_mass_assignment is not None
@@ -480,10 +547,10 @@ def plan_paint(
             "name": info.card.name,
             "overridden": [{"check": m.name, "difference": m.text} for m in overridden],
         }
-    out_meta = {
+    return {
         "box_size": fmeta.box_size,
-        "kind": kind,
-        "units": units,
+        "kind": info.target_kind or (card_out.kind if card_out else "painted"),
+        "units": info.target_units or (card_out.units if card_out else "1"),
         "redshift": fmeta.redshift,
         "cosmology": None if fmeta.cosmology is None else fmeta.cosmology.model_dump(),
         "provenance": prov,
@@ -491,18 +558,31 @@ def plan_paint(
         if info.target_mass_assignment is None
         else info.target_mass_assignment.model_dump(),
     }
-    return PaintPlan(
-        checkpoint=info,
-        source_shape=shape,
-        out_shape=out_shape,
-        chunks=tuple(out_chunks),  # type: ignore[arg-type]
-        margin=m,
-        read_context=tuple(ctx),  # type: ignore[arg-type]
-        slab=spec,
-        cell_size=cell,  # type: ignore[arg-type]
-        out_meta=out_meta,
-        overridden=tuple(overridden),
+
+
+def plan_spec(spec: PaintSpec, source: xr.Dataset | None = None) -> PaintPlan:
+    """Plan the job of a :class:`bigpaint.paint.config.PaintSpec` (:func:`plan_paint` on its
+    keys); the plan keeps the spec and the opened input, so :func:`bigpaint.paint.paint`
+    runs it without opening or planning again.
+
+    Parameters
+    ----------
+    spec : PaintSpec
+    source : xarray.Dataset, optional
+        ``spec.input`` already opened (default: opened here).
+    """
+    from bigpaint.field import open_field
+
+    plan = plan_paint(
+        spec.checkpoint,
+        open_field(spec.input) if source is None else source,
+        chunks=spec.chunks,
+        margin=spec.margin,
+        slab=spec.slab_mapping,
+        fixed_tile=spec.fixed_tile,
+        allow_mismatch=spec.allow_mismatch,
     )
+    return replace(plan, spec=spec)
 
 
 def _card_check(

@@ -391,7 +391,7 @@ def paint_images(
     device: Any,
     memory_budget: int | None = None,
     autocast: Any = None,
-    noise: Callable[[Sequence[int], Sequence[tuple[int, int]]], list[Any]] | None = None,
+    noise: Callable[[int, Sequence[tuple[int, int]]], list[Any]] | None = None,
     batch_ids: Sequence[int] | None = None,
     fixed_tile: int | None = None,
     period: Sequence[int] | None = None,

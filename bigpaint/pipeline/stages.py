@@ -9,7 +9,7 @@ kind           calls                                        writes (under ``OUT/
                                                             ``metrics.csv``
 ``ics``        :func:`bigpaint.ics.config.run_ics`          ``delta_lin.zarr``
 ``lpt``        :func:`bigpaint.ics.config.run_lpt`          ``density.zarr``
-``paint``      :func:`bigpaint.paint.paint_field`           ``painted.zarr``
+``paint``      :func:`bigpaint.paint.paint`                 ``painted.zarr``
 ``baseline``   :func:`bigpaint.stats.baselines.fit_bias`,   ``model.json``, ``painted.zarr``
                :func:`bigpaint.stats.baselines.paint_bias`
 ``power``      :func:`bigpaint.stats.report.power_report`   ``power.csv``, ``power.png``
@@ -33,11 +33,14 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bigpaint.config import parse_config
+
+if TYPE_CHECKING:
+    from bigpaint.paint import PaintSpec
 
 __all__ = ["STAGE_KINDS", "StageContext", "StageKind"]
 
@@ -189,50 +192,22 @@ def _lpt_run(cfg: Any, ctx: StageContext) -> dict[str, Any]:
 # ---------------------------------------------------------------- paint
 
 
-class PaintParams(_Strict):
-    """Arguments of :func:`bigpaint.paint.paint_field` (paths are inputs; ``checkpoint`` may
-    be ``pretrained:NAME``)."""
-
-    checkpoint: str
-    source: str
-    chunks: int | tuple[int, int, int] | None = None
-    margin: int | None = Field(None, ge=0)
-    device: str = "auto"
-    memory_budget: str | int | None = None
-    autocast: Literal["bf16", "fp16"] | None = None
-    slab: dict[str, Any] | None = None
-    seed: int = Field(0, ge=0)
-    fixed_tile: int | None = Field(None, ge=1)
-    allow_mismatch: list[str] = Field(default_factory=list)
-    dest: str = ""
-
-
-def _paint_validate(params: dict[str, Any], ctx: StageContext) -> Any:
+def _paint_validate(params: dict[str, Any], ctx: StageContext) -> PaintSpec:
+    """The stage's params are a :class:`bigpaint.paint.PaintSpec` without ``output`` and
+    ``overwrite``, which the pipeline sets (``source`` is accepted for ``input``)."""
+    from bigpaint.paint import PaintSpec
     from bigpaint.painters.card import parse_allow_mismatch
 
-    cfg = parse_config(PaintParams, {**params, "dest": str(ctx.dir / "painted.zarr")}, ctx.where)
-    parse_allow_mismatch(cfg.allow_mismatch, f"{ctx.where}: params.allow_mismatch")
-    return cfg
+    if params.get("allow_mismatch") is not None:
+        parse_allow_mismatch(params["allow_mismatch"], f"{ctx.where}: params.allow_mismatch")
+    data = {**params, "output": str(ctx.dir / "painted.zarr"), "overwrite": False}
+    return parse_config(PaintSpec, data, ctx.where)
 
 
-def _paint_run(cfg: PaintParams, ctx: StageContext) -> dict[str, Any]:
-    from bigpaint.paint import paint_field
+def _paint_run(cfg: PaintSpec, ctx: StageContext) -> dict[str, Any]:
+    from bigpaint.paint import paint
 
-    paint_field(
-        cfg.checkpoint,
-        cfg.source,
-        cfg.dest,
-        chunks=cfg.chunks,
-        margin=cfg.margin,
-        device=cfg.device,
-        memory_budget=cfg.memory_budget,
-        autocast=cfg.autocast,
-        slab=cfg.slab,
-        seed=cfg.seed,
-        fixed_tile=cfg.fixed_tile,
-        allow_mismatch=cfg.allow_mismatch,
-        progress=True,
-    )
+    paint(cfg, progress=True)
     return {}
 
 
@@ -644,9 +619,9 @@ STAGE_KINDS: dict[str, StageKind] = _kinds(
         ),
         StageKind(
             "paint",
-            "chunked painting with a checkpoint (bigpaint.paint.paint_field)",
-            inputs=("checkpoint", "source"),
-            written=("dest",),
+            "chunked painting with a checkpoint (bigpaint.paint.paint)",
+            inputs=("checkpoint", "input", "source"),
+            written=("output", "overwrite"),
             cluster=True,
             validate=_paint_validate,
             outputs=_fixed("painted.zarr"),

@@ -173,6 +173,18 @@ def input_field(path, family: str) -> tuple[str, np.ndarray]:
     return url, x if slab is None else project_slabs(x, slab, 2)
 
 
+@pytest.fixture
+def halo(tmp_path: Path) -> str:
+    """A halo-painter checkpoint trained at 4 Mpc/h voxels."""
+    return make_checkpoint(tmp_path / "halo.painter", "halo-painter", grid=16)
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> str:
+    """A 16^3 delta Field of 4 Mpc/h voxels in 8^3 chunks."""
+    return make_field(tmp_path / "in.zarr", (16, 16, 16), 8)
+
+
 @pytest.fixture(scope="session")
 def family_checkpoints(tmp_path_factory) -> dict[str, str]:
     """A checkpoint of every family's ``CASES`` painter."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -19,16 +17,6 @@ from bigpaint.field import field_info, open_field
 from bigpaint.paint import paint_field
 
 from .conftest import make_checkpoint, make_field
-
-
-@pytest.fixture
-def halo(tmp_path: Path) -> str:
-    return make_checkpoint(tmp_path / "halo.painter", "halo-painter", grid=16)
-
-
-@pytest.fixture
-def src(tmp_path: Path) -> str:
-    return make_field(tmp_path / "in.zarr", (16, 16, 16), 8)
 
 
 def _refused(tmp_path, exc, match, *args, **kw):
