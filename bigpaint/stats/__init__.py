@@ -2,19 +2,23 @@
 and the bias baselines a painting is judged against.
 
 The names below are imported on first use, so ``from bigpaint.stats.power import
-power_spectrum`` does not load the bias models, the bispectrum or the evaluation.
+power_spectrum`` does not load the bias models or the evaluation.
 """
 
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+# Two functions share their module's name; once the module is imported the package attribute
+# would be the module, so these two are bound here, eagerly.
+from bigpaint.stats.bispectrum import bispectrum
+from bigpaint.stats.dice import dice
 
 if TYPE_CHECKING:
     from bigpaint.stats.baselines import choose_smoothing, fit_bias, paint_bias
     from bigpaint.stats.bias_model import BiasModel
     from bigpaint.stats.bias_operators import bias_operators, write_bias_operators
     from bigpaint.stats.bins import kbins
-    from bigpaint.stats.bispectrum import bispectrum, bispectrum_equilateral
-    from bigpaint.stats.dice import dice
+    from bigpaint.stats.bispectrum import bispectrum_equilateral
     from bigpaint.stats.evaluate import EvaluateConfig, Evaluation, evaluate
     from bigpaint.stats.onepoint import (
         minmax,
@@ -44,9 +48,7 @@ _WHERE = {
     "bias_operators": "bigpaint.stats.bias_operators",
     "write_bias_operators": "bigpaint.stats.bias_operators",
     "kbins": "bigpaint.stats.bins",
-    "bispectrum": "bigpaint.stats.bispectrum",
     "bispectrum_equilateral": "bigpaint.stats.bispectrum",
-    "dice": "bigpaint.stats.dice",
     "EvaluateConfig": "bigpaint.stats.evaluate",
     "Evaluation": "bigpaint.stats.evaluate",
     "evaluate": "bigpaint.stats.evaluate",
