@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -33,6 +34,7 @@ from bigpaint.errors import ConfigError
 __all__ = [
     "MIN_WORKER_MEMORY",
     "AdaptConfig",
+    "BlockEdges",
     "ClusterConfig",
     "LocalClusterConfig",
     "LocalCudaClusterConfig",
@@ -52,6 +54,17 @@ M = TypeVar("M", bound=BaseModel)
 #: (Python, numpy, zarr, distributed, measured with bigpaint's Field modules loaded) before
 #: it runs a task, and pauses at 80 % of its limit: under 512 MiB it has no room for a task.
 MIN_WORKER_MEMORY = 512 << 20
+
+
+def _edge_per_axis(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value, value)  # one edge for every axis, as the CLI's --chunks N
+    return tuple(value) if isinstance(value, list) else value
+
+
+#: A job's ``chunks`` key: block edges in voxels, one integer (every axis) or three; the
+#: planner of the job checks them against its grid.
+BlockEdges = Annotated[tuple[int, ...] | None, BeforeValidator(_edge_per_axis)]
 
 
 def format_bytes(n: float, *, round_up: bool = False) -> str:

@@ -1,53 +1,38 @@
 """``bigpaint segment``, ``bigpaint calibrate-threshold`` and ``bigpaint hmf``.
 
 Each parses its options and calls one function of :mod:`bigpaint.segment`: segmenting a
-distance-map Field into a Parquet protohalo catalogue (on the configured cluster),
+distance-map Field into a Parquet protohalo catalogue (on the configured cluster; options
+and a ``--config`` file become one :class:`bigpaint.segment.spec.SegmentSpec`, as a
+pipeline's ``segment`` stage does),
 calibrating the adaptive threshold against a truth catalogue, and the halo mass function of
 a catalogue (with a truth comparison, CSV table and PNG plot).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import click
 
-from bigpaint.cli._common import cluster_options, open_cluster, parse_chunks
-
-if TYPE_CHECKING:
-    from bigpaint.segment.calibration import Calibration
-    from bigpaint.segment.engine import SegmentParams
+from bigpaint.cli._common import cluster_options, parse_chunks
 
 __all__ = ["register"]
 
 
-#: segment's options that a calibration brings, and their SegmentParams names.
-_CALIBRATED = {
-    "threshold": "threshold",
-    "min_distance": "min_distance",
-    "marker_threshold": "marker_threshold",
-    "sigma": "sigma",
-    "connectivity": "connectivity",
-    "merge_h": "h",
-}
-
-
-def _calibrated(ctx: click.Context, cal: Calibration) -> SegmentParams:
-    """The calibration's segmentation parameters under the options typed on the command line
-    (refused, one line, where one differs from the calibration's)."""
-    from bigpaint.segment.job import params_with_calibration
-
-    typed = {
-        field: ctx.params[opt]
-        for opt, field in _CALIBRATED.items()
-        if ctx.get_parameter_source(opt) is click.core.ParameterSource.COMMANDLINE
-    }
-    return params_with_calibration(cal, typed)
+#: segment's options and their SegmentSpec keys (where the names differ).
+_KEYS = {"merge_h": "h"}
 
 
 @click.command()
-@click.argument("distance")
-@click.argument("output")
+@click.argument("paths", nargs=-1, metavar="[DISTANCE OUTPUT]")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML segment config (distance, output, calibration, threshold, ..., cluster); "
+    "options typed on the command line override it.",
+)
 @click.option(
     "--calibration",
     default=None,
@@ -77,6 +62,13 @@ def _calibrated(ctx: click.Context, cal: Calibration) -> SegmentParams:
     default=0.0,
     show_default=True,
     help="Gaussian smoothing of the marker map in voxels.",
+)
+@click.option(
+    "--truncate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=4.0,
+    show_default=True,
+    help="Gaussian truncation of the marker smoothing in standard deviations.",
 )
 @click.option(
     "--connectivity",
@@ -126,13 +118,14 @@ def _calibrated(ctx: click.Context, cal: Calibration) -> SegmentParams:
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @cluster_options
 def segment(
-    distance: str,
-    output: str,
+    paths: tuple[str, ...],
+    config_file: str | None,
     calibration: str | None,
     threshold: float,
     min_distance: int,
     marker_threshold: float | None,
     sigma: float,
+    truncate: float,
     connectivity: int,
     merge_h: float,
     trajectories: int,
@@ -149,58 +142,63 @@ def segment(
 
     Resumable: running the same command again after an interruption skips the finished
     blocks (kept in a scratch directory next to OUTPUT, or under --workdir).
+
+    \b
+    bigpaint segment dist.zarr protohalos.parquet --min-distance 2 --merge-h 0.5
+    bigpaint segment --config segment.yaml
     """
-
+    from bigpaint.cli._common import cluster_config
+    from bigpaint.cluster import connect
+    from bigpaint.config import load_config, parse_config
+    from bigpaint.errors import ConfigError
     from bigpaint.field import field_meta, open_field
-    from bigpaint.outputs import check_scratch_home
+    from bigpaint.outputs import check_scratch_home, writing
     from bigpaint.segment.calibration import resolve_calibration
-    from bigpaint.segment.engine import SegmentParams
-    from bigpaint.segment.job import resolve_rho_bar, segment_field
-    from bigpaint.segment.threshold import check_thresholds, trajectory_ladder
+    from bigpaint.segment.job import resolve_rho_bar
+    from bigpaint.segment.spec import SegmentConfig, run_segment
 
-    check_thresholds(threshold, marker_threshold)
-    thresholds = trajectory_ladder(threshold, trajectories)
+    if len(paths) not in (0, 2):
+        raise ConfigError(f"give DISTANCE and OUTPUT (or neither, with --config), got {len(paths)}")
     _check_options(rho_bar=rho_bar, workdir=workdir)
-    params = SegmentParams(
-        threshold=threshold,
-        min_distance=min_distance,
-        marker_threshold=marker_threshold,
-        sigma=sigma,
-        connectivity=connectivity,
-        trajectory_thresholds=thresholds,
-        h=merge_h,
-    )
-    cal = resolve_calibration(calibration) if calibration else None
-    if cal is not None:
-        params = _calibrated(click.get_current_context(), cal)
+    ctx = click.get_current_context()
+    typed: dict[str, Any] = {
+        _KEYS.get(name, name): value
+        for name, value in ctx.params.items()
+        if name not in ("paths", "config_file", "cluster_file", "workers", "chunks")
+        and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    }
+    if chunks is not None:
+        typed["chunks"] = parse_chunks(chunks)
+    if paths:
+        typed.update(distance=paths[0], output=paths[1])
+    if config_file is not None:
+        cfg = load_config(SegmentConfig, config_file, typed)
+    elif not paths:
+        raise ConfigError("give DISTANCE OUTPUT, or --config FILE")
+    else:
+        cfg = parse_config(SegmentConfig, typed, "segment options")
+    if cluster_file is not None or workers is not None or config_file is None:
+        cluster = cluster_config(cluster_file, workers)
+    else:
+        cluster = cfg.cluster
+    spec = cfg.spec()
+    cal = resolve_calibration(spec.calibration) if spec.calibration else None
+    params = spec.params(cal)
     # refuse bad arguments and inputs before starting a cluster
-    stores = {"input": distance, "calibration": calibration}
-    check_scratch_home("--workdir", workdir, {**stores, "output": output, "--labels": labels})
-    src = open_field(distance)
+    stores = {"input": spec.distance, "calibration": spec.calibration}
+    outputs = {"output": spec.output, "--labels": spec.labels}
+    check_scratch_home("--workdir", spec.workdir, {**stores, **outputs})
+    src = open_field(spec.distance)
     meta = field_meta(src)
-    resolve_rho_bar(meta, rho_bar, distance)
+    resolve_rho_bar(meta, spec.rho_bar, spec.distance)
     shape = src[src.attrs["bigpaint_variable"]].shape
     params.check(shape)
     if cal is not None:
         cal.check_compatible(meta.cell_size(shape))
-        cal.check_map(dict(src.attrs), distance)
-    with open_cluster(
-        cluster_file, workers, outputs={"output": output, "--labels": labels}, inputs=stores
-    ):
-        table = segment_field(
-            distance,
-            output,
-            params,
-            calibration=cal,
-            labels=labels,
-            rho_bar=rho_bar,
-            chunks=parse_chunks(chunks),
-            overwrite=overwrite,
-            workdir=workdir,
-            max_flood_gib=max_flood_gib,
-            progress=True,
-        )
-    click.echo(f"wrote {output}: {table.num_rows} protohalos")
+        cal.check_map(dict(src.attrs), spec.distance)
+    with writing(outputs, stores), connect(cluster):
+        table = run_segment(spec, calibration=cal, progress=True)
+    click.echo(f"wrote {spec.output}: {table.num_rows} protohalos")
 
 
 @click.command("calibrate-threshold")

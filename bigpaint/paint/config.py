@@ -12,11 +12,12 @@ existing files keep their meaning and their stage hashes.
 
 from __future__ import annotations
 
+from dataclasses import asdict, is_dataclass
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bigpaint.config import ClusterConfig, LocalClusterConfig, parse_size
+from bigpaint.config import BlockEdges, ClusterConfig, LocalClusterConfig, parse_size
 from bigpaint.painters.card import MismatchName
 
 __all__ = ["PaintConfig", "PaintSpec", "SlabConfig"]
@@ -67,7 +68,7 @@ class PaintSpec(BaseModel):
     checkpoint: str
     input: str = Field(validation_alias=AliasChoices("input", "source"))
     output: str
-    chunks: tuple[int, ...] | None = None
+    chunks: BlockEdges = None
     margin: int | None = Field(None, ge=0)
     device: str = "auto"
     memory_budget: str | int | None = None
@@ -90,13 +91,6 @@ class PaintSpec(BaseModel):
     def _path_text(cls, v: Any) -> Any:
         return v if isinstance(v, str) else str(v) if hasattr(v, "__fspath__") else v
 
-    @field_validator("chunks", mode="before")
-    @classmethod
-    def _chunks(cls, v: Any) -> Any:
-        if isinstance(v, int) and not isinstance(v, bool):
-            return (v, v, v)  # one edge for every axis, as the CLI's --chunks N
-        return tuple(v) if isinstance(v, list) else v
-
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
@@ -114,10 +108,8 @@ class PaintSpec(BaseModel):
     @field_validator("slab", mode="before")
     @classmethod
     def _slab(cls, v: Any) -> Any:
-        from bigpaint.paint.plan import SlabSpec
-
-        if isinstance(v, SlabSpec):
-            return {"axis": v.axis, "thickness": v.thickness}
+        if is_dataclass(v) and not isinstance(v, type):  # a bigpaint.paint.plan.SlabSpec
+            return asdict(v)
         return v
 
     @field_validator("allow_mismatch", mode="before")

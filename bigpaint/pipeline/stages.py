@@ -15,7 +15,7 @@ kind           calls                                        writes (under ``OUT/
 ``power``      :func:`bigpaint.stats.report.power_report`   ``power.csv``, ``power.png``
 ``bispectrum`` :func:`bigpaint.stats.report.bispectrum_report`  ``bispectrum.csv``/``.png``
 ``evaluate``   :func:`bigpaint.stats.evaluate.evaluate`        ``verdict.json``, tables, figures
-``segment``    :func:`bigpaint.segment.segment_field`       ``catalog.parquet``
+``segment``    :func:`bigpaint.segment.spec.run_segment`    ``catalog.parquet``
 ``hmf``        :func:`bigpaint.segment.hmf_report`          ``hmf.csv``, ``hmf.png``
 ``report``     :func:`bigpaint.pipeline.report.write_report`  ``index.html`` and copies of
                                                             every table and figure
@@ -41,6 +41,7 @@ from bigpaint.config import parse_config
 
 if TYPE_CHECKING:
     from bigpaint.paint import PaintSpec
+    from bigpaint.segment.spec import SegmentSpec
 
 __all__ = ["STAGE_KINDS", "StageContext", "StageKind"]
 
@@ -437,67 +438,27 @@ def _evaluate_run(cfg: Any, ctx: StageContext) -> dict[str, Any]:
 # ---------------------------------------------------------------- segment / hmf
 
 
-class SegmentStageParams(_Strict):
-    """:func:`bigpaint.segment.segment_field` on a distance-map Field (see
-    :class:`bigpaint.segment.SegmentParams`; ``trajectories`` thresholds from ``threshold``
-    to 1 are recorded for calibration)."""
+def _segment_validate(params: dict[str, Any], ctx: StageContext) -> SegmentSpec:
+    """The stage's params are a :class:`bigpaint.segment.spec.SegmentSpec` without
+    ``output``, ``workdir``, ``overwrite`` and ``labels``, which the pipeline sets: a killed
+    run resumes from the blocks saved under ``work/``, and a changed stage's folder is
+    removed by the runner before it is redone."""
+    from bigpaint.segment.spec import SegmentSpec
 
-    distance: str
-    calibration: str | None = None
-    threshold: float = 0.0
-    min_distance: int = Field(2, ge=1)
-    marker_threshold: float | None = None
-    sigma: float = Field(0.0, ge=0)
-    truncate: float = Field(4.0, gt=0)
-    connectivity: int = Field(1, ge=1, le=3)
-    h: float = Field(0.0, ge=0)
-    trajectories: int = Field(0, ge=0)
-    rho_bar: float | None = Field(None, gt=0)
-    chunks: int | tuple[int, int, int] | None = None
+    data = {
+        **params,
+        "output": str(ctx.dir / "catalog.parquet"),
+        "workdir": str(ctx.dir / "work"),
+        "overwrite": False,
+    }
+    return parse_config(SegmentSpec, data, ctx.where)
 
 
-def _segment_run(cfg: SegmentStageParams, ctx: StageContext) -> dict[str, Any]:
-    import numpy as np
+def _segment_run(cfg: SegmentSpec, ctx: StageContext) -> dict[str, Any]:
+    from bigpaint.segment.spec import run_segment
 
-    from bigpaint.segment import SegmentParams, segment_field
-
-    thresholds = (
-        tuple(float(t) for t in np.linspace(cfg.threshold, 1.0, cfg.trajectories))
-        if cfg.trajectories
-        else ()
-    )
-    params = SegmentParams(
-        threshold=cfg.threshold,
-        min_distance=cfg.min_distance,
-        marker_threshold=cfg.marker_threshold,
-        sigma=cfg.sigma,
-        truncate=cfg.truncate,
-        connectivity=cfg.connectivity,
-        trajectory_thresholds=thresholds,
-        h=cfg.h,
-    )
-    if cfg.calibration is not None:
-        from bigpaint.segment.calibration import resolve_calibration
-        from bigpaint.segment.job import params_with_calibration
-
-        # keys the config leaves out come from the calibration; written ones must agree
-        written = {k: v for k, v in params.__dict__.items() if k in cfg.model_fields_set}
-        params = params_with_calibration(resolve_calibration(cfg.calibration), written)
-    workdir = ctx.dir / "work"
-    workdir.mkdir(exist_ok=True)
-    table = segment_field(
-        cfg.distance,
-        str(ctx.dir / "catalog.parquet"),
-        params,
-        calibration=cfg.calibration,
-        rho_bar=cfg.rho_bar,
-        chunks=cfg.chunks,
-        # a killed run resumes from the blocks saved under work/; a changed stage's folder
-        # is removed by the runner before it is redone
-        overwrite=False,
-        workdir=str(workdir),
-        progress=True,
-    )
+    (ctx.dir / "work").mkdir(exist_ok=True)
+    table = run_segment(cfg, progress=True)
     return {"n_protohalos": table.num_rows}
 
 
@@ -672,9 +633,9 @@ STAGE_KINDS: dict[str, StageKind] = _kinds(
             "segment",
             "protohalo catalogue from a distance map (bigpaint.segment.segment_field)",
             inputs=("distance", "calibration"),
-            written=(),
+            written=("output", "workdir", "overwrite", "labels"),
             cluster=True,
-            validate=_typed(SegmentStageParams),
+            validate=_segment_validate,
             outputs=_fixed("catalog.parquet"),
             run=_segment_run,
         ),
