@@ -45,6 +45,7 @@ import numpy as np
 from numba import njit, prange
 
 from bigpaint.errors import NonFiniteError, ParticleBoundsError, ShapeError
+from bigpaint.mesh.weights import axis_nodes, axis_weights, wrap_index
 
 __all__ = [
     "SCHEMES",
@@ -81,63 +82,6 @@ def scheme_order(scheme: str) -> int:
             f"unknown mass assignment scheme {scheme!r}; choose one of {list(SCHEMES)}"
         )
     return SCHEMES[key]
-
-
-# ---------------------------------------------------------------- per-axis weights (numba)
-
-
-@njit(inline="always", cache=True)
-def axis_weights(x, inv_dx, n, p, shift):
-    """First node (wrapped into [0, n)) and up to 4 weights of one coordinate.
-
-    ``x`` in Mpc/h, ``inv_dx = n / L``, ``shift`` in cells (0 or 0.5 for interlacing).
-    """
-    u = x * inv_dx + shift
-    if u < 0.0 or u >= n:
-        u = u - n * np.floor(u / n)
-    w0 = 1.0
-    w1 = 0.0
-    w2 = 0.0
-    w3 = 0.0
-    if p == 1:
-        i0 = np.int64(np.floor(u))
-    elif p == 2:
-        s = u - 0.5
-        fi = np.floor(s)
-        f = s - fi
-        i0 = np.int64(fi)
-        w0 = 1.0 - f
-        w1 = f
-    elif p == 3:
-        fi = np.floor(u)
-        d = u - fi - 0.5
-        i0 = np.int64(fi) - 1
-        w0 = 0.5 * (0.5 - d) * (0.5 - d)
-        w1 = 0.75 - d * d
-        w2 = 0.5 * (0.5 + d) * (0.5 + d)
-    else:
-        s = u - 0.5
-        fi = np.floor(s)
-        f = s - fi
-        g = 1.0 - f
-        i0 = np.int64(fi) - 1
-        w0 = g * g * g / 6.0
-        w1 = (4.0 - 6.0 * f * f + 3.0 * f * f * f) / 6.0
-        w2 = (4.0 - 6.0 * g * g + 3.0 * g * g * g) / 6.0
-        w3 = f * f * f / 6.0
-    while i0 < 0:
-        i0 += n
-    while i0 >= n:
-        i0 -= n
-    return i0, w0, w1, w2, w3
-
-
-@njit(inline="always", cache=True)
-def wrap_index(j, n):
-    """``j`` (in ``[0, 2n)`` or a little beyond) wrapped into ``[0, n)``."""
-    while j >= n:
-        j -= n
-    return j
 
 
 # ---------------------------------------------------------------- validation (numba)
@@ -322,12 +266,6 @@ def _fmt_box(box: np.ndarray) -> str:
 # retyping on every call).
 
 
-@njit(inline="always", cache=True)
-def _nodes(x, inv_dx, n, p, shift):
-    i0, w0, w1, w2, w3 = axis_weights(x, inv_dx, n, p, shift)
-    return i0, wrap_index(i0 + 1, n), wrap_index(i0 + 2, n), wrap_index(i0 + 3, n), w0, w1, w2, w3
-
-
 @njit(cache=True, nogil=True)
 def deposit_window(pos, weights, has_w, shape, inv, pt, shift, origin, acc):
     """Serial deposit into the sub-block ``acc`` of the periodic grid starting at ``origin``.
@@ -341,7 +279,7 @@ def deposit_window(pos, weights, has_w, shape, inv, pt, shift, origin, acc):
     ox, oy, oz = origin[0], origin[1], origin[2]
     flat = acc.reshape(-1)
     for i in range(pos.shape[0]):
-        jx0, jx1, jx2, jx3, wx0, wx1, wx2, wx3 = _nodes(pos[i, 0], inv[0], nx, p, shift)
+        jx0, jx1, jx2, jx3, wx0, wx1, wx2, wx3 = axis_nodes(pos[i, 0], inv[0], nx, p, shift)
         jx = (jx0, jx1, jx2, jx3)
         wx = (wx0, wx1, wx2, wx3)
         lx0 = jx[0] - ox
@@ -349,10 +287,10 @@ def deposit_window(pos, weights, has_w, shape, inv, pt, shift, origin, acc):
             lx0 += nx
         if lx0 >= cx and lx0 + p - 1 < nx:
             continue  # support entirely outside along x (the common rejection)
-        jy0, jy1, jy2, jy3, wy0, wy1, wy2, wy3 = _nodes(pos[i, 1], inv[1], ny, p, shift)
+        jy0, jy1, jy2, jy3, wy0, wy1, wy2, wy3 = axis_nodes(pos[i, 1], inv[1], ny, p, shift)
         jy = (jy0, jy1, jy2, jy3)
         wy = (wy0, wy1, wy2, wy3)
-        jz0, jz1, jz2, jz3, wz0, wz1, wz2, wz3 = _nodes(pos[i, 2], inv[2], nz, p, shift)
+        jz0, jz1, jz2, jz3, wz0, wz1, wz2, wz3 = axis_nodes(pos[i, 2], inv[2], nz, p, shift)
         jz = (jz0, jz1, jz2, jz3)
         wz = (wz0, wz1, wz2, wz3)
         mass = weights[i] if has_w else 1.0
@@ -401,13 +339,13 @@ def _readout(grid, pos, inv, pt, shift, out):
     p = len(pt)  # a compile-time constant: the length of the tuple type
     nx, ny, nz = grid.shape
     for i in prange(pos.shape[0]):
-        jx0, jx1, jx2, jx3, wx0, wx1, wx2, wx3 = _nodes(pos[i, 0], inv[0], nx, p, shift)
+        jx0, jx1, jx2, jx3, wx0, wx1, wx2, wx3 = axis_nodes(pos[i, 0], inv[0], nx, p, shift)
         jx = (jx0, jx1, jx2, jx3)
         wx = (wx0, wx1, wx2, wx3)
-        jy0, jy1, jy2, jy3, wy0, wy1, wy2, wy3 = _nodes(pos[i, 1], inv[1], ny, p, shift)
+        jy0, jy1, jy2, jy3, wy0, wy1, wy2, wy3 = axis_nodes(pos[i, 1], inv[1], ny, p, shift)
         jy = (jy0, jy1, jy2, jy3)
         wy = (wy0, wy1, wy2, wy3)
-        jz0, jz1, jz2, jz3, wz0, wz1, wz2, wz3 = _nodes(pos[i, 2], inv[2], nz, p, shift)
+        jz0, jz1, jz2, jz3, wz0, wz1, wz2, wz3 = axis_nodes(pos[i, 2], inv[2], nz, p, shift)
         jz = (jz0, jz1, jz2, jz3)
         wz = (wz0, wz1, wz2, wz3)
         total = 0.0

@@ -24,7 +24,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from bigpaint.mesh.assign import _nodes, axis_weights, wrap_index
+from bigpaint.mesh.weights import axis_nodes, axis_weights, wrap_index
 
 __all__ = ["SCRATCH_FRACTION", "deposit_planes"]
 
@@ -82,9 +82,9 @@ def _slab_deposit(pos, weights, has_w, shape, inv, pt, shift, x0, size, lo, hi, 
     nplane = size + p - 1
     buf = np.zeros(nplane * nyz, np.float64)
     for i in range(lo, hi):
-        jx0, _jx1, _jx2, _jx3, wx0, wx1, wx2, wx3 = _nodes(pos[i, 0], inv[0], nx, p, shift)
-        jy0, jy1, jy2, jy3, wy0, wy1, wy2, wy3 = _nodes(pos[i, 1], inv[1], ny, p, shift)
-        jz0, jz1, jz2, jz3, wz0, wz1, wz2, wz3 = _nodes(pos[i, 2], inv[2], nz, p, shift)
+        jx0, _jx1, _jx2, _jx3, wx0, wx1, wx2, wx3 = axis_nodes(pos[i, 0], inv[0], nx, p, shift)
+        jy0, jy1, jy2, jy3, wy0, wy1, wy2, wy3 = axis_nodes(pos[i, 1], inv[1], ny, p, shift)
+        jz0, jz1, jz2, jz3, wz0, wz1, wz2, wz3 = axis_nodes(pos[i, 2], inv[2], nz, p, shift)
         jy = (jy0, jy1, jy2, jy3)
         jz = (jz0, jz1, jz2, jz3)
         wx = (wx0, wx1, wx2, wx3)

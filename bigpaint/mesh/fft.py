@@ -59,6 +59,7 @@ __all__ = [
     "fft_backends",
     "irfftn",
     "plan_fft",
+    "refuse_non_finite",
     "register_fft_backend",
     "rfftn",
     "rfftn_memory",
@@ -276,7 +277,9 @@ def _as_real(x: Any, first_chunks: Chunks | None = None) -> da.Array:
     return arr
 
 
-def _check_finite(block: np.ndarray, block_info: dict | None) -> None:
+def refuse_non_finite(block: np.ndarray, block_info: dict | None) -> None:
+    """Refuse a block holding NaN or inf, naming the first such voxel (global index when
+    ``block_info`` locates the block)."""
     bad = ~np.isfinite(block)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -302,7 +305,7 @@ def _forward_block(
 
     if real_stage:
         if check_finite:
-            _check_finite(block, block_info)
+            refuse_non_finite(block, block_info)
         return scipy.fft.rfftn(block, axes=axes, workers=workers)
     return scipy.fft.fftn(block, axes=axes, workers=workers, overwrite_x=False)
 

@@ -314,10 +314,10 @@ def _sums(
     shape = (prep.n,) * 3
     sums = binned_sums(prep.fks, shape, plan, pairs, prep.factors, los, ells)  # type: ignore[arg-type]
     if prep.arrays is not None and not np.all(np.isfinite(sums)):
-        from bigpaint.mesh.fft import _check_finite
+        from bigpaint.mesh.fft import refuse_non_finite
 
         for a in prep.arrays:
-            _check_finite(a, None)
+            refuse_non_finite(a, None)
         raise NonFiniteError(
             "the Fourier transform of the field overflowed (values too large for its dtype); "
             "pass the field as float64"
