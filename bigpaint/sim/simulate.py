@@ -270,6 +270,56 @@ def _simulate(cfg: SimulateConfig, power: LinearPower | None, log: Any) -> Simul
     """The run itself, under the output directory's lock."""
     say = log or (lambda _msg: None)
     out = cfg.output
+    _clear_outputs(cfg)
+    t_start = time.perf_counter()
+    lp = power or linear_power(cfg.cosmology, cfg.power)
+    if lp.cosmology != cfg.cosmology:
+        raise ConfigError("the given power spectrum belongs to another cosmology")
+    n, box = cfg.particles, cfg.box_size
+    mp = particle_mass(cfg.cosmology.Omega_m, box, n**3)
+    pos0, vel0, ids = _initial_conditions(cfg, lp)
+    say(f"ICs: {n}^3 particles at z = {cfg.z_init}, particle mass {mp:.4g} Msun/h")
+    pos, vel, step_times, pm_seconds = _particle_mesh(cfg, lp, pos0, vel0, say)
+    cat = _fof_catalogue(cfg, pos, vel, ids, mp)
+    say(f"FoF: {cat.num_rows} halos with >= {cfg.fof.min_members} particles")
+    labels, pieces = _write_truth_fields(cfg, pos0, pos, ids, cat, mp)
+    conn_table, connected = read_connected_truth(os.path.join(out, CONNECTED_FILENAME))
+    if cfg.save_particles:
+        _save_particles(os.path.join(out, "particles.zarr"), pos, vel, ids, cfg)
+    total = time.perf_counter() - t_start
+    sps = len(step_times) / sum(step_times) if step_times else float("nan")
+    summary = {
+        "config": json.loads(cfg.model_dump_json()),
+        "particle_mass": mp,
+        "force_mesh": cfg.force_mesh_factor * n,
+        "n_halos": cat.num_rows,
+        "n_protohalo_labels": int(np.count_nonzero(np.unique(labels))),
+        "protohalo_pieces": pieces,
+        "connected_truth": {
+            "catalogue": CONNECTED_FILENAME,
+            "n_protohalos": conn_table.num_rows,
+            **{k: connected[k] for k in _CONNECTED_SUMMARY},
+        },
+        "pm_seconds": pm_seconds,
+        "pm_steps_per_second": sps,
+        "step_seconds": step_times,
+        "total_seconds": total,
+    }
+    with open(os.path.join(out, "summary.json"), "w") as fh:
+        json.dump(summary, fh, indent=2)
+    return SimulationResult(
+        output=out,
+        n_halos=cat.num_rows,
+        steps_per_second=sps,
+        pm_seconds=pm_seconds,
+        total_seconds=total,
+        particle_mass=mp,
+    )
+
+
+def _clear_outputs(cfg: SimulateConfig) -> None:
+    """Refuse outputs that exist unless ``overwrite`` (then remove them); make the folder."""
+    out = cfg.output
     existing = [p for p in OUTPUTS if os.path.exists(os.path.join(out, p))]
     if existing and not cfg.overwrite:
         raise FieldExistsError(
@@ -280,16 +330,14 @@ def _simulate(cfg: SimulateConfig, power: LinearPower | None, log: Any) -> Simul
         path = os.path.join(out, p)
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     os.makedirs(out, exist_ok=True)
-    t_start = time.perf_counter()
-    lp = power or linear_power(cfg.cosmology, cfg.power)
-    if lp.cosmology != cfg.cosmology:
-        raise ConfigError("the given power spectrum belongs to another cosmology")
-    bg = lp.background
-    n, box = cfg.particles, cfg.box_size
-    mp = particle_mass(cfg.cosmology.Omega_m, box, n**3)
-    a0, a1 = 1.0 / (1.0 + cfg.z_init), 1.0 / (1.0 + cfg.z_final)
 
-    # initial conditions (2LPT) and the 2LPT field at z_final from the same ICs
+
+def _initial_conditions(
+    cfg: SimulateConfig, lp: LinearPower
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """2LPT particles at ``z_init`` (positions, velocities, ids), and the 2LPT density at
+    ``z_final`` from the same ICs written as ``lpt_density.zarr``."""
+    n, box = cfg.particles, cfg.box_size
     ics = functools.partial(
         lpt_particles_array,
         n,
@@ -303,19 +351,23 @@ def _simulate(cfg: SimulateConfig, power: LinearPower | None, log: Any) -> Simul
     pos0, vel0, ids = ics(redshift=cfg.z_init)
     pos_lpt, _, _ = ics(redshift=cfg.z_final)
     write_array(
-        os.path.join(out, "lpt_density.zarr"),
+        os.path.join(cfg.output, "lpt_density.zarr"),
         _delta(pos_lpt, n, box),
         chunks=min(cfg.chunks, n),
         meta=_meta(cfg, "delta", "1", cfg.z_final, {"field": "2LPT"}, scheme="CIC"),
     )
-    del pos_lpt
-    say(f"ICs: {n}^3 particles at z = {cfg.z_init}, particle mass {mp:.4g} Msun/h")
+    return pos0, vel0, ids
 
-    # PM
-    nmesh = cfg.force_mesh_factor * n
+
+def _particle_mesh(
+    cfg: SimulateConfig, lp: LinearPower, pos0: np.ndarray, vel0: np.ndarray, say: Any
+) -> tuple[np.ndarray, np.ndarray, list[float], float]:
+    """The PM run from ``z_init`` to ``z_final``: positions and velocities at the end, the
+    seconds of each step and of the whole run."""
+    a0, a1 = 1.0 / (1.0 + cfg.z_init), 1.0 / (1.0 + cfg.z_final)
     pm = ParticleMesh(
-        nmesh,
-        box,
+        cfg.force_mesh_factor * cfg.particles,
+        cfg.box_size,
         cfg.cosmology.Omega_m,
         device=cfg.device,
         gradient=cfg.gradient,
@@ -329,13 +381,16 @@ def _simulate(cfg: SimulateConfig, power: LinearPower | None, log: Any) -> Simul
         say(f"PM step {len(step_times)}/{cfg.steps}: a = {st.a:.4f} ({seconds:.2f} s)")
 
     t_pm = time.perf_counter()
-    state = run_pm(state, time_steps(a0, a1, cfg.steps), pm, bg, callback=progress)
+    state = run_pm(state, time_steps(a0, a1, cfg.steps), pm, lp.background, callback=progress)
     pm_seconds = time.perf_counter() - t_pm
-    pos = state.x.cpu().numpy()
-    vel = state.velocities().cpu().numpy()
-    del state, pm
+    return state.x.cpu().numpy(), state.velocities().cpu().numpy(), step_times, pm_seconds
 
-    # FoF and the catalogue
+
+def _fof_catalogue(
+    cfg: SimulateConfig, pos: np.ndarray, vel: np.ndarray, ids: np.ndarray, mp: float
+) -> Any:
+    """FoF haloes of the final particles, written as ``halos.parquet``."""
+    n, box = cfg.particles, cfg.box_size
     groups = fof_groups(pos, box, cfg.fof.b * box / n)
     cat = halo_catalogue(
         pos, vel, ids, box_size=box, particle_mass=mp, min_members=cfg.fof.min_members,
@@ -343,7 +398,7 @@ def _simulate(cfg: SimulateConfig, power: LinearPower | None, log: Any) -> Simul
     )  # fmt: skip
     write_catalogue(
         cat,
-        os.path.join(out, "halos.parquet"),
+        os.path.join(cfg.output, "halos.parquet"),
         {
             "box_size": box,
             "particle_mass": mp,
@@ -355,9 +410,20 @@ def _simulate(cfg: SimulateConfig, power: LinearPower | None, log: Any) -> Simul
             "config": json.loads(cfg.model_dump_json()),
         },
     )
-    say(f"FoF: {cat.num_rows} halos with >= {cfg.fof.min_members} particles")
+    return cat
 
-    # truth Fields
+
+def _write_truth_fields(
+    cfg: SimulateConfig,
+    pos0: np.ndarray,
+    pos: np.ndarray,
+    ids: np.ndarray,
+    cat: Any,
+    mp: float,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """The halo counts, the protohalo truth, and the initial and final densities; returns
+    the protohalo labels and pieces of :func:`write_protohalo_truth`."""
+    out, n, box = cfg.output, cfg.particles, cfg.box_size
     hc = cfg.halo_counts
     write_array(
         os.path.join(out, "halo_counts.zarr"),
@@ -382,38 +448,7 @@ def _simulate(cfg: SimulateConfig, power: LinearPower | None, log: Any) -> Simul
         chunks=min(cfg.chunks, n),
         meta=_meta(cfg, "delta", "1", cfg.z_final, {"field": "PM"}, scheme="CIC"),
     )
-    conn_table, connected = read_connected_truth(os.path.join(out, CONNECTED_FILENAME))
-    if cfg.save_particles:
-        _save_particles(os.path.join(out, "particles.zarr"), pos, vel, ids, cfg)
-    total = time.perf_counter() - t_start
-    sps = len(step_times) / sum(step_times) if step_times else float("nan")
-    summary = {
-        "config": json.loads(cfg.model_dump_json()),
-        "particle_mass": mp,
-        "force_mesh": nmesh,
-        "n_halos": cat.num_rows,
-        "n_protohalo_labels": int(np.count_nonzero(np.unique(labels))),
-        "protohalo_pieces": pieces,
-        "connected_truth": {
-            "catalogue": CONNECTED_FILENAME,
-            "n_protohalos": conn_table.num_rows,
-            **{k: connected[k] for k in _CONNECTED_SUMMARY},
-        },
-        "pm_seconds": pm_seconds,
-        "pm_steps_per_second": sps,
-        "step_seconds": step_times,
-        "total_seconds": total,
-    }
-    with open(os.path.join(out, "summary.json"), "w") as fh:
-        json.dump(summary, fh, indent=2)
-    return SimulationResult(
-        output=out,
-        n_halos=cat.num_rows,
-        steps_per_second=sps,
-        pm_seconds=pm_seconds,
-        total_seconds=total,
-        particle_mass=mp,
-    )
+    return labels, pieces
 
 
 def write_protohalo_truth(
