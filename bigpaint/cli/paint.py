@@ -145,7 +145,7 @@ def paint(
     # refuse an incompatible checkpoint or input before a cluster starts; the plan (and the
     # input it opened) is the one painted
     plan = plan_spec(spec)
-    _check_painter(plan, spec.memory_budget)
+    _check_painter(plan, spec.budget_bytes)
     with (
         writing({"output": spec.output}, {"input": spec.input, "checkpoint": plan.checkpoint.path}),
         connect(cluster),
@@ -157,22 +157,17 @@ def paint(
     )
 
 
-def _check_painter(plan: PaintPlan, memory_budget: str | int | None) -> int | None:
+def _check_painter(plan: PaintPlan, budget: int | None) -> None:
     """Load the painter here, so that damaged weights are refused before a cluster starts,
-    and refuse a memory budget that is junk or below what its smallest sub-tile needs
-    (:func:`bigpaint.paint.plan.min_memory_budget`). Returns the budget in bytes."""
-    from bigpaint.config import parse_size
+    and refuse a memory budget (bytes) below what its smallest sub-tile needs
+    (:func:`bigpaint.paint.plan.min_memory_budget`)."""
     from bigpaint.paint.plan import check_memory_budget
     from bigpaint.paint.workers import bytes_per_voxel
     from bigpaint.painters import load_checkpoint
 
-    budget = None
-    if memory_budget is not None:
-        budget = parse_size(memory_budget, "--memory-budget (memory_budget)")
     painter, _ = load_checkpoint(plan.checkpoint.path)
     if budget is not None:
         check_memory_budget(plan, budget, bytes_per_voxel(painter))
-    return budget
 
 
 def register(group: click.Group) -> None:
