@@ -9,10 +9,12 @@ slab wait in float64 (``edges``) until both sides are done. Every cell is rounde
 grid's dtype once, and every cell's sum is taken in an order fixed by the input and the grid
 (not the thread count), so the result is the same bit for bit on any number of threads.
 
-Memory: sorting all particles at once copies the positions, which made a deposit's peak
-twice that of the positions and the grid. The slabs are therefore sorted and deposited a
-group of consecutive slabs at a time, and the scratch copy holds one group: at most
-``SCRATCH_FRACTION`` of the particles (or the fullest slab, if more). The first pass keeps
+Memory: sorting all particles at once copies the positions, which makes a deposit's peak
+twice that of the positions and the grid. Above ``SCRATCH_BYTES`` of positions the slabs are
+therefore sorted and deposited a group of consecutive slabs at a time, and the scratch copy
+holds one group: about ``SCRATCH_BYTES`` (or the fullest slab, if more). Below it, one group
+holds every slab, which is about three times faster: measured at 16.8M particles onto 256^3
+on 2 cores, 0.47 s with one group against 1.2 s with four and 1.6 s with eight. The first pass keeps
 every particle's slab in one byte (two past 256 slabs), so each further group reads those
 bytes, not the positions, to find its particles. The shared planes cost half a float32 grid
 more (two float64 planes per eight for CIC).
@@ -26,14 +28,15 @@ from numba import njit, prange
 
 from bigpaint.mesh.weights import axis_nodes, axis_weights, wrap_index
 
-__all__ = ["SCRATCH_FRACTION", "deposit_planes"]
+__all__ = ["SCRATCH_BYTES", "deposit_planes"]
 
 #: x-planes per slab (a power of two >= 2 * max support; fixed, so the summation order, hence
 #: the result, depends on the input and the grid only).
 _SLAB_WIDTH = 8
 
-#: Largest share of the particles copied at once (the scratch of one group of slabs).
-SCRATCH_FRACTION = 0.125
+#: Bytes of positions copied at once (the scratch of one group of slabs), 256 MiB: a 256^3
+#: deposit copies all its particles, a 512^3 one an eighth at a time.
+SCRATCH_BYTES = 256 * 2**20
 
 
 @njit(cache=True)
@@ -250,7 +253,7 @@ def deposit_planes(
         (0,) * p,
         float(shift),
         max(1, nparts),
-        float(SCRATCH_FRACTION),
+        min(1.0, SCRATCH_BYTES / max(1, pos.nbytes)),
         slab,
         flat,
     )

@@ -25,7 +25,7 @@ BOX = (41.0, 14.0, 5.0)
 @pytest.fixture(params=["one slab per group", "default groups"])
 def groups(request, monkeypatch):
     if request.param == "one slab per group":
-        monkeypatch.setattr(assign_planes, "SCRATCH_FRACTION", 1e-9)
+        monkeypatch.setattr(assign_planes, "SCRATCH_BYTES", 1)
     return request.param
 
 
