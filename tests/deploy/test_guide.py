@@ -42,7 +42,6 @@ def test_the_page_names_a_file_for_every_config_block():
 def guide_run(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("guide")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("PYTHONPATH", None)
     for lang, body in blocks(GUIDE.read_text()):
         if lang in ("yaml", "python"):
             name = body.splitlines()[0][2:].strip()
