@@ -35,7 +35,7 @@ __all__ = ["SCRATCH_BYTES", "deposit_planes"]
 _SLAB_WIDTH = 8
 
 #: Bytes of positions copied at once (the scratch of one group of slabs), 256 MiB: a 256^3
-#: deposit copies all its particles, a 512^3 one an eighth at a time.
+#: deposit copies all its particles, a 512^3 one (1.5 GiB of float32 positions) a sixth at a time.
 SCRATCH_BYTES = 256 * 2**20
 
 
