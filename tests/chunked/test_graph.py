@@ -41,7 +41,7 @@ def test_the_graph_holds_its_nodes_and_their_dependencies():
 
 @pytest.mark.parametrize("scheduler", ["threads", "sync"])
 def test_run_graph_returns_the_wanted_results_in_order(scheduler):
-    g, (a, b, c, d) = _diamond()
+    g, (a, _b, c, d) = _diamond()
     assert run_graph(g, [d, a, c], scheduler=scheduler) == [123, 11, 23]
     assert run_graph(g, [], scheduler=scheduler) == []
 
