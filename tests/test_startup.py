@@ -45,3 +45,29 @@ def test_help_runs_without_them():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert "Usage:" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "LOADED"
+
+
+def test_the_power_spectrum_of_an_array_loads_no_field_store_or_other_statistic():
+    probe = (
+        "import numpy as np, sys; from bigpaint.stats.power import power_spectrum; "
+        "power_spectrum(np.ones((8, 8, 8), 'f4'), box_size=8.0); "
+        "print(' '.join(m for m in ('zarr', 'bigpaint.stats.bispectrum', 'bigpaint.stats.dice', "
+        "'bigpaint.stats.evaluate', 'bigpaint.stats.baselines') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == []
+
+
+def test_a_function_named_as_its_module_stays_the_function_once_the_module_loads():
+    probe = (
+        "import bigpaint.stats as s; import bigpaint.stats.bispectrum, bigpaint.stats.dice; "
+        "from bigpaint.stats import bispectrum, dice; "
+        "print(callable(s.bispectrum), callable(s.dice), bispectrum.__module__, dice.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [
+        "True",
+        "True",
+        "bigpaint.stats.bispectrum",
+        "bigpaint.stats.dice",
+    ]

@@ -5,20 +5,18 @@ The names below are imported on first use, so ``from bigpaint.stats.power import
 power_spectrum`` does not load the bias models or the evaluation.
 """
 
+import sys
+import types
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
-
-# Two functions share their module's name; once the module is imported the package attribute
-# would be the module, so these two are bound here, eagerly.
-from bigpaint.stats.bispectrum import bispectrum
-from bigpaint.stats.dice import dice
 
 if TYPE_CHECKING:
     from bigpaint.stats.baselines import choose_smoothing, fit_bias, paint_bias
     from bigpaint.stats.bias_model import BiasModel
     from bigpaint.stats.bias_operators import bias_operators, write_bias_operators
     from bigpaint.stats.bins import kbins
-    from bigpaint.stats.bispectrum import bispectrum_equilateral
+    from bigpaint.stats.bispectrum import bispectrum, bispectrum_equilateral
+    from bigpaint.stats.dice import dice
     from bigpaint.stats.evaluate import EvaluateConfig, Evaluation, evaluate
     from bigpaint.stats.onepoint import (
         minmax,
@@ -79,6 +77,28 @@ def __getattr__(name: str) -> Any:
     if name in _WHERE:
         return getattr(import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'bigpaint.stats' has no attribute {name!r}")
+
+
+def _same_name(name: str) -> property:
+    """The package attribute of a function that shares its module's name: always the
+    function. The import system binds the submodule to the package when it first loads it;
+    that binding is ignored, so the name stays the function's and the module loads lazily."""
+
+    def get(self: types.ModuleType) -> Any:
+        return getattr(import_module(f"{__name__}.{name}"), name)
+
+    def ignore(self: types.ModuleType, value: Any) -> None:
+        pass
+
+    return property(get, ignore)
+
+
+class _Stats(types.ModuleType):
+    bispectrum = _same_name("bispectrum")
+    dice = _same_name("dice")
+
+
+sys.modules[__name__].__class__ = _Stats
 
 
 __all__ = [

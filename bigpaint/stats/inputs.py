@@ -137,14 +137,16 @@ def as_input(
     that need no physical size: the box is then NaN) and, for Fields, must agree with the
     metadata if given.
     """
-    from bigpaint.field import data_var, field_meta, open_field
-    from bigpaint.mass_assignment import mass_assignment_of
-
     if isinstance(obj, (str, bytes)) or hasattr(obj, "__fspath__"):
+        from bigpaint.field import open_field
+
         url = str(obj if not isinstance(obj, bytes) else obj.decode())
         obj = open_field(url)
         label = label or url
-    if isinstance(obj, xr.Dataset):
+    if isinstance(obj, xr.Dataset):  # the Field modules (zarr) load only for Fields
+        from bigpaint.field import data_var, field_meta
+        from bigpaint.mass_assignment import mass_assignment_of
+
         meta = field_meta(obj)
         var = data_var(obj)
         if var.ndim != 3:
