@@ -283,7 +283,9 @@ def main() -> None:
         "--threads", type=int, default=2, help="threads of both codes (Pylians' MA is serial)"
     )
     ap.add_argument("--runs", type=int, default=3, help="timed calls per case")
-    ap.add_argument("--cases", nargs="+", default=["cic", "pk", "oneliner"])
+    ap.add_argument(
+        "--cases", nargs="+", default=["cic", "pk", "oneliner"], choices=["cic", "pk", "oneliner"]
+    )
     ap.add_argument(
         "--no-cluster", dest="cluster", action="store_false", help="skip the LocalCluster P(k)"
     )
@@ -297,6 +299,14 @@ def main() -> None:
         case, code, n = args._child
         print(json.dumps(child(case, code, int(n), args.threads, args.runs, args._url)))
         return
+    try:
+        import MAS_library  # noqa: F401
+        import Pk_library  # noqa: F401
+    except ImportError as exc:
+        sys.exit(
+            f"bench_vs_pylians: Pylians is not installed ({exc}); install the bench extra: "
+            "bash deploy/install.sh bench"
+        )
 
     results: list[dict] = []
 
