@@ -33,6 +33,24 @@ def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def snapshot_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--ptype`` and ``--length-unit``, the reader options of a particle snapshot."""
+    func = click.option(
+        "--length-unit",
+        type=click.Choice(["kpc/h", "Mpc/h"], case_sensitive=False),
+        default=None,
+        help="Gadget length unit (default: from the snapshot, else kpc/h).",
+    )(func)
+    func = click.option(
+        "--ptype",
+        type=click.IntRange(min=0),
+        default=1,
+        show_default=True,
+        help="Gadget/SWIFT particle type.",
+    )(func)
+    return func
+
+
 def record_options(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Add ``--redshift``, ``--cosmology`` (parsed by ``bigpaint.cli.deposit.parse_cosmology``)
     and ``--overwrite`` to a command that records physics; ``default`` names where the

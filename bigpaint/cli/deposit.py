@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from bigpaint.cli._common import cluster_options, open_cluster, parse_chunks
+from bigpaint.cli._common import cluster_options, open_cluster, parse_chunks, snapshot_options
 from bigpaint.errors import ConfigError
 
 __all__ = ["register"]
@@ -46,19 +46,7 @@ __all__ = ["register"]
 @click.option(
     "--wrap", is_flag=True, help="Wrap positions outside [0, L) instead of refusing them."
 )
-@click.option(
-    "--length-unit",
-    type=click.Choice(["kpc/h", "Mpc/h"], case_sensitive=False),
-    default=None,
-    help="Gadget length unit (default: from the snapshot, else kpc/h).",
-)
-@click.option(
-    "--ptype",
-    type=click.IntRange(min=0),
-    default=1,
-    show_default=True,
-    help="Gadget particle type.",
-)
+@snapshot_options
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),

@@ -13,7 +13,7 @@ import os
 
 import click
 
-from bigpaint.cli._common import record_options
+from bigpaint.cli._common import record_options, snapshot_options
 from bigpaint.cli.deposit import parse_cosmology
 from bigpaint.errors import ConfigError, FieldExistsError
 
@@ -53,19 +53,7 @@ def parse_memory(text: str | None) -> int | None:
     show_default=True,
     help="Smallest halo kept, in particles.",
 )
-@click.option(
-    "--ptype",
-    type=click.IntRange(min=0),
-    default=1,
-    show_default=True,
-    help="Gadget/SWIFT particle type.",
-)
-@click.option(
-    "--length-unit",
-    type=click.Choice(["kpc/h", "Mpc/h"], case_sensitive=False),
-    default=None,
-    help="Gadget length unit (default: from the snapshot, else kpc/h).",
-)
+@snapshot_options
 @click.option(
     "--box-size",
     type=float,
