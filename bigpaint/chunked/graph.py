@@ -4,6 +4,9 @@ A :class:`TaskGraph` holds *data nodes* (a value that enters the graph once, how
 tasks use it: a plan, a reader, a writer) and *tasks* (a module-level function and its
 arguments). A task depends on every :class:`Ref` among its arguments, positional or
 keyword, at the top level: the data nodes it reads and the tasks whose results it takes.
+A graph may also take dask collections as *upstream* (:meth:`TaskGraph.upstream`: a lazy
+array's blocks, e.g. the output of the distributed FFT): their tasks join the graph, and
+each runs once however many of the graph's tasks take its result.
 :func:`run_graph` runs the tasks whose results are wanted (and whatever they depend on) on
 the current distributed client (:func:`~bigpaint.chunked.client.current_client`) or on the
 local threaded scheduler, with progress, worker resources and a clean failure: the first
@@ -33,11 +36,15 @@ logger = logging.getLogger(__name__)
 __all__ = ["Ref", "TaskGraph", "run_graph", "run_tasks"]
 
 
+#: A node's key: a string for the graph's own nodes, a tuple for an upstream array block.
+Key = str | tuple[Any, ...]
+
+
 @dataclass(frozen=True)
 class Ref:
     """A node of a :class:`TaskGraph`; as a task's argument, that node's value."""
 
-    key: str
+    key: Key
 
 
 class TaskGraph:
@@ -57,6 +64,7 @@ class TaskGraph:
         self._data: dict[str, Any] = {}
         self._tasks: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {}
         self._counts: dict[str, int] = {}
+        self._upstream: dict[Key, Any] = {}
 
     def data(self, label: str, value: Any) -> Ref:
         """Add ``value`` once as a data node named by ``label``."""
@@ -79,24 +87,50 @@ class TaskGraph:
         self._tasks[key] = (fn, args, kwargs)
         return Ref(key)
 
-    def __len__(self) -> int:
-        return len(self._data) + len(self._tasks)
+    def upstream(self, *collections: Any) -> list[Any]:
+        """Add dask collections whose results tasks of this graph take (as their arguments).
 
-    def dependencies(self, ref: Ref) -> set[str]:
-        """Keys of the nodes a task reads (nothing for a data node)."""
-        if ref.key in self._data:
+        The collections' graphs are optimised together, as ``dask.compute`` would, and join
+        this graph: each of their tasks runs once, however many tasks take its result.
+
+        Returns
+        -------
+        list
+            Per collection: a :class:`Ref` for a ``dask.delayed`` value; for a dask array,
+            nested lists of Refs, one per block (``refs[i][j][k]`` is block ``(i, j, k)``).
+        """
+        import dask
+        from dask.delayed import Delayed
+
+        def refs(keys: Any) -> Any:
+            return [refs(k) for k in keys] if isinstance(keys, list) else Ref(keys)
+
+        optimized = dask.optimize(*collections)
+        out = []
+        for c in optimized:
+            self._upstream.update(c.__dask_graph__())
+            out.append(Ref(c.key) if isinstance(c, Delayed) else refs(c.__dask_keys__()))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._data) + len(self._tasks) + len(self._upstream)
+
+    def dependencies(self, ref: Ref) -> set[Key]:
+        """Keys of the nodes a task reads (nothing for a data node or an upstream node)."""
+        if ref.key not in self._tasks:
             return set()
         _, args, kwargs = self._tasks[ref.key]
         return {a.key for a in (*args, *kwargs.values()) if isinstance(a, Ref)}
 
-    def to_dask(self) -> dict[str, Any]:
+    def to_dask(self) -> dict[Key, Any]:
         """The graph in dask's task specification (for a scheduler's ``get``)."""
-        from dask._task_spec import DataNode, Task, TaskRef
+        from dask._task_spec import DataNode, Task, TaskRef, convert_legacy_graph
 
         def lower(a: Any) -> Any:
             return TaskRef(a.key) if isinstance(a, Ref) else a
 
-        dsk: dict[str, Any] = {k: DataNode(k, v) for k, v in self._data.items()}
+        dsk: dict[Key, Any] = dict(convert_legacy_graph(self._upstream)) if self._upstream else {}
+        dsk.update({k: DataNode(k, v) for k, v in self._data.items()})
         for key, (fn, args, kwargs) in self._tasks.items():
             dsk[key] = Task(
                 key, fn, *[lower(a) for a in args], **{k: lower(v) for k, v in kwargs.items()}
@@ -191,8 +225,8 @@ def run_tasks(
 
 def _run_distributed(
     client: Any,
-    dsk: dict[str, Any],
-    wanted: list[str],
+    dsk: dict[Key, Any],
+    wanted: list[Key],
     prog: Progress,
     resources: dict[str, float] | None,
 ) -> list[Any]:
@@ -213,8 +247,8 @@ def _run_distributed(
 
 
 def _run_local(
-    dsk: dict[str, Any],
-    wanted: list[str],
+    dsk: dict[Key, Any],
+    wanted: list[Key],
     prog: Progress,
     scheduler: str | None,
     num_workers: int | None,
@@ -236,12 +270,12 @@ def _run_local(
         return list(dask.threaded.get(dsk, wanted, num_workers=num_workers))
 
 
-def _running_on_workers(keys: set[str], dask_worker: Any = None) -> int:
+def _running_on_workers(keys: set[Key], dask_worker: Any = None) -> int:
     states = ("executing", "long-running", "cancelled", "resumed")
     return sum(1 for k, ts in dask_worker.state.tasks.items() if k in keys and ts.state in states)
 
 
-def _drain(client: Any, keys: set[str], timeout: float = 120.0) -> None:
+def _drain(client: Any, keys: set[Key], timeout: float = 120.0) -> None:
     """Wait until no worker still runs one of ``keys`` (cancelling cannot stop a running
     thread), so that a caller cleaning up after an error does so after the last write."""
     deadline = time.monotonic() + timeout

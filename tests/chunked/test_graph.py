@@ -56,3 +56,43 @@ def test_run_graph_on_a_cluster_passes_results_between_tasks_and_raises_the_firs
         assert run_graph(g, [c, d]) == [23, 123]
         with pytest.raises(ShapeError, match="task 3 is bad"):
             run_graph(bad, keys)
+
+
+def _block_sum(block, shift, offset: int = 0) -> float:
+    return float(block.sum() + shift) + offset
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "sync"])
+def test_upstream_array_blocks_feed_tasks_and_each_upstream_task_runs_once(scheduler):
+    import threading
+
+    import dask
+    import dask.array as da
+    import numpy as np
+
+    runs: list[tuple[int, ...]] = []
+    lock = threading.Lock()
+
+    def doubled(block, block_info=None):
+        with lock:
+            runs.append(tuple(block_info[0]["chunk-location"]))
+        return block * 2
+
+    x = np.arange(5 * 7 * 4, dtype=np.float64).reshape(5, 7, 4)
+    arr = da.from_array(x, chunks=((2, 3), (4, 3), (4,))).map_blocks(doubled, dtype=x.dtype)
+    shift = dask.delayed(np.float64)(0.5)
+    g = TaskGraph("up")
+    blocks, shift_ref = g.upstream(arr, shift)
+    ten = g.data("ten", 10)
+    runs.clear()  # map_blocks may call the function on empty blocks to infer its output
+    keys, want = [], []
+    for i, j in np.ndindex(2, 2):
+        keys.append(g.task(_block_sum, blocks[i][j][0], shift_ref, offset=ten))
+        block = x[[slice(0, 2), slice(2, 5)][i], [slice(0, 4), slice(4, 7)][j]]
+        want.append(float((2 * block).sum() + 0.5) + 10)
+        # a second task on the same block: the upstream block is still computed once
+        keys.append(g.task(_block_sum, blocks[i][j][0], 0.0))
+        want.append(float((2 * block).sum()))
+    assert g.dependencies(keys[0]) == {blocks[0][0][0].key, shift_ref.key, ten.key}
+    assert run_graph(g, keys, scheduler=scheduler) == want
+    assert sorted(runs) == [(i, j, 0) for i in range(2) for j in range(2)]
