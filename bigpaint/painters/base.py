@@ -54,6 +54,7 @@ __all__ = [
     "EmberNorm",
     "IdentityNorm",
     "LogLikeNorm",
+    "PowerNorm",
     "Normalization",
     "Painter",
     "PainterConfig",
@@ -118,6 +119,27 @@ class AffineNorm(_Norm):
         return y * self.scale + self.shift
 
 
+class PowerNorm(_Norm):
+    """``y = ((x - shift) / scale)^(1 / exponent)``, values below ``shift`` mapped to 0, so
+    the inverse ``x = scale * max(y, 0)^exponent + shift`` turns a painter's non-negative
+    output into a field of at least ``shift``. As an output normalization with ``exponent <
+    1`` it tempers the densest cells: the halo painter's calibration, whose exponent is fitted
+    to the truth's large-scale correlation on the training simulations."""
+
+    kind: Literal["power"] = "power"
+    exponent: float = Field(1.0, gt=0)
+    scale: float = Field(1.0, gt=0)
+    shift: float = 0.0
+
+    def forward(self, x: Any) -> Any:
+        xp = _xp(x)
+        return xp.clip((x - self.shift) / self.scale, 0, None) ** (1 / self.exponent)
+
+    def inverse(self, y: Any) -> Any:
+        xp = _xp(y)
+        return self.scale * xp.clip(y, 0, None) ** self.exponent + self.shift
+
+
 class EmberNorm(_Norm):
     """EMBER eq. 7: ``y = log(((x + offset) / x0)^q + 1) / k``, negatives clipped to 0.
 
@@ -176,7 +198,8 @@ class LogLikeNorm(_Norm):
 
 
 Normalization = Annotated[
-    IdentityNorm | AffineNorm | EmberNorm | LogLikeNorm, Field(discriminator="kind")
+    IdentityNorm | AffineNorm | PowerNorm | EmberNorm | LogLikeNorm,
+    Field(discriminator="kind"),
 ]
 _NORMS = TypeAdapter(list[Normalization])
 
@@ -193,7 +216,7 @@ def parse_norms(value: Any, channels: int, what: str) -> tuple[_Norm, ...]:
         err = exc.errors()[0]
         raise ConfigError(
             f"{what}: invalid normalization at {'.'.join(str(p) for p in err['loc'])}: "
-            f"{err['msg']}; kinds are identity, affine, ember, loglike"
+            f"{err['msg']}; kinds are identity, affine, power, ember, loglike"
         ) from None
     if len(norms) == 1:
         norms = norms * channels

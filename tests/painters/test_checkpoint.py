@@ -17,7 +17,15 @@ from bigpaint.painters import (
     read_metadata,
     save_checkpoint,
 )
-from bigpaint.painters.base import AffineNorm, EmberNorm, LogLikeNorm, apply_norms, invert_norms
+from bigpaint.painters.base import (
+    AffineNorm,
+    EmberNorm,
+    LogLikeNorm,
+    PowerNorm,
+    apply_norms,
+    invert_norms,
+    parse_norms,
+)
 
 from .conftest import SMALL, small
 
@@ -175,6 +183,8 @@ def test_build_painter_config_errors():
         LogLikeNorm(),
         EmberNorm(k=1.0, x0=4.0, offset=8.0),
         LogLikeNorm(offset=8.0),
+        PowerNorm(exponent=0.4, scale=0.06, shift=-2.0),
+        PowerNorm(exponent=1.7, scale=3.0),
     ],
 )
 def test_normalizations_invert_on_numpy_and_torch(norm):
@@ -183,6 +193,21 @@ def test_normalizations_invert_on_numpy_and_torch(norm):
         y = apply_norms([norm, norm], arr)
         back = invert_norms([norm, norm], y)
         np.testing.assert_allclose(np.asarray(back), x, rtol=1e-9)
+
+
+def test_power_normalization_maps_a_painter_output_to_counts():
+    """The calibration's output map ``a N^g + b``: non-negative network outputs give counts
+    of at least ``b``, a negative output counts as 0, and the map round-trips a checkpoint."""
+    norm = PowerNorm(exponent=0.5, scale=2.0, shift=0.25)
+    n = np.array([0.0, 1.0, 4.0, -3.0])
+    np.testing.assert_allclose(norm.inverse(n), [0.25, 2.25, 4.25, 0.25])
+    np.testing.assert_allclose(norm.forward(np.array([0.25, 2.25, 4.25, 0.0])), [0, 1, 4, 0])
+    assert parse_norms({"kind": "power", "exponent": 0.5, "scale": 2.0, "shift": 0.25}, 2, "x") == (
+        norm,
+        norm,
+    )
+    with pytest.raises(ConfigError, match="exponent"):
+        parse_norms({"kind": "power", "exponent": 0}, 1, "output_norm")
 
 
 def test_normalization_formulas():
