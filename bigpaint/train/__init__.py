@@ -10,8 +10,9 @@ power spectrum of the painted validation cube).
 from bigpaint.train.config import TrainConfig
 from bigpaint.train.loop import TrainResult, select_device, train
 from bigpaint.train.losses import gradient_penalty
-from bigpaint.train.sampler import PatchSampler, Region, TrainingData, inverse_frequency_weights
+from bigpaint.train.sampler import PatchSampler, Region, inverse_frequency_weights
 from bigpaint.train.symmetry import Symmetry, random_symmetry, symmetries
+from bigpaint.train.training_data import TrainingData
 from bigpaint.train.validate import validate
 
 __all__ = [

@@ -40,7 +40,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -49,6 +49,11 @@ from bigpaint.errors import ConfigError
 from bigpaint.outputs import writing
 from bigpaint.progress import Progress
 from bigpaint.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from bigpaint.painters.base import Painter
+    from bigpaint.train.objective_base import Objective
+    from bigpaint.train.training_data import TrainingData
 
 __all__ = ["TrainResult", "select_device", "train"]
 
@@ -269,9 +274,7 @@ def train(cfg: TrainConfig | dict[str, Any]) -> TrainResult:
 
 def _train(cfg: TrainConfig) -> TrainResult:
     """The training run itself, under the run directory's lock."""
-    from bigpaint.painters import build_painter, save_checkpoint
-    from bigpaint.train.objectives import make_objective
-    from bigpaint.train.sampler import TrainingData
+    from bigpaint.painters import build_painter
 
     run = cfg.run
     device, amp = select_device(run.device, amp=run.amp)
@@ -279,140 +282,197 @@ def _train(cfg: TrainConfig) -> TrainResult:
         torch.set_num_threads(run.threads)
     out = Path(run.out)
     out.mkdir(parents=True, exist_ok=True)
-    state_path = out / STATE
-    resume = run.resume and state_path.exists()
-    saved: dict[str, Any] | None = None
-    if resume:
-        saved = _load_state(state_path)
-        if saved["config"] != _comparable(cfg):
-            raise ConfigError(
-                f"{out} holds a different training run (its config differs); choose another "
-                "run.out, delete the directory, or set run.resume: false"
-            )
+    saved = _resume_state(cfg, out / STATE)
     torch.manual_seed(run.seed)
     painter = build_painter(cfg.family, cfg.model)
     if run.init_from and saved is None:
         from bigpaint.painters import load_weights
 
         load_weights(painter, run.init_from)  # normalizations: set from the config next
-    data = TrainingData.open(cfg.data, painter, seed=run.seed)
-    if run.channels_last and painter.ndim == 3:
-        painter.to(device, memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # torch's Module.to overloads omit memory_format
-    else:
-        painter.to(device)
-    objective = make_objective(painter, cfg, data, device, amp)
-    best_score = float("inf")
-    if saved is not None:
-        objective.load_state_dict(saved["objective"])
-        data.train.set_state(saved["sampler_train"])
-        data.val.set_state(saved["sampler_val"])
-        _set_rng_state(saved["rng"], device)
-        best_score = float(saved["best_score"])
+    r = _Run.start(cfg, painter, device, amp, saved)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    log = _MetricsLog(out / METRICS, objective.metric_names, objective.step if saved else None)
-    best_path, last_path = out / "best.painter", out / "last.painter"
-    t0 = time.perf_counter()
-    history: list[dict[str, Any]] = []
-    name = f"train {cfg.family}"
+    log = _MetricsLog(out / METRICS, r.objective.metric_names, r.saved_step if saved else None)
+    r.t0 = time.perf_counter()
     prog = Progress(
-        name,
+        r.name,
         run.max_steps,
         unit="steps",
         enabled=run.progress,
-        initial=objective.step,
+        initial=r.objective.step,
         heartbeat=False,
     )
-    logger.debug("%s: %s, autocast %s, from step %d", name, device, amp, objective.step)
-
-    def provenance(metrics: dict[str, Any]) -> dict[str, Any]:
-        extra = {
-            "step": objective.step,
-            "elapsed_s": time.perf_counter() - t0,
-            "device": str(device),
-            "seed": run.seed,
-            "validation": {k: v for k, v in metrics.items() if k != "spectra"},
-        }
-        return _provenance(cfg, data, extra)
-
-    saved_step = objective.step if saved is not None else -1
-    no_card: list[str] = []
-
-    def save(path: Path, metrics: dict[str, Any]) -> None:
-        """A checkpoint with its model card, when the data record what a card needs."""
-        from bigpaint.train.card import card_name, training_card
-
-        prov = provenance(metrics)
-        card, why = training_card(painter.metadata(prov), card_name(run.out))
-        if card is None and not no_card:
-            no_card.append(why)
-            logger.info("%s: checkpoints get no model card: %s", name, why)
-        save_checkpoint(painter, path, provenance=prov, card=card)
-
-    def checkpoint(metrics: dict[str, Any]) -> None:
-        nonlocal saved_step
-        saved_step = objective.step
-        save(last_path, metrics)
-        state = {
-            "config": _comparable(cfg),
-            "objective": objective.state_dict(),
-            "sampler_train": data.train.state(),
-            "sampler_val": data.val.state(),
-            "rng": _rng_state(device),
-            "best_score": best_score,
-        }
-        _save_state(state_path, state)
-
-    last_metrics: dict[str, Any] = {}
+    logger.debug("%s: %s, autocast %s, from step %d", r.name, device, amp, r.objective.step)
     with prog:  # closed with its final line, or "stopped at" on an error
-        while objective.step < run.max_steps:
-            phase = objective.phase
-            metrics = objective.train_step()
-            step = objective.step
+        while r.objective.step < run.max_steps:
+            phase = r.objective.phase
+            metrics = r.objective.train_step()
+            step = r.objective.step
             prog.update(1, loss=f"{metrics['loss']:.4g}", phase=phase)
             row = {
                 "step": step,
-                "elapsed_s": time.perf_counter() - t0,
+                "elapsed_s": time.perf_counter() - r.t0,
                 "phase": phase,
-                "lr": objective.lr,
+                "lr": r.objective.lr,
                 **metrics,
             }
             final = step >= run.max_steps or (
-                run.max_time is not None and time.perf_counter() - t0 >= run.max_time
+                run.max_time is not None and time.perf_counter() - r.t0 >= run.max_time
             )
             if step % run.log_every == 0 or final:
                 prog.report(_metric_text(row, ("phase", "lr", *metrics)))
             if step % run.val_every == 0 or final:
-                v = objective.validate()
-                v["val_loss"] = objective.val_loss(run.val_batches)
-                objective.after_validation(float(v["score"]))
-                row.update({k: v[k] for k in VAL_KEYS if k in v})
-                history.append({k: val for k, val in row.items()})
-                last_metrics = v
-                best = v["score"] < best_score or not best_path.exists()
-                if best:
-                    best_score = min(best_score, float(v["score"]))
-                    save(best_path, v)
-                if prog.mode != "off":
-                    note = " (best so far)" if best else ""
-                    text = _metric_text(row, VAL_KEYS)
-                    logger.info("%s: validation at step %d: %s%s", name, step, text, note)
+                r.validate(row, report=prog.mode != "off")
                 log.write(row)
             elif step % run.log_every == 0:
                 log.write(row)
             if step % run.checkpoint_every == 0 or final:
-                checkpoint(last_metrics)
+                r.checkpoint()
             if final:
                 break
-    if saved_step != objective.step or not last_path.exists():
-        checkpoint(last_metrics)
+    if r.saved_step != r.objective.step or not r.last_path.exists():
+        r.checkpoint()
     return TrainResult(
         out=out,
-        steps=objective.step,
-        best_score=best_score,
-        best=best_path,
-        last=last_path,
+        steps=r.objective.step,
+        best_score=r.best_score,
+        best=r.best_path,
+        last=r.last_path,
         metrics=out / METRICS,
-        elapsed=time.perf_counter() - t0,
+        elapsed=time.perf_counter() - r.t0,
         device=str(device),
-        history=history,
+        history=r.history,
     )
+
+
+def _resume_state(cfg: TrainConfig, path: Path) -> dict[str, Any] | None:
+    """The saved state of this run when it resumes (its config must be this one), or None."""
+    if not (cfg.run.resume and path.exists()):
+        return None
+    saved = _load_state(path)
+    if saved["config"] != _comparable(cfg):
+        raise ConfigError(
+            f"{path.parent} holds a different training run (its config differs); choose "
+            "another run.out, delete the directory, or set run.resume: false"
+        )
+    return saved
+
+
+@dataclass
+class _Run:
+    """One run's painter, data and objective, and what it has validated and saved so far.
+
+    Attributes
+    ----------
+    t0 : float
+        ``time.perf_counter()`` when this call's steps began (elapsed times count from it).
+    best_score : float
+        Lowest validation score so far (inf before the first validation).
+    saved_step : int
+        Step of the last resume state written or read (-1: none).
+    history : list of dict
+        The validation rows of this call.
+    """
+
+    cfg: TrainConfig
+    painter: Painter
+    data: TrainingData
+    objective: Objective
+    device: torch.device
+    t0: float = 0.0
+    best_score: float = float("inf")
+    saved_step: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+    no_card: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls,
+        cfg: TrainConfig,
+        painter: Painter,
+        device: torch.device,
+        amp: torch.dtype | None,
+        saved: dict[str, Any] | None,
+    ) -> _Run:
+        """Open the data, move the painter to ``device``, build the objective and restore
+        the ``saved`` state (modules, optimizers, samplers, RNG, best score) when resuming."""
+        from bigpaint.train.objectives import make_objective
+        from bigpaint.train.training_data import TrainingData
+
+        data = TrainingData.open(cfg.data, painter, seed=cfg.run.seed)
+        if cfg.run.channels_last and painter.ndim == 3:
+            painter.to(device, memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # torch's Module.to overloads omit memory_format
+        else:
+            painter.to(device)
+        r = cls(cfg, painter, data, make_objective(painter, cfg, data, device, amp), device)
+        if saved is not None:
+            r.objective.load_state_dict(saved["objective"])
+            data.train.set_state(saved["sampler_train"])
+            data.val.set_state(saved["sampler_val"])
+            _set_rng_state(saved["rng"], device)
+            r.best_score = float(saved["best_score"])
+            r.saved_step = r.objective.step
+        return r
+
+    @property
+    def name(self) -> str:
+        return f"train {self.cfg.family}"
+
+    @property
+    def best_path(self) -> Path:
+        return Path(self.cfg.run.out) / "best.painter"
+
+    @property
+    def last_path(self) -> Path:
+        return Path(self.cfg.run.out) / "last.painter"
+
+    def validate(self, row: dict[str, Any], *, report: bool) -> None:
+        """Validate (adding the validation keys to ``row``), keeping the best painter."""
+        obj = self.objective
+        v = obj.validate()
+        v["val_loss"] = obj.val_loss(self.cfg.run.val_batches)
+        obj.after_validation(float(v["score"]))
+        row.update({k: v[k] for k in VAL_KEYS if k in v})
+        self.history.append(dict(row))
+        self.last_metrics = v
+        best = v["score"] < self.best_score or not self.best_path.exists()
+        if best:
+            self.best_score = min(self.best_score, float(v["score"]))
+            self.save(self.best_path, v)
+        if report:
+            note = " (best so far)" if best else ""
+            text = _metric_text(row, VAL_KEYS)
+            logger.info("%s: validation at step %d: %s%s", self.name, row["step"], text, note)
+
+    def save(self, path: Path, metrics: dict[str, Any]) -> None:
+        """A checkpoint with its model card, when the data record what a card needs."""
+        from bigpaint.painters import save_checkpoint
+        from bigpaint.train.card import card_name, training_card
+
+        extra = {
+            "step": self.objective.step,
+            "elapsed_s": time.perf_counter() - self.t0,
+            "device": str(self.device),
+            "seed": self.cfg.run.seed,
+            "validation": {k: v for k, v in metrics.items() if k != "spectra"},
+        }
+        prov = _provenance(self.cfg, self.data, extra)
+        card, why = training_card(self.painter.metadata(prov), card_name(self.cfg.run.out))
+        if card is None and not self.no_card:
+            self.no_card.append(why)
+            logger.info("%s: checkpoints get no model card: %s", self.name, why)
+        save_checkpoint(self.painter, path, provenance=prov, card=card)
+
+    def checkpoint(self) -> None:
+        """``last.painter`` and the resume state, atomically each."""
+        self.saved_step = self.objective.step
+        self.save(self.last_path, self.last_metrics)
+        state = {
+            "config": _comparable(self.cfg),
+            "objective": self.objective.state_dict(),
+            "sampler_train": self.data.train.state(),
+            "sampler_val": self.data.val.state(),
+            "rng": _rng_state(self.device),
+            "best_score": self.best_score,
+        }
+        _save_state(Path(self.cfg.run.out) / STATE, state)

@@ -16,10 +16,9 @@ samples have their target inside the cube.
 dm2gal's inverse-frequency sampling (:func:`inverse_frequency_weights`) draws centre voxels
 with probability inversely proportional to the population of their log bin of the target.
 
-:class:`TrainingData` opens the configured Fields, checks that grids and boxes agree and that
-channel counts match the painter, fits ``"auto"`` normalizations on the training region and
-builds the samplers. Every random choice comes from one ``numpy.random.Generator`` whose state
-is saved for resume.
+Every random choice of a sampler comes from its one ``numpy.random.Generator``, whose state
+is saved for resume. :class:`bigpaint.train.training_data.TrainingData` opens the configured
+Fields and builds the training and validation samplers.
 
 Why hand-written: torch's DataLoader knows nothing of periodic windows on Zarr, region
 splits on a torus or cube symmetries; these are a few array operations.
@@ -27,25 +26,24 @@ splits on a torus or cube symmetries; these are a few array operations.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from bigpaint.chunked.read import FieldSource, periodic_read
-from bigpaint.errors import ConfigError, MetadataError, NonFiniteError, ShapeError
+from bigpaint.chunked.read import periodic_read
+from bigpaint.errors import ConfigError, NonFiniteError, ShapeError
 from bigpaint.train.symmetry import random_symmetry
 
 __all__ = [
     "ArraySource",
     "PatchSampler",
     "Region",
-    "TrainingData",
-    "default_patch",
+    "channel_count",
     "inverse_frequency_weights",
     "read_channels",
+    "read_source",
 ]
 
 
@@ -67,7 +65,8 @@ class ArraySource:
         return periodic_read(self.array, window)
 
 
-def _channels(source: Any) -> int:
+def channel_count(source: Any) -> int:
+    """Channels of a 3-D (one) or 4-D ``(c, n, n, n)`` source."""
     return int(source.shape[0]) if len(source.shape) == 4 else 1
 
 
@@ -75,14 +74,15 @@ def _label(source: Any) -> str:
     return str(getattr(source, "url", None) or getattr(source, "label", "array"))
 
 
-def _read(source: Any, window: Sequence[tuple[int, int]]) -> np.ndarray:
+def read_source(source: Any, window: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The periodic ``window`` of one source as float32 ``(C, x, y, z)`` (C = 1 for 3-D)."""
     a = np.asarray(source.read(window), dtype=np.float32)
     return a if a.ndim == 4 else a[None]
 
 
 def read_channels(sources: Sequence[Any], window: Sequence[tuple[int, int]]) -> np.ndarray:
     """The periodic ``window`` of every source, stacked as float32 channels ``(C, x, y, z)``."""
-    return np.concatenate([_read(s, window) for s in sources], 0)
+    return np.concatenate([read_source(s, window) for s in sources], 0)
 
 
 # ---------------------------------------------------------------- regions
@@ -351,257 +351,3 @@ class PatchSampler:
             xs.append(np.ascontiguousarray(x))
             ys.append(np.ascontiguousarray(y))
         return np.stack(xs), np.stack(ys)
-
-
-# ---------------------------------------------------------------- training data
-
-
-def default_patch(family: str) -> int:
-    """The paper's output patch side for a family (voxels)."""
-    return {
-        "halo-painter": 50,
-        "protohalo-unet": 128,
-        "dm2gal": 1,
-        "ember": 512,
-        "cosmic-web-gan": 128,
-    }.get(family, 32)
-
-
-def _open_sources(urls: Sequence[str], what: str) -> tuple[list[Any], list[Any]]:
-    from bigpaint.field import field_meta, open_field
-
-    sources, metas = [], []
-    for url in urls:
-        ds = open_field(url)
-        sources.append(FieldSource.from_field(ds))
-        metas.append(field_meta(ds))
-    return sources, metas
-
-
-def _resolve_auto(norms: list[dict[str, Any]] | None, stats: list[tuple[float, float]]) -> Any:
-    """Replace ``"auto"`` shift/scale of affine normalizations by training-region statistics."""
-    if norms is None:
-        return None
-    if len(norms) == 1 and len(stats) > 1 and "auto" in norms[0].values():
-        raise ConfigError(
-            f"an 'auto' normalization is fitted per channel: give one per channel ({len(stats)})"
-        )
-    out = []
-    for n, stat in zip(norms, stats if len(norms) > 1 else stats[:1], strict=False):
-        n = dict(n)
-        if n.get("shift") == "auto":
-            n["shift"] = stat[0]
-        if n.get("scale") == "auto":
-            n["scale"] = _rms_about(stat, float(n.get("shift", 0.0)))
-        out.append(n)
-    return out
-
-
-def _rms_about(stat: tuple[float, float], shift: float) -> float:
-    """rms about ``shift`` from (mean, rms about the mean)."""
-    mean, std = stat
-    return math.sqrt(max(std**2 + (mean - shift) ** 2, 1e-30))
-
-
-@dataclass
-class TrainingData:
-    """Opened sources, patch geometry and samplers for one training run."""
-
-    inputs: list[Any]
-    targets: list[Any]
-    shape: tuple[int, int, int]
-    box_size: tuple[float, ...]
-    validation: Region
-    in_size: int
-    out_size: int
-    ndim: int
-    projection_depth: int | None
-    input_meta: list[Any]
-    target_meta: list[Any]
-    train: PatchSampler
-    val: PatchSampler
-    more_meta: list[tuple[list[Any], list[Any]]] = field(default_factory=list)
-
-    @classmethod
-    def from_sources(
-        cls,
-        inputs: Sequence[Any],
-        targets: Sequence[Any],
-        painter: Any,
-        data: Any,
-        *,
-        seed: int = 0,
-        box_size: float | Sequence[float] = 1.0,
-        input_meta: Sequence[Any] = (),
-        target_meta: Sequence[Any] = (),
-        more: Sequence[tuple[Sequence[Any], Sequence[Any]]] = (),
-    ) -> TrainingData:
-        """Build from opened sources (Fields or arrays) for ``painter`` and a :class:`DataConfig`.
-
-        Sets the painter's normalizations from ``data`` (resolving ``"auto"``). ``more``:
-        the sources of further training boxes (see :attr:`DataConfig.more_boxes`).
-        """
-        inputs, targets = list(inputs), list(targets)
-        for i, (mi, mt) in enumerate(more):
-            if [_channels(s) for s in mi] != [_channels(s) for s in inputs] or [
-                _channels(s) for s in mt
-            ] != [_channels(s) for s in targets]:
-                raise ConfigError(
-                    f"training box {i + 2} has other channels than the first; give each box "
-                    "the same inputs and targets"
-                )
-        shapes = {
-            tuple(s.shape[-3:])
-            for s in [*inputs, *targets, *(x for m in more for p in m for x in p)]
-        }
-        if len(shapes) != 1:
-            raise ShapeError(f"training Fields must share one grid, got {sorted(shapes)}")
-        (shape,) = shapes
-        if len(set(shape)) != 1:
-            raise ShapeError(f"training grids must be cubic, got {shape}")
-        c_in = sum(_channels(s) for s in inputs)
-        c_out = sum(_channels(s) for s in targets)
-        if c_in != painter.in_channels or c_out != painter.out_channels:
-            raise ConfigError(
-                f"{painter.family} has {painter.in_channels} input / {painter.out_channels} output "
-                f"channels, the data give {c_in} / {c_out}; set model.in_channels/out_channels "
-                "or change data.inputs/targets"
-            )
-        v = data.validation
-        if v.size >= shape[0]:
-            raise ConfigError(f"validation cube {v.size} must be smaller than the grid {shape[0]}")
-        region = Region(tuple(int(o) % shape[0] for o in v.origin), v.size)
-        family = painter.family
-        ndim = painter.ndim
-        if painter.mode == "tile":
-            out_size = in_size = int(painter.tile)
-        else:
-            out_size = int(data.patch or default_patch(family))
-            in_size = out_size + 2 * painter.context if painter.mode == "valid" else out_size
-            if painter.mode == "same" and out_size % painter.alignment:
-                raise ConfigError(
-                    f"{family} patches must be multiples of {painter.alignment} voxels, got {out_size}"
-                )
-        depth = data.projection_depth if ndim == 2 else None
-        stats_in = _channel_stats(inputs, region, shape, depth)
-        stats_out = _channel_stats(targets, region, shape, depth)
-        painter.set_normalization(
-            _resolve_auto(data.input_norm, stats_in), _resolve_auto(data.output_norm, stats_out)
-        )
-        weights = None
-        if data.weighted_sampling is not None:
-            ws = data.weighted_sampling
-            full = _read(targets[0], [(0, n) for n in shape])[0]
-            weights = inverse_frequency_weights(full, bins=ws.bins, vmin=ws.vmin, vmax=ws.vmax)
-        common = dict(
-            in_size=in_size,
-            out_size=out_size,
-            ndim=ndim,
-            validation=region,
-            symmetries=data.symmetries,
-            projection_depth=depth,
-            weights=weights,
-        )
-        train = PatchSampler(inputs, targets, split="train", seed=seed, more=more, **common)
-        # validation targets lie inside the cube: shrink patches that do not fit (the pixel
-        # loss of a smaller patch is still a fair validation loss)
-        vout = out_size
-        if painter.mode != "tile" and out_size > region.size:
-            vout = (
-                region.size
-                if painter.mode == "valid"
-                else region.size // painter.alignment * painter.alignment
-            )
-            if vout < 1:
-                raise ConfigError(
-                    f"validation cube {region.size} is smaller than the alignment {painter.alignment}; enlarge it"
-                )
-        common.update(symmetries=False, out_size=vout, in_size=vout + (in_size - out_size))
-        val = PatchSampler(inputs, targets, split="validation", seed=seed + 1, **common)
-        box = (
-            (float(box_size),) * 3
-            if isinstance(box_size, int | float | np.number)
-            else tuple(float(b) for b in box_size)
-        )
-        return cls(
-            inputs,
-            targets,
-            shape,
-            box,
-            region,
-            in_size,
-            out_size,
-            ndim,
-            depth,
-            list(input_meta),
-            list(target_meta),
-            train,
-            val,
-        )
-
-    @classmethod
-    def open(cls, data: Any, painter: Any, *, seed: int = 0) -> TrainingData:
-        """Open the Fields of a :class:`DataConfig` (checks grids, boxes and channels)."""
-        inputs, in_meta = _open_sources(data.inputs, "input")
-        targets, out_meta = _open_sources(data.targets, "target")
-        more, more_meta = [], []
-        for b in data.more_boxes:
-            mi, mim = _open_sources(b.inputs, "input")
-            mt, mtm = _open_sources(b.targets, "target")
-            more.append((mi, mt))
-            more_meta.append((mim, mtm))
-        boxes = {
-            m.box_size for m in in_meta + out_meta + [x for p in more_meta for x in p[0] + p[1]]
-        }
-        if len(boxes) != 1:
-            raise MetadataError(
-                f"training Fields disagree on the box size (Mpc/h): {sorted(boxes)}; use Fields of one simulation"
-            )
-        out = cls.from_sources(
-            inputs,
-            targets,
-            painter,
-            data,
-            seed=seed,
-            box_size=next(iter(boxes)),
-            input_meta=in_meta,
-            target_meta=out_meta,
-            more=more,
-        )
-        out.more_meta = more_meta
-        return out
-
-    @property
-    def cell_size(self) -> float:
-        """Voxel side in Mpc/h."""
-        return self.box_size[0] / self.shape[0]
-
-
-def _channel_stats(
-    sources: Sequence[Any], region: Region, shape: tuple[int, ...], depth: int | None
-) -> list[tuple[float, float]]:
-    """(mean, std) per channel over the training region, of voxels (3-D painters) or of
-    slabs of ``depth`` voxels projected along x (2-D painters)."""
-    n = shape[0]
-    inside = [((np.arange(n) - o) % n) < region.size for o in region.origin]
-    out = []
-    for s in sources:
-        for ch in _read(s, [(0, m) for m in shape]):
-            if depth:
-                usable = n // depth * depth
-                proj = ch[:usable].reshape(n // depth, depth, n, n).sum(1)
-                touches = inside[0][:usable].reshape(n // depth, depth).any(1)
-                assert isinstance(touches, np.ndarray)  # a 2-D reduction over one axis
-                keep = ~(
-                    touches[:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
-                )
-                vals = proj[keep]
-            else:
-                keep = ~(
-                    inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
-                )
-                vals = ch[keep]
-            out.append(
-                (float(np.mean(vals, dtype=np.float64)), float(np.std(vals, dtype=np.float64)))
-            )
-    return out

@@ -14,9 +14,9 @@ from bigpaint.train.sampler import (
     ArraySource,
     PatchSampler,
     Region,
-    TrainingData,
     inverse_frequency_weights,
 )
+from bigpaint.train.training_data import TrainingData
 
 N = 32
 VAL = Region((20, 4, 28), 10)  # crosses the periodic edge along z

@@ -9,7 +9,7 @@ import pytest
 
 from bigpaint.painters import build_painter
 from bigpaint.train.config import DataConfig
-from bigpaint.train.sampler import TrainingData
+from bigpaint.train.training_data import TrainingData
 from bigpaint.train.validate import (
     average_channels,
     paint_validation,
