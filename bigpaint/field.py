@@ -33,6 +33,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from bigpaint.axes import int3, spatial_index
 from bigpaint.chunked.grid import BlockGrid
 from bigpaint.chunked.read import DAMAGED_FIX, FieldArray, read_region
 from bigpaint.errors import (
@@ -68,11 +69,13 @@ from bigpaint.field_meta import (
 )
 from bigpaint.outputs import output_lock
 from bigpaint.store import (
+    AccessMode,
     open_group,
     remove_field,
     remove_stale_partials,
     store_exists,
     store_fs,
+    stored_array,
 )
 
 __all__ = [
@@ -128,29 +131,11 @@ def _read_group(url: str, storage_options: Mapping[str, Any] | None) -> zarr.Gro
     return group
 
 
-def _member(group: zarr.Group, path: str, url: str) -> zarr.Array:
-    """The array ``path`` of a Field's group, or a one-line DamagedStoreError naming it."""
-    try:
-        node = group[path]
-    except KeyError:
-        raise DamagedStoreError(
-            f"{url} is damaged: its array {path!r} is missing; {DAMAGED_FIX}"
-        ) from None
-    except Exception as exc:  # unreadable metadata: JSONDecodeError, zarr's own errors
-        raise DamagedStoreError(
-            f"{url} is damaged: the metadata of its array {path!r} ({url}/{path}/zarr.json) "
-            f"cannot be read ({type(exc).__name__}); {DAMAGED_FIX}"
-        ) from None
-    if not isinstance(node, zarr.Array):
-        raise DamagedStoreError(f"{url} is damaged: {path!r} is not an array; {DAMAGED_FIX}")
-    return node
-
-
 def _data_name(group: zarr.Group, url: str) -> str:
     name = group.attrs.get("bigpaint_variable")
     if not isinstance(name, str) or not name:
         raise NotAFieldError(f"{url}: Field metadata names no data variable; the store is damaged")
-    _member(group, name, url)
+    stored_array(group, name, url)
     return name
 
 
@@ -176,7 +161,7 @@ class FieldWriter:
 
     @property
     def spatial_shape(self) -> tuple[int, int, int]:
-        return self.shape[-3:]  # type: ignore[return-value]
+        return int3(self.shape[-3:])
 
     @property
     def lead_shape(self) -> tuple[int, ...]:
@@ -190,7 +175,7 @@ class FieldWriter:
     @property
     def grid(self) -> tuple[int, int, int]:
         """Number of blocks along each spatial axis."""
-        return self.block_grid.grid  # type: ignore[return-value]
+        return int3(self.block_grid.grid)
 
     @property
     def block_chunks(self) -> tuple[tuple[int, ...], ...]:
@@ -198,25 +183,28 @@ class FieldWriter:
         return self.block_grid.chunks
 
     def blocks(self) -> Iterator[tuple[int, int, int]]:
-        return self.block_grid.blocks()  # type: ignore[return-value]
+        return (int3(b, "a block index") for b in self.block_grid.blocks())
 
     def block_slices(self, index: Sequence[int]) -> tuple[slice, slice, slice]:
-        return self.block_grid.core(index)  # type: ignore[return-value]
+        x, y, z = self.block_grid.core(index)
+        return x, y, z
 
-    def _group(self, mode: str = "r+") -> zarr.Group:
+    def _group(self, mode: AccessMode = "r+") -> zarr.Group:
         return open_group(self.url, self.storage_options, mode=mode)
 
     def _array(self) -> zarr.Array:
-        return self._group()[self.name]  # type: ignore[return-value]
+        return stored_array(self._group(), self.name, self.url)
 
     def done_mask(self) -> np.ndarray:
         """Boolean array over the block grid: True where the block is written."""
-        return np.asarray(self._group(mode="r")[DONE_PATH][...]).astype(bool)
+        done = stored_array(self._group(mode="r"), DONE_PATH, self.url)
+        return np.asarray(done[...]).astype(bool)
 
     def pending(self) -> list[tuple[int, int, int]]:
         """Blocks not yet written, in C order."""
         mask = self.done_mask()
-        return [tuple(int(i) for i in idx) for idx in zip(*np.nonzero(~mask), strict=True)]  # type: ignore[misc]
+        ix, iy, iz = np.nonzero(~mask)
+        return [(int(i), int(j), int(k)) for i, j, k in zip(ix, iy, iz, strict=True)]
 
     def check_block(self, index: Sequence[int]) -> tuple[int, int, int]:
         """``index`` as a block of the write grid, or a one-line ChunkingError.
@@ -237,7 +225,7 @@ class FieldWriter:
                 f"block index {tuple(index) if ok else index!r} is not a block of {self.url}: "
                 f"give three integers from (0, 0, 0) to {tuple(g - 1 for g in self.grid)}"
             )
-        return idx  # type: ignore[return-value]
+        return int3(idx, "a block index")
 
     def write_block(self, index: Sequence[int], data: np.ndarray) -> None:
         """Write one whole block, then mark it done."""
@@ -249,8 +237,10 @@ class FieldWriter:
                 f"block {tuple(index)} of {self.url} needs shape {want}, got {data.shape}"
             )
         group = self._group()
-        group[self.name][(Ellipsis, *sl)] = np.asarray(data, dtype=self.dtype)
-        group[DONE_PATH][tuple(index)] = 1
+        stored_array(group, self.name, self.url)[spatial_index(sl)] = np.asarray(
+            data, dtype=self.dtype
+        )
+        stored_array(group, DONE_PATH, self.url)[index] = 1
 
     def finalize(self) -> None:
         """Mark the Field complete (idempotent); refuses while any block is missing.
@@ -338,7 +328,7 @@ def create_field(
     name = name or meta.kind
     dtype = np.dtype(dtype).str
     opts = dict(storage_options or {})
-    writer = FieldWriter(url, name, shape, grid_chunks, dtype, opts)  # type: ignore[arg-type]
+    writer = FieldWriter(url, name, shape, grid_chunks, dtype, opts)
 
     with output_lock(url):  # re-entrant: a job holding it (bigpaint.outputs.writing) goes on
         if store_exists(url, opts):
@@ -371,12 +361,12 @@ def _check_resumable(url: str, opts: dict[str, Any], writer: FieldWriter, job: s
             f"output {url} already exists (written by a different job); "
             "choose another path or pass --overwrite"
         )
-    arr = group[_data_name(group, url)]
+    arr = stored_array(group, _data_name(group, url), url)
     if tuple(arr.shape) != writer.shape or np.dtype(arr.dtype).str != writer.dtype:
         raise FieldExistsError(
             f"output {url} exists with shape {arr.shape} {arr.dtype}; pass --overwrite to replace it"
         )
-    done = group[DONE_PATH]
+    done = stored_array(group, DONE_PATH, url)
     if tuple(done.shape) != writer.grid:
         raise FieldExistsError(
             f"output {url} exists with another chunking; pass --overwrite to replace it"
@@ -472,15 +462,15 @@ def open_field(
     opts = dict(storage_options or {})
     group = _read_group(url, opts)
     name = _data_name(group, url)
-    arr = _member(group, name, url)
+    arr = stored_array(group, name, url)
     if arr.ndim not in (3, 4):
         raise ShapeError(
             f"{url}: data variable {name!r} has {arr.ndim} dimensions; a Field is 3-D "
             "(x, y, z) or 4-D (channel, x, y, z)"
         )
-    done = _member(group, DONE_PATH, url)
+    done = stored_array(group, DONE_PATH, url)
     for dim in SPATIAL_DIMS:
-        _member(group, dim, url)
+        stored_array(group, dim, url)
     if require_complete and not group.attrs.get("bigpaint_complete", False):
         marks = read_region(done, ..., url=url, name=DONE_PATH)
         raise FieldIncompleteError(
@@ -546,7 +536,7 @@ def zarr_array(ds: xr.Dataset) -> zarr.Array:
     """The Zarr array behind an opened Field's data variable (for direct region reads)."""
     url = ds.encoding["bigpaint_url"]
     group = open_group(url, ds.encoding.get("bigpaint_storage_options") or None, mode="r")
-    return group[ds.encoding["bigpaint_variable"]]  # type: ignore[return-value]
+    return stored_array(group, ds.encoding["bigpaint_variable"], url)
 
 
 def field_info(url: str, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -554,8 +544,8 @@ def field_info(url: str, *, storage_options: Mapping[str, Any] | None = None) ->
     url = str(url)
     group = _read_group(url, storage_options)
     name = _data_name(group, url)
-    arr = _member(group, name, url)
-    done = read_region(_member(group, DONE_PATH, url), ..., url=url, name=DONE_PATH)
+    arr = stored_array(group, name, url)
+    done = read_region(stored_array(group, DONE_PATH, url), ..., url=url, name=DONE_PATH)
     fs, root = store_fs(url, storage_options)
     try:
         stored = int(fs.du(root))

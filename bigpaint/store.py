@@ -3,25 +3,41 @@
 A Field is a Zarr v3 group at a local path or any fsspec URL. These few functions are all
 that touches the filesystem layer by URL, so the Field reader and writer
 (:mod:`bigpaint.field`), the chunk reader (:mod:`bigpaint.chunked.read`) and the output guard
-(:mod:`bigpaint.outputs`) share them without importing one another.
+(:mod:`bigpaint.outputs`) share them without importing one another. :func:`stored_array` is
+the one way to take an array out of a group: Zarr hands back an array or a group for a name,
+and a group where an array belongs is a damaged store, named as such.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import fsspec
 import zarr
 
+from bigpaint.errors import DamagedStoreError
+
 __all__ = [
+    "DAMAGED_FIX",
+    "AccessMode",
     "open_group",
     "remove_field",
     "remove_stale_partials",
     "store_exists",
     "store_fs",
+    "stored_array",
 ]
+
+#: The modes :func:`zarr.open_group` takes: read, read-write, append, create, create-new.
+AccessMode = Literal["r", "r+", "a", "w", "w-"]
+
+#: What to do about a damaged store (the end of every DamagedStoreError of a Field).
+DAMAGED_FIX = (
+    "it must be rewritten: delete it and re-run the command that wrote it (or re-run that "
+    "command with --overwrite)"
+)
 
 _PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
 
@@ -60,7 +76,7 @@ def remove_stale_partials(url: str, storage_options: Mapping[str, Any] | None = 
     return len(stale)
 
 
-def open_group(url: str, storage_options: Mapping[str, Any] | None, mode: str) -> zarr.Group:
+def open_group(url: str, storage_options: Mapping[str, Any] | None, mode: AccessMode) -> zarr.Group:
     """Open the Zarr v3 group at ``url`` (``mode`` as :func:`zarr.open_group`'s), unchecked.
 
     The group's own metadata is read, never the consolidated copy: that copy is for other
@@ -71,3 +87,24 @@ def open_group(url: str, storage_options: Mapping[str, Any] | None, mode: str) -
     if storage_options and "://" in str(url):
         kwargs["storage_options"] = dict(storage_options)
     return zarr.open_group(store=str(url), mode=mode, zarr_format=3, **kwargs)
+
+
+def stored_array(group: zarr.Group, path: str, url: str) -> zarr.Array:
+    """The array ``path`` of the group of the store at ``url``, or a one-line DamagedStoreError.
+
+    Missing, unreadable metadata and a group where the array belongs are each named.
+    """
+    try:
+        node = group[path]
+    except KeyError:
+        raise DamagedStoreError(
+            f"{url} is damaged: its array {path!r} is missing; {DAMAGED_FIX}"
+        ) from None
+    except Exception as exc:  # unreadable metadata: JSONDecodeError, zarr's own errors
+        raise DamagedStoreError(
+            f"{url} is damaged: the metadata of its array {path!r} ({url}/{path}/zarr.json) "
+            f"cannot be read ({type(exc).__name__}); {DAMAGED_FIX}"
+        ) from None
+    if not isinstance(node, zarr.Array):
+        raise DamagedStoreError(f"{url} is damaged: {path!r} is not an array; {DAMAGED_FIX}")
+    return node

@@ -12,7 +12,7 @@ import zarr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bigpaint.chunked.read import FieldArray, read_region
+from bigpaint.chunked.read import FieldArray, FieldSource, read_region
 from bigpaint.errors import DamagedStoreError
 from bigpaint.field import open_field, write_array
 
@@ -64,3 +64,19 @@ def test_an_error_that_is_not_the_stores_is_raised_as_it_is(tmp_path: Path):
     with pytest.raises(IndexError) as info:
         read_region(arr, (slice(0, 2), 7, slice(None)), url=url, name="delta")
     assert not isinstance(info.value, DamagedStoreError)
+
+
+def test_a_group_where_the_variable_belongs_is_a_damaged_store(tmp_path: Path):
+    """The lazy reader and the cached reader open the variable through one narrowing: a group
+    in its place is named, where it used to fail later on a missing array attribute."""
+    url = str(tmp_path / "a.zarr")
+    write_array(url, np.zeros((4, 4, 4), "f4"), chunks=2, meta=META)
+    ds = open_field(url)
+    source = FieldSource.from_field(ds)
+    group = zarr.open_group(url, mode="r+")
+    del group["delta"]
+    group.create_group("delta")
+    with pytest.raises(DamagedStoreError, match=r"a\.zarr is damaged: 'delta' is not an array"):
+        FieldArray(url, "delta", (4, 4, 4), np.dtype("f4"))[0, 0, 0]
+    with pytest.raises(DamagedStoreError, match=r"'delta' is not an array; it must be rewritten"):
+        source.read([(0, 2)] * 3)

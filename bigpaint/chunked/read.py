@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
+from bigpaint.axes import spatial_index
 from bigpaint.errors import DamagedStoreError, storage_error
-from bigpaint.store import open_group
+from bigpaint.store import DAMAGED_FIX, open_group, stored_array
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -51,12 +52,6 @@ __all__ = [
     "periodic_read",
     "read_region",
 ]
-
-#: What to do about a damaged store (the end of every DamagedStoreError of a Field).
-DAMAGED_FIX = (
-    "it must be rewritten: delete it and re-run the command that wrote it (or re-run that "
-    "command with --overwrite)"
-)
 
 
 def _region_ranges(shape: tuple[int, ...], region: Any) -> list[range]:
@@ -166,7 +161,7 @@ class FieldArray:
     def __getitem__(self, region: Any) -> np.ndarray:
         if self._array is None:
             group = open_group(self.url, self.storage_options or None, mode="r")
-            self._array = group[self.name]
+            self._array = stored_array(group, self.name, self.url)
         return read_region(self._array, region, url=self.url, name=self.name)
 
 
@@ -210,9 +205,9 @@ def periodic_read(
     out = np.empty(out_shape, dtype=dtype or array.dtype)
     read = _zarr_reader(array) if isinstance(array, zarr.Array) else None
     for combo in itertools.product(*segs):
-        src = (Ellipsis, *(slice(s0, s1) for s0, s1, _ in combo))
-        dst = tuple(slice(d0, d0 + s1 - s0) for s0, s1, d0 in combo)
-        out[(Ellipsis, *dst)] = read(src) if read else np.asarray(array[src])
+        src = spatial_index(slice(s0, s1) for s0, s1, _ in combo)
+        dst = spatial_index(slice(d0, d0 + s1 - s0) for s0, s1, d0 in combo)
+        out[dst] = read(src) if read else np.asarray(array[src])
     return out
 
 
@@ -298,7 +293,7 @@ class FieldSource:
         """The reader of an opened Field (from :func:`bigpaint.field.open_field`)."""
         url, name = ds.encoding["bigpaint_url"], ds.encoding["bigpaint_variable"]
         options = ds.encoding.get("bigpaint_storage_options") or {}
-        arr = open_group(url, options or None, mode="r")[name]
+        arr = stored_array(open_group(url, options or None, mode="r"), name, url)
         unit = getattr(arr, "shards", None) or arr.chunks
         return cls(
             url,
@@ -311,7 +306,8 @@ class FieldSource:
         )
 
     def _array(self) -> zarr.Array:
-        return open_group(self.url, dict(self.storage_options) or None, mode="r")[self.name]  # type: ignore[return-value]
+        group = open_group(self.url, dict(self.storage_options) or None, mode="r")
+        return stored_array(group, self.name, self.url)
 
     def read(self, window: Sequence[tuple[int, int]]) -> np.ndarray:
         """Periodic window read assembled from whole cached chunks."""
@@ -343,8 +339,8 @@ class FieldSource:
                     slice(i * c, min((i + 1) * c, n))
                     for i, c, n in zip(cidx, rc, spatial, strict=True)
                 )
-                return read_region(array, (Ellipsis, *sl), url=self.url, name=self.name)
+                return read_region(array, spatial_index(sl), url=self.url, name=self.name)
 
             chunk = cache.get((self.url, self.name, self.stamp, cidx), load)
-            out[(Ellipsis, *(p[2] for p in combo))] = chunk[(Ellipsis, *(p[1] for p in combo))]
+            out[spatial_index(p[2] for p in combo)] = chunk[spatial_index(p[1] for p in combo)]
         return out

@@ -11,7 +11,7 @@ provisional labels by the block pass (:func:`write_partial`), completed by the f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import scipy.ndimage as ndi
@@ -19,7 +19,7 @@ import zarr
 
 from bigpaint.field import FieldWriter
 from bigpaint.segment.watershed import flood, flood_ranks
-from bigpaint.store import open_group
+from bigpaint.store import AccessMode, open_group, stored_array
 
 __all__ = [
     "coords",
@@ -146,6 +146,6 @@ def read_partial(dest: Any, core: tuple[slice, ...]) -> np.ndarray:
     return np.asarray(dest[core])
 
 
-def _stored(dest: FieldWriter, mode: str) -> zarr.Array:
+def _stored(dest: FieldWriter, mode: AccessMode) -> zarr.Array:
     """The data array of the labels Field being written."""
-    return cast(zarr.Array, open_group(dest.url, dest.storage_options, mode=mode)[dest.name])
+    return stored_array(open_group(dest.url, dest.storage_options, mode=mode), dest.name, dest.url)
