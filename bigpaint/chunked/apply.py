@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from bigpaint.axes import spatial_index
 from bigpaint.blockwise import BlockPlan
 from bigpaint.chunked.graph import run_tasks
 from bigpaint.chunked.grid import BlockGrid
@@ -80,7 +81,7 @@ def _run_block(
     core_shape = tuple(s.stop - s.start for s in core_sl)
     inner = tuple(slice(c, c + n) for c, n in zip(plan.context, core_shape, strict=True))
     if check_finite and window.dtype.kind in "fc":
-        own = window[(Ellipsis, *inner)]
+        own = window[spatial_index(inner)]
         bad = ~np.isfinite(own)
         if bad.any():
             first = np.argwhere(bad)[0][-3:] + [s.start for s in core_sl]
@@ -91,7 +92,7 @@ def _run_block(
     out = func(window, block_info=plan.info(index)) if pass_info else func(window)
     out = np.asarray(out)
     if out.shape[-3:] == window.shape[-3:] and any(plan.context):
-        out = out[(Ellipsis, *inner)]
+        out = out[spatial_index(inner)]
     if out.shape[-3:] != core_shape:
         raise ShapeError(
             f"block function returned spatial shape {out.shape[-3:]} for block {tuple(index)}; "
@@ -169,7 +170,7 @@ def apply_blockwise(
                 "create the output with the chunking you want instead"
             )
         plan = BlockPlan.build(spatial, grid_chunks, context)
-        todo = dest.pending()
+        todo: list[tuple[int, ...]] = list(dest.pending())
         scheduler = None
     else:
         plan = BlockPlan.build(spatial, chunks if chunks is not None else spatial, context)
