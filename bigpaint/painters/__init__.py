@@ -22,13 +22,12 @@ from bigpaint.painters.base import (
     EmberNorm,
     IdentityNorm,
     LogLikeNorm,
-    PowerNorm,
     Painter,
     PainterConfig,
     PainterMetadata,
+    PowerNorm,
     apply_norms,
     invert_norms,
-    paint_array,
 )
 from bigpaint.painters.card import ModelCard, read_card, write_card
 from bigpaint.painters.checkpoint import (
@@ -45,6 +44,7 @@ from bigpaint.painters.halo_painter import HaloPainter, HaloPainterConfig
 from bigpaint.painters.pretrained import pretrained_names, resolve_checkpoint
 from bigpaint.painters.protohalo_unet import ProtohaloUNet, ProtohaloUNetConfig
 from bigpaint.painters.registry import build_painter, families, painter_class, register_painter
+from bigpaint.painters.whole_array import paint_array
 
 for _cls in (HaloPainter, ProtohaloUNet, DM2Gal, EmberUNet, CosmicWebAutoencoder):
     register_painter(_cls)
