@@ -78,15 +78,15 @@ def _particle_mass(src: Any, masses: np.ndarray | None, given: float | None) -> 
         found = lo
     elif src.particle_mass is not None:
         found = float(src.particle_mass)
-    if found is not None and factor is None:
-        if given is None:
-            raise MetadataError(
-                f"{src.describe()}: its masses are in {src.mass_units!r}, not Msun/h; give "
-                "--particle-mass in Msun/h"
-            )
-        return float(given)
     if found is not None:
-        mp = found * float(factor)  # type: ignore[arg-type]
+        if factor is None:
+            if given is None:
+                raise MetadataError(
+                    f"{src.describe()}: its masses are in {src.mass_units!r}, not Msun/h; give "
+                    "--particle-mass in Msun/h"
+                )
+            return float(given)
+        mp = found * float(factor)
         if given is not None and not math.isclose(mp, given, rel_tol=1e-4):
             raise MetadataError(
                 f"--particle-mass {given:g} Msun/h disagrees with the snapshot's {mp:g} Msun/h; "
@@ -190,7 +190,7 @@ def snapshot_halos(
     table = halo_catalogue(
         pos, vel, ids, box_size=box, particle_mass=mp, b=b, min_members=min_members, groups=groups
     )
-    header = getattr(src, "provenance", lambda: {})()
+    header: dict[str, Any] = getattr(src, "provenance", dict)()
     metadata = {
         "box_size": box,
         "particle_mass": mp,
