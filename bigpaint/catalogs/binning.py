@@ -97,7 +97,7 @@ def bin_halos(
                 "a cubic box only"
             )
         stored = (float(sides[0]),) * 3
-    box = resolve_box_size(stored, box_size, where=f"the box size recorded in {where}")[0]  # type: ignore[index]
+    box = resolve_box_size(stored, box_size, where=f"the box size recorded in {where}")[0]
     edges = np.asarray(mass_bins, np.float64)
     if edges.ndim != 1 or edges.size < 2 or edges[0] <= 0 or np.any(np.diff(edges) <= 0):
         raise ConfigError(

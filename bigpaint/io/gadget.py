@@ -198,7 +198,7 @@ class GadgetSnapshot(FileSetSource):
     ptype: int = 1
     length_unit: str | float | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
-    box_size: tuple[float, float, float] | None = None  # type: ignore[assignment]
+    box_size: tuple[float, float, float] | None = None
     files: tuple[str, ...] = field(default=(), repr=False)
     counts: tuple[int, ...] = field(default=(), repr=False)
     header: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -283,18 +283,18 @@ class GadgetSnapshot(FileSetSource):
         object.__setattr__(self, "box_size", stored_box)
 
     @property
-    def has_masses(self) -> bool:  # type: ignore[override]
+    def has_masses(self) -> bool:
         return self._masses
 
     @property
-    def particle_mass(self) -> float | None:  # type: ignore[override]
+    def particle_mass(self) -> float | None:
         if self._masses:
             return None
         m = float(self.header["MassTable"][self.ptype])
         return m if m > 0 else None
 
     @property
-    def mass_units(self) -> str:  # type: ignore[override]
+    def mass_units(self) -> str:
         if not self._masses and self.particle_mass is None:
             return "1"
         unit_g = float(self.header.get("UnitMass_in_g", 1.989e43))
@@ -306,7 +306,7 @@ class GadgetSnapshot(FileSetSource):
         return float(self.header.get("UnitMass_in_g", 1.989e43)) / G_PER_MSUN
 
     @property
-    def redshift(self) -> float | None:  # type: ignore[override]
+    def redshift(self) -> float | None:
         z = self.header.get("Redshift")
         return None if z is None else max(0.0, float(z))
 

@@ -33,7 +33,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -78,11 +78,15 @@ _NUM_RE = re.compile(r"^(?P<stem>.+)\.(?P<num>\d+)$")
 _BLOCKS = ("POS", "VEL", "ID", "MASS")
 
 
+#: Byte order of a file: little- or big-endian, as numpy writes it in a dtype.
+_Endian = Literal["<", ">"]
+
+
 @dataclass(frozen=True)
 class _Layout:
     """Where the blocks of one file are: byte order, format, ``label -> (offset, nbytes)``."""
 
-    endian: str
+    endian: _Endian
     fmt: int
     blocks: dict[str, tuple[int, int]]
     npart: tuple[int, ...] = ()
@@ -106,10 +110,11 @@ def is_gadget_binary(path: str | os.PathLike[str]) -> bool:
     return _sniff(head) is not None
 
 
-def _sniff(head: bytes) -> tuple[str, int] | None:
+def _sniff(head: bytes) -> tuple[_Endian, int] | None:
     if len(head) < 4:
         return None
-    for endian in "<>":
+    endians: tuple[_Endian, ...] = ("<", ">")
+    for endian in endians:
         marker = int(np.frombuffer(head[:4], f"{endian}i4")[0])
         if marker == 256:
             return endian, 1
@@ -330,7 +335,7 @@ class GadgetBinarySnapshot(FileSetSource):
     ptype: int = 1
     length_unit: str | float | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
-    box_size: tuple[float, float, float] | None = None  # type: ignore[assignment]
+    box_size: tuple[float, float, float] | None = None
     files: tuple[str, ...] = field(default=(), repr=False)
     counts: tuple[int, ...] = field(default=(), repr=False)
     header: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -391,16 +396,16 @@ class GadgetBinarySnapshot(FileSetSource):
         object.__setattr__(self, "box_size", stored_box)
 
     @property
-    def has_masses(self) -> bool:  # type: ignore[override]
+    def has_masses(self) -> bool:
         return self._masses
 
     @property
-    def particle_mass(self) -> float | None:  # type: ignore[override]
+    def particle_mass(self) -> float | None:
         m = float(self.header["MassTable"][self.ptype])
         return None if self._masses or m <= 0 else m
 
     @property
-    def mass_units(self) -> str:  # type: ignore[override]
+    def mass_units(self) -> str:
         return "1e+10 Msun/h"
 
     @property
@@ -409,7 +414,7 @@ class GadgetBinarySnapshot(FileSetSource):
         return 1.989e43 / G_PER_MSUN
 
     @property
-    def redshift(self) -> float | None:  # type: ignore[override]
+    def redshift(self) -> float | None:
         return max(0.0, float(self.header["Redshift"]))
 
     def _read(self, batch: Batch, label: str, width: int) -> np.ndarray:

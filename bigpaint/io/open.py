@@ -210,7 +210,7 @@ def _with_box(src: ParticleSource, box: tuple[float, float, float] | None) -> Pa
     if dataclasses.is_dataclass(src) and "box_size" in {f.name for f in dataclasses.fields(src)}:
         if src.box_size == box:
             return src
-        new = dataclasses.replace(src, box_size=box)  # type: ignore[type-var]
+        new = dataclasses.replace(src, box_size=box)
         return new
     src.box_size = box  # pragma: no cover - non-dataclass plugin sources
     return src

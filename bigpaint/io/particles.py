@@ -19,11 +19,15 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
+from bigpaint.axes import float3
 from bigpaint.errors import FieldNotFoundError, MetadataError, NegativeMassError, ShapeError
+
+if TYPE_CHECKING:
+    import zarr
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -80,6 +84,7 @@ def batch_spans(n: int, batch_size: int, align: int = 1) -> list[tuple[int, int]
 def _box3(box: float | Sequence[float] | None) -> tuple[float, float, float] | None:
     if box is None:
         return None
+    vals: tuple[float, ...]
     if isinstance(box, (int, float, np.integer, np.floating)):
         vals = (float(box),) * 3
     else:
@@ -88,7 +93,7 @@ def _box3(box: float | Sequence[float] | None) -> tuple[float, float, float] | N
         raise MetadataError(
             f"box size must be a positive length in Mpc/h (or 3 of them), got {box!r}"
         )
-    return vals  # type: ignore[return-value]
+    return float3(vals)
 
 
 def _check_positions_shape(shape: Sequence[int], what: str) -> int:
@@ -132,6 +137,10 @@ def _check_real(dtype: np.dtype, what: str) -> None:
 class ParticleSource:
     """A particle catalogue read in batches (base class).
 
+    ``box_size`` and ``rereadable`` are plain attributes; the others are read-only
+    properties (with the defaults below) that a subclass overrides by a property or by a
+    dataclass field of the same name.
+
     Attributes
     ----------
     n_particles : int
@@ -150,13 +159,28 @@ class ParticleSource:
         dask arrays, whose batches are computed once.
     """
 
-    n_particles: int
     box_size: tuple[float, float, float] | None = None
-    has_masses: bool = False
-    particle_mass: float | None = None
-    mass_units: str = "1"
-    redshift: float | None = None
     rereadable: bool = True
+
+    @property
+    def n_particles(self) -> int:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    @property
+    def has_masses(self) -> bool:
+        return False
+
+    @property
+    def particle_mass(self) -> float | None:
+        return None
+
+    @property
+    def mass_units(self) -> str:
+        return "1"
+
+    @property
+    def redshift(self) -> float | None:
+        return None
 
     def batches(self) -> list[Batch]:
         """The batches in order; their counts sum to ``n_particles``."""
@@ -200,9 +224,9 @@ class ArrayParticles(ParticleSource):
 
     positions: np.ndarray
     masses: np.ndarray | None = None
-    box_size: tuple[float, float, float] | None = None  # type: ignore[assignment]
+    box_size: tuple[float, float, float] | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
-    mass_units: str = "1"  # type: ignore[misc]
+    mass_units: str = "1"
 
     def __post_init__(self) -> None:
         pos = np.asarray(self.positions)
@@ -220,11 +244,11 @@ class ArrayParticles(ParticleSource):
         object.__setattr__(self, "box_size", _box3(self.box_size))
 
     @property
-    def n_particles(self) -> int:  # type: ignore[override]
+    def n_particles(self) -> int:
         return int(self.positions.shape[0])
 
     @property
-    def has_masses(self) -> bool:  # type: ignore[override]
+    def has_masses(self) -> bool:
         return self.masses is not None
 
     def batches(self) -> list[Batch]:
@@ -263,9 +287,9 @@ class NpyParticles(ParticleSource):
 
     path: str
     masses_path: str | None = None
-    box_size: tuple[float, float, float] | None = None  # type: ignore[assignment]
+    box_size: tuple[float, float, float] | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
-    mass_units: str = "1"  # type: ignore[misc]
+    mass_units: str = "1"
     _n: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
@@ -280,11 +304,11 @@ class NpyParticles(ParticleSource):
         object.__setattr__(self, "box_size", _box3(self.box_size))
 
     @property
-    def n_particles(self) -> int:  # type: ignore[override]
+    def n_particles(self) -> int:
         return self._n
 
     @property
-    def has_masses(self) -> bool:  # type: ignore[override]
+    def has_masses(self) -> bool:
         return self.masses_path is not None
 
     def batches(self) -> list[Batch]:
@@ -323,6 +347,19 @@ def float_positions(pos: np.ndarray) -> np.ndarray:
     return pos.astype(np.float64)
 
 
+def _zarr_member(group: zarr.Group, name: str, url: str) -> zarr.Array:
+    """The array ``name`` of a particle store's group; a group in its place is refused."""
+    import zarr
+
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise ShapeError(
+            f"{url}/{name} is a Zarr group, not an array; store particles as positions (N, 3) "
+            "[+ masses (N,)]"
+        )
+    return node
+
+
 @dataclass(frozen=True, eq=False)
 class ZarrParticles(ParticleSource):
     """Particles in a Zarr store: an (N, 3) array, or a group with ``positions`` (and ``masses``).
@@ -341,7 +378,7 @@ class ZarrParticles(ParticleSource):
     """
 
     url: str
-    box_size: tuple[float, float, float] | None = None  # type: ignore[assignment]
+    box_size: tuple[float, float, float] | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     _n: int = field(default=0, repr=False)
     _chunk: int = field(default=1, repr=False)
@@ -361,18 +398,19 @@ class ZarrParticles(ParticleSource):
             raise ShapeError(
                 f"{self.url} is not a Zarr array or group ({type(exc).__name__})"
             ) from None
-        attrs = dict(node.attrs)
+        attrs: dict[str, Any] = dict(node.attrs)
         if isinstance(node, zarr.Group):
             if "positions" not in node:
                 raise ShapeError(
                     f"Zarr group {self.url} has no 'positions' array; store particles as "
                     "positions (N, 3) [+ masses (N,)]"
                 )
-            pos = node["positions"]
+            pos = _zarr_member(node, "positions", self.url)
             attrs = {**dict(pos.attrs), **attrs}
             object.__setattr__(self, "_pos_path", "positions")
             if "masses" in node:
-                _check_masses_shape(node["masses"].shape, pos.shape[0], f"{self.url}/masses")
+                masses = _zarr_member(node, "masses", self.url)
+                _check_masses_shape(masses.shape, pos.shape[0], f"{self.url}/masses")
                 object.__setattr__(self, "_masses", True)
         else:
             pos = node
@@ -394,44 +432,50 @@ class ZarrParticles(ParticleSource):
         )
 
     @property
-    def n_particles(self) -> int:  # type: ignore[override]
+    def n_particles(self) -> int:
         return self._n
 
     @property
-    def has_masses(self) -> bool:  # type: ignore[override]
+    def has_masses(self) -> bool:
         return self._masses
 
     @property
-    def mass_units(self) -> str:  # type: ignore[override]
+    def mass_units(self) -> str:
         return self._mass_units if self._masses else "1"
 
     @property
-    def redshift(self) -> float | None:  # type: ignore[override]
+    def redshift(self) -> float | None:
         return self._redshift
 
     def batches(self) -> list[Batch]:
         spans = batch_spans(self._n, self.batch_size, align=self._chunk)
         return [Batch(i, a, b - a) for i, (a, b) in enumerate(spans)]
 
-    def load(self, batch: Batch, data: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+    def _open(self) -> tuple[zarr.Array, zarr.Group | None]:
+        """The positions array and the group holding it (None for a bare array)."""
         import zarr
 
         node = zarr.open(store=str(self.url), mode="r")
+        if isinstance(node, zarr.Group):
+            return _zarr_member(node, "positions", self.url), node
+        return node, None
+
+    def load(self, batch: Batch, data: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        pos_arr, group = self._open()
         sl = slice(batch.start, batch.start + batch.count)
-        pos_arr = node[self._pos_path] if self._pos_path else node
         pos = float_positions(np.asarray(pos_arr[sl]))
-        mass = np.asarray(node["masses"][sl]) if self._masses else None
+        mass = None
+        if self._masses and group is not None:
+            mass = np.asarray(_zarr_member(group, "masses", self.url)[sl])
         check_masses(mass, f"{self.url}/masses", batch.start)
         return pos, mass
 
     def extra(self, batch: Batch, name: str) -> np.ndarray | None:
-        import zarr
-
-        node = zarr.open(store=str(self.url), mode="r")
-        if not self._pos_path or name not in ("velocities", "ids") or name not in node:
+        _, group = self._open()
+        if group is None or name not in ("velocities", "ids") or name not in group:
             return None
-        values = np.asarray(node[name][batch.start : batch.start + batch.count])
-        return values.astype(np.int64 if name == "ids" else np.float64)
+        values = _zarr_member(group, name, self.url)[batch.start : batch.start + batch.count]
+        return np.asarray(values).astype(np.int64 if name == "ids" else np.float64)
 
     def describe(self) -> str:
         return str(self.url)
@@ -457,9 +501,9 @@ class DaskParticles(ParticleSource):
 
     positions: Any
     masses: Any = None
-    box_size: tuple[float, float, float] | None = None  # type: ignore[assignment]
-    mass_units: str = "1"  # type: ignore[misc]
-    rereadable: bool = False  # type: ignore[misc]
+    box_size: tuple[float, float, float] | None = None
+    mass_units: str = "1"
+    rereadable: bool = False
 
     def __post_init__(self) -> None:
         import dask.array as da
@@ -482,11 +526,11 @@ class DaskParticles(ParticleSource):
         object.__setattr__(self, "box_size", _box3(self.box_size))
 
     @property
-    def n_particles(self) -> int:  # type: ignore[override]
+    def n_particles(self) -> int:
         return int(self.positions.shape[0])
 
     @property
-    def has_masses(self) -> bool:  # type: ignore[override]
+    def has_masses(self) -> bool:
         return self.masses is not None
 
     def batches(self) -> list[Batch]:
@@ -520,6 +564,28 @@ class DaskParticles(ParticleSource):
 
     def describe(self) -> str:
         return f"dask array {self.positions.name}"
+
+
+@overload
+def resolve_box_size(
+    stored: tuple[float, float, float] | None,
+    given: float | Sequence[float] | None,
+    *,
+    where: str = ...,
+    required: Literal[True] = ...,
+    rtol: float = ...,
+) -> tuple[float, float, float]: ...
+
+
+@overload
+def resolve_box_size(
+    stored: tuple[float, float, float] | None,
+    given: float | Sequence[float] | None,
+    *,
+    where: str = ...,
+    required: bool,
+    rtol: float = ...,
+) -> tuple[float, float, float] | None: ...
 
 
 def resolve_box_size(

@@ -71,7 +71,7 @@ class FileSetSource(ParticleSource):
     batch_size: int
 
     @property
-    def n_particles(self) -> int:  # type: ignore[override]
+    def n_particles(self) -> int:
         return int(sum(self.counts))
 
     def batches(self) -> list[Batch]:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from bigpaint.axes import float3
 from bigpaint.errors import MetadataError, ShapeError
 from bigpaint.io.gadget import gadget_files
 from bigpaint.io.particles import (
@@ -103,7 +104,7 @@ class SwiftSnapshot(FileSetSource):
     path: str
     ptype: int = 1
     batch_size: int = DEFAULT_BATCH_SIZE
-    box_size: tuple[float, float, float] | None = None  # type: ignore[assignment]
+    box_size: tuple[float, float, float] | None = None
     files: tuple[str, ...] = field(default=(), repr=False)
     counts: tuple[int, ...] = field(default=(), repr=False)
     header: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -185,9 +186,9 @@ class SwiftSnapshot(FileSetSource):
         mf = float(units[_UM]) * h ** hexp[1] / msun * h
         vf = float(units[_UL]) / float(units[_UT]) / 1e5  # cm/s to km/s
         box = np.broadcast_to(np.asarray(header["BoxSize"], np.float64), (3,)) * lf
-        stored = tuple(float(b) for b in box)
+        stored = float3(box, "the SWIFT header's BoxSize")
         if self.box_size is not None:
-            resolve_box_size(stored, self.box_size, where=f"the SWIFT header of {self.path}")  # type: ignore[arg-type]
+            resolve_box_size(stored, self.box_size, where=f"the SWIFT header of {self.path}")
         for name, value in (
             ("files", tuple(str(f) for f in files)), ("counts", tuple(counts)),
             ("header", header), ("cosmology", cosmo), ("units", units),
@@ -197,11 +198,11 @@ class SwiftSnapshot(FileSetSource):
             object.__setattr__(self, name, value)
 
     @property
-    def has_masses(self) -> bool:  # type: ignore[override]
+    def has_masses(self) -> bool:
         return self._masses
 
     @property
-    def mass_units(self) -> str:  # type: ignore[override]
+    def mass_units(self) -> str:
         return "Msun/h" if self._masses else "1"
 
     @property
@@ -210,7 +211,7 @@ class SwiftSnapshot(FileSetSource):
         return 1.0
 
     @property
-    def redshift(self) -> float | None:  # type: ignore[override]
+    def redshift(self) -> float | None:
         z = self.header.get("Redshift", self.cosmology.get("Redshift"))
         return None if z is None else max(0.0, float(z))
 
@@ -223,13 +224,23 @@ class SwiftSnapshot(FileSetSource):
                 return None
             return np.asarray(f[group][name][batch.offset : batch.offset + batch.count])
 
+    def _read_checked(self, batch: Batch, name: str) -> np.ndarray:
+        """:meth:`_read` of a dataset found in every file when the snapshot was opened."""
+        values = self._read(batch, name)
+        if values is None:
+            raise MetadataError(
+                f"{self.files[batch.part]}: PartType{self.ptype}/{name} is gone since the "
+                "snapshot was opened; the file changed while it was read: re-run on a stable copy"
+            )
+        return values
+
     def load(self, batch: Batch, data: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
-        pos = float_positions(self._read(batch, "Coordinates"))  # type: ignore[arg-type]
+        pos = float_positions(self._read_checked(batch, "Coordinates"))
         # in float64, exactly as the box size is converted, so x <= BoxSize stays <= L
         pos = pos.astype(np.float64) * self.length_factor
         mass = None
         if self._masses:
-            mass = self._read(batch, "Masses").astype(np.float64) * self.mass_factor  # type: ignore[union-attr]
+            mass = self._read_checked(batch, "Masses").astype(np.float64) * self.mass_factor
             check_masses(
                 mass, f"{self.files[batch.part]}: PartType{self.ptype}/Masses", batch.start
             )

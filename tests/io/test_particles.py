@@ -108,3 +108,17 @@ def test_bad_inputs_get_one_clear_error(tmp_path, rng):
     g.create_array("pos", data=np.zeros((4, 3)))
     with pytest.raises(ShapeError, match="no 'positions' array"):
         open_particles(str(tmp_path / "g.zarr"), box_size=1.0)
+
+
+def test_a_group_where_a_particle_array_belongs_is_refused(tmp_path):
+    """Groups named ``positions`` or ``masses`` are refused in one line (they used to fail on
+    a missing ``shape``)."""
+    g = zarr.open_group(str(tmp_path / "p.zarr"), mode="w")
+    g.create_group("positions")
+    with pytest.raises(ShapeError, match=r"p\.zarr/positions is a Zarr group, not an array"):
+        open_particles(str(tmp_path / "p.zarr"), box_size=1.0)
+    g = zarr.open_group(str(tmp_path / "m.zarr"), mode="w")
+    g.create_array("positions", data=np.zeros((4, 3)))
+    g.create_group("masses")
+    with pytest.raises(ShapeError, match=r"m\.zarr/masses is a Zarr group, not an array"):
+        open_particles(str(tmp_path / "m.zarr"), box_size=1.0)

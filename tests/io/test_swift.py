@@ -79,3 +79,17 @@ def test_missing_particle_type_is_refused_in_one_line(tmp_path, rng):
     assert res.exit_code == 2
     line = res.output.strip()
     assert "\n" not in line and "no particles of type 1" in line and not out.exists()
+
+
+@pytest.mark.parametrize("dataset", ["Coordinates", "Masses"])
+def test_a_dataset_gone_after_opening_is_named(snap, dataset):
+    """A file that loses a dataset between opening and reading is named in one line, where
+    the missing read used to surface as an AttributeError on None."""
+    import h5py
+
+    path = snap[0]
+    src = open_particles(str(path))
+    with h5py.File(path, "r+") as f:
+        del f["PartType1"][dataset]
+    with pytest.raises(MetadataError, match=rf"PartType1/{dataset} is gone since the snapshot"):
+        src.load(src.batches()[0])
