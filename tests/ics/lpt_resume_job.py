@@ -14,14 +14,14 @@ import time
 import dask
 
 import bigpaint.ics.lpt as lpt
-import bigpaint.mesh.deposit as deposit
+import bigpaint.mesh.deposit.blocks as deposit
 from bigpaint.ics.power import linear_power
 
 KW = {"grid": 16, "box_size": 64.0, "seed": 5, "tile": 8, "chunks": 4, "block": 4}
 
 
 def main(out: str, log: str, delay: float) -> None:
-    write_cube, deposit_block = lpt.write_particle_block, deposit._deposit_block
+    write_cube, deposit_block = lpt.write_particle_block, deposit.deposit_block
 
     def slow_cube(*arrays, store, todo, block_info=None):
         idx = tuple(int(i) for i in block_info[0]["chunk-location"])
@@ -38,7 +38,7 @@ def main(out: str, log: str, delay: float) -> None:
         return deposit_block(index, items, **kw)
 
     lpt.write_particle_block = slow_cube
-    deposit._deposit_block = slow_block
+    deposit.deposit_block = slow_block
     with dask.config.set(scheduler="threads", num_workers=1):
         lpt.lpt_density(out, power=linear_power(), **KW)
 

@@ -24,9 +24,9 @@ from bigpaint.errors import (
 from bigpaint.field import data_var, field_meta, open_field, write_array
 from bigpaint.io.open import open_particles
 from bigpaint.io.particles import ArrayParticles, DaskParticles
-from bigpaint.mesh import deposit as depmod
 from bigpaint.mesh.assign import SCHEMES, ParticleBoundsError, deposit, scheme_order
 from bigpaint.mesh.deposit import DepositPlan, deposit_blocks, deposit_to_field
+from bigpaint.mesh.deposit import blocks as depmod
 from bigpaint.testing import chunk_layouts
 
 from ..conftest import tree_digest
@@ -290,7 +290,7 @@ def test_killed_run_resumes_without_redoing_blocks(tmp_path, rng, monkeypatch):
     pos = rng.uniform(0, 30.0, (6000, 3))
     np.save(tmp_path / "p.npy", pos)
     args = dict(nmesh=12, chunks=4, box_size=30.0, scheme="tsc", batch_size=1000)
-    real = depmod._deposit_block
+    real = depmod.deposit_block
     calls: list[tuple[int, ...]] = []
 
     def dies_on_block_5(index, items, **kw):
@@ -299,7 +299,7 @@ def test_killed_run_resumes_without_redoing_blocks(tmp_path, rng, monkeypatch):
         calls.append(tuple(index))
         return real(index, items, **kw)
 
-    monkeypatch.setattr(depmod, "_deposit_block", dies_on_block_5)
+    monkeypatch.setattr(depmod, "deposit_block", dies_on_block_5)
     url = str(tmp_path / "out.zarr")
     # one worker thread: no block is still being written when the failure surfaces
     with dask.config.set(num_workers=1), pytest.raises(RuntimeError, match="killed"):
@@ -313,7 +313,7 @@ def test_killed_run_resumes_without_redoing_blocks(tmp_path, rng, monkeypatch):
         calls.append(tuple(index))
         return real(index, items, **kw)
 
-    monkeypatch.setattr(depmod, "_deposit_block", counts)
+    monkeypatch.setattr(depmod, "deposit_block", counts)
     deposit_to_field(str(tmp_path / "p.npy"), url, **args)
     assert len(first) == 5 and len(calls) == 27 - 5 and not set(first) & set(calls)
     np.testing.assert_allclose(
