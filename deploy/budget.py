@@ -6,7 +6,7 @@ Everything structural comes from the code, so the budget follows it: the painter
 alignment and default seam margin (:mod:`bigpaint.painters`, :mod:`bigpaint.paint.plan`), the
 activation bytes per voxel that the paint workers size their sub-tiles with
 (:func:`bigpaint.paint.workers.bytes_per_voxel`), and the FFT transposes of the P(k)
-(:func:`bigpaint.mesh.fft.plan_fft`). The hardware rates are assumptions, given as options
+(:func:`bigpaint.mesh.fft_plan.plan_fft`). The hardware rates are assumptions, given as options
 and printed with the result; docs/deploy.md says where the defaults come from.
 
 Time model (a roofline): a painted window costs ``max(FLOP / (peak * efficiency), bytes /
@@ -135,7 +135,7 @@ def budget(
         Aggregate bytes/s of the shared file system for reading and writing Fields.
     decomposition : {"slab", "pencil"}
     """
-    from bigpaint.mesh.fft import plan_fft
+    from bigpaint.mesh.fft_plan import plan_fft
     from bigpaint.paint.plan import default_margin
     from bigpaint.paint.workers import bytes_per_voxel
     from bigpaint.painters import build_painter

@@ -21,7 +21,7 @@ the input ``P(k)`` (tested against the measured P(k) within cosmic variance).
 What the values depend on: the seed, the noise tile, the grid and box, the spectrum, the
 options and the precision. Not on the output chunks, the worker count or the scheduler: the
 FFT's internal decomposition is fixed by the grid (and dask's ``array.chunk-size``, which
-sizes the slabs; :func:`bigpaint.mesh.fft.plan_fft`), every per-block step is elementwise, and
+sizes the slabs; :func:`bigpaint.mesh.fft_plan.plan_fft`), every per-block step is elementwise, and
 the last rechunk only moves values. Runs with different chunkings or worker counts are
 bit-identical (tested).
 
@@ -45,7 +45,8 @@ from bigpaint.errors import ConfigError, ShapeError
 from bigpaint.field import FieldWriter, create_field, job_token
 from bigpaint.ics.noise import white_noise_array
 from bigpaint.ics.power import LinearPower
-from bigpaint.mesh.fft import irfftn, plan_fft, rfftn
+from bigpaint.mesh.fft import irfftn, rfftn
+from bigpaint.mesh.fft_plan import plan_fft
 from bigpaint.mesh.kgrid import block_modes, full_location, rfft_shape
 from bigpaint.outputs import writing
 from bigpaint.progress import compute

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bigpaint.mesh.assign import SCHEMES, interlace_grids, readout, scan_particles
     from bigpaint.mesh.deposit import DepositPlan, deposit_blocks, deposit_to_field
-    from bigpaint.mesh.fft import irfftn, plan_fft, register_fft_backend, rfftn
+    from bigpaint.mesh.fft import irfftn, register_fft_backend, rfftn
+    from bigpaint.mesh.fft_plan import plan_fft
     from bigpaint.mesh.kgrid import (
         fundamental,
         independent_modes,
@@ -29,7 +30,7 @@ _WHERE = {
     "deposit_blocks": "deposit",
     "deposit_to_field": "deposit",
     "irfftn": "fft",
-    "plan_fft": "fft",
+    "plan_fft": "fft_plan",
     "register_fft_backend": "fft",
     "rfftn": "fft",
     "fundamental": "kgrid",

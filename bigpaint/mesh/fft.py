@@ -31,185 +31,38 @@ with ``FFTW_ESTIMATE`` plans 0.12 s and 1.2 s (``FFTW_MEASURE`` is faster, 0.06 
 0.77 s at 256^3; so ``scipy.fft`` is used and no other dependency is needed. dask, zarr and
 scipy are imported when a transform is built, not with this module.
 
-Planning is apart from execution: :func:`plan_fft` is a pure function returning the chunk
-layout of every stage (property-tested); :func:`rfftn`/:func:`irfftn` build the lazy graph.
+Planning is apart from execution: :func:`bigpaint.mesh.fft_plan.plan_fft` is a pure
+function returning the chunk layout of every stage (property-tested);
+:func:`rfftn`/:func:`irfftn` build the lazy graph.
 Further backends (a single large-memory GPU, mpi4py-fft, jaxdecomp) plug in by name with
 :func:`register_fft_backend`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from bigpaint.errors import ConfigError, NonFiniteError, ShapeError
+from bigpaint.mesh.fft_plan import DEFAULT_MIN_BLOCKS, Chunks, plan_fft
 from bigpaint.mesh.kgrid import rfft_shape
 
 if TYPE_CHECKING:
     import dask.array as da
 
 __all__ = [
-    "FFTPlan",
-    "FFTStage",
     "RechunkMethod",
     "fft_backends",
     "irfftn",
-    "plan_fft",
     "refuse_non_finite",
     "register_fft_backend",
     "rfftn",
     "rfftn_memory",
 ]
 
-Chunks = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 RechunkMethod = Literal["auto", "p2p", "tasks"]
-
-#: Minimum number of blocks a stage is split into (parallelism), unless the axis is shorter.
-DEFAULT_MIN_BLOCKS = 8
-
-
-@dataclass(frozen=True)
-class FFTStage:
-    """One stage of a transform: rechunk to ``chunks``, then transform along ``axes``.
-
-    ``chunks`` hold every axis in ``axes`` whole; ``shape`` is the array's shape entering the
-    stage (the half-space shape for complex stages).
-    """
-
-    shape: tuple[int, int, int]
-    chunks: Chunks
-    axes: tuple[int, ...]
-
-    @property
-    def n_blocks(self) -> int:
-        return math.prod(len(c) for c in self.chunks)
-
-
-@dataclass(frozen=True)
-class FFTPlan:
-    """Chunk layouts of a forward real FFT of a real grid and of its inverse.
-
-    Attributes
-    ----------
-    shape : tuple of 3 int
-        Shape of the real grid (voxels).
-    decomposition : {"slab", "pencil"}
-    forward : tuple of FFTStage
-        Stages of ``rfftn``; the first holds axis 2 whole on the real array.
-    inverse : tuple of FFTStage
-        Stages of ``irfftn``; the last produces the real array.
-    """
-
-    shape: tuple[int, int, int]
-    decomposition: str
-    forward: tuple[FFTStage, ...]
-    inverse: tuple[FFTStage, ...]
-
-    @property
-    def output_chunks(self) -> Chunks:
-        """Chunks of the complex array ``rfftn`` returns."""
-        return self.forward[-1].chunks
-
-
-def _split(n: int, size: int) -> tuple[int, ...]:
-    """``n`` as ``ceil(n/size)`` chunk sizes differing by at most one (largest first)."""
-    size = max(1, min(int(size), n))
-    k = -(-n // size)
-    base, extra = divmod(n, k)
-    return tuple(base + 1 if i < extra else base for i in range(k))
-
-
-def _slab_size(n: int, plane_bytes: int, block_bytes: int, min_blocks: int) -> int:
-    by_bytes = max(1, block_bytes // max(1, plane_bytes))
-    by_count = max(1, -(-n // max(1, min_blocks)))
-    return min(by_bytes, by_count, n)
-
-
-def _pencil_size(
-    n1: int, n2: int, line_bytes: int, block_bytes: int, min_blocks: int
-) -> tuple[int, int]:
-    side = max(1, math.isqrt(max(1, block_bytes // max(1, line_bytes))))
-    per_axis = max(1, math.ceil(math.sqrt(max(1, min_blocks))))
-    s1 = min(side, max(1, -(-n1 // per_axis)), n1)
-    s2 = min(side, max(1, -(-n2 // per_axis)), n2)
-    return s1, s2
-
-
-def _default_block_bytes() -> int:
-    import dask
-
-    return int(dask.utils.parse_bytes(dask.config.get("array.chunk-size")))
-
-
-def plan_fft(
-    shape: Sequence[int],
-    *,
-    decomposition: Literal["slab", "pencil"] = "slab",
-    itemsize: int = 8,
-    block_bytes: int | None = None,
-    min_blocks: int = DEFAULT_MIN_BLOCKS,
-) -> FFTPlan:
-    """Plan the transposes of a distributed real FFT (pure: no data touched).
-
-    Parameters
-    ----------
-    shape : sequence of 3 int
-        Real grid shape in voxels.
-    decomposition : {"slab", "pencil"}
-        Slabs need one transpose and hold whole planes; pencils need two and hold lines.
-    itemsize : int
-        Bytes per complex element (8 for complex64, 16 for complex128); sizes the blocks.
-    block_bytes : int, optional
-        Largest complex block wanted; default dask's ``array.chunk-size`` (128 MiB). A slab
-        is at least one plane and a pencil at least one line, whatever this says.
-    min_blocks : int
-        Split every stage into at least this many blocks where the axes allow (parallelism).
-
-    Returns
-    -------
-    FFTPlan
-    """
-    shape = tuple(int(n) for n in shape)
-    if len(shape) != 3 or any(n < 1 for n in shape):
-        raise ShapeError(f"the distributed FFT needs a 3-D grid of positive sizes, got {shape}")
-    block_bytes = int(block_bytes or _default_block_bytes())
-    nx, ny, nz = shape
-    nzh = rfft_shape(shape)[2]
-    half = (nx, ny, nzh)
-    if decomposition == "slab":
-        cx = _split(nx, _slab_size(nx, ny * nzh * itemsize, block_bytes, min_blocks))
-        cy = _split(ny, _slab_size(ny, nx * nzh * itemsize, block_bytes, min_blocks))
-        x_slabs: Chunks = (cx, (ny,), (nz,))
-        y_slabs: Chunks = ((nx,), cy, (nzh,))
-        forward = (FFTStage(shape, x_slabs, (1, 2)), FFTStage(half, y_slabs, (0,)))
-        inverse = (
-            FFTStage(half, y_slabs, (0,)),
-            FFTStage(half, (cx, (ny,), (nzh,)), (1, 2)),
-        )
-    elif decomposition == "pencil":
-        px, py = _pencil_size(nx, ny, nzh * itemsize, block_bytes, min_blocks)
-        qx, qz = _pencil_size(nx, nzh, ny * itemsize, block_bytes, min_blocks)
-        ry, rz = _pencil_size(ny, nzh, nx * itemsize, block_bytes, min_blocks)
-        z_pencils: Chunks = (_split(nx, px), _split(ny, py), (nz,))
-        y_pencils: Chunks = (_split(nx, qx), (ny,), _split(nzh, qz))
-        x_pencils: Chunks = ((nx,), _split(ny, ry), _split(nzh, rz))
-        forward = (
-            FFTStage(shape, z_pencils, (2,)),
-            FFTStage(half, y_pencils, (1,)),
-            FFTStage(half, x_pencils, (0,)),
-        )
-        inverse = (
-            FFTStage(half, x_pencils, (0,)),
-            FFTStage(half, y_pencils, (1,)),
-            FFTStage(half, (z_pencils[0], z_pencils[1], (nzh,)), (2,)),
-        )
-    else:
-        raise ConfigError(f"FFT decomposition must be 'slab' or 'pencil', got {decomposition!r}")
-    return FFTPlan(shape, decomposition, forward, inverse)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- execution helpers
@@ -225,7 +78,7 @@ def _has_client() -> bool:
     return True
 
 
-def _rechunk(x: da.Array, chunks: Chunks, method: RechunkMethod) -> da.Array:
+def _rechunk(x: da.Array, chunks: tuple[tuple[int, ...], ...], method: RechunkMethod) -> da.Array:
     if tuple(x.chunks) == tuple(chunks):
         return x
     if method == "auto":
@@ -362,6 +215,8 @@ def _dask_rfftn(
     check_finite: bool,
     workers: int,
 ) -> da.Array:
+    import dask.array as da
+
     cdtype = _complex_dtype(x.dtype)
     plan = plan_fft(
         x.shape,
@@ -377,8 +232,9 @@ def _dask_rfftn(
         out_chunks = list(stage.chunks)
         if real_stage:
             out_chunks[2] = (rfft_shape(plan.shape)[2],)
-        a = a.map_blocks(
+        a = da.map_blocks(
             _forward_block,
+            a,
             stage.axes,
             real_stage,
             check_finite,
@@ -401,6 +257,8 @@ def _dask_irfftn(
     min_blocks: int,
     workers: int,
 ) -> da.Array:
+    import dask.array as da
+
     rdtype = _real_dtype(fk.dtype)
     plan = plan_fft(
         shape,
@@ -417,8 +275,9 @@ def _dask_irfftn(
             sizes = tuple(shape[ax] for ax in stage.axes)
             out_chunks = list(stage.chunks)
             out_chunks[2] = (shape[2],)
-            a = a.map_blocks(
+            a = da.map_blocks(
                 _inverse_block,
+                a,
                 stage.axes,
                 sizes,
                 workers,
@@ -428,8 +287,9 @@ def _dask_irfftn(
                 token=f"irfftn-{plan.decomposition}-{i}",
             )
         else:
-            a = a.map_blocks(
+            a = da.map_blocks(
                 _inverse_block,
+                a,
                 stage.axes,
                 None,
                 workers,
@@ -506,10 +366,11 @@ def rfftn(
     first = None
     if isinstance(x, np.ndarray) and x.ndim == 3 and backend in ("slab", "pencil"):
         real = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        decomposition: Literal["slab", "pencil"] = "slab" if backend == "slab" else "pencil"
         first = (
             plan_fft(
                 x.shape,
-                decomposition=backend,  # type: ignore[arg-type]
+                decomposition=decomposition,
                 itemsize=_complex_dtype(real).itemsize,
                 block_bytes=block_bytes,
                 min_blocks=min_blocks,
@@ -585,7 +446,7 @@ def irfftn(
         workers=workers,
     )
     if chunks is not None:
-        out = _rechunk(out, BlockGrid(shape, chunks).chunks, rechunk_method)  # type: ignore[arg-type]
+        out = _rechunk(out, BlockGrid(shape, chunks).chunks, rechunk_method)
     return out
 
 

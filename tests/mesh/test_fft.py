@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bigpaint.errors import ChunkingError, ConfigError, NonFiniteError, ShapeError
-from bigpaint.mesh.fft import fft_backends, irfftn, plan_fft, rfftn
+from bigpaint.mesh.fft import fft_backends, irfftn, rfftn
+from bigpaint.mesh.fft_plan import plan_fft
 from bigpaint.testing import chunk_layouts
 
 shapes = st.tuples(st.integers(1, 14), st.integers(1, 14), st.integers(1, 14))
