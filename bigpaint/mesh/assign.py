@@ -171,14 +171,14 @@ class ParticleScan:
     def raise_if_bad(self, box_size: Sequence[float], *, wrap: bool = False) -> None:
         """Raise NonFiniteError, or ParticleBoundsError unless ``wrap``, naming count and first."""
         if self.nonfinite:
-            i, x = self.first_nonfinite  # type: ignore[misc]
+            i, x = self.first_nonfinite  # type: ignore[misc]  # set with its count
             what = "position or mass" if self.has_weights else "position"
             raise NonFiniteError(
                 f"{self.nonfinite} of {self.n} particles have a NaN or infinite {what} (first: "
                 f"particle {i} at {x}); clean the input first"
             )
         if self.outside and not wrap:
-            i, x = self.first_outside  # type: ignore[misc]
+            i, x = self.first_outside  # type: ignore[misc]  # set with its count
             box = np.asarray(box_size, np.float64)
             raise ParticleBoundsError(
                 f"{self.outside} of {self.n} particles lie outside the box [0, {_fmt_box(box)}] "
@@ -361,25 +361,25 @@ def _readout(grid, pos, inv, pt, shift, out):
 def grid_shape(nmesh: int | Sequence[int]) -> tuple[int, int, int]:
     """Cells per axis from one int or 3 ints, refusing non-positive sizes (ShapeError)."""
     if isinstance(nmesh, (int, np.integer)):
-        shape = (int(nmesh),) * 3
+        shape: tuple[int, ...] = (int(nmesh),) * 3
     else:
         shape = tuple(int(v) for v in nmesh)
     if len(shape) != 3 or any(v <= 0 for v in shape):
         raise ShapeError(f"grid must be a positive int or 3 positive ints, got {nmesh!r}")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def box_lengths(box_size: float | Sequence[float]) -> tuple[float, float, float]:
     """Box sides in Mpc/h from one length or 3, refusing non-finite or non-positive ones."""
     if isinstance(box_size, (int, float, np.integer, np.floating)):
-        box = (float(box_size),) * 3
+        box: tuple[float, ...] = (float(box_size),) * 3
     else:
         box = tuple(float(v) for v in box_size)
     if len(box) != 3 or not all(np.isfinite(b) and b > 0 for b in box):
         raise ValueError(
             f"box_size must be a positive length in Mpc/h (or 3 of them), got {box_size!r}"
         )
-    return box  # type: ignore[return-value]
+    return box
 
 
 def _as_positions(positions: np.ndarray) -> np.ndarray:

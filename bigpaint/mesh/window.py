@@ -107,33 +107,35 @@ def power_compensation(
     """
     p = mas_order(mas)
     modes = block_modes(shape, location)
-    out = []
-    for m, n in zip(modes, shape, strict=True):
+
+    def factor(m: np.ndarray, n: int) -> np.ndarray:
         if p == 0 or kind == "none":
-            out.append(np.ones(m.shape))
-        elif kind == "sinc":
-            out.append(1.0 / window_1d(m, int(n), p) ** 2)
-        elif kind == "aliased":
-            out.append(1.0 / aliased_power_window_1d(m, int(n), p))
-        else:
-            raise ConfigError(f"compensation must be 'sinc', 'aliased' or 'none', got {kind!r}")
-    return tuple(out)  # type: ignore[return-value]
+            return np.ones(m.shape)
+        if kind == "sinc":
+            return 1.0 / window_1d(m, n, p) ** 2
+        if kind == "aliased":
+            return 1.0 / aliased_power_window_1d(m, n, p)
+        raise ConfigError(f"compensation must be 'sinc', 'aliased' or 'none', got {kind!r}")
+
+    fx, fy, fz = (factor(m, int(n)) for m, n in zip(modes, shape, strict=True))
+    return fx, fy, fz
 
 
 def _location(block_info: dict | None) -> list[tuple[int, int]]:
-    return [tuple(r) for r in block_info[0]["array-location"]]  # type: ignore[index]
+    assert block_info is not None  # dask passes it to functions that take it
+    return [(int(lo), int(hi)) for lo, hi in block_info[0]["array-location"]]
 
 
 def _check_half_space(fk: da.Array, shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(int(n) for n in shape)
-    if len(shape) != 3:
-        raise ShapeError(f"shape must give the 3 real-grid sizes, got {shape}")
-    if tuple(fk.shape) != rfft_shape(shape):
+    sizes = tuple(int(n) for n in shape)
+    if len(sizes) != 3:
+        raise ShapeError(f"shape must give the 3 real-grid sizes, got {sizes}")
+    if tuple(fk.shape) != rfft_shape(sizes):
         raise ShapeError(
-            f"a real FFT of a {shape} grid has shape {rfft_shape(shape)}, got {tuple(fk.shape)}; "
+            f"a real FFT of a {sizes} grid has shape {rfft_shape(sizes)}, got {tuple(fk.shape)}; "
             "pass the real grid's shape"
         )
-    return shape  # type: ignore[return-value]
+    return sizes[0], sizes[1], sizes[2]
 
 
 def _compensate_block(
@@ -160,11 +162,13 @@ def compensate(fk: da.Array, shape: Sequence[int], mas: str | int | None) -> da.
         Scheme name or order; None leaves ``fk`` unchanged.
     """
     fk = da.asarray(fk)
-    shape = _check_half_space(fk, shape)
+    grid = _check_half_space(fk, shape)
     p = mas_order(mas)
     if p == 0:
         return fk
-    return fk.map_blocks(_compensate_block, shape, p, dtype=fk.dtype, meta=np.array((), fk.dtype))
+    return da.map_blocks(
+        _compensate_block, fk, grid, p, dtype=fk.dtype, meta=np.array((), fk.dtype)
+    )
 
 
 def _interlace_block(
@@ -200,10 +204,10 @@ def interlace(fk: da.Array, fk_shifted: da.Array, shape: Sequence[int]) -> da.Ar
     """
     fk = da.asarray(fk)
     fk_shifted = da.asarray(fk_shifted)
-    shape = _check_half_space(fk, shape)
+    grid = _check_half_space(fk, shape)
     if fk_shifted.shape != fk.shape:
         raise ShapeError(f"interlaced grids differ in shape: {fk.shape} vs {fk_shifted.shape}")
     dtype = np.result_type(fk.dtype, fk_shifted.dtype)
     return da.map_blocks(
-        _interlace_block, fk, fk_shifted, shape, dtype=dtype, meta=np.array((), dtype)
+        _interlace_block, fk, fk_shifted, grid, dtype=dtype, meta=np.array((), dtype)
     )
