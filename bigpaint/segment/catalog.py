@@ -170,8 +170,8 @@ def build_catalog(
         **dict(meta or {}),
     }
     table = with_units(pa.table(cols), UNITS, _VOLUME_NOTES)
-    meta = {**table.schema.metadata, b"bigpaint": json.dumps(info, default=str).encode()}
-    return table.replace_schema_metadata(meta)
+    schema_meta = {**table.schema.metadata, b"bigpaint": json.dumps(info, default=str).encode()}
+    return table.replace_schema_metadata(schema_meta)
 
 
 def catalog_meta(table: pa.Table) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def mass_bins(masses: Sequence[np.ndarray], bins: int = 12) -> np.ndarray:
 
 
 def mass_function(
-    masses: np.ndarray, volume: float, bins: int | Sequence[float] = 12
+    masses: np.ndarray, volume: float, bins: int | Sequence[float] | np.ndarray = 12
 ) -> xr.Dataset:
     """Differential and cumulative halo mass function with Poisson errors.
 
@@ -56,7 +56,7 @@ def mass_function(
         Halo masses in Msun/h (non-positive or non-finite ones are ignored).
     volume : float
         Survey (box) volume in (Mpc/h)^3.
-    bins : int or sequence of float
+    bins : int or sequence or array of float
         Number of log-spaced bins over the masses, or edges in Msun/h.
 
     Returns
@@ -107,7 +107,7 @@ def compare_mass_functions(
     masses: np.ndarray,
     truth: np.ndarray,
     volume: float,
-    bins: int | Sequence[float] = 12,
+    bins: int | Sequence[float] | np.ndarray = 12,
     *,
     min_count: int = 20,
     truth_complete_above: float = 0.0,
@@ -120,7 +120,7 @@ def compare_mass_functions(
         Halo masses of the catalogue and of the truth in Msun/h.
     volume : float
         Box volume in (Mpc/h)^3.
-    bins : int or sequence of float
+    bins : int or sequence or array of float
         Number of log-spaced bins over both catalogues, or edges in Msun/h.
     min_count : int
         Truth haloes a bin needs to be judged.

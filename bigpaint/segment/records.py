@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 
-__all__ = ["BlockResult", "FloodResult", "RecordError", "RegionSums", "Result"]
+__all__ = ["BlockResult", "FloodResult", "Record", "RecordError", "RegionSums", "Result"]
 
 
 class RecordError(ValueError):
@@ -128,8 +128,11 @@ class RegionSums:
         has = [prefix + n in arrays for n in cls._SADDLES]
         if any(has) and not all(has):
             raise RecordError("incomplete basin saddles")
-        saddles = tuple(arrays[prefix + n] for n in cls._SADDLES) if all(has) else None
-        return cls(*(arrays[prefix + n] for n in cls._ARRAYS), saddles=saddles)  # type: ignore[arg-type]
+        saddles = None
+        if all(has):
+            a, b, h = (arrays[prefix + n] for n in cls._SADDLES)
+            saddles = (a, b, h)
+        return cls(**{n: arrays[prefix + n] for n in cls._ARRAYS}, saddles=saddles)
 
     def with_saddles(self, saddles: tuple[np.ndarray, np.ndarray, np.ndarray]) -> RegionSums:
         return replace(self, saddles=saddles)
@@ -193,13 +196,13 @@ class BlockResult:
         return {"seconds": self.seconds}, arrays
 
     @classmethod
-    def from_record(cls, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> BlockResult:
+    def from_record(cls, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
         """Inverse of :meth:`to_record` (validated)."""
         missing = [n for n in cls._ARRAYS if n not in arrays]
         if missing or "seconds" not in scalars:
             raise RecordError(f"missing fields {missing or ['seconds']}")
         return cls(
-            *(arrays[n] for n in cls._ARRAYS),
+            **{n: arrays[n] for n in cls._ARRAYS},
             sums=RegionSums.from_arrays(arrays, "sums."),
             seconds=_seconds("seconds", scalars["seconds"]),
         )
@@ -238,7 +241,7 @@ class FloodResult:
         return scalars, self.sums.to_arrays("sums.")
 
     @classmethod
-    def from_record(cls, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> FloodResult:
+    def from_record(cls, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
         """Inverse of :meth:`to_record` (validated)."""
         if "seconds" not in scalars or "span_seconds" not in scalars:
             raise RecordError("missing seconds")
@@ -251,3 +254,17 @@ class FloodResult:
 
 #: Either result (what a scratch record holds).
 Result = BlockResult | FloodResult
+
+
+class Record(Protocol):
+    """What a scratch record reads back as: a result of one kind, rebuilt from its record."""
+
+    KIND: ClassVar[str]
+
+    @property
+    def sums(self) -> RegionSums: ...
+
+    def to_record(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]: ...
+
+    @classmethod
+    def from_record(cls, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self: ...

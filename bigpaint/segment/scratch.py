@@ -51,7 +51,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from bigpaint.errors import ConfigError
-from bigpaint.segment.records import BlockResult, FloodResult, RecordError, Result
+from bigpaint.segment.records import BlockResult, FloodResult, Record, RecordError, Result
 
 __all__ = [
     "FORMAT",
@@ -77,7 +77,7 @@ STAGES = ("blocks", "flood")
 _NAME = re.compile(r"^\d+_\d+_\d+\.npz(\.[0-9a-f]{32}\.tmp)?$")
 
 
-R = TypeVar("R", BlockResult, FloodResult)
+R = TypeVar("R", bound=Record)
 _KINDS: dict[str, type[BlockResult] | type[FloodResult]] = {
     "blocks": BlockResult,
     "flood": FloodResult,
