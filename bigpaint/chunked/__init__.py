@@ -14,6 +14,8 @@
   operation runs on, if any.
 - :mod:`~bigpaint.chunked.apply`: :func:`apply_blockwise`, one task per block that reads the
   block with its periodic context, applies a function and writes the core.
+- :mod:`~bigpaint.chunked.block_info`: where a ``map_blocks`` block lies, read from dask's
+  ``block_info``.
 
 Nothing here imports a stage; the stages (filters, deposition, painting, segmentation,
 statistics) import it. The names are loaded on first use, so importing the package costs

@@ -13,14 +13,15 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from bigpaint.chunked.block_info import array_location
 from bigpaint.errors import NonFiniteError
 
 __all__ = ["block_location", "blockwise_sum", "blockwise_sum_lazy", "check_finite_block"]
 
 
-def block_location(block_info: dict | None) -> list[tuple[int, int]]:
+def block_location(block_info: dict[Any, Any] | None) -> list[tuple[int, int]]:
     """Global ``(start, stop)`` per axis of the block a ``map_blocks`` function receives."""
-    return [tuple(r) for r in block_info[0]["array-location"]]  # type: ignore[index,misc]
+    return array_location(block_info)
 
 
 def check_finite_block(block: np.ndarray, where: str, block_info: dict | None = None) -> None:

@@ -165,7 +165,7 @@ def open_training(pairs: Sequence[tuple[Any, Any]], where: str = "bias fit") -> 
         cosmo = dmeta.cosmology or cmeta.cosmology
         boxes.append(
             TrainingBox(
-                durl, curl, dds, cds, shape, tuple(dmeta.box_size),  # type: ignore[arg-type]
+                durl, curl, dds, cds, shape, tuple(dmeta.box_size),
                 _cell(dmeta, shape, durl, where), float(dmeta.redshift),
                 None if cosmo is None else cosmo.model_dump(), bins,
                 _mas(dmeta, durl), _mas(cmeta, curl),

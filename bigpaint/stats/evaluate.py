@@ -303,8 +303,9 @@ def _scan(sources: Sequence[_Source], channels: Sequence[int]) -> dict[str, dict
     One task per block returns a few numbers per channel; the client combines them.
     """
     lazy = [
-        s.data.map_blocks(
+        da.map_blocks(
             _block_scan,
+            s.data,
             chunks=(
                 s.data.chunks[0],
                 *((1,) * g for g in s.data.numblocks[1:]),

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
+from bigpaint.chunked.block_info import array_location
 from bigpaint.mesh.kgrid import block_modes
 
 if TYPE_CHECKING:
@@ -206,7 +207,9 @@ def _independent(
 
 
 def _legendre(
-    pair_sums: list[tuple[np.ndarray, ...]], ells: tuple[int, ...], k2f: np.ndarray
+    pair_sums: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    ells: tuple[int, ...],
+    k2f: np.ndarray,
 ) -> list[np.ndarray]:
     """Per-k^2 sums of p L_ell(mu) from those of p, p m_par^2 and p m_par^4."""
     per_k2 = []
@@ -222,7 +225,10 @@ def _legendre(
 
 
 def _fold(
-    cnt: np.ndarray, pair_sums: list[tuple[np.ndarray, ...]], ells: tuple[int, ...], plan: BinPlan
+    cnt: np.ndarray,
+    pair_sums: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    ells: tuple[int, ...],
+    plan: BinPlan,
 ) -> np.ndarray:
     """Rows count, sum|k|, then per pair one row per ell, per bin, from per-k^2 sums."""
     length = plan.k2max + 1
@@ -245,7 +251,8 @@ def _pair_factors(
     sl: Sequence[slice],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     fa, fb = factors[ia], factors[ib]
-    return tuple(np.ascontiguousarray(fa[d][sl[d]] * fb[d][sl[d]]) for d in range(3))  # type: ignore[return-value]
+    fx, fy, fz = (np.ascontiguousarray(fa[d][sl[d]] * fb[d][sl[d]]) for d in range(3))
+    return fx, fy, fz
 
 
 def _n_parts(nx: int, k2max: int, rows: int) -> int:
@@ -314,7 +321,7 @@ def _block_sums(
     ells: tuple[int, ...],
     block_info: dict | None = None,
 ) -> np.ndarray:
-    loc = [tuple(r) for r in block_info[0]["array-location"]]  # type: ignore[index]
+    loc = array_location(block_info)
     sl = [slice(a, b) for a, b in loc]
     mx, my, mz = (m.ravel() for m in block_modes(shape, loc))
     special_z, drop_xy = _independent(mx, my, mz, shape[0], shape[2])
@@ -348,18 +355,18 @@ def binned_sums(
     In-memory transforms (numpy arrays) take the threaded :func:`memory_sums`; dask arrays
     are reduced block by block where they lie, and only per-bin sums reach the client.
     """
-    if all(isinstance(f, np.ndarray) for f in fks):
-        return memory_sums(fks, shape, plan, pairs, factors, los, ells)  # type: ignore[arg-type]
+    in_memory = [f for f in fks if isinstance(f, np.ndarray)]
+    if len(in_memory) == len(fks):
+        return memory_sums(in_memory, shape, plan, pairs, factors, los, ells)
     import dask.array as da
 
     nq = 2 + len(pairs) * len(ells)
-    fks = [f if isinstance(f, da.Array) else da.from_array(f) for f in fks]
-    ref = fks[0]
-    fks = [f.rechunk(ref.chunks) for f in fks]
+    lazy = [f if isinstance(f, da.Array) else da.from_array(f) for f in fks]
+    ref = lazy[0]
     grid = ref.numblocks
     sums = da.map_blocks(
         _block_sums,
-        *fks,
+        *(f.rechunk(ref.chunks) for f in lazy),
         shape=shape,
         plan=plan,
         pairs=pairs,

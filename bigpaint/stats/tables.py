@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def write_table(ds: xr.Dataset, path: str | Path) -> Path:
     return path
 
 
-def _column_order(ds: xr.Dataset, dim: str) -> list[Any]:
+def _column_order(ds: xr.Dataset, dim: Hashable) -> list[Any]:
     """``k`` first (when there is one), then the dimension's coordinate, the other
     coordinates along it, and the data variables."""
     coords = [c for c in ds.coords if ds[c].dims == (dim,)]
