@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bigpaint.errors import ConfigError, OutputLockedError, PathConflictError
-from bigpaint.store import remove_field, store_exists
+from bigpaint.store import remove_field, store_exists, stored_array
 
 __all__ = [
     "OWNER_MARK",
@@ -435,7 +435,7 @@ def _field_untouched(url: str, storage_options: Mapping[str, Any] | None) -> boo
         g = zarr.open_group(store=url, mode="r", zarr_format=3, **kwargs)
         if "bigpaint_format" not in g.attrs:
             return False
-        return int(np.asarray(g["_bigpaint/done"][...]).sum()) == 0
+        return int(np.asarray(stored_array(g, "_bigpaint/done", url)[...]).sum()) == 0
     except Exception:  # not a Field we can read: leave it alone
         return False
 

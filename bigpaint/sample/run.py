@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bigpaint.axes import int3
 from bigpaint.catalog_units import HALO_UNITS, with_units
 from bigpaint.chunked.grid import BlockGrid
 from bigpaint.errors import (
@@ -46,6 +47,7 @@ from bigpaint.outputs import canonical, owned_dir, remove_owned, writing
 from bigpaint.sample.block import BlockInputs, sample_block
 from bigpaint.sample.masses import bin_masses
 from bigpaint.sample.streams import seed_key
+from bigpaint.store import stored_array
 
 __all__ = ["SamplePlan", "SampleResult", "plan_sample", "run_sample", "sample_catalogue"]
 
@@ -165,7 +167,7 @@ def _sample_one(
 
     def read(src: _Source, sl: tuple[slice, ...]) -> np.ndarray:
         group = zarr.open_group(store=src.url, mode="r", use_consolidated=False)
-        return np.asarray(group[src.name][sl])
+        return np.asarray(stored_array(group, src.name, src.url)[sl])
 
     lead = (slice(None),) if len(painted.shape) == 4 else ()
     expected = read(painted, (*lead, *window))
@@ -177,7 +179,7 @@ def _sample_one(
         dens = read(density, tuple(slice(w.start * r, w.stop * r) for w in window))
     vel, origin, vshape = None, (0, 0, 0), None
     if velocity is not None:
-        vshape = tuple(velocity.shape[-3:])
+        vshape = int3(velocity.shape[-3:], "the velocity grid")
         region = tuple(
             _region(n, m, w) for n, m, w in zip(painted.shape[-3:], vshape, window, strict=True)
         )
@@ -240,6 +242,10 @@ def _merge(parts: Path, blocks: BlockGrid, tmp: Path, meta: dict[str, Any]) -> t
     return offset, negative
 
 
+def _str_or_none(url: str | os.PathLike[str] | None) -> str | None:
+    return None if url is None else str(url)
+
+
 def plan_sample(
     painted: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -263,7 +269,7 @@ def plan_sample(
     ds, meta = _open(painted)
     edges, n_channels = _check_counts(ds, meta, painted)
     var = data_var(ds)
-    shape = tuple(var.shape[-3:])
+    shape = int3(var.shape[-3:], "the painted grid")
     sources = {"density": density, "velocity": velocity}
     companions: dict[str, _Source | None] = {"density": None, "velocity": None}
     for what, url in sources.items():
@@ -271,14 +277,14 @@ def plan_sample(
             cds, cmeta = _open(str(url))
             _check_companion(cds, cmeta, str(url), what, meta, shape)
             cvar = data_var(cds)
-            companions[what] = _Source(str(url), cvar.name, tuple(cvar.shape))
+            companions[what] = _Source(str(url), str(cvar.name), tuple(cvar.shape))
     masses = bin_masses(
         edges, mass_function, cosmology=meta.cosmology, redshift=meta.redshift, where=painted
     )
     layout = chunks if chunks is not None else zarr_array(ds).chunks[-3:]
     blocks = BlockGrid(shape, layout)
     keys = tuple(seed_key(seed, c) for c in range(n_channels))
-    inputs = BlockInputs(shape, meta.box_size, keys, masses)  # type: ignore[arg-type]
+    inputs = BlockInputs(shape, meta.box_size, keys, masses)
     job = job_token(
         operation="sample", painted=canonical(painted), stamp=ds.attrs.get("bigpaint_finished"),
         seed=int(seed), masses=masses.shape, chunks=blocks.chunks,
@@ -288,8 +294,9 @@ def plan_sample(
     return SamplePlan(
         painted=painted, output=output, seed=int(seed), meta=meta, edges=edges,
         masses=masses.shape, blocks=blocks, inputs=inputs,
-        sources={"painted": _Source(painted, var.name, tuple(var.shape)), **companions},
-        urls={"PAINTED": painted, **{f"--{k}": v for k, v in sources.items()}}, job=job,
+        sources={"painted": _Source(painted, str(var.name), tuple(var.shape)), **companions},
+        urls={"PAINTED": painted, **{f"--{k}": _str_or_none(v) for k, v in sources.items()}},
+        job=job,
     )  # fmt: skip
 
 
