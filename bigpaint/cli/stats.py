@@ -1,31 +1,88 @@
 """``bigpaint stats power|bispectrum|onepoint``: statistics that judge a painted field.
 
-Each subcommand parses its options and calls one function of :mod:`bigpaint.stats.report`
-on the configured cluster (default: a LocalCluster; the FFT transposes then use P2P rechunks
-that spill to disk). ``A`` is the field to judge, the optional ``B`` its reference (truth).
+Each subcommand turns its options (or a YAML file, ``--config``, which options typed on the
+command line override) into one spec of :mod:`bigpaint.stats.spec`, the spec a pipeline's
+``power`` and ``bispectrum`` stages take too, refuses what the Fields' metadata alone can
+refuse, and runs it on the configured cluster (default: a LocalCluster; the FFT transposes
+then use P2P rechunks that spill to disk). ``A`` is the field to judge, the optional ``B``
+its reference (truth).
 """
 
 from __future__ import annotations
 
-import click
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from bigpaint.cli._common import cluster_options, open_cluster, parse_floats
+import click
+from pydantic import BaseModel
+
+from bigpaint.cli._common import cluster_options, parse_floats
+
+if TYPE_CHECKING:
+    from bigpaint.config import ClusterConfig
 
 __all__ = ["register"]
 
+C = TypeVar("C", bound=BaseModel)
 
-def _mas(text: str) -> str | None:
-    return None if text.lower() == "none" else text
+#: Options that are not keys of a spec, and options named otherwise in it.
+_NOT_SPEC = ("paths", "config_file", "cluster_file", "workers")
+_KEYS = {"log_bins": "log", "value_range": "range"}
 
 
-def _check_mas(where: str, *fields: tuple[str | None, str | None]) -> None:
-    """Refuse a mass assignment that cannot be resolved (bad name, ``auto`` on a Field with
-    no record) from the Fields' metadata alone, before a cluster is started."""
-    from bigpaint.stats.inputs import as_input, resolve_mas
+def _channel(text: str) -> str | int:
+    if text.lower() == "sum":
+        return "sum"
+    try:
+        return int(text)
+    except ValueError:
+        from bigpaint.errors import ConfigError
 
-    for url, mas in fields:
-        if url is not None:
-            resolve_mas(as_input(url, where=where), mas, where)
+        raise ConfigError(f"--channel must be 'sum' or a channel index, got {text!r}") from None
+
+
+def _spec(model: type[C], paths: tuple[str, ...], config_file: str | None, **parse: Any) -> C:
+    """The spec of the options typed on the command line (``parse``: how to read some of
+    them) over the ``--config`` file's keys; A and B are the paths given."""
+    from bigpaint.config import load_config, parse_config
+    from bigpaint.errors import ConfigError
+
+    ctx = click.get_current_context()
+    if len(paths) > 2:
+        raise ConfigError(f"give A and at most one B, got {len(paths)} paths")
+    typed: dict[str, Any] = {
+        _KEYS.get(name, name): parse[name](value) if name in parse else value
+        for name, value in ctx.params.items()
+        if name not in _NOT_SPEC
+        and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    }
+    typed.update(zip(("a", "b"), paths, strict=False))
+    if config_file is not None:
+        return load_config(model, config_file, typed)
+    if not paths:
+        raise ConfigError(f"give A [B], or --config FILE (stats {ctx.info_name})")
+    return parse_config(model, typed, f"stats {ctx.info_name} options")
+
+
+def _cluster(
+    cfg: Any, config_file: str | None, cluster_file: str | None, workers: int | None
+) -> ClusterConfig:
+    """``--cluster``/``--workers`` when given (or without a file), else the file's cluster."""
+    from bigpaint.cli._common import cluster_config
+
+    if cluster_file is not None or workers is not None or config_file is None:
+        return cluster_config(cluster_file, workers)
+    return cfg.cluster
+
+
+def _config_option(keys: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help=f"YAML config ({keys}, cluster); options typed on the command line override it.",
+    )
 
 
 @click.group()
@@ -33,9 +90,18 @@ def stats() -> None:
     """Power spectra, bispectra and one-point statistics of Fields."""
 
 
+_CHANNEL = click.option(
+    "--channel",
+    default=None,
+    help="Of a 4-D Field (e.g. halo counts per mass bin): sum (the default) or one channel's "
+    "index.",
+)
+
+
 @stats.command()
-@click.argument("a")
-@click.argument("b", required=False)
+@click.argument("paths", nargs=-1, metavar="[A [B]]")
+@_config_option("a, b, channel, mas, dk, ..., out, plot")
+@_CHANNEL
 @click.option(
     "--out", type=click.Path(dir_okay=False), default=None, help="Table to write (.csv or .nc)."
 )
@@ -82,59 +148,41 @@ def stats() -> None:
 )
 @cluster_options
 def power(
-    a: str,
-    b: str | None,
-    out: str | None,
-    plot: str | None,
-    mas: str,
-    mas_b: str,
-    compensation: str,
-    dk: float | None,
-    kmin: float | None,
-    kmax: float | None,
-    nbins: int | None,
-    log_bins: bool,
-    los: str,
-    multipoles: str,
-    contrast: bool | None,
+    paths: tuple[str, ...],
+    config_file: str | None,
     cluster_file: str | None,
     workers: int | None,
+    **_options: Any,
 ) -> None:
-    """P(k) of field A; with B, P_A, P_B, cross spectrum, T(k), r_c(k) and stochasticity."""
-    from bigpaint.stats.report import power_report
+    """P(k) of field A; with B, P_A, P_B, cross spectrum, T(k), r_c(k) and stochasticity.
 
-    ells = [int(v) for v in (parse_floats(multipoles, "--multipoles") or [0])]
-    _check_mas("stats power", (a, _mas(mas)), (b, _mas(mas_b)))
-    with open_cluster(cluster_file, workers):
-        ds = power_report(
-            a,
-            b,
-            out=out,
-            plot=plot,
-            mas=_mas(mas),
-            mas_b=_mas(mas_b),
-            compensation=compensation,
-            dk=dk,
-            kmin=kmin,
-            kmax=kmax,
-            nbins=nbins,
-            log=log_bins,
-            los=los,
-            multipoles=ells,
-            contrast=contrast,
-        )
+    \b
+    bigpaint stats power painted.zarr truth.zarr --out power.csv --plot power.png
+    bigpaint stats power --config power.yaml --kmax 0.5
+    """
+    from bigpaint.cluster import connect
+    from bigpaint.stats.spec import PowerConfig, run_power
+
+    def ells(text: str) -> list[int]:
+        return [int(v) for v in (parse_floats(text, "--multipoles") or [0])]
+
+    cfg = _spec(PowerConfig, paths, config_file, channel=_channel, multipoles=ells)
+    cfg.check("stats power")
+    with connect(_cluster(cfg, config_file, cluster_file, workers)):
+        ds = run_power(cfg, where="stats power")
     click.echo(
         f"{ds.sizes['bin']} k bins"
-        + (f" -> {out}" if out else "")
-        + (f", plot {plot}" if plot else "")
+        + (f" -> {cfg.out}" if cfg.out else "")
+        + (f", plot {cfg.plot}" if cfg.plot else "")
     )
-    if not out:
+    if not cfg.out:
         click.echo(ds.to_dataframe().to_string())
 
 
 @stats.command(name="bispectrum")
-@click.argument("a")
-@click.argument("b", required=False)
+@click.argument("paths", nargs=-1, metavar="[A [B]]")
+@_config_option("a, b, channel, k1, k2, theta, equilateral, ..., out, plot")
+@_CHANNEL
 @click.option("--k1", type=float, default=None, help="First side in h/Mpc.")
 @click.option("--k2", type=float, default=None, help="Second side in h/Mpc.")
 @click.option(
@@ -173,49 +221,42 @@ def power(
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG figure to write.")
 @cluster_options
 def bispectrum_cmd(
-    a: str,
-    b: str | None,
-    k1: float | None,
-    k2: float | None,
-    theta: str | None,
-    equilateral: str | None,
-    shell_width: float | None,
-    method: str,
-    mas: str,
-    contrast: bool | None,
-    out: str | None,
-    plot: str | None,
+    paths: tuple[str, ...],
+    config_file: str | None,
     cluster_file: str | None,
     workers: int | None,
+    **_options: Any,
 ) -> None:
-    """Bispectrum B(k1, k2, theta) and Q of A (and of the reference B, with their ratio)."""
-    from bigpaint.stats.report import bispectrum_report
+    """Bispectrum B(k1, k2, theta) and Q of A (and of the reference B, with their ratio).
 
-    _check_mas("stats bispectrum", (a, _mas(mas)), (b, _mas(mas)))
-    with open_cluster(cluster_file, workers):
-        res = bispectrum_report(
-            a,
-            b,
-            k1=k1,
-            k2=k2,
-            theta=parse_floats(theta, "--theta"),
-            equilateral=parse_floats(equilateral, "--equilateral"),
-            out=out,
-            plot=plot,
-            mas=_mas(mas),
-            shell_width=shell_width,
-            method=method,
-            contrast=contrast,
-        )
+    \b
+    bigpaint stats bispectrum painted.zarr truth.zarr --k1 0.1 --k2 0.2 --theta 0.2:3.0:8
+    bigpaint stats bispectrum --config bispectrum.yaml
+    """
+    from bigpaint.cluster import connect
+    from bigpaint.stats.spec import BispectrumConfig, run_bispectrum
+
+    cfg = _spec(
+        BispectrumConfig,
+        paths,
+        config_file,
+        channel=_channel,
+        theta=lambda text: parse_floats(text, "--theta"),
+        equilateral=lambda text: parse_floats(text, "--equilateral"),
+    )
+    cfg.check("stats bispectrum")
+    with connect(_cluster(cfg, config_file, cluster_file, workers)):
+        res = run_bispectrum(cfg, where="stats bispectrum")
     ds = res["a"]
-    click.echo(f"bispectrum ({ds.attrs['method']})" + (f" -> {out}" if out else ""))
-    if not out:
+    click.echo(f"bispectrum ({ds.attrs['method']})" + (f" -> {cfg.out}" if cfg.out else ""))
+    if not cfg.out:
         click.echo(ds.to_dataframe().to_string())
 
 
 @stats.command()
-@click.argument("a")
-@click.argument("b", required=False)
+@click.argument("paths", nargs=-1, metavar="[A [B]]")
+@_config_option("a, b, channel, bins, range, top, ..., out, plot")
+@_CHANNEL
 @click.option("--bins", type=int, default=100, show_default=True, help="Pixel PDF bins.")
 @click.option("--log", "log_bins", is_flag=True, help="Logarithmic PDF bins (positive values).")
 @click.option(
@@ -245,39 +286,33 @@ def bispectrum_cmd(
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG prefix.")
 @cluster_options
 def onepoint(
-    a: str,
-    b: str | None,
-    bins: int,
-    log_bins: bool,
-    value_range: tuple[float, float] | None,
-    peak_bins: int,
-    subvolumes: int,
-    top: str | None,
-    out: str | None,
-    plot: str | None,
+    paths: tuple[str, ...],
+    config_file: str | None,
     cluster_file: str | None,
     workers: int | None,
+    **_options: Any,
 ) -> None:
-    """Pixel PDF, peak counts, sub-volume means of A (and B), and the Dice overlap of A with B."""
-    from bigpaint.stats.dice import DEFAULT_TOP
-    from bigpaint.stats.report import onepoint_report
+    """Pixel PDF, peak counts, sub-volume means of A (and B), and the Dice overlap of A with B.
 
-    fractions = parse_floats(top, "--top") or list(DEFAULT_TOP)
-    with open_cluster(cluster_file, workers):
-        res = onepoint_report(
-            a,
-            b,
-            out=out,
-            plot=plot,
-            bins=bins,
-            log=log_bins,
-            value_range=value_range,
-            peak_bins=peak_bins,
-            subvolumes=subvolumes,
-            top=fractions,
-        )
-    click.echo(f"one-point statistics: {', '.join(res)}" + (f" -> {out}" if out else ""))
-    if not out and "dice" in res:
+    \b
+    bigpaint stats onepoint painted.zarr truth.zarr --out one.csv --plot one.png
+    bigpaint stats onepoint --config onepoint.yaml --bins 50
+    """
+    from bigpaint.cluster import connect
+    from bigpaint.stats.spec import OnepointConfig, run_onepoint
+
+    cfg = _spec(
+        OnepointConfig,
+        paths,
+        config_file,
+        channel=_channel,
+        top=lambda text: parse_floats(text, "--top") or None,
+    )
+    cfg.check("stats onepoint")
+    with connect(_cluster(cfg, config_file, cluster_file, workers)):
+        res = run_onepoint(cfg, where="stats onepoint")
+    click.echo(f"one-point statistics: {', '.join(res)}" + (f" -> {cfg.out}" if cfg.out else ""))
+    if not cfg.out and "dice" in res:
         click.echo(res["dice"].to_dataframe().to_string())
 
 

@@ -12,14 +12,20 @@ kind           calls                                        writes (under ``OUT/
 ``paint``      :func:`bigpaint.paint.paint`                 ``painted.zarr``
 ``baseline``   :func:`bigpaint.stats.baselines.fit_bias`,   ``model.json``, ``painted.zarr``
                :func:`bigpaint.stats.baselines.paint_bias`
-``power``      :func:`bigpaint.stats.report.power_report`   ``power.csv``, ``power.png``
-``bispectrum`` :func:`bigpaint.stats.report.bispectrum_report`  ``bispectrum.csv``/``.png``
-``evaluate``   :func:`bigpaint.stats.evaluate.evaluate`        ``verdict.json``, tables, figures
+``power``      :func:`bigpaint.stats.spec.run_power`        ``power.csv``, ``power.png``
+``bispectrum`` :func:`bigpaint.stats.spec.run_bispectrum`   ``bispectrum.csv``/``.png``
+``evaluate``   :func:`bigpaint.stats.evaluate.evaluate`     ``verdict.json``, tables, figures
 ``segment``    :func:`bigpaint.segment.spec.run_segment`    ``catalog.parquet``
 ``hmf``        :func:`bigpaint.segment.hmf_report`          ``hmf.csv``, ``hmf.png``
 ``report``     :func:`bigpaint.pipeline.report.write_report`  ``index.html`` and copies of
                                                             every table and figure
 =============  ===========================================  ==================================
+
+The judging kinds (``baseline``, ``power``, ``bispectrum``, ``evaluate``) are written in
+:mod:`bigpaint.pipeline.stats_stages`; ``segment``, ``paint``, ``power`` and ``bispectrum``
+take the typed spec of the library and CLI (:class:`bigpaint.segment.spec.SegmentSpec`,
+:class:`bigpaint.paint.PaintSpec`, :mod:`bigpaint.stats.spec`) without the paths the
+pipeline sets.
 
 Resume within a stage is the library's: Fields carry block completion markers and a job
 token (``lpt``, ``ics``, ``paint`` skip finished blocks), training continues from its
@@ -29,7 +35,6 @@ start again from the beginning of the stage.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +43,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bigpaint.config import parse_config
+from bigpaint.pipeline.stats_stages import (
+    EVALUATE_OUTPUTS,
+    baseline_run,
+    baseline_validate,
+    bispectrum_run,
+    bispectrum_validate,
+    evaluate_run,
+    evaluate_validate,
+    power_run,
+    power_validate,
+)
 
 if TYPE_CHECKING:
     from bigpaint.paint import PaintSpec
@@ -212,229 +228,6 @@ def _paint_run(cfg: PaintSpec, ctx: StageContext) -> dict[str, Any]:
     return {}
 
 
-# ---------------------------------------------------------------- baseline
-
-
-class BaselineParams(_Strict):
-    """:func:`bigpaint.stats.baselines.fit_bias` on the training boxes (densities and their
-    halo counts, pair by pair), then :func:`bigpaint.stats.baselines.paint_bias` of
-    ``density``; ``smoothing`` in Mpc/h (default: the library's). Or ``from_model``: a model
-    fitted before (a JSON file, or ``pretrained:PAINTER/linear`` for the baseline fitted on
-    a pretrained painter's training simulations), painted as it is."""
-
-    training_density: list[str] = Field(default_factory=list)
-    training_counts: list[str] = Field(default_factory=list)
-    from_model: str | None = None
-    density: str
-    order: Literal[1, 2] = 2
-    smoothing: float | None = Field(None, ge=0)
-    sample: bool = False
-    seed: int = Field(0, ge=0)
-    chunks: int | tuple[int, int, int] | None = None
-    model: str = ""
-    dest: str = ""
-
-    @model_validator(mode="after")
-    def _pairs(self) -> BaselineParams:
-        if (self.from_model is None) == (not self.training_density):
-            raise ValueError(
-                "give either training_density and training_counts (to fit a model) or "
-                "from_model (a model fitted before), not both"
-            )
-        if self.from_model is not None and (self.smoothing is not None or self.order != 2):
-            raise ValueError("from_model brings its own order and smoothing; drop them")
-        if len(self.training_density) != len(self.training_counts):
-            raise ValueError(
-                f"training_density has {len(self.training_density)} Fields, training_counts "
-                f"{len(self.training_counts)}; give one counts Field per density"
-            )
-        return self
-
-
-def _baseline_validate(params: dict[str, Any], ctx: StageContext) -> Any:
-    data = {**params, "model": str(ctx.dir / "model.json"), "dest": str(ctx.dir / "painted.zarr")}
-    return parse_config(BaselineParams, data, ctx.where)
-
-
-def _baseline_run(cfg: BaselineParams, ctx: StageContext) -> dict[str, Any]:
-    from bigpaint.stats.baselines import DEFAULT_SMOOTHING, fit_bias, paint_bias
-    from bigpaint.stats.bias_model import BiasModel
-
-    if cfg.from_model is not None:
-        model = BiasModel.load(cfg.from_model)
-        model.save(cfg.model)
-    elif Path(cfg.model).is_file():  # a killed run of this stage: paint with the model it fitted
-        model = BiasModel.load(cfg.model)
-    else:
-        model = fit_bias(
-            list(zip(cfg.training_density, cfg.training_counts, strict=True)),
-            order=cfg.order,
-            smoothing=DEFAULT_SMOOTHING if cfg.smoothing is None else cfg.smoothing,
-        )
-        model.save(cfg.model)
-    ctx.log(model.summary())
-    paint_bias(cfg.model, cfg.density, cfg.dest, sample=cfg.sample, seed=cfg.seed,
-               chunks=cfg.chunks, progress=True)  # fmt: skip
-    summary: dict[str, Any] = {"smoothing_mpc_h": model.smoothing}
-    for b in range(model.n_bins):
-        for name in model.names[1:]:
-            summary[f"{name}[{b}]"] = float(model.values(name)[b])
-    return summary
-
-
-# ---------------------------------------------------------------- statistics
-
-
-Channel = Literal["sum"] | int | None
-
-
-def select_channel(url: str, channel: Channel, where: str) -> Any:
-    """A 3-D Field from ``url``: one channel of a 4-D Field, or their sum (``"sum"``).
-
-    A 3-D Field is returned as it is (its path); the sum keeps the Field's metadata, so a
-    sum of halo counts per mass bin is the total halo count.
-    """
-    from bigpaint.errors import ConfigError
-    from bigpaint.field import data_var, open_field
-
-    ds = open_field(url)
-    var = data_var(ds)
-    if var.ndim == 3 or channel is None:
-        return url if var.ndim == 3 else ds
-    dim = str(var.dims[0])  # a Field's dimensions are named by strings
-    if channel == "sum":
-        summed = var.sum(dim, keep_attrs=True).astype(var.dtype)
-        out = ds.drop_vars([var.name, dim], errors="ignore").assign({var.name: summed})
-    else:
-        n = var.shape[0]
-        if not 0 <= channel < n:
-            raise ConfigError(f"{where}: channel {channel} of {url} does not exist (it has {n})")
-        out = ds.isel({dim: channel}).drop_vars(dim, errors="ignore")
-    out.attrs = dict(ds.attrs)
-    out.encoding.update(ds.encoding)
-    return out
-
-
-class PowerParams(_Strict):
-    """:func:`bigpaint.stats.report.power_report`: P(k) of ``a``, or with ``b`` (the truth)
-    the auto and cross spectra, T(k), r_c(k) and stochasticity. ``summary_kmax`` (h/Mpc) is
-    the k up to which the report averages T and r_c."""
-
-    a: str
-    b: str | None = None
-    channel: Channel = "sum"
-    mas: str | None = "auto"
-    mas_b: str | None = "auto"
-    compensation: Literal["sinc", "none"] = "sinc"
-    dk: float | None = Field(None, gt=0)
-    kmin: float | None = Field(None, ge=0)
-    kmax: float | None = Field(None, gt=0)
-    nbins: int | None = Field(None, ge=1)
-    log: bool = False
-    contrast: bool | None = None
-    summary_kmax: float = Field(0.2, gt=0)
-
-
-def _power_run(cfg: PowerParams, ctx: StageContext) -> dict[str, Any]:
-    import numpy as np
-
-    from bigpaint.stats.report import power_report
-
-    a = select_channel(cfg.a, cfg.channel, ctx.where)
-    b = None if cfg.b is None else select_channel(cfg.b, cfg.channel, ctx.where)
-    opts = cfg.model_dump(exclude={"a", "b", "channel", "summary_kmax"})
-    ds = power_report(a, b, out=ctx.dir / "power.csv", plot=ctx.dir / "power.png", **opts)
-    if b is None:
-        return {}
-    low = ds["k"].values <= cfg.summary_kmax
-    return {
-        f"mean T(k <= {cfg.summary_kmax})": float(np.nanmean(ds["T"].values[low])),
-        f"mean r_c(k <= {cfg.summary_kmax})": float(np.nanmean(ds["r_c"].values[low])),
-        "bins": int(ds.sizes["bin"]),
-    }
-
-
-class BispectrumParams(_Strict):
-    """:func:`bigpaint.stats.report.bispectrum_report`: B(k1, k2, theta) (or equilateral)
-    of ``a`` and the truth ``b``, k in h/Mpc, theta in radians."""
-
-    a: str
-    b: str | None = None
-    channel: Channel = "sum"
-    k1: float | None = Field(None, gt=0)
-    k2: float | None = Field(None, gt=0)
-    theta: list[float] | None = None
-    equilateral: list[float] | None = None
-    mas: str | None = "auto"
-    shell_width: float | None = Field(None, gt=0)
-    method: str = "auto"
-    contrast: bool | None = None
-
-
-def _bispectrum_run(cfg: BispectrumParams, ctx: StageContext) -> dict[str, Any]:
-    import numpy as np
-
-    from bigpaint.stats.report import bispectrum_report
-
-    a = select_channel(cfg.a, cfg.channel, ctx.where)
-    b = None if cfg.b is None else select_channel(cfg.b, cfg.channel, ctx.where)
-    opts = cfg.model_dump(exclude={"a", "b", "channel"})
-    res = bispectrum_report(
-        a, b, out=ctx.dir / "bispectrum.csv", plot=ctx.dir / "bispectrum.png", **opts
-    )
-    if "b" not in res:
-        return {}
-    ratio = res["a"]["B"].values / res["b"]["B"].values
-    return {"median B/B_true": float(np.nanmedian(ratio))}
-
-
-# ---------------------------------------------------------------- evaluate
-
-
-#: What the evaluate stage declares (it writes a CSV and figures per mass bin too).
-EVALUATE_OUTPUTS = (
-    "verdict.json",
-    "verdict.csv",
-    "levels.csv",
-    "abundance.png",
-    "spectra_total.csv",
-    "spectra_total.png",
-    "bispectrum_total.csv",
-    "bispectrum_total.png",
-    "pdf.png",
-)
-
-
-@functools.cache  # one model class; the library is imported only when a pipeline has the stage
-def _evaluate_params() -> type[BaseModel]:
-    from bigpaint.stats.evaluate import EvaluateConfig
-
-    class EvaluateParams(EvaluateConfig):
-        """:func:`bigpaint.stats.evaluate.evaluate`: the painting against the truth and the
-        ``linear`` and ``quadratic`` baselines (paths or ``@stage/output``), with the settings
-        and thresholds of :class:`bigpaint.stats.evaluate.EvaluateConfig`."""
-
-        painted: str
-        truth: str
-        baselines: dict[Literal["linear", "quadratic"], str] = Field(default_factory=dict)
-
-    return EvaluateParams
-
-
-def _evaluate_validate(params: dict[str, Any], ctx: StageContext) -> Any:
-    return parse_config(_evaluate_params(), params, ctx.where)
-
-
-def _evaluate_run(cfg: Any, ctx: StageContext) -> dict[str, Any]:
-    from bigpaint.stats.evaluate import EvaluateConfig, evaluate
-
-    settings = cfg.model_dump(include=set(EvaluateConfig.model_fields))
-    ev = evaluate(cfg.painted, cfg.truth, cfg.baselines, config=settings)
-    ev.write(ctx.dir)
-    ctx.log(f"verdict {ev.verdict.overall}")
-    return ev.summary()
-
-
 # ---------------------------------------------------------------- segment / hmf
 
 
@@ -595,29 +388,29 @@ STAGE_KINDS: dict[str, StageKind] = _kinds(
             inputs=("training_density", "training_counts", "density", "from_model"),
             written=("model", "dest"),
             cluster=True,
-            validate=_baseline_validate,
+            validate=baseline_validate,
             outputs=_fixed("model.json", "painted.zarr"),
-            run=_baseline_run,
+            run=baseline_run,
         ),
         StageKind(
             "power",
             "P(k), T(k), r_c(k), stochasticity (bigpaint.stats.report.power_report)",
             inputs=("a", "b"),
-            written=(),
+            written=("out", "plot"),
             cluster=True,
-            validate=_typed(PowerParams),
+            validate=power_validate,
             outputs=_fixed("power.csv", "power.png"),
-            run=_power_run,
+            run=power_run,
         ),
         StageKind(
             "bispectrum",
             "B(k1, k2, theta) and Q (bigpaint.stats.report.bispectrum_report)",
             inputs=("a", "b"),
-            written=(),
+            written=("out", "plot"),
             cluster=True,
-            validate=_typed(BispectrumParams),
+            validate=bispectrum_validate,
             outputs=_fixed("bispectrum.csv", "bispectrum.png"),
-            run=_bispectrum_run,
+            run=bispectrum_run,
         ),
         StageKind(
             "evaluate",
@@ -625,9 +418,9 @@ STAGE_KINDS: dict[str, StageKind] = _kinds(
             inputs=("painted", "truth", "baselines.linear", "baselines.quadratic"),
             written=(),
             cluster=True,
-            validate=_evaluate_validate,
+            validate=evaluate_validate,
             outputs=_fixed(*EVALUATE_OUTPUTS),
-            run=_evaluate_run,
+            run=evaluate_run,
         ),
         StageKind(
             "segment",

@@ -27,7 +27,8 @@ from bigpaint.field import write_array
 from bigpaint.pipeline.report import TIMINGS_BEGIN, write_report
 from bigpaint.pipeline.report_slices import count_scale, slice_panel, slices_figure
 from bigpaint.pipeline.report_verdict import NO_VERDICT, load_judgement, verdict_section
-from bigpaint.pipeline.stages import EVALUATE_OUTPUTS, STAGE_KINDS, StageContext
+from bigpaint.pipeline.stages import STAGE_KINDS, StageContext
+from bigpaint.pipeline.stats_stages import EVALUATE_OUTPUTS
 from bigpaint.stats.evaluate import evaluate
 from bigpaint.stats.report import power_report
 from tests.stats.reference import gaussian_field

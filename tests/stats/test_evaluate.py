@@ -27,7 +27,8 @@ from bigpaint.cli import cli
 from bigpaint.errors import ConfigError, MetadataError
 from bigpaint.field import open_field, write_array
 from bigpaint.mass_bins import mass_bins_of, training_mass_bins
-from bigpaint.pipeline.stages import EVALUATE_OUTPUTS, STAGE_KINDS, StageContext
+from bigpaint.pipeline.stages import STAGE_KINDS, StageContext
+from bigpaint.pipeline.stats_stages import EVALUATE_OUTPUTS
 from bigpaint.stats.bispectrum import bispectrum
 from bigpaint.stats.comparison import Level, level_array, pdf_table, spectra_tables
 from bigpaint.stats.evaluate import _scan, _Source, evaluate

@@ -203,9 +203,9 @@ def test_lpt_records_its_deposit_and_its_linear_field_none(tmp_path):
 
 
 def test_simulate_records_cic_densities_and_ngp_halo_counts(tmp_path):
-    from bigpaint.pipeline.stages import select_channel
     from bigpaint.sim.simulate import simulate
     from bigpaint.stats.report import power_report
+    from bigpaint.stats.spec import select_channel
 
     cfg = {
         "output": str(tmp_path / "run"), "particles": 16, "box_size": 64.0, "tile": 16,
