@@ -51,7 +51,7 @@ from bigpaint.mesh.fft import RechunkMethod, irfftn, rfftn
 from bigpaint.mesh.kgrid import block_modes
 from bigpaint.mesh.window import compensate
 from bigpaint.stats.inputs import as_input, check_cubic, resolve_interlaced, resolve_mas
-from bigpaint.stats.power import field_mean, uses_contrast
+from bigpaint.stats.power_prepare import field_mean, uses_contrast
 
 __all__ = ["Shell", "bispectrum", "bispectrum_equilateral", "crop_size"]
 

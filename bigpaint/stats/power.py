@@ -48,72 +48,38 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import xarray as xr
 
-from bigpaint.errors import ConfigError, NonFiniteError
-from bigpaint.mesh.fft import RechunkMethod, rfftn, rfftn_memory
-from bigpaint.mesh.window import Compensation, aliased_power_window_1d, mas_order, window_1d
+from bigpaint.errors import ConfigError
+from bigpaint.mesh.fft import RechunkMethod
+from bigpaint.mesh.window import Compensation
 from bigpaint.stats.bins import kbins
 from bigpaint.stats.inputs import (
     COUNT_KINDS,
-    DENSITY_KINDS,
     FieldInput,
-    as_input,
-    check_cubic,
-    check_same_grid,
-    resolve_interlaced,
-    resolve_mas,
 )
 from bigpaint.stats.power_modes import BinPlan, binned_sums, plan_bins
+from bigpaint.stats.power_prepare import Prepared, prepare, prepared_sums, transform_norm
 
 if TYPE_CHECKING:
-    import dask.array as da
+    pass
 
 __all__ = [
     "BinPlan",
     "binned_sums",
     "compare_spectra",
     "cross_correlation",
-    "field_mean",
     "plan_bins",
     "power_spectrum",
     "stochasticity",
     "transfer_function",
-    "uses_contrast",
 ]
 
 LOS_AXES = {"x": 0, "y": 1, "z": 2, 0: 0, 1: 1, 2: 2}
 K_UNITS = "h/Mpc"
-
-
-# ---------------------------------------------------------------- compensation (pure)
-
-
-def _amplitude_factors(
-    n: int, nzh: int, mas: str | None, kind: Compensation
-) -> tuple[np.ndarray, ...]:
-    """Whole-axis amplitude compensation per axis (1/W, or 1/sqrt(alias sum))."""
-    p = mas_order(mas)
-    out = []
-    for length, half in ((n, False), (n, False), (nzh, True)):
-        m = (
-            np.arange(length)
-            if half
-            else np.where(np.arange(n) > n // 2, np.arange(n) - n, np.arange(n))
-        )
-        if p == 0 or kind == "none":
-            out.append(np.ones(length))
-        elif kind == "sinc":
-            out.append(1.0 / window_1d(m, n, p))
-        elif kind == "aliased":
-            out.append(1.0 / np.sqrt(aliased_power_window_1d(m, n, p)))
-        else:
-            raise ConfigError(f"compensation must be 'sinc', 'aliased' or 'none', got {kind!r}")
-    return tuple(out)
 
 
 # ---------------------------------------------------------------- helpers on spectra
@@ -155,25 +121,6 @@ def _ells(multipoles: Sequence[int]) -> tuple[int, ...]:
     return ells
 
 
-def uses_contrast(inp: FieldInput, contrast: bool | None) -> bool:
-    """Whether a spectrum of ``inp`` is of its contrast ``x / mean - 1``: ``contrast`` when
-    given, else for density-like kinds."""
-    return inp.kind in DENSITY_KINDS if contrast is None else bool(contrast)
-
-
-def field_mean(inp: FieldInput) -> float:
-    """The mean of a field (float64 sum), refusing NaN/inf and a zero mean (no contrast)."""
-    m = float(inp.data.mean(dtype=np.float64).compute())
-    if not math.isfinite(m):
-        raise NonFiniteError(f"{inp.label} holds NaN/inf values; clean the field first")
-    if m == 0.0:
-        raise ConfigError(
-            f"{inp.label} has mean 0, so it has no density contrast; pass contrast=False to use "
-            "it as it is"
-        )
-    return m
-
-
 def _shot_noise(
     inp: FieldInput, contrast: bool, mean: float, given: float | str | None
 ) -> tuple[float, str]:
@@ -202,129 +149,6 @@ def _power_units(
     return f"({ua}) ({ub}) (Mpc/h)^3"
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    inputs: tuple[FieldInput, ...]
-    fks: tuple[da.Array | np.ndarray, ...]
-    arrays: tuple[np.ndarray, ...] | None
-    factors: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]
-    scales: tuple[float, ...]
-    contrasts: tuple[bool, ...]
-    means: tuple[float, ...]
-    mas: tuple[str | int | None, ...]
-    mas_sources: tuple[str, ...]
-    interlaced: tuple[bool, ...]
-    n: int
-    box: float
-
-
-def _prepare(
-    objs: Sequence[Any],
-    *,
-    box_size: Any,
-    mas: Sequence[str | None],
-    interlaced: Sequence[bool | None],
-    compensation: Compensation,
-    contrast: bool | None,
-    where: str,
-    backend: str,
-    rechunk_method: RechunkMethod,
-    block_bytes: int | None,
-) -> _Prepared:
-    inputs = tuple(as_input(_no_copy(o), box_size=box_size, where=where) for o in objs)
-    n, box = check_cubic(inputs[0], where)
-    for other in inputs[1:]:
-        check_same_grid(inputs[0], other, where)
-    contrasts = tuple(uses_contrast(i, contrast) for i in inputs)
-    means = tuple(field_mean(i) if c else 1.0 for i, c in zip(inputs, contrasts, strict=True))
-    resolved = [resolve_mas(i, m, where) for i, m in zip(inputs, mas, strict=True)]
-    mases = tuple(m for m, _ in resolved)
-    inter = tuple(resolve_interlaced(i, il) for i, il in zip(inputs, interlaced, strict=True))
-    for i, m, il in zip(inputs, mases, inter, strict=True):
-        if compensation == "aliased" and il and m is not None:
-            raise ConfigError(
-                f"{where}: {i.label} is interlaced, which cancels the odd aliases that Jing's alias "
-                "sum divides out; use compensation 'sinc'"
-            )
-    nzh = n // 2 + 1
-    factors = tuple(_amplitude_factors(n, nzh, m, compensation) for m in mases)
-    arrays = _in_memory(objs, backend, rechunk_method, block_bytes)
-    if arrays is not None:
-        fks: tuple[Any, ...] = tuple(rfftn_memory(a) for a in arrays)
-    else:
-        fks = tuple(
-            rfftn(i.data, backend=backend, rechunk_method=rechunk_method, block_bytes=block_bytes)
-            for i in inputs
-        )
-    return _Prepared(
-        inputs,
-        fks,
-        arrays,
-        factors,
-        tuple(1.0 / m for m in means),
-        contrasts,
-        means,
-        mases,
-        tuple(src for _, src in resolved),
-        inter,
-        n,
-        box,
-    )
-
-
-def _no_copy(obj: Any) -> Any:
-    """A numpy array as a one-chunk dask array that neither copies nor hashes it
-    (``dask.array.from_array`` does both: a full-size copy and a pass over the data)."""
-    if not isinstance(obj, np.ndarray) or obj.ndim != 3:
-        return obj
-    import uuid
-
-    import dask.array as da
-
-    name = f"power-input-{uuid.uuid4().hex}"
-    chunks = tuple((int(s),) for s in obj.shape)
-    return da.Array({(name, 0, 0, 0): obj}, name, chunks=chunks, dtype=obj.dtype)
-
-
-def _in_memory(
-    objs: Sequence[Any], backend: str, rechunk_method: str, block_bytes: int | None
-) -> tuple[np.ndarray, ...] | None:
-    """The numpy inputs when every input is one and the default transform was asked for:
-    they are transformed whole on threads (no transposes), else None (distributed FFT)."""
-    if backend != "slab" or rechunk_method != "auto" or block_bytes is not None:
-        return None
-    if not all(isinstance(o, np.ndarray) for o in objs):
-        return None
-    return tuple(objs)
-
-
-def _sums(
-    prep: _Prepared,
-    plan: BinPlan,
-    pairs: tuple[tuple[int, int], ...],
-    los: int,
-    ells: tuple[int, ...],
-) -> np.ndarray:
-    """Per-bin sums of the prepared transforms, refusing NaN/inf input.
-
-    The in-memory path does not scan its input first: a NaN or inf voxel reaches every
-    Fourier mode, so non-finite sums are the sign, and only then is the input searched for
-    the voxel to name.
-    """
-    shape = (prep.n,) * 3
-    sums = binned_sums(prep.fks, shape, plan, pairs, prep.factors, los, ells)  # type: ignore[arg-type]
-    if prep.arrays is not None and not np.all(np.isfinite(sums)):
-        from bigpaint.mesh.fft import refuse_non_finite
-
-        for a in prep.arrays:
-            refuse_non_finite(a, None)
-        raise NonFiniteError(
-            "the Fourier transform of the field overflowed (values too large for its dtype); "
-            "pass the field as float64"
-        )
-    return sums
-
-
 def _bins_for(
     box: float, n: int, bins: Any, dk: Any, kmin: Any, kmax: Any, nbins: Any, log: bool
 ) -> np.ndarray:
@@ -348,10 +172,6 @@ def _bin_coords(plan: BinPlan, counts: np.ndarray, ksum: np.ndarray) -> dict[str
             {"units": "1", "long_name": "independent modes in the bin"},
         ),
     }
-
-
-def _norm(prep: _Prepared) -> float:
-    return prep.box**3 / float(prep.n) ** 6
 
 
 def power_spectrum(
@@ -433,7 +253,7 @@ def power_spectrum(
     losi = _los_axis(los)
     ells = _ells(multipoles)
     objs = [field] if other is None else [field, other]
-    prep = _prepare(
+    prep = prepare(
         objs,
         box_size=box_size,
         mas=[mas, mas_other][: len(objs)],
@@ -448,13 +268,28 @@ def power_spectrum(
     edges = _bins_for(prep.box, prep.n, bins, dk, kmin, kmax, nbins, log)
     plan = plan_bins(edges, prep.box)
     pair = (0, 0) if other is None else (0, 1)
-    sums = _sums(prep, plan, (pair,), losi, ells)
+    sums = prepared_sums(prep, plan, (pair,), losi, ells)
     counts, ksum = sums[0], sums[1]
-    scale = _norm(prep) * prep.scales[0] * prep.scales[pair[1]]
+    scale = transform_norm(prep) * prep.scales[0] * prep.scales[pair[1]]
+    cross = other is not None
+    ds = xr.Dataset(
+        _multipole_vars(prep, sums, ells, scale, cross), coords=_bin_coords(plan, counts, ksum)
+    )
+    ds.attrs.update(_attrs(prep, compensation, losi, "cross" if cross else "auto"))
+    ds.attrs.update(_shot_noise_attrs(prep, shot_noise, cross))
+    return ds
+
+
+def _multipole_vars(
+    prep: Prepared, sums: np.ndarray, ells: Sequence[int], scale: float, cross: bool
+) -> dict[str, Any]:
+    """The ``P{ell}`` variables of binned ``sums`` (counts, k sums, one row per multipole),
+    normalized by ``scale``; NaN in empty bins."""
+    counts = sums[0]
     units = _power_units(
         prep.inputs[0],
         prep.contrasts[0],
-        *((prep.inputs[1], prep.contrasts[1]) if other is not None else ()),
+        *((prep.inputs[1], prep.contrasts[1]) if cross else ()),
     )
     data_vars = {}
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -465,23 +300,26 @@ def power_spectrum(
                 vals,
                 {
                     "units": units,
-                    "long_name": f"{'cross ' if other is not None else ''}power multipole ell={ell}",
+                    "long_name": f"{'cross ' if cross else ''}power multipole ell={ell}",
                 },
             )
-    ds = xr.Dataset(data_vars, coords=_bin_coords(plan, counts, ksum))
+    return data_vars
+
+
+def _shot_noise_attrs(
+    prep: Prepared, shot_noise: float | Literal["auto"] | None, cross: bool
+) -> dict[str, Any]:
+    """The reported shot noise ((Mpc/h)^3) and where it came from: of a cross spectrum only
+    a given number (the two fields' noises do not add up to it)."""
     sn, sn_src = _shot_noise(
-        prep.inputs[0], prep.contrasts[0], prep.means[0], shot_noise if other is None else None
+        prep.inputs[0], prep.contrasts[0], prep.means[0], None if cross else shot_noise
     )
-    if other is not None and shot_noise not in ("auto", None):
+    if cross and shot_noise not in ("auto", None):
         sn, sn_src = float(shot_noise), "given"  # type: ignore[arg-type]
-    ds.attrs.update(_attrs(prep, compensation, losi, "cross" if other is not None else "auto"))
-    ds.attrs.update(
-        {"shot_noise": sn, "shot_noise_units": "(Mpc/h)^3", "shot_noise_source": sn_src}
-    )
-    return ds
+    return {"shot_noise": sn, "shot_noise_units": "(Mpc/h)^3", "shot_noise_source": sn_src}
 
 
-def _attrs(prep: _Prepared, compensation: str, los: int, statistic: str) -> dict[str, Any]:
+def _attrs(prep: Prepared, compensation: str, los: int, statistic: str) -> dict[str, Any]:
     return {
         "statistic": f"{statistic} power spectrum",
         "fields": ", ".join(i.label for i in prep.inputs),
@@ -535,7 +373,7 @@ def compare_spectra(
         kept) and ``stochasticity`` (P_true (1 - r_c^2)); the coordinates of
         :func:`power_spectrum`; attrs ``shot_noise_pred`` and ``shot_noise_true``.
     """
-    prep = _prepare(
+    prep = prepare(
         [pred, true],
         box_size=box_size,
         mas=[mas, mas_true],
@@ -549,9 +387,9 @@ def compare_spectra(
     )
     edges = _bins_for(prep.box, prep.n, bins, dk, kmin, kmax, nbins, log)
     plan = plan_bins(edges, prep.box)
-    sums = _sums(prep, plan, ((0, 0), (1, 1), (0, 1)), 2, (0,))
+    sums = prepared_sums(prep, plan, ((0, 0), (1, 1), (0, 1)), 2, (0,))
     counts, ksum = sums[0], sums[1]
-    norm = _norm(prep)
+    norm = transform_norm(prep)
     with np.errstate(invalid="ignore", divide="ignore"):
         per = [np.where(counts > 0, sums[2 + j] / counts * norm, np.nan) for j in range(3)]
     p_pred = per[0] * prep.scales[0] ** 2
