@@ -442,9 +442,8 @@ def paint_bias(
     -------
     FieldWriter
     """
-    from bigpaint.chunked.apply import apply_blockwise
     from bigpaint.field import create_field, job_token, open_field, zarr_array
-    from bigpaint.outputs import check_apart, job_path, owned_dir, remove_owned, writing
+    from bigpaint.outputs import check_apart, job_path, remove_owned, writing
 
     bias, model_path = _model_of(model)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
@@ -463,15 +462,36 @@ def paint_bias(
         operation="paint_bias", model_hash=bias.hash(), density=job_path(density),
         density_finished=src.attrs.get("bigpaint_finished"), backend=backend, **config,
     )  # fmt: skip
-    if scratch_dir is None:
-        absout = os.path.abspath(output)
-        scratch = os.path.join(
-            os.path.dirname(absout), f".{os.path.basename(absout)}.baseline-{job[:12]}"
-        )
-    else:
-        scratch = os.path.join(scratch_dir, f"baseline-{job[:12]}")
+    scratch = _scratch(output, scratch_dir, job)
     check_apart({"output": output, "scratch directory": scratch}, inputs)
-    meta = {
+    meta = _output_meta(bias, src, density, model_path, config)
+    with writing({"output": output}, inputs):
+        writer = create_field(
+            output, shape=(bias.n_bins, *shape), chunks=out_chunks, meta=meta, dtype="float32",
+            job=job, overwrite=overwrite,
+        )  # fmt: skip
+        if writer.pending():
+            _paint_blocks(bias, density, output, writer, scratch, sample=sample, seed=int(seed),
+                          backend=backend, progress=progress)  # fmt: skip
+        writer.finalize()
+        remove_owned(scratch)
+    return writer
+
+
+def _scratch(output: str, scratch_dir: str | None, job: str) -> str:
+    """Where the operators' scratch Field of job ``job`` goes: ``scratch_dir``, else a hidden
+    folder next to ``output``."""
+    if scratch_dir is not None:
+        return os.path.join(scratch_dir, f"baseline-{job[:12]}")
+    absout = os.path.abspath(output)
+    return os.path.join(os.path.dirname(absout), f".{os.path.basename(absout)}.baseline-{job[:12]}")
+
+
+def _output_meta(
+    bias: BiasModel, src: Any, density: str, model_path: str | None, config: dict[str, Any]
+) -> dict[str, Any]:
+    """The metadata of the painted halo-count Field, its provenance included."""
+    return {
         "box_size": src.attrs["box_size"],
         "kind": "halo_count",
         "units": "halos",
@@ -484,7 +504,7 @@ def paint_bias(
             "model_hash": bias.hash(),
             "config": config,
             "values": "Poisson draws from the clipped, rescaled expectation"
-            if sample
+            if config["sample"]
             else "expected counts (unclipped)",
             "mass_bins": list(bias.mass_bins),
             "mass_units": MASS_UNITS,
@@ -492,30 +512,42 @@ def paint_bias(
         },
         "mass_assignment": bias.target_mass_assignment,
     }
-    with writing({"output": output}, inputs):
-        writer = create_field(
-            output, shape=(bias.n_bins, *shape), chunks=out_chunks, meta=meta, dtype="float32",
-            job=job, overwrite=overwrite,
+
+
+def _paint_blocks(
+    bias: BiasModel,
+    density: str,
+    output: str,
+    writer: Any,
+    scratch: str,
+    *,
+    sample: bool,
+    seed: int,
+    backend: str,
+    progress: bool,
+) -> None:
+    """Write the bias operators of ``density`` to ``scratch``, record their clip statistics
+    in ``output`` and combine them block by block into the blocks its ``writer`` still
+    needs."""
+    from bigpaint.chunked.apply import apply_blockwise
+    from bigpaint.field import open_field
+    from bigpaint.outputs import owned_dir, remove_owned
+
+    owned_dir(scratch, purpose="bias-operator scratch Fields")
+    ops_url = os.path.join(scratch, "operators.zarr")
+    try:
+        write_bias_operators(
+            density, ops_url, smoothing=bias.smoothing, order=bias.order,
+            chunks=writer.chunks, backend=backend, progress=progress,
         )  # fmt: skip
-        if writer.pending():
-            owned_dir(scratch, purpose="bias-operator scratch Fields")
-            ops_url = os.path.join(scratch, "operators.zarr")
-            try:
-                write_bias_operators(
-                    density, ops_url, smoothing=bias.smoothing, order=bias.order,
-                    chunks=writer.chunks, backend=backend, progress=progress,
-                )  # fmt: skip
-            except Exception:  # nothing worth resuming: leave no scratch behind
-                remove_owned(scratch)
-                raise
-            ops = open_field(ops_url)
-            clip = clip_statistics(ops, bias.amplitudes)
-            _annotate(output, clip if sample else {"negative_fraction": clip["negative_fraction"]})
-            block = functools.partial(
-                _combine_block, amplitudes=bias.amplitudes, seed=int(seed),
-                rescale=np.asarray(clip["clip_rescale"]) if sample else None,
-            )  # fmt: skip
-            apply_blockwise(block, ops, writer, 0, progress=progress, name="baseline")
-        writer.finalize()
+    except Exception:  # nothing worth resuming: leave no scratch behind
         remove_owned(scratch)
-    return writer
+        raise
+    ops = open_field(ops_url)
+    clip = clip_statistics(ops, bias.amplitudes)
+    _annotate(output, clip if sample else {"negative_fraction": clip["negative_fraction"]})
+    block = functools.partial(
+        _combine_block, amplitudes=bias.amplitudes, seed=seed,
+        rescale=np.asarray(clip["clip_rescale"]) if sample else None,
+    )  # fmt: skip
+    apply_blockwise(block, ops, writer, 0, progress=progress, name="baseline")

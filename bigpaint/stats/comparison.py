@@ -181,6 +181,97 @@ def _ratio(
     return num / den, float(math.sqrt(np.sum(np.where(ok, var, 0.0))))
 
 
+@dataclass
+class _SpectraArrays:
+    """The per-bin arrays and k averages of :func:`spectra_tables`, filled level by level.
+
+    ``arr`` holds ``(level, model, bin)`` spectra and their errors, ``p_true`` the truth's
+    ``(level, bin)`` power, ``drc`` the ``(level, baseline, bin)`` difference ``r_c -
+    r_c,baseline`` and its error, ``avg`` and ``bavg`` the ``(level, model)`` and ``(level,
+    baseline)`` averages over the bins ``in_verdict``.
+    """
+
+    models: list[str]
+    bases: list[str]
+    counts: np.ndarray
+    n_eff: np.ndarray
+    in_verdict: np.ndarray
+    arr: dict[str, np.ndarray]
+    p_true: np.ndarray
+    drc: dict[str, np.ndarray]
+    avg: dict[str, np.ndarray]
+    bavg: dict[str, np.ndarray]
+
+    @classmethod
+    def empty(
+        cls,
+        nl: int,
+        models: list[str],
+        bases: list[str],
+        counts: np.ndarray,
+        n_eff: np.ndarray,
+        in_verdict: np.ndarray,
+    ) -> _SpectraArrays:
+        nm, nbase, nb = len(models), len(bases), len(counts)
+        shape_m, shape_b = (nl, nm, nb), (nl, nbase, nb)
+        arr = {k: np.full(shape_m, np.nan) for k in ("P", "P_cross", "T", "r_c", "s")}
+        arr.update({f"sigma_{k}": np.full(shape_m, np.nan) for k in ("P", "T", "r_c", "s")})
+        return cls(
+            models, bases, counts, n_eff, in_verdict, arr,
+            p_true=np.full((nl, nb), np.nan),
+            drc={k: np.full(shape_b, np.nan) for k in ("d", "sd")},
+            avg={k: np.full((nl, nm), np.nan) for k in ("tdev", "stdev", "rc", "src")},
+            bavg={k: np.full((nl, nbase), np.nan) for k in ("sr", "ssr", "dr", "sdr")},
+        )  # fmt: skip
+
+    def fill(self, li: int, ps: PairSpectra, noise: Mapping[str, np.ndarray]) -> None:
+        """Level ``li``: every model against the truth, then the painting against each
+        baseline (``noise``: per field, the Poisson noise power of each level)."""
+        arr, avg, counts, use = self.arr, self.avg, self.counts, self.in_verdict
+        nt = float(noise[TRUTH][li])
+        self.p_true[li] = ps.P(TRUTH, TRUTH)
+        stats = {}
+        for mi, m in enumerate(self.models):
+            nm_ = float(noise[m][li])
+            T, gT = transfer(ps, m, TRUTH, nm_, nt)
+            r, gr = cross_coefficient(ps, m, TRUTH, nm_)
+            s, gs = stochasticity(ps, m, TRUTH, nm_)
+            stats[m] = {"r": (r, gr), "s": (s, gs)}
+            arr["P"][li, mi] = ps.P(m, m)
+            arr["sigma_P"][li, mi] = ps.P(m, m) / np.sqrt(self.n_eff)
+            arr["P_cross"][li, mi] = ps.P(m, TRUTH)
+            for key, (v, g) in (("T", (T, gT)), ("r_c", (r, gr)), ("s", (s, gs))):
+                arr[key][li, mi] = v
+                arr[f"sigma_{key}"][li, mi] = np.sqrt(ps.variance(g))
+            dev = np.abs(T - 1)
+            gdev = {p: np.sign(T - 1) * g for p, g in gT.items()}
+            avg["tdev"][li, mi], avg["stdev"][li, mi] = _weighted(ps, dev, gdev, counts, use)
+            avg["rc"][li, mi], avg["src"][li, mi] = _weighted(ps, r, gr, counts, use)
+        for bi, b in enumerate(self.bases):
+            (rp, grp), (rb, grb) = stats[PAINTED]["r"], stats[b]["r"]
+            d, gd = rp - rb, combine((1.0, grp), (-1.0, grb))
+            self.drc["d"][li, bi] = d
+            self.drc["sd"][li, bi] = np.sqrt(ps.variance(gd))
+            self.bavg["dr"][li, bi], self.bavg["sdr"][li, bi] = _weighted(ps, d, gd, counts, use)
+            self.bavg["sr"][li, bi], self.bavg["ssr"][li, bi] = _ratio(
+                ps, stats[PAINTED]["s"], stats[b]["s"], counts, use
+            )
+
+    def averages(self) -> dict[str, xr.DataArray]:
+        """For the levels table: mode-weighted means and ratios over ``k <= kmax``."""
+        avg, bavg = self.avg, self.bavg
+        return {
+            "mean_abs_T_minus_1": xr.DataArray(avg["tdev"], dims=("level", "model")),
+            "sigma_mean_abs_T_minus_1": xr.DataArray(avg["stdev"], dims=("level", "model")),
+            "mean_r_c": xr.DataArray(avg["rc"], dims=("level", "model")),
+            "sigma_mean_r_c": xr.DataArray(avg["src"], dims=("level", "model")),
+            "stochasticity_ratio": xr.DataArray(bavg["sr"], dims=("level", "baseline")),
+            "sigma_stochasticity_ratio": xr.DataArray(bavg["ssr"], dims=("level", "baseline")),
+            "delta_r_c_mean": xr.DataArray(bavg["dr"], dims=("level", "baseline")),
+            "sigma_delta_r_c_mean": xr.DataArray(bavg["sdr"], dims=("level", "baseline")),
+        }
+
+
 def spectra_tables(
     fields: Mapping[str, da.Array],
     levels: Sequence[Level],
@@ -216,50 +307,14 @@ def spectra_tables(
         For the levels table: mode-weighted means and ratios over ``k <= kmax``.
     """
     names = list(fields)
-    models = names[1:]
-    bases = names[2:]
     n = int(fields[TRUTH].shape[-1])
     powers, counts, kmean, plan = _joint_power(fields, levels, means, box, edges)
     n_eff = effective_modes(counts, real_modes_per_bin(n, plan.bin_of_k2, plan.nbins))
     in_verdict = (edges[1:] <= kmax * (1 + 1e-9)) & (counts > 0)
-    nl, nm, nbase, nb = len(levels), len(models), len(bases), len(counts)
-    shape_m, shape_b = (nl, nm, nb), (nl, nbase, nb)
-    arr = {k: np.full(shape_m, np.nan) for k in ("P", "P_cross", "T", "r_c", "s")}
-    arr.update({f"sigma_{k}": np.full(shape_m, np.nan) for k in ("P", "T", "r_c", "s")})
-    p_true = np.full((nl, nb), np.nan)
-    drc = {k: np.full(shape_b, np.nan) for k in ("d", "sd")}
-    avg = {k: np.full((nl, nm), np.nan) for k in ("tdev", "stdev", "rc", "src")}
-    bavg = {k: np.full((nl, nbase), np.nan) for k in ("sr", "ssr", "dr", "sdr")}
-    for li in range(nl):
-        ps = PairSpectra(powers[li], n_eff)
-        nt = float(noise[TRUTH][li])
-        p_true[li] = ps.P(TRUTH, TRUTH)
-        stats = {}
-        for mi, m in enumerate(models):
-            nm_ = float(noise[m][li])
-            T, gT = transfer(ps, m, TRUTH, nm_, nt)
-            r, gr = cross_coefficient(ps, m, TRUTH, nm_)
-            s, gs = stochasticity(ps, m, TRUTH, nm_)
-            stats[m] = {"r": (r, gr), "s": (s, gs)}
-            arr["P"][li, mi] = ps.P(m, m)
-            arr["sigma_P"][li, mi] = ps.P(m, m) / np.sqrt(n_eff)
-            arr["P_cross"][li, mi] = ps.P(m, TRUTH)
-            for key, (v, g) in (("T", (T, gT)), ("r_c", (r, gr)), ("s", (s, gs))):
-                arr[key][li, mi] = v
-                arr[f"sigma_{key}"][li, mi] = np.sqrt(ps.variance(g))
-            dev = np.abs(T - 1)
-            gdev = {p: np.sign(T - 1) * g for p, g in gT.items()}
-            avg["tdev"][li, mi], avg["stdev"][li, mi] = _weighted(ps, dev, gdev, counts, in_verdict)
-            avg["rc"][li, mi], avg["src"][li, mi] = _weighted(ps, r, gr, counts, in_verdict)
-        for bi, b in enumerate(bases):
-            (rp, grp), (rb, grb) = stats[PAINTED]["r"], stats[b]["r"]
-            d, gd = rp - rb, combine((1.0, grp), (-1.0, grb))
-            drc["d"][li, bi] = d
-            drc["sd"][li, bi] = np.sqrt(ps.variance(gd))
-            bavg["dr"][li, bi], bavg["sdr"][li, bi] = _weighted(ps, d, gd, counts, in_verdict)
-            bavg["sr"][li, bi], bavg["ssr"][li, bi] = _ratio(
-                ps, stats[PAINTED]["s"], stats[b]["s"], counts, in_verdict
-            )
+    t = _SpectraArrays.empty(len(levels), names[1:], names[2:], counts, n_eff, in_verdict)
+    for li in range(len(levels)):
+        t.fill(li, PairSpectra(powers[li], n_eff), noise)
+    arr, drc, p_true, models, bases = t.arr, t.drc, t.p_true, t.models, t.bases
     lv, md, bs = ("level", "model", "bin"), ("level", "baseline", "bin"), ("level", "bin")
 
     def var(dims: tuple[str, ...], data: np.ndarray, units: str, name: str) -> tuple:
@@ -293,17 +348,7 @@ def spectra_tables(
             "in_verdict": ("bin", in_verdict, {"units": "1", "long_name": f"k_hi <= kmax = {kmax:g} h/Mpc"}),
         },
     )  # fmt: skip
-    averages = {
-        "mean_abs_T_minus_1": xr.DataArray(avg["tdev"], dims=("level", "model")),
-        "sigma_mean_abs_T_minus_1": xr.DataArray(avg["stdev"], dims=("level", "model")),
-        "mean_r_c": xr.DataArray(avg["rc"], dims=("level", "model")),
-        "sigma_mean_r_c": xr.DataArray(avg["src"], dims=("level", "model")),
-        "stochasticity_ratio": xr.DataArray(bavg["sr"], dims=("level", "baseline")),
-        "sigma_stochasticity_ratio": xr.DataArray(bavg["ssr"], dims=("level", "baseline")),
-        "delta_r_c_mean": xr.DataArray(bavg["dr"], dims=("level", "baseline")),
-        "sigma_delta_r_c_mean": xr.DataArray(bavg["sdr"], dims=("level", "baseline")),
-    }
-    return ds, averages
+    return ds, t.averages()
 
 
 # ---------------------------------------------------------------- bispectrum

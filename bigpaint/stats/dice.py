@@ -179,6 +179,36 @@ def dice(
             f"sub-volumes {d} do not divide the grid {ia.shape}; random pairs need equal sub-volumes"
         )
     side = tuple(n // v for n, v in zip(ia.shape, d, strict=True))
+    shifts = _shifts(random_shifts, d)
+    thr_a, thr_b = top_fraction_thresholds_many([ia.data, ib.data], fr)
+    order = np.argsort(-fr, kind="stable")  # largest fraction first: thresholds ascending
+    ta, tb = thr_a[order], thr_b[order]
+    if np.any(np.diff(ta) < 0) or np.any(np.diff(tb) < 0):
+        raise ConfigError("internal: top-fraction thresholds are not monotonic")  # pragma: no cover
+    rolled = [
+        da.roll(ib.data, tuple(v * w for v, w in zip(s, side, strict=True)), axis=(0, 1, 2))
+        for s in shifts
+    ]
+    matched, *others = dice_counts(ia.data, [ib.data, *rolled], ta, tb, d)
+    ds = _dice_table(fr, order, matched, others, (thr_a, ia.units), (thr_b, ib.units))
+    ds.attrs.update(
+        {
+            "statistic": "Sorensen-Dice overlap",
+            "fields": f"{ia.label}, {ib.label}",
+            "definition": "2 N_ab / (N_a + N_b); voxels >= the value of each field's M-th largest voxel, M = round(f N)",
+            "divisions": list(d),
+            "subvolume_side_voxels": list(side),
+            "random_shifts": str(shifts),
+            "n_matched_pairs": int(matched.shape[1]),
+            "n_random_pairs": sum(int(c.shape[1]) for c in others),
+        }
+    )
+    return ds
+
+
+def _shifts(random_shifts: Sequence[Sequence[int]] | None, d: tuple[int, int, int]) -> list[Any]:
+    """The sub-volume offsets of the random pairs (default: :func:`_default_shifts`), each
+    non-zero modulo the divisions ``d``."""
     shifts = (
         _default_shifts(d)
         if random_shifts is None
@@ -191,16 +221,20 @@ def dice(
             f"random pairs need sub-volume shifts that are non-zero modulo the divisions {d}, got {shifts}; "
             "use at least 2 sub-volumes along one axis"
         )
-    thr_a, thr_b = top_fraction_thresholds_many([ia.data, ib.data], fr)
-    order = np.argsort(-fr, kind="stable")  # largest fraction first: thresholds ascending
-    ta, tb = thr_a[order], thr_b[order]
-    if np.any(np.diff(ta) < 0) or np.any(np.diff(tb) < 0):
-        raise ConfigError("internal: top-fraction thresholds are not monotonic")  # pragma: no cover
-    rolled = [
-        da.roll(ib.data, tuple(v * w for v, w in zip(s, side, strict=True)), axis=(0, 1, 2))
-        for s in shifts
-    ]
-    matched, *others = dice_counts(ia.data, [ib.data, *rolled], ta, tb, d)
+    return shifts
+
+
+def _dice_table(
+    fr: np.ndarray,
+    order: np.ndarray,
+    matched: np.ndarray,
+    others: Sequence[np.ndarray],
+    threshold_a: tuple[np.ndarray, str],
+    threshold_b: tuple[np.ndarray, str],
+) -> xr.Dataset:
+    """The Dice table of the counts :func:`dice_counts` gives for the matched sub-volumes and
+    the random pairs (columns in ``order`` of the fractions ``fr``), back in ``fr``'s order;
+    ``threshold_a`` and ``_b``: each field's thresholds (in ``fr``'s order) and units."""
     randoms = [_overlap(c[0], c[1], c[2]) for c in others]
     per_sub = _overlap(matched[0], matched[1], matched[2])  # (n_sub, K)
     rand = np.concatenate(randoms, axis=0)
@@ -215,7 +249,7 @@ def dice(
     def back(v: np.ndarray) -> np.ndarray:
         return np.asarray(v)[inv]
 
-    ds = xr.Dataset(
+    return xr.Dataset(
         {
             "dice": (
                 "top",
@@ -244,24 +278,11 @@ def dice(
                 back(significance),
                 {"units": "1", "long_name": "(O - r)/sigma(r), eq. 11"},
             ),
-            "threshold_a": ("top", thr_a, {"units": ia.units}),
-            "threshold_b": ("top", thr_b, {"units": ib.units}),
+            "threshold_a": ("top", threshold_a[0], {"units": threshold_a[1]}),
+            "threshold_b": ("top", threshold_b[0], {"units": threshold_b[1]}),
             "n_a": ("top", back(tot[0]), {"units": "1"}),
             "n_b": ("top", back(tot[1]), {"units": "1"}),
             "n_ab": ("top", back(tot[2]), {"units": "1"}),
         },
         coords={"top": ("top", fr, {"units": "1", "long_name": "top fraction of voxels"})},
     )
-    ds.attrs.update(
-        {
-            "statistic": "Sorensen-Dice overlap",
-            "fields": f"{ia.label}, {ib.label}",
-            "definition": "2 N_ab / (N_a + N_b); voxels >= the value of each field's M-th largest voxel, M = round(f N)",
-            "divisions": list(d),
-            "subvolume_side_voxels": list(side),
-            "random_shifts": str(shifts),
-            "n_matched_pairs": int(per_sub.shape[0]),
-            "n_random_pairs": int(rand.shape[0]),
-        }
-    )
-    return ds
