@@ -34,7 +34,7 @@ import xarray as xr
 import zarr
 
 from bigpaint.axes import int3, spatial_index
-from bigpaint.chunked.grid import BlockGrid
+from bigpaint.chunked.grid import BlockGrid, ChunkSpec
 from bigpaint.chunked.read import DAMAGED_FIX, FieldArray, read_region
 from bigpaint.errors import (
     STORAGE_ERRNOS,
@@ -274,7 +274,7 @@ def create_field(
     url: str,
     *,
     shape: Sequence[int],
-    chunks: int | Sequence[int],
+    chunks: ChunkSpec,
     meta: FieldMeta | Mapping[str, Any],
     dtype: str | np.dtype = "float32",
     name: str | None = None,
@@ -293,7 +293,8 @@ def create_field(
     shape : sequence of int
         ``(nx, ny, nz)`` or ``(nchannel, nx, ny, nz)`` in voxels.
     chunks : int or sequence of 3 int
-        Spatial size of a write block in voxels (the last block per axis may be smaller).
+        Spatial size of a write block in voxels (the last block per axis may be smaller);
+        a layout of uneven blocks is refused with a ChunkingError.
     meta : FieldMeta or mapping
         Box size [Mpc/h], kind, units, redshift, cosmology, provenance.
     dtype : dtype

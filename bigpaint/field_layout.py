@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
+from bigpaint.axes import int3
 from bigpaint.chunked.grid import BlockGrid
 from bigpaint.errors import ChunkingError, MetadataError
 from bigpaint.field_meta import (
@@ -60,7 +61,7 @@ def regular_blocks(shape: Sequence[int], chunks: Any, what: str) -> tuple[int, i
             f"{what} must be regular (equal blocks, the last one per axis may be smaller), "
             f"got {chunks!r}; give one size, or one size per axis"
         )
-    return blocks.block_shape((0, 0, 0))  # type: ignore[return-value]
+    return int3(blocks.block_shape((0, 0, 0)))
 
 
 def make_store(

@@ -45,6 +45,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from bigpaint.chunked.block_info import array_location
 from bigpaint.errors import ConfigError, FieldNotFoundError, MetadataError, ShapeError
 from bigpaint.ics.grf import (
     Precision,
@@ -109,12 +110,14 @@ def initial_modes(
     from bigpaint.mesh.fft import rfftn
 
     fk = rfftn(cube, backend=backend, check_finite=False)
-    return fk.map_blocks(_scale_block, factor=1.0 / ics.growth, dtype=cplx, meta=np.array((), cplx))
+    return da.map_blocks(
+        _scale_block, fk, factor=1.0 / ics.growth, dtype=cplx, meta=np.array((), cplx)
+    )
 
 
 def _scale_block(fk: np.ndarray, factor: float, block_info: Any = None) -> np.ndarray:
     out = fk * fk.real.dtype.type(factor)
-    if all(a == 0 for a, _ in block_info[0]["array-location"]):  # type: ignore[index]
+    if all(a == 0 for a, _ in array_location(block_info)):
         out[0, 0, 0] = 0
     return out.astype(fk.dtype, copy=False)
 
@@ -284,7 +287,7 @@ def external_linear_field(
     from bigpaint.outputs import check_apart, owned_dir, remove_owned, writing
 
     shape = cube_shape(initial.grid)
-    chunks = default_chunks(chunks, shape)
+    layout = default_chunks(chunks, shape)
     _, cplx = precision_dtypes(precision)
     d1 = float(power.background.D1(1.0 / (1.0 + redshift)))
     params = {
@@ -298,7 +301,7 @@ def external_linear_field(
     }
     job = job_token(
         operation="external_linear",
-        chunks=chunks,
+        chunks=layout,
         cosmology=power.cosmology.model_dump(),
         k=float(power.k.sum()),
         p=float(power.p.sum()),
@@ -323,7 +326,7 @@ def external_linear_field(
         writer = create_field(
             output,
             shape=shape,
-            chunks=chunks,
+            chunks=layout,
             overwrite=overwrite,
             meta=linear_meta(initial.box_size, redshift, power, "external_linear", params),
             job=job,

@@ -40,6 +40,7 @@ import dask.array as da
 import numpy as np
 import scipy.fft
 
+from bigpaint.chunked.block_info import array_location, chunk_location
 from bigpaint.chunked.grid import BlockGrid, default_chunks
 from bigpaint.errors import ConfigError, ShapeError
 from bigpaint.field import FieldWriter, create_field, job_token
@@ -156,8 +157,7 @@ def shape_modes(
 
 
 def _shape_block(wk: np.ndarray, block_info: dict | None = None, **kw: Any) -> np.ndarray:
-    loc = [tuple(r) for r in block_info[0]["array-location"]]  # type: ignore[index]
-    return shape_modes(wk, loc, **kw)
+    return shape_modes(wk, array_location(block_info), **kw)
 
 
 # ---------------------------------------------------------------- lazy noise and modes
@@ -171,8 +171,7 @@ def _noise_block(
     out_dtype: Any,
     block_info: dict | None = None,
 ) -> np.ndarray:
-    loc = block_info[None]["array-location"]  # type: ignore[index]
-    window = tuple(slice(a, b) for a, b in loc)
+    window = tuple(slice(a, b) for a, b in array_location(block_info, None))
     return white_noise_array(shape, window, seed=seed, tile=tile, dtype=out_dtype)
 
 
@@ -260,9 +259,14 @@ def slab_chunks(shape: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def fft_input_chunks(shape: tuple[int, int, int], precision: str, backend: str) -> Any:
-    """The chunks the first stage of the distributed FFT of ``shape`` wants (no rechunk)."""
+    """The chunks the first stage of the distributed FFT of ``shape`` wants (no rechunk).
+
+    A backend registered by name other than ``slab`` and ``pencil`` gets the slab plan's
+    chunks: it rechunks its input as it needs, as :func:`~bigpaint.mesh.fft.rfftn` does.
+    """
     _, cplx = precision_dtypes(precision)
-    plan = plan_fft(shape, decomposition=backend, itemsize=cplx.itemsize)  # type: ignore[arg-type]
+    decomposition: Literal["slab", "pencil"] = "pencil" if backend == "pencil" else "slab"
+    plan = plan_fft(shape, decomposition=decomposition, itemsize=cplx.itemsize)
     return plan.forward[0].chunks
 
 
@@ -283,8 +287,9 @@ def noise_modes(
     shape = cube_shape(noise.shape[0])
     _, cplx = precision_dtypes(precision)
     wk = rfftn(noise, backend=backend, check_finite=False)
-    return wk.map_blocks(
+    return da.map_blocks(
         _shape_block,
+        wk,
         shape=shape,
         box_size=box_length(box_size),
         power=power,
@@ -369,7 +374,7 @@ def _store_block(
     todo: frozenset[tuple[int, ...]],
     block_info: dict | None = None,
 ) -> np.ndarray:
-    idx = tuple(int(i) for i in block_info[0]["chunk-location"])  # type: ignore[index]
+    idx = chunk_location(block_info)
     if idx in todo:
         writer.write_block(idx, block)
     return np.ones((1, 1, 1), np.uint8)
@@ -398,8 +403,9 @@ def store_field(
         raise ShapeError(f"array of shape {x.shape} cannot fill a Field of shape {writer.shape}")
     if tuple(x.chunks) != tuple(writer.block_chunks):
         x = x.rechunk(writer.block_chunks)
-    flags = x.map_blocks(
+    flags = da.map_blocks(
         _store_block,
+        x,
         writer=writer,
         todo=todo,
         chunks=tuple((1,) * len(c) for c in x.chunks),
@@ -491,7 +497,7 @@ def gaussian_field(
         Of the finished Field.
     """
     shape = cube_shape(grid)
-    chunks = default_chunks(chunks, shape)
+    layout = default_chunks(chunks, shape)
     box = box_length(box_size)
     if seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed}")
@@ -513,13 +519,13 @@ def gaussian_field(
         writer = create_field(
             output,
             shape=shape,
-            chunks=chunks,
+            chunks=layout,
             dtype=dtype,
             overwrite=overwrite,
             meta=linear_meta(box, redshift, power, "gaussian_field", params),
             job=job_token(
                 operation="gaussian_field",
-                chunks=chunks,
+                chunks=layout,
                 dtype=dtype,
                 cosmology=power.cosmology.model_dump(),
                 k=float(power.k.sum()),

@@ -28,6 +28,7 @@ import dask.array as da
 import numpy as np
 import scipy.fft
 
+from bigpaint.axes import int3
 from bigpaint.errors import ConfigError
 from bigpaint.ics.grf import block_k2, box_length, cube_shape, linear_modes_array
 from bigpaint.ics.power import LinearPower
@@ -144,7 +145,7 @@ def second_order_source_array(delta_k: np.ndarray, shape: Sequence[int]) -> np.n
     numpy.ndarray
         Real, dimensionless, shape ``shape``; same precision as ``delta_k``.
     """
-    shape3 = tuple(int(n) for n in shape)
+    shape3 = int3(shape)
     loc = full_location(rfft_shape(shape3))
     phis = [
         scipy.fft.irfftn(
@@ -189,7 +190,7 @@ def lpt_displacement_array(
     numpy.ndarray
         ``(3, N, N, N)``.
     """
-    shape3 = tuple(int(n) for n in shape)
+    shape3 = int3(shape)
     if order not in (1, 2):
         raise ConfigError(f"LPT order must be 1 or 2, got {order}")
     if order == 2 and s2k is None:
@@ -202,7 +203,7 @@ def lpt_displacement_array(
             s2k if order == 2 else None,
             loc,
             axis=axis,
-            shape=shape3,  # type: ignore[arg-type]
+            shape=shape3,
             box_size=box_size,
             c1=d1,
             c2=d2 if order == 2 else 0.0,
@@ -292,11 +293,11 @@ def second_order_source(fk: da.Array, shape: Sequence[int], *, backend: str = "s
 
     Six inverse FFTs of ``k_i k_j / k^2 delta_k``, combined block by block.
     """
-    shape3 = tuple(int(n) for n in shape)
+    shape3 = int3(shape)
     phis = [
         irfftn(
-            fk.map_blocks(
-                _hessian_block, i, j, shape3, dtype=fk.dtype, meta=np.array((), fk.dtype)
+            da.map_blocks(
+                _hessian_block, fk, i, j, shape3, dtype=fk.dtype, meta=np.array((), fk.dtype)
             ),
             shape3,
             backend=backend,

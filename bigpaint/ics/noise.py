@@ -10,11 +10,12 @@ hand-rolled randomness.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from bigpaint.axes import int3
 from bigpaint.chunked.graph import run_tasks
 from bigpaint.errors import ConfigError
 from bigpaint.field import FieldWriter, create_field, job_token
@@ -108,7 +109,7 @@ def white_noise(
     tile : int
         Noise tile in voxels; ``grid`` must be a multiple of it.
     """
-    shape = (int(grid),) * 3 if np.isscalar(grid) else tuple(int(g) for g in grid)  # type: ignore[arg-type]
+    shape = int3(grid if isinstance(grid, Iterable) else (grid,) * 3, "the noise grid")
     _check(shape, tile, seed)
     params = {"seed": seed, "tile": tile}
     with writing({"output": output}, storage_options=storage_options):

@@ -19,10 +19,11 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from bigpaint.chunked.block_info import chunk_location
 from bigpaint.errors import FieldExistsError
 from bigpaint.ics.lpt_fourier import lagrangian_grid
 from bigpaint.progress import compute
-from bigpaint.store import remove_stale_partials
+from bigpaint.store import remove_stale_partials, stored_array
 
 __all__ = [
     "ParticleStore",
@@ -115,7 +116,7 @@ def write_particle_block(
     into the store, if its cube id is in ``todo``; returns a one-element marker."""
     import zarr
 
-    idx = tuple(int(i) for i in block_info[0]["chunk-location"])
+    idx = chunk_location(block_info)
     bid = store.block_id(idx)
     if bid in todo:
         window = tuple(slice(i * store.block, (i + 1) * store.block) for i in idx)
@@ -125,17 +126,17 @@ def write_particle_block(
         pos[pos >= np.float32(store.box_size)] = 0.0
         g = zarr.open_group(store=store.url, mode="r+")
         rows = slice(bid * store.block**3, (bid + 1) * store.block**3)
-        g["positions"][rows] = pos
+        stored_array(g, "positions", store.url)[rows] = pos
         if store.velocities:
             vel = np.stack(arrays[3:6]).reshape(3, -1).T.astype(np.float32)
-            g["velocities"][rows] = vel
+            stored_array(g, "velocities", store.url)[rows] = vel
         if store.ids:
             n = store.grid
             ii, jj, kk = (np.arange(s.start, s.stop, dtype=np.int64) for s in window)
-            g["ids"][rows] = (
+            stored_array(g, "ids", store.url)[rows] = (
                 (ii[:, None, None] * n + jj[None, :, None]) * n + kk[None, None, :]
             ).ravel()
-        g["_bigpaint/done"][bid] = 1
+        stored_array(g, "_bigpaint/done", store.url)[bid] = 1
     return np.ones((1, 1, 1), np.uint8)
 
 
@@ -153,7 +154,7 @@ def write_particles(
     import zarr
 
     g = zarr.open_group(store=store.url, mode="r")
-    done = np.asarray(g["_bigpaint/done"][...]).astype(bool)
+    done = np.asarray(stored_array(g, "_bigpaint/done", store.url)[...]).astype(bool)
     todo = frozenset(int(i) for i in np.flatnonzero(~done))
     if todo:
         cubes = ((store.block,) * store.nblocks,) * 3

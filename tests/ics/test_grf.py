@@ -170,3 +170,14 @@ def test_bad_inputs_are_refused(tmp_path, lp):
     gaussian_field(url, grid=32, box_size=100.0, seed=0, power=lp, chunks=32)
     with pytest.raises(FieldExistsError):
         gaussian_field(url, grid=32, box_size=100.0, seed=1, power=lp, chunks=32)
+
+
+def test_a_registered_fft_backend_makes_the_same_modes(lp, monkeypatch):
+    """A backend registered by name (not slab or pencil) gets input chunks too: the noise
+    used to be planned as that backend's decomposition and refused by the FFT planner."""
+    from bigpaint.mesh import fft
+
+    monkeypatch.setitem(fft._BACKENDS, "registered-slab", fft._BACKENDS["slab"])
+    kw = {"seed": 4, "power": lp, "tile": 8, "precision": "double"}
+    got = linear_modes(16, 100.0, backend="registered-slab", **kw).compute()
+    np.testing.assert_array_equal(got, linear_modes(16, 100.0, **kw).compute())
