@@ -46,6 +46,7 @@ from pydantic import (
     model_validator,
 )
 
+from bigpaint.axes import float3
 from bigpaint.errors import MetadataError
 
 __all__ = [
@@ -189,7 +190,7 @@ class FieldMeta(BaseModel):
 
     def cell_size(self, shape: Sequence[int]) -> tuple[float, float, float]:
         """Cell side lengths in Mpc/h for a spatial grid ``shape``."""
-        return tuple(L / n for L, n in zip(self.box_size, shape[-3:], strict=True))  # type: ignore[return-value]
+        return float3(L / n for L, n in zip(self.box_size, shape[-3:], strict=True))
 
 
 def validate_meta(meta: FieldMeta | Mapping[str, Any]) -> FieldMeta:

@@ -44,14 +44,14 @@ A mismatch is refused in one line naming each difference and the override
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import xarray as xr
 
+from bigpaint.axes import int3
 from bigpaint.errors import CheckpointError, ChunkingError, ConfigError, ShapeError
 from bigpaint.field import FieldMeta
 from bigpaint.paint.checkpoint_info import CheckpointInfo, read_checkpoint_info
@@ -254,7 +254,7 @@ def plan_paint(
     cell, overridden = _check_input(info, fmeta, shape, allowed, url)
     spec, out_spatial, plane = _slab_layout(info, slab, spatial)
     m, reach = _margin_reach(meta, margin, [spatial[i] for i in plane], url)
-    ctx = tuple(reach if i in plane else 0 for i in range(3))
+    ctx = int3((reach if i in plane else 0 for i in range(3)), "the read context")
     out_chunks = _out_chunks(chunks, arr.chunks[-3:], spec, out_spatial)
     if fixed_tile is not None:
         check_fixed_tile(
@@ -281,7 +281,7 @@ def plan_paint(
         out_shape=out_shape,
         chunks=out_chunks,
         margin=m,
-        read_context=ctx,  # type: ignore[arg-type]
+        read_context=ctx,
         slab=spec,
         cell_size=cell,
         out_meta=_out_meta(info, fmeta, url, config, overridden),
@@ -408,7 +408,7 @@ def _out_chunks(
         if spec is not None:
             out[spec.axis] = max(1, out[spec.axis] // spec.thickness)
     else:
-        out = [int(chunks)] * 3 if np.isscalar(chunks) else [int(c) for c in chunks]  # type: ignore[arg-type, union-attr]
+        out = [int(c) for c in chunks] if isinstance(chunks, Iterable) else [int(chunks)] * 3
         if len(out) != 3 or any(c <= 0 for c in out):
             raise ChunkingError(f"chunks must be one or three positive integers, got {chunks!r}")
     x, y, z = (min(c, n) for c, n in zip(out, out_spatial, strict=True))
