@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from bigpaint.axes import float3, int3
 from bigpaint.errors import ConfigError, MetadataError
 
 __all__ = [
@@ -214,9 +215,9 @@ def load_calibration(path: str | Path) -> Calibration:
             mean_distance=tuple(float(x) for x in d["mean_distance"]),
             thresholds=tuple(float(x) for x in d["thresholds"]),
             normalized=bool(d["normalized"]),
-            cell_size=tuple(float(x) for x in d["cell_size"]),  # type: ignore[arg-type]
-            shape=tuple(int(x) for x in d["shape"]),  # type: ignore[arg-type]
-            box_size=tuple(float(x) for x in d["box_size"]),  # type: ignore[arg-type]
+            cell_size=float3(d["cell_size"], "the calibration's cell size"),
+            shape=int3(d["shape"], "the calibration's grid"),
+            box_size=float3(d["box_size"], "the calibration's box size"),
             points=tuple((float(a), float(b)) for a, b in d.get("points", [])),
             info=dict(d.get("info", {})),
         )

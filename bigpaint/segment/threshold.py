@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from bigpaint.axes import float3, int3
 from bigpaint.errors import ConfigError, MetadataError
 from bigpaint.segment.calibration import Calibration
 
@@ -274,9 +275,9 @@ def calibrate(
         mean_distance=tuple(float(v) for v in values),
         thresholds=tuple(float(t) for t in thresholds),
         normalized=bool(normalized),
-        cell_size=tuple(float(c) for c in cell_size),  # type: ignore[arg-type]
-        shape=tuple(int(n) for n in shape),  # type: ignore[arg-type]
-        box_size=tuple(float(b) for b in box_size),  # type: ignore[arg-type]
+        cell_size=float3(cell_size, "the calibration's cell size"),
+        shape=int3(shape, "the calibration's grid"),
+        box_size=float3(box_size, "the calibration's box size"),
         points=tuple(points),
         info={
             "volume_edges_log10": v_edges.tolist(),

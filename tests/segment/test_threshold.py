@@ -157,3 +157,14 @@ def test_calibrate_refuses_what_it_cannot_use():
         )
     with pytest.raises(ConfigError, match="volume bins"):
         calibrate(vol, vol * 0.5, np.array([10]), np.array([3.0, 4.0]), **kw)
+
+
+@pytest.mark.parametrize("key", ["cell_size", "shape", "box_size"])
+def test_a_calibration_file_without_three_axes_is_refused(tmp_path, key):
+    """One value per axis or the file is refused: a one-value cell size used to load and
+    then pass the resolution check by broadcasting."""
+    d = json.loads(_cal().to_json())
+    d[key] = d[key][:1]
+    (tmp_path / "cal.json").write_text(json.dumps(d))
+    with pytest.raises(ConfigError, match=r"incomplete .*needs one value per axis.*recalibrate"):
+        load_calibration(tmp_path / "cal.json")

@@ -35,13 +35,13 @@ def as_source(distance: Any) -> tuple[Any, tuple[int, int, int], Any]:
             raise ShapeError(f"a distance map is a 3-D Field, got shape {shape}")
         return src, shape, tuple(int(c) for c in src.read_chunks)
     if isinstance(distance, (np.ndarray, zarr.Array)):
-        if distance.ndim != 3:
+        shape = tuple(int(n) for n in distance.shape)
+        if len(shape) != 3:
             raise ShapeError(f"a distance map is 3-D, got shape {distance.shape}")
         if np.dtype(distance.dtype).kind not in "fiu":
             raise NotADistanceMapError(f"a distance map holds numbers, got dtype {distance.dtype}")
-        shape = tuple(int(n) for n in distance.shape)
         chunks = distance.chunks if isinstance(distance, zarr.Array) else shape
-        return distance, shape, chunks  # type: ignore[return-value]
+        return distance, shape, chunks
     raise TypeError(
         f"distance must be an opened Field, a Zarr array or a numpy array, got {type(distance).__name__}"
     )

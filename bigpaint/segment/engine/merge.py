@@ -168,18 +168,20 @@ def _spans(
     largest_box = 0
     for c in span_idx:
         sel = by_comp_pieces[starts[c] : starts[c + 1]]
-        start, extent, full, on_axis = [], [], [], []
-        for a in range(3):
-            st, ex, fu = periodic_extent(np.stack([t.lo[sel, a], t.hi[sel, a]], axis=1), shape[a])
-            start.append(st)
-            extent.append(ex)
-            full.append(fu)
-            on_axis.append(_blocks_crossed(plan, edges[a], a, st, ex))
+        arcs = [
+            periodic_extent(np.stack([t.lo[sel, a], t.hi[sel, a]], axis=1), shape[a])
+            for a in range(3)
+        ]
+        (sx, ex, fx), (sy, ey, fy), (sz, ez, fz) = arcs
+        start, extent, full = (sx, sy, sz), (ex, ey, ez), (fx, fy, fz)
+        on_axis = [
+            _blocks_crossed(plan, edges[a], a, st, ext) for a, (st, ext, _) in enumerate(arcs)
+        ]
         span = Span(
             int(t.comps[c]),
-            tuple(start),  # type: ignore[arg-type]
-            tuple(extent),  # type: ignore[arg-type]
-            tuple(full),  # type: ignore[arg-type]
+            start,
+            extent,
+            full,
             np.sort(markers[m_order[m_bounds[c] : m_bounds[c + 1]]]),
         )
         largest_box = max(largest_box, int(np.prod(extent)))

@@ -51,8 +51,8 @@ def open_faces(plan: BlockPlan, path: str | None, scratch: str | None, resumed: 
             np.zeros((2 * len(plan.chunks[a]), *[shape[b] for b in range(3) if b != a]), np.int64)
             for a in range(3)
         ]
-    if resumed and not faces_intact(path, plan):
-        store.clear(scratch, ("blocks",), reason="seam faces lost or altered")  # type: ignore[arg-type]
+    if resumed and scratch is not None and not faces_intact(path, plan):  # resumed: has scratch
+        store.clear(scratch, ("blocks",), reason="seam faces lost or altered")
         resumed = False  # the block records need their faces: redo the block pass
     group = zarr.open_group(path, mode="a" if resumed else "w", zarr_format=3)
     for a in range(3):
