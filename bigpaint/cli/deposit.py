@@ -7,10 +7,15 @@ cosmology is one comma-separated list of all five parameters,
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from bigpaint.cli._common import cluster_options, open_cluster, parse_chunks, snapshot_options
 from bigpaint.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bigpaint.mesh.deposit import Quantity
 
 __all__ = ["register"]
 
@@ -76,7 +81,7 @@ def deposit(
     scheme: str,
     interlace: bool,
     chunks: str | None,
-    quantity: str,
+    quantity: Quantity,  # click's Choice gives one of these
     box_size: float | None,
     masses: str | None,
     wrap: bool,
@@ -125,7 +130,7 @@ def deposit(
             nmesh=grid,
             chunks=parse_chunks(chunks),
             scheme=scheme.lower(),
-            quantity=quantity,  # type: ignore[arg-type]
+            quantity=quantity,
             interlace=interlace,
             wrap=wrap,
             redshift=redshift,

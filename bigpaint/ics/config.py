@@ -80,8 +80,8 @@ class IcsConfig(BaseModel):
     @model_validator(mode="after")
     def _one_source(self) -> IcsConfig:
         ics = self.initial_conditions
-        if ics is None and self.seed is None:
-            raise ValueError("seed is required (or give initial_conditions)")
+        if ics is None:
+            self.noise_seed()
         if ics is not None and self.seed is not None:
             raise ValueError("give seed or initial_conditions, not both")
         if ics is not None and ics.kind != "white_noise" and (self.fixed_amplitude or self.paired):
@@ -90,6 +90,12 @@ class IcsConfig(BaseModel):
                 f"initial_conditions of kind {ics.kind}"
             )
         return self
+
+    def noise_seed(self) -> int:
+        """The seed of the white noise (no ``initial_conditions``), or a one-line ConfigError."""
+        if self.seed is None:
+            raise ConfigError("seed is required (or give initial_conditions)")
+        return self.seed
 
     def fft_grids(self) -> tuple[int, ...]:
         """Grid sizes (cells per side) of the distributed FFTs this job runs."""
@@ -241,7 +247,7 @@ def run_ics(cfg: IcsConfig, *, initial: ExternalICs | None = None) -> FieldWrite
         cfg.output,
         grid=cfg.grid,
         box_size=cfg.box_size,
-        seed=cfg.seed,  # type: ignore[arg-type]
+        seed=cfg.noise_seed(),
         power=power,
         redshift=cfg.redshift,
         chunks=cfg.chunks,

@@ -91,13 +91,19 @@ class PowerConfig(BaseModel):
 
     @model_validator(mode="after")
     def _table_given(self) -> PowerConfig:
-        if self.source == "table" and not self.table:
-            raise ValueError("power.source 'table' needs power.table: the path of a k, P file")
+        if self.source == "table":
+            self.table_path()
         if self.source != "table" and self.table:
             raise ValueError(
                 f"power.table is only read with source 'table', not {self.source!r}; remove it"
             )
         return self
+
+    def table_path(self) -> str:
+        """The path of the ``k P`` table (``source: table``), or a one-line ConfigError."""
+        if not self.table:
+            raise ConfigError("power.source 'table' needs power.table: the path of a k, P file")
+        return self.table
 
 
 @dataclass(frozen=True)
@@ -305,7 +311,7 @@ def linear_power(
         k, p = _camb_table(cosmo, cfg.camb_kmax)
         p = p * (cosmo.sigma_8 / float(sigma_r(k, p, 8.0))) ** 2
     else:
-        k, p = read_power_table(cfg.table)  # type: ignore[arg-type]
+        k, p = read_power_table(cfg.table_path())
         extrapolate = False
         if cfg.table_redshift:
             p = p / float(bg.growth_factor(cfg.table_redshift)) ** 2
