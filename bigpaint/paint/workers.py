@@ -431,39 +431,13 @@ def paint_images(
     numpy.ndarray
         ``(B, C_out, *core_shape)`` float32.
     """
-    import torch
-
-    from bigpaint.painters.base import apply_norms, invert_norms
-
-    mode, align = painter.mode, painter.alignment
     nb = x.shape[0]
     budget = int(memory_budget or default_memory_budget(device))
     bpv = bytes_per_voxel(painter)
-    if mode == "tile":
-        align = int(painter.tile)
-    if fixed_tile is None:
-        tile = _subtile_size(
-            core_start, core_shape, mode=mode, margin=margin, align=align, bpv=bpv, budget=budget
-        )
-        jobs = subtile_windows(
-            core_start, core_shape, mode=mode, margin=margin, alignment=align, tile=tile
-        )
-    elif mode == "tile":  # the painter's own tiles are the fixed grid already
-        jobs = subtile_windows(
-            core_start, core_shape, mode=mode, margin=0, alignment=align, tile=None
-        )
-    else:
-        if period is None:
-            raise ShapeError("paint_images needs the box size (period) to paint fixed tiles")
-        jobs = fixed_tile_windows(
-            core_start,
-            core_shape,
-            tile=int(fixed_tile),
-            period=period,
-            mode=mode,
-            margin=margin,
-            alignment=align,
-        )
+    jobs = _subtile_jobs(
+        painter, core_start, core_shape, margin=margin, bpv=bpv, budget=budget,
+        fixed_tile=fixed_tile, period=period,
+    )  # fmt: skip
     have = [(w0, w0 + n) for w0, n in zip(window_start, x.shape[2:], strict=True)]
     for _sub, win in jobs:
         if any(lo < a or hi > b for (lo, hi), (a, b) in zip(win, have, strict=True)):
@@ -476,7 +450,6 @@ def paint_images(
     groups: dict[tuple[int, ...], list[tuple[Any, Any]]] = {}
     for sub, win in jobs:
         groups.setdefault(tuple(b - a for a, b in win), []).append((sub, win))
-    cuda = getattr(device, "type", "cpu") == "cuda"
     for wshape, members in groups.items():
         per_item = float(np.prod(wshape)) * bpv
         if fixed_tile is not None and per_item > budget:
@@ -491,44 +464,110 @@ def paint_images(
         items = [(b, sub, win) for sub, win in members for b in range(nb)]
         for k in range(0, len(items), batch):
             part = items[k : k + batch]
-            stack = []
+            windows = []
             for b, _sub, win in part:
-                sl = tuple(
-                    slice(lo - w0, hi - w0) for (lo, hi), w0 in zip(win, window_start, strict=True)
-                )
-                idx: tuple[int | slice, ...] = (b, slice(None), *sl)
-                stack.append(x[idx])
-            arr = apply_norms(painter.input_norm, np.stack(stack).astype(np.float32), 1)
-            t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-            t = t.pin_memory().to(device, non_blocking=True) if cuda else t.to(device)
-            with (
-                torch.inference_mode(),
-                torch.autocast(device.type, dtype=autocast, enabled=autocast is not None),
-            ):
-                if noise is not None:
-                    maps = _stack_noise(
-                        noise, [ids[b] for b, _, _ in part], [w for _, _, w in part]
-                    )
-                    y = painter.forward_multiscale(t, noise=[m.to(device) for m in maps])[-1]
-                else:
-                    y = painter.infer(t)
-            y = invert_norms(painter.output_norm, y.float(), 1).cpu().numpy()
+                idx: tuple[int | slice, ...] = (b, slice(None), *_slices(win, window_start))
+                windows.append(x[idx])
+            maps = None
+            if noise is not None:
+                maps = _stack_noise(noise, [ids[b] for b, _, _ in part], [w for _, _, w in part])
+            y = _forward(painter, np.stack(windows), device, autocast, maps)
             for (b, sub, win), yi in zip(part, y, strict=True):
-                first = win if mode != "valid" else [(lo + margin, hi - margin) for lo, hi in win]
-                src = tuple(
-                    slice(a - f0, b_ - f0) for (a, b_), (f0, _) in zip(sub, first, strict=True)
-                )
-                dst = tuple(
-                    slice(a - c0, b_ - c0) for (a, b_), c0 in zip(sub, core_start, strict=True)
-                )
-                if yi.shape[1:] != tuple(f1 - f0 for f0, f1 in first):
-                    raise ShapeError(
-                        f"{painter.family} returned {yi.shape[1:]} for a window "
-                        f"{tuple(hi - lo for lo, hi in win)}; the checkpoint's mode is wrong"
-                    )
-                idx = (b, slice(None), *dst)
-                out[idx] = yi[(slice(None), *src)]
+                _place(out, b, yi, painter, sub, win, core_start, margin)
     return out
+
+
+def _slices(window: Sequence[tuple[int, int]], origin: Sequence[int]) -> tuple[slice, ...]:
+    """The global voxel ranges ``window`` as slices of an array starting at ``origin``."""
+    return tuple(slice(lo - o, hi - o) for (lo, hi), o in zip(window, origin, strict=True))
+
+
+def _subtile_jobs(
+    painter: Any,
+    core_start: Sequence[int],
+    core_shape: Sequence[int],
+    *,
+    margin: int,
+    bpv: int,
+    budget: int,
+    fixed_tile: int | None,
+    period: Sequence[int] | None,
+) -> list[tuple[Any, Any]]:
+    """The (sub-core, window) pairs painting a core: sub-tiles under the memory budget, the
+    painter's own tiles, or the global grid of fixed tiles."""
+    mode, align = painter.mode, painter.alignment
+    if mode == "tile":
+        align = int(painter.tile)
+    if fixed_tile is None:
+        tile = _subtile_size(
+            core_start, core_shape, mode=mode, margin=margin, align=align, bpv=bpv, budget=budget
+        )
+        return subtile_windows(
+            core_start, core_shape, mode=mode, margin=margin, alignment=align, tile=tile
+        )
+    if mode == "tile":  # the painter's own tiles are the fixed grid already
+        return subtile_windows(
+            core_start, core_shape, mode=mode, margin=0, alignment=align, tile=None
+        )
+    if period is None:
+        raise ShapeError("paint_images needs the box size (period) to paint fixed tiles")
+    return fixed_tile_windows(
+        core_start,
+        core_shape,
+        tile=int(fixed_tile),
+        period=period,
+        mode=mode,
+        margin=margin,
+        alignment=align,
+    )
+
+
+def _forward(
+    painter: Any, raw: np.ndarray, device: Any, autocast: Any, noise: list[Any] | None
+) -> np.ndarray:
+    """Paint a batch of raw windows ``(B, C_in, *W)``: normalize, run the network on
+    ``device`` (with the ``noise`` maps of noise-injecting painters), invert the output
+    normalization; float32 ``(B, C_out, ...)`` on the host."""
+    import torch
+
+    from bigpaint.painters.base import apply_norms, invert_norms
+
+    arr = apply_norms(painter.input_norm, raw.astype(np.float32), 1)
+    t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    cuda = getattr(device, "type", "cpu") == "cuda"
+    t = t.pin_memory().to(device, non_blocking=True) if cuda else t.to(device)
+    with (
+        torch.inference_mode(),
+        torch.autocast(device.type, dtype=autocast, enabled=autocast is not None),
+    ):
+        if noise is not None:
+            y = painter.forward_multiscale(t, noise=[m.to(device) for m in noise])[-1]
+        else:
+            y = painter.infer(t)
+    return invert_norms(painter.output_norm, y.float(), 1).cpu().numpy()
+
+
+def _place(
+    out: np.ndarray,
+    b: int,
+    painted: np.ndarray,
+    painter: Any,
+    sub: Sequence[tuple[int, int]],
+    window: Sequence[tuple[int, int]],
+    core_start: Sequence[int],
+    margin: int,
+) -> None:
+    """Copy the sub-core ``sub`` of the output ``painted`` from ``window`` into entry ``b``
+    of ``out`` (the core starting at ``core_start``)."""
+    first = window if painter.mode != "valid" else [(lo + margin, hi - margin) for lo, hi in window]
+    if painted.shape[1:] != tuple(f1 - f0 for f0, f1 in first):
+        raise ShapeError(
+            f"{painter.family} returned {painted.shape[1:]} for a window "
+            f"{tuple(hi - lo for lo, hi in window)}; the checkpoint's mode is wrong"
+        )
+    src: tuple[slice, ...] = (slice(None), *_slices(sub, [f0 for f0, _ in first]))
+    dst: tuple[int | slice, ...] = (b, slice(None), *_slices(sub, core_start))
+    out[dst] = painted[src]
 
 
 def _stack_noise(
