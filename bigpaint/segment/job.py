@@ -183,7 +183,7 @@ def segment_field(
     pyarrow.Table
         The catalogue written.
     """
-    from bigpaint.field import field_meta, job_token, open_field, zarr_array
+    from bigpaint.field import field_meta, open_field, zarr_array
 
     given = params
     params = params or SegmentParams()
@@ -200,16 +200,7 @@ def segment_field(
         params = _calibrated(cal, given, src, meta.cell_size(shape), input)
     rho_bar = resolve_rho_bar(meta, rho_bar, input)
     check_map_values(src, params.threshold, input)
-    job = job_token(
-        operation="segment-catalog",
-        input=job_path(input),
-        input_finished=src.attrs.get("bigpaint_finished"),
-        params=params.as_dict(),
-        chunks=None if chunks is None else np.broadcast_to(chunks, 3).tolist(),
-        rho_bar=float(rho_bar),
-        calibration=None if cal is None else cal.to_json(),
-        labels=None if labels is None else job_path(labels),
-    )
+    job = _job_token(input, src, params, chunks, rho_bar, cal, labels)
     with writing({"output": output, "--labels": labels}):
         out = Path(output)
         name = f"segment-{job[:12]}"  # the scratch of this job, visible to all workers
@@ -231,24 +222,63 @@ def segment_field(
         except FloodTooLargeError:
             remove_owned(scratch)  # the fix is another job (threshold)
             raise
-        table = build_catalog(
-            seg,
-            box_size=meta.box_size,
-            rho_bar=rho_bar,
-            calibration=cal,
-            meta={
-                "input": str(input),
-                "input_finished": src.attrs.get("bigpaint_finished"),
-                "redshift": meta.redshift,
-                "cosmology": None if meta.cosmology is None else meta.cosmology.model_dump(),
-                "labels": labels,
-                "job": job,
-                "map": map_source(dict(src.attrs)),
-            },
-        )
+        table = _catalog(seg, src, meta, input, rho_bar, cal, labels, job)
         write_catalog(table, output, overwrite=overwrite)
         remove_owned(scratch)
         return table
+
+
+def _job_token(
+    input: str,
+    src: Any,
+    params: SegmentParams,
+    chunks: int | Sequence[int] | None,
+    rho_bar: float,
+    cal: Calibration | None,
+    labels: str | None,
+) -> str:
+    """The name of a segmentation job: its input (and when that was finished), parameters,
+    blocks, ``rho_bar``, calibration and labels path."""
+    from bigpaint.field import job_token
+
+    return job_token(
+        operation="segment-catalog",
+        input=job_path(input),
+        input_finished=src.attrs.get("bigpaint_finished"),
+        params=params.as_dict(),
+        chunks=None if chunks is None else np.broadcast_to(chunks, 3).tolist(),
+        rho_bar=float(rho_bar),
+        calibration=None if cal is None else cal.to_json(),
+        labels=None if labels is None else job_path(labels),
+    )
+
+
+def _catalog(
+    seg: Any,
+    src: Any,
+    meta: Any,
+    input: str,
+    rho_bar: float,
+    cal: Calibration | None,
+    labels: str | None,
+    job: str,
+) -> pa.Table:
+    """The catalogue of a segmentation, with what it was made from in its metadata."""
+    return build_catalog(
+        seg,
+        box_size=meta.box_size,
+        rho_bar=rho_bar,
+        calibration=cal,
+        meta={
+            "input": str(input),
+            "input_finished": src.attrs.get("bigpaint_finished"),
+            "redshift": meta.redshift,
+            "cosmology": None if meta.cosmology is None else meta.cosmology.model_dump(),
+            "labels": labels,
+            "job": job,
+            "map": map_source(dict(src.attrs)),
+        },
+    )
 
 
 def _calibrated(
