@@ -4,13 +4,13 @@ from bigpaint.ics.config import IcsConfig, LptConfig, run_ics, run_lpt
 from bigpaint.ics.cosmology import Background, CosmologyConfig, background
 from bigpaint.ics.grf import gaussian_field, gaussian_field_array, linear_modes
 from bigpaint.ics.lpt import (
-    LPTResult,
     lpt_density,
     lpt_displacement_array,
     lpt_particles_array,
     second_order_source,
     second_order_source_array,
 )
+from bigpaint.ics.lpt_plan import LPTResult
 from bigpaint.ics.noise import white_noise, white_noise_array
 from bigpaint.ics.power import LinearPower, PowerConfig, linear_power, read_power_table, sigma_r
 

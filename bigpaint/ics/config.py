@@ -24,7 +24,8 @@ from bigpaint.ics.external import (
     resolve_initial_conditions,
 )
 from bigpaint.ics.grf import gaussian_field
-from bigpaint.ics.lpt import LPTResult, lpt_density
+from bigpaint.ics.lpt import lpt_density
+from bigpaint.ics.lpt_plan import LPTResult
 from bigpaint.ics.power import LinearPower, PowerConfig, linear_power
 
 __all__ = ["IcsConfig", "LptConfig", "run_ics", "run_lpt"]

@@ -9,7 +9,8 @@ with ``psi_k = i k / k^2 (D1 delta_k - D2 S2_k)`` (the arithmetic is in
 :mod:`bigpaint.ics.lpt_fourier`). Positions and displacements are in Mpc/h, velocities in
 km/s (peculiar).
 
-Pipeline of :func:`lpt_density` (every step chunked, resumable, nothing gathered):
+Pipeline of :func:`lpt_density` (every step chunked, resumable, nothing gathered), after
+:func:`bigpaint.ics.lpt_plan.plan_lpt` has checked its options and named the job:
 
 1. ``delta_k`` at z = 0: from the seed (:func:`bigpaint.ics.grf.linear_modes`) or from the
    user's own initial conditions (:mod:`bigpaint.ics.external`: a linear density, a white
@@ -30,20 +31,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import dask.array as da
 import numpy as np
 
-from bigpaint.chunked.grid import BlockGrid, default_chunks
-from bigpaint.errors import ConfigError, FieldExistsError
 from bigpaint.field import FieldWriter, create_field, job_token, open_field, zarr_array
 from bigpaint.ics.external import initial_modes
 from bigpaint.ics.grf import (
     Precision,
-    box_length,
-    cube_shape,
     linear_modes,
     precision_dtypes,
     slab_chunks,
@@ -59,10 +55,9 @@ from bigpaint.ics.lpt_fourier import (
     second_order_source,
     second_order_source_array,
 )
-from bigpaint.ics.noise import white_noise_array
+from bigpaint.ics.lpt_plan import LptPlan, LPTResult, finished_result, plan_lpt
 from bigpaint.ics.particle_store import (
     ParticleStore,
-    is_complete,
     lagrangian_block,
     open_store,
     write_particle_block,
@@ -76,14 +71,11 @@ if TYPE_CHECKING:
     from bigpaint.ics.ic_spec import ExternalICs
 
 __all__ = [
-    "LPTResult",
-    "LptGrowth",
     "displacement_modes",
     "lagrangian_block",
     "lagrangian_grid",
     "lpt_density",
     "lpt_displacement_array",
-    "lpt_growth",
     "lpt_particles_array",
     "second_order_source",
     "second_order_source_array",
@@ -91,172 +83,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class LptGrowth:
-    """Growth factors (``D1 = 1`` today), growth rates and ``100 a E(a)`` (km/s per Mpc/h)."""
-
-    d1: float
-    d2: float
-    f1: float
-    f2: float
-    vfac: float
-
-
-def lpt_growth(power: LinearPower, redshift: float) -> LptGrowth:
-    """The :class:`LptGrowth` of the cosmology of ``power`` at ``redshift``."""
-    a = 1.0 / (1.0 + redshift)
-    bg = power.background
-    return LptGrowth(
-        float(bg.D1(a)),
-        float(bg.D2(a)),
-        float(bg.f1(a)),
-        float(bg.f2(a)),
-        100.0 * a * float(bg.E(a)),
-    )
-
-
-@dataclass(frozen=True)
-class LPTResult:
-    """What :func:`lpt_density` wrote.
-
-    Attributes
-    ----------
-    density : FieldWriter
-        The deposited density contrast Field.
-    particles : str or None
-        The particle store, when kept.
-    linear : FieldWriter or None
-        The linear density Field at the same redshift, when asked for.
-    n_particles : int
-    lagrangian_block : int
-        Side of the Lagrangian cubes (particle-store chunks) in cells.
-    """
-
-    density: FieldWriter
-    particles: str | None
-    linear: FieldWriter | None
-    n_particles: int
-    lagrangian_block: int
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """The resolved shape, growth, identity and scratch place of one LPT job."""
-
-    shape: tuple[int, int, int]
-    box: float
-    nmesh: int
-    chunks: Any
-    lblock: int
-    order: int
-    precision: str
-    backend: str
-    growth: LptGrowth
-    params: dict[str, Any]
-    job: str
-    scratch: str
-    lattice_offset: float
-
-
-def _check_options(
-    order: int, redshift: float, seed: int | None, tile: int, shape: Any, initial: Any
-) -> None:
-    if order not in (1, 2):
-        raise ConfigError(f"LPT order must be 1 or 2, got {order}")
-    if initial is None:
-        if seed is None or seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {seed}")
-        white_noise_array(shape, (slice(0, 0),) * 3, seed=seed, tile=tile)
-    if redshift < 0:
-        raise ConfigError(f"redshift must be >= 0, got {redshift}")
-
-
-def _source_record(
-    seed: int | None, tile: int, initial: ExternalICs | None, grid: int, box: float
-) -> dict[str, Any]:
-    """What the linear field comes from, for the job token and provenance."""
-    if initial is None:
-        return {"seed": int(seed), "tile": int(tile)}  # type: ignore[arg-type]
-    return {"initial_conditions": initial.check(grid=grid, box_size=box)}
-
-
-def _plan(
-    output: str,
-    *,
-    shape: tuple[int, int, int],
-    box: float,
-    chunks: Any,
-    nmesh: int,
-    lblock: int,
-    power: LinearPower,
-    redshift: float,
-    order: int,
-    source: dict[str, Any],
-    precision: str,
-    backend: str,
-    velocities: bool,
-    scratch_dir: str | None,
-    lattice_offset: float,
-) -> _Plan:
-    growth = lpt_growth(power, redshift)
-    params = {
-        "grid": shape[0],
-        "box_size": box,
-        **source,
-        "redshift": float(redshift),
-        "order": int(order),
-        "precision": precision,
-        "power_source": power.source,
-        "D1": growth.d1,
-        "D2": growth.d2 if order == 2 else 0.0,
-    }
-    job = job_token(
-        operation="lpt",
-        cosmology=power.cosmology.model_dump(),
-        k=float(power.k.sum()),
-        p=float(power.p.sum()),
-        block=lblock,
-        velocities=bool(velocities),
-        **params,
-    )
-    if scratch_dir is None:
-        absout = os.path.abspath(output)
-        scratch = os.path.join(
-            os.path.dirname(absout), f".{os.path.basename(absout)}.lpt-{job[:12]}"
-        )
-    else:
-        scratch = os.path.join(scratch_dir, f"lpt-{job[:12]}")
-    return _Plan(
-        shape, box, nmesh, chunks, lblock, order, precision, backend, growth, params, job,
-        scratch, lattice_offset,
-    )  # fmt: skip
-
-
-def _finished(plan: _Plan, output: str, particles: str | None, overwrite: bool) -> LPTResult | None:
-    """The result of a finished run of the same job, or None (refusing another job's output)."""
-    if not os.path.exists(output) or overwrite:
-        return None
-    try:
-        attrs = open_field(output, require_complete=False).attrs
-        done = attrs.get("provenance", {}).get("lpt_job") == plan.job
-    except Exception:  # not a Field
-        attrs, done = {}, False
-    if done and attrs.get("bigpaint_complete") and (particles is None or is_complete(particles)):
-        remove_owned(plan.scratch)  # a run killed while cleaning up
-        mesh = (plan.nmesh,) * 3
-        writer = FieldWriter(
-            output, "delta", mesh, BlockGrid(mesh, plan.chunks).block_shape((0, 0, 0)), "<f4"
-        )
-        return LPTResult(writer, particles, None, plan.shape[0] ** 3, plan.lblock)
-    if not (done or os.path.isdir(plan.scratch)):  # our own interrupted run may resume
-        raise FieldExistsError(
-            f"output {output} already exists (written by a different job); choose another "
-            "path or pass overwrite"
-        )
-    return None
-
-
-def _second_order_modes(plan: _Plan, fk: da.Array, progress: bool) -> da.Array:
+def _second_order_modes(plan: LptPlan, fk: da.Array, progress: bool) -> da.Array:
     """``rfftn(S2)``, with ``S2`` formed once into a scratch Field."""
     s2_writer = create_field(
         os.path.join(plan.scratch, "s2.zarr"),
@@ -274,7 +101,7 @@ def _second_order_modes(plan: _Plan, fk: da.Array, progress: bool) -> da.Array:
 
 
 def _displacements(
-    plan: _Plan, fk: da.Array, s2k: da.Array | None, velocities: bool
+    plan: LptPlan, fk: da.Array, s2k: da.Array | None, velocities: bool
 ) -> tuple[list[da.Array], list[da.Array] | None]:
     """The three displacement (and velocity) components, chunked as Lagrangian cubes."""
     _, cplx = precision_dtypes(plan.precision)
@@ -304,7 +131,7 @@ def _displacements(
 
 
 def _write_linear(
-    plan: _Plan,
+    plan: LptPlan,
     fk: da.Array,
     linear_output: str,
     *,
@@ -422,35 +249,21 @@ def lpt_density(
     -------
     LPTResult
     """
-    shape = cube_shape(grid)
-    chunks = default_chunks(chunks, (int(nmesh or grid),) * 3)  # blocks of the density
-    box = box_length(box_size)
-    _check_options(order, redshift, seed, tile, shape, initial)
-    precision_dtypes(precision)
-    source = _source_record(seed, tile, initial, shape[0], box)
-    source.update(fixed_amplitude=bool(fixed_amplitude), paired=bool(paired))
-    plan = _plan(
-        output, shape=shape, box=box, chunks=chunks, nmesh=int(nmesh or shape[0]),
-        lblock=lagrangian_block(shape[0], block), power=power, redshift=redshift, order=order,
-        source=source, precision=precision, backend=backend, velocities=velocities,
-        scratch_dir=scratch_dir, lattice_offset=0.5 if initial is None else initial.lattice_offset,
+    plan = plan_lpt(
+        output, grid=grid, box_size=box_size, seed=seed, power=power, redshift=redshift,
+        order=order, nmesh=nmesh, chunks=chunks, tile=tile, fixed_amplitude=fixed_amplitude,
+        paired=paired, precision=precision, backend=backend, block=block,
+        velocities=velocities, scratch_dir=scratch_dir, initial=initial,
     )  # fmt: skip
     outs = {"output": output, "particles": particles, "linear_output": linear_output}
     ins = {"initial conditions": initial.path if initial else None}
     check_apart({**outs, "scratch directory": plan.scratch}, ins)
     with writing(outs):
-        done = _finished(plan, output, particles, overwrite)
+        done = finished_result(plan, output, particles, overwrite)
         if done is not None:
             return done
         owned_dir(plan.scratch, purpose="LPT scratch stores")
-        if initial is None:
-            fk = linear_modes(
-                shape[0], box, seed=seed, power=power, tile=tile,  # type: ignore[arg-type]
-                fixed_amplitude=fixed_amplitude, paired=paired, precision=precision,
-                backend=backend,
-            )  # fmt: skip
-        else:
-            fk = _external_modes(initial, plan, power, fixed_amplitude, paired, progress)
+        fk = _initial_modes(plan, initial, seed, power, tile, fixed_amplitude, paired, progress)
         return _run(
             plan, fk, output, power=power, redshift=redshift, scheme=scheme,
             particles=particles, velocities=velocities, linear_output=linear_output,
@@ -458,9 +271,29 @@ def lpt_density(
         )  # fmt: skip
 
 
+def _initial_modes(
+    plan: LptPlan,
+    initial: ExternalICs | None,
+    seed: int | None,
+    power: LinearPower,
+    tile: int,
+    fixed_amplitude: bool,
+    paired: bool,
+    progress: bool,
+) -> da.Array:
+    """``delta_k`` at z = 0: of the seed's white noise, or of the external ICs."""
+    if initial is not None:
+        return _external_modes(initial, plan, power, fixed_amplitude, paired, progress)
+    return linear_modes(
+        plan.shape[0], plan.box, seed=seed, power=power, tile=tile,  # type: ignore[arg-type]
+        fixed_amplitude=fixed_amplitude, paired=paired, precision=plan.precision,
+        backend=plan.backend,
+    )  # fmt: skip
+
+
 def _external_modes(
     initial: ExternalICs,
-    plan: _Plan,
+    plan: LptPlan,
     power: LinearPower,
     fixed_amplitude: bool,
     paired: bool,
@@ -486,7 +319,7 @@ def _external_modes(
 
 
 def _run(
-    plan: _Plan,
+    plan: LptPlan,
     fk: da.Array,
     output: str,
     *,
@@ -540,7 +373,7 @@ def _run(
 
 
 def _particle_store(
-    plan: _Plan,
+    plan: LptPlan,
     url: str,
     power: LinearPower,
     redshift: float,
