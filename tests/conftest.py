@@ -32,6 +32,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # One single-node SLURM per test process: under pytest-xdist every slurm test goes to
+    # the same worker (``--dist loadgroup``), so only one SLURM starts.
+    for item in items:
+        if "slurm" in item.keywords:
+            item.add_marker(pytest.mark.xdist_group("slurm"))
     for marker, flag in (("slow", "--runslow"), ("gpu", "--rungpu")):
         if config.getoption(flag):
             continue

@@ -119,12 +119,16 @@ def _single_node_slurm(
 
 @pytest.fixture
 def real_slurm(
-    _single_node_slurm: SingleNodeSlurm, monkeypatch: pytest.MonkeyPatch
+    _single_node_slurm: SingleNodeSlurm,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> SingleNodeSlurm:
     """The session's single-node SLURM, with its clients pointed at it for this test (the
     sbatch of dask-jobqueue, of driver jobs and of bigpaint's squeue polls)."""
     for key, value in _single_node_slurm.env().items():
         monkeypatch.setenv(key, value)
+    # reports carry user properties to the pytest-xdist controller, which writes the summary
+    request.node.user_properties.append(("sinfo", request.config.stash.get(_SINFO, "")))
     return _single_node_slurm
 
 
@@ -136,6 +140,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         if r.when == "call" and "slurm" in r.keywords
     ]
     sinfo = config.stash.get(_SINFO, None)
+    if sinfo is None:  # under pytest-xdist the worker that ran them sends it with the reports
+        sinfo = next(
+            (v for r in ran for k, v in getattr(r, "user_properties", ()) if k == "sinfo" and v),
+            None,
+        )
     if sinfo is None and not ran:
         return
     terminalreporter.section("tests on a real single-node SLURM")
