@@ -82,7 +82,7 @@ def bin_halos(
         The provenance written (numbers of halos binned, below and above the bins).
     """
     from bigpaint.field import Cosmology, write_array
-    from bigpaint.io.particles import resolve_box_size
+    from bigpaint.io.box_size import resolve_box_size
     from bigpaint.outputs import writing
     from bigpaint.sim.truth import halo_counts
     from bigpaint.store import store_exists

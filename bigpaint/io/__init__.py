@@ -1,6 +1,7 @@
 """Readers for external data: particle arrays (npy, Zarr, dask) and snapshots (Gadget HDF5,
 Gadget-2/3 binary, SWIFT HDF5)."""
 
+from bigpaint.io.box_size import resolve_box_size
 from bigpaint.io.gadget import GadgetSnapshot, gadget_files, read_header
 from bigpaint.io.gadget_binary import GadgetBinarySnapshot, binary_files
 from bigpaint.io.open import open_particles
@@ -11,7 +12,6 @@ from bigpaint.io.particles import (
     NpyParticles,
     ParticleSource,
     ZarrParticles,
-    resolve_box_size,
 )
 from bigpaint.io.swift import SwiftSnapshot
 

@@ -28,13 +28,8 @@ from typing import Any
 import numpy as np
 
 from bigpaint.errors import FieldNotFoundError, MetadataError, NegativeMassError, ShapeError
-from bigpaint.io.particles import (
-    DEFAULT_BATCH_SIZE,
-    Batch,
-    check_masses,
-    float_positions,
-    resolve_box_size,
-)
+from bigpaint.io.box_size import resolve_box_size
+from bigpaint.io.particles import DEFAULT_BATCH_SIZE, Batch, check_masses, float_positions
 from bigpaint.io.snapinfo import FileSetSource, header_cosmology
 
 __all__ = ["GadgetSnapshot", "gadget_files", "length_factor", "read_header"]

@@ -38,13 +38,9 @@ from typing import Any, Literal
 import numpy as np
 
 from bigpaint.errors import FieldNotFoundError, MetadataError, NegativeMassError
+from bigpaint.io.box_size import resolve_box_size
 from bigpaint.io.gadget import G_PER_MSUN, length_factor
-from bigpaint.io.particles import (
-    DEFAULT_BATCH_SIZE,
-    Batch,
-    check_masses,
-    resolve_box_size,
-)
+from bigpaint.io.particles import DEFAULT_BATCH_SIZE, Batch, check_masses
 from bigpaint.io.snapinfo import FileSetSource, header_cosmology
 
 __all__ = ["GadgetBinarySnapshot", "binary_files", "is_gadget_binary", "read_binary_header"]

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from bigpaint.errors import FieldNotFoundError, ShapeError
+from bigpaint.io.box_size import resolve_box_size
 from bigpaint.io.gadget import GadgetSnapshot, gadget_files
 from bigpaint.io.gadget_binary import GadgetBinarySnapshot, is_gadget_binary
 from bigpaint.io.particles import (
@@ -35,7 +36,6 @@ from bigpaint.io.particles import (
     NpyParticles,
     ParticleSource,
     ZarrParticles,
-    resolve_box_size,
 )
 from bigpaint.io.swift import SwiftSnapshot, is_swift
 

@@ -9,8 +9,8 @@ dask arrays such as LPT particles). Gadget HDF5 snapshots are in :mod:`bigpaint.
 
 Why hand-written: the readers are thin (``numpy.load(mmap_mode="r")``, ``zarr``, ``dask``);
 what is ours is the batching contract (global particle offsets for error messages, batch
-boundaries on Zarr chunk boundaries) and the box-size bookkeeping, which must refuse a
-missing box size or one that disagrees with the file instead of guessing.
+boundaries on Zarr chunk boundaries). The box size a source carries is reconciled with
+the user's in :mod:`bigpaint.io.box_size`.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bigpaint.axes import float3
-from bigpaint.errors import FieldNotFoundError, MetadataError, NegativeMassError, ShapeError
+from bigpaint.errors import FieldNotFoundError, NegativeMassError, ShapeError
+from bigpaint.io.box_size import box3, resolve_box_size
 
 if TYPE_CHECKING:
     import zarr
@@ -40,7 +40,6 @@ __all__ = [
     "batch_spans",
     "check_masses",
     "float_positions",
-    "resolve_box_size",
 ]
 
 #: Default particles per batch (48 MiB of float32 positions).
@@ -79,21 +78,6 @@ def batch_spans(n: int, batch_size: int, align: int = 1) -> list[tuple[int, int]
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     size = max(align, (batch_size // align) * align)
     return [(a, min(a + size, n)) for a in range(0, n, size)] or [(0, 0)]
-
-
-def _box3(box: float | Sequence[float] | None) -> tuple[float, float, float] | None:
-    if box is None:
-        return None
-    vals: tuple[float, ...]
-    if isinstance(box, (int, float, np.integer, np.floating)):
-        vals = (float(box),) * 3
-    else:
-        vals = tuple(float(b) for b in box)
-    if len(vals) != 3 or not all(math.isfinite(b) and b > 0 for b in vals):
-        raise MetadataError(
-            f"box size must be a positive length in Mpc/h (or 3 of them), got {box!r}"
-        )
-    return float3(vals)
 
 
 def _check_positions_shape(shape: Sequence[int], what: str) -> int:
@@ -241,7 +225,7 @@ class ArrayParticles(ParticleSource):
             _check_real(m.dtype, "masses")
             check_masses(m, "masses")
             object.__setattr__(self, "masses", m)
-        object.__setattr__(self, "box_size", _box3(self.box_size))
+        object.__setattr__(self, "box_size", box3(self.box_size))
 
     @property
     def n_particles(self) -> int:
@@ -301,7 +285,7 @@ class NpyParticles(ParticleSource):
             _check_masses_shape(m.shape, n, f"masses in {self.masses_path}")
             _check_real(m.dtype, f"masses in {self.masses_path}")
         object.__setattr__(self, "_n", n)
-        object.__setattr__(self, "box_size", _box3(self.box_size))
+        object.__setattr__(self, "box_size", box3(self.box_size))
 
     @property
     def n_particles(self) -> int:
@@ -421,8 +405,8 @@ class ZarrParticles(ParticleSource):
         object.__setattr__(self, "_mass_units", str(attrs.get("mass_units", "1")))
         z = attrs.get("redshift")
         object.__setattr__(self, "_redshift", None if z is None else float(z))
-        stored = _box3(attrs["box_size"]) if "box_size" in attrs else None
-        given = _box3(self.box_size)
+        stored = box3(attrs["box_size"]) if "box_size" in attrs else None
+        given = box3(self.box_size)
         object.__setattr__(
             self,
             "box_size",
@@ -523,7 +507,7 @@ class DaskParticles(ParticleSource):
                 m = da.from_array(np.asarray(m), chunks=(pos.chunks[0],))
             _check_masses_shape(m.shape, n, "masses")
             object.__setattr__(self, "masses", m.rechunk((pos.chunks[0],)))
-        object.__setattr__(self, "box_size", _box3(self.box_size))
+        object.__setattr__(self, "box_size", box3(self.box_size))
 
     @property
     def n_particles(self) -> int:
@@ -564,71 +548,3 @@ class DaskParticles(ParticleSource):
 
     def describe(self) -> str:
         return f"dask array {self.positions.name}"
-
-
-@overload
-def resolve_box_size(
-    stored: tuple[float, float, float] | None,
-    given: float | Sequence[float] | None,
-    *,
-    where: str = ...,
-    required: Literal[True] = ...,
-    rtol: float = ...,
-) -> tuple[float, float, float]: ...
-
-
-@overload
-def resolve_box_size(
-    stored: tuple[float, float, float] | None,
-    given: float | Sequence[float] | None,
-    *,
-    where: str = ...,
-    required: bool,
-    rtol: float = ...,
-) -> tuple[float, float, float] | None: ...
-
-
-def resolve_box_size(
-    stored: tuple[float, float, float] | None,
-    given: float | Sequence[float] | None,
-    *,
-    where: str = "the input",
-    required: bool = True,
-    rtol: float = 1e-6,
-) -> tuple[float, float, float] | None:
-    """The box size in Mpc/h from the file and from the user, refusing a conflict.
-
-    Parameters
-    ----------
-    stored : 3 floats or None
-        Box size the input carries (snapshot header, store attribute), in Mpc/h.
-    given : float or 3 floats or None
-        Box size the user passed, in Mpc/h.
-    where : str
-        Names the stored value in messages.
-    required : bool
-        Raise when neither is known.
-
-    Raises
-    ------
-    MetadataError
-        Missing (when required) or disagreeing box sizes.
-    """
-    given3 = _box3(given)
-    if stored is not None and given3 is not None:
-        if not np.allclose(stored, given3, rtol=rtol, atol=0):
-            raise MetadataError(
-                f"box size {_fmt(given3)} Mpc/h was given but {where} says {_fmt(stored)} Mpc/h; "
-                "drop the box size option or fix it (check the length units)"
-            )
-        return stored
-    box = stored if stored is not None else given3
-    if box is None and required:
-        raise MetadataError(
-            f"box size unknown: {where} carries none; pass box_size (--box-size) in Mpc/h"
-        )
-    return box
-
-
-def _fmt(box: Sequence[float]) -> str:
-    return f"{box[0]:g}" if len(set(box)) == 1 else "(" + ", ".join(f"{b:g}" for b in box) + ")"

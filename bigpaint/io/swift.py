@@ -32,14 +32,9 @@ import numpy as np
 
 from bigpaint.axes import float3
 from bigpaint.errors import MetadataError, ShapeError
+from bigpaint.io.box_size import resolve_box_size
 from bigpaint.io.gadget import gadget_files
-from bigpaint.io.particles import (
-    DEFAULT_BATCH_SIZE,
-    Batch,
-    check_masses,
-    float_positions,
-    resolve_box_size,
-)
+from bigpaint.io.particles import DEFAULT_BATCH_SIZE, Batch, check_masses, float_positions
 from bigpaint.io.snapinfo import FileSetSource, header_cosmology
 
 __all__ = ["SwiftSnapshot", "is_swift"]

@@ -10,13 +10,13 @@ import pytest
 import zarr
 
 from bigpaint.errors import FieldNotFoundError, MetadataError, ShapeError
+from bigpaint.io.box_size import resolve_box_size
 from bigpaint.io.open import open_particles
 from bigpaint.io.particles import (
     ArrayParticles,
     DaskParticles,
     NpyParticles,
     ZarrParticles,
-    resolve_box_size,
 )
 
 
