@@ -18,6 +18,7 @@ array library or cluster is loaded.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -41,6 +42,8 @@ __all__ = [
     "select_channel",
 ]
 
+log = logging.getLogger(__name__)
+
 #: Which channel of a 4-D Field: its index, ``"sum"`` of all, or None (the Field must be 3-D).
 Channel = Literal["sum"] | int | None
 
@@ -59,6 +62,13 @@ def select_channel(url: str, channel: Channel, where: str) -> Any:
     if var.ndim == 3 or channel is None:
         return url if var.ndim == 3 else ds
     dim = str(var.dims[0])  # a Field's dimensions are named by strings
+    log.info(
+        "%s: %s has %d channels; using %s (choose with --channel)",
+        where,
+        url,
+        var.shape[0],
+        "their sum" if channel == "sum" else f"channel {channel}",
+    )
     if channel == "sum":
         summed = var.sum(dim, keep_attrs=True).astype(var.dtype)
         out = ds.drop_vars([var.name, dim], errors="ignore").assign({var.name: summed})

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import bigpaint.stats.spec
 from bigpaint.cli import cli
-from bigpaint.field import write_array
+from bigpaint.field import open_field, write_array
 from bigpaint.mass_assignment import NO_WINDOW
 from bigpaint.pipeline.stages import STAGE_KINDS, StageContext
 from bigpaint.stats import compare_spectra, read_table
@@ -189,3 +189,15 @@ def test_the_pipeline_refuses_what_it_sets(tmp_path, pair):
     )  # fmt: skip
     with pytest.raises(ConfigError, match=r"params\.out is set by the pipeline"):
         plan_pipeline(cfg)
+
+
+def test_a_4d_field_says_which_channels_it_uses(pair, caplog):
+    """The sum of a 4-D Field's channels (the default) is announced, not silent."""
+    from bigpaint.stats.spec import select_channel
+
+    with caplog.at_level("INFO", logger="bigpaint.stats.spec"):
+        summed = select_channel(pair["both"], "sum", "power")
+    assert "has 2 channels; using their sum (choose with --channel)" in caplog.text
+    np.testing.assert_allclose(
+        summed["delta"].values, open_field(pair["both"])["delta"].values.sum(0), rtol=1e-6
+    )
