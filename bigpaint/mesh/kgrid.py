@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bigpaint.axes import float3
+
 __all__ = [
     "Location",
     "block_modes",
@@ -51,12 +53,12 @@ def full_location(shape: Sequence[int]) -> list[tuple[int, int]]:
 
 def fundamental(box_size: Sequence[float]) -> tuple[float, float, float]:
     """Fundamental wavenumber ``k_F = 2 pi / L`` per axis, in h/Mpc (``L`` in Mpc/h)."""
-    return tuple(2.0 * np.pi / float(L) for L in box_size)  # type: ignore[return-value]
+    return float3(2.0 * np.pi / float(L) for L in box_size)
 
 
 def nyquist(box_size: Sequence[float], shape: Sequence[int]) -> tuple[float, float, float]:
     """Nyquist wavenumber ``k_Nyq = pi n / L`` per axis, in h/Mpc."""
-    return tuple(np.pi * int(n) / float(L) for L, n in zip(box_size, shape, strict=True))  # type: ignore[return-value]
+    return float3(np.pi * int(n) / float(L) for L, n in zip(box_size, shape, strict=True))
 
 
 def mode_numbers(
@@ -111,9 +113,9 @@ def wavenumbers(
     ``location`` defaults to the whole half-space array.
     """
     location = location if location is not None else full_location(rfft_shape(shape))
-    kf = fundamental(box_size)
-    modes = block_modes(shape, location)
-    return tuple(m * k for m, k in zip(modes, kf, strict=True))  # type: ignore[return-value]
+    kx, ky, kz = fundamental(box_size)
+    ix, iy, iz = block_modes(shape, location)
+    return ix * kx, iy * ky, iz * kz
 
 
 def independent_modes(shape: Sequence[int], location: Location) -> np.ndarray:

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -57,15 +57,9 @@ from bigpaint.errors import ConfigError
 from bigpaint.mesh.fft import RechunkMethod
 from bigpaint.mesh.window import Compensation
 from bigpaint.stats.bins import kbins
-from bigpaint.stats.inputs import (
-    COUNT_KINDS,
-    FieldInput,
-)
+from bigpaint.stats.inputs import COUNT_KINDS, FieldInput
 from bigpaint.stats.power_modes import BinPlan, binned_sums, plan_bins
 from bigpaint.stats.power_prepare import Prepared, prepare, prepared_sums, transform_norm
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "BinPlan",
@@ -78,7 +72,8 @@ __all__ = [
     "transfer_function",
 ]
 
-LOS_AXES = {"x": 0, "y": 1, "z": 2, 0: 0, 1: 1, 2: 2}
+#: Line-of-sight axis by name or number.
+LOS_AXES: dict[int | str, int] = {"x": 0, "y": 1, "z": 2, 0: 0, 1: 1, 2: 2}
 K_UNITS = "h/Mpc"
 
 
@@ -109,7 +104,7 @@ def stochasticity(p_true: Any, r_c: Any) -> np.ndarray:
 
 def _los_axis(los: int | str) -> int:
     try:
-        return LOS_AXES[los]  # type: ignore[index]
+        return LOS_AXES[los]
     except KeyError:
         raise ConfigError(f"line of sight must be 0, 1, 2 or 'x', 'y', 'z', got {los!r}") from None
 
@@ -315,7 +310,7 @@ def _shot_noise_attrs(
         prep.inputs[0], prep.contrasts[0], prep.means[0], None if cross else shot_noise
     )
     if cross and shot_noise not in ("auto", None):
-        sn, sn_src = float(shot_noise), "given"  # type: ignore[arg-type]
+        sn, sn_src = float(shot_noise), "given"
     return {"shot_noise": sn, "shot_noise_units": "(Mpc/h)^3", "shot_noise_source": sn_src}
 
 
