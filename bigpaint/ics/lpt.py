@@ -55,7 +55,7 @@ from bigpaint.ics.lpt_fourier import (
     second_order_source,
     second_order_source_array,
 )
-from bigpaint.ics.lpt_plan import LptPlan, LPTResult, finished_result, plan_lpt
+from bigpaint.ics.lpt_plan import LptPlan, LPTResult, checked_seed, finished_result, plan_lpt
 from bigpaint.ics.particle_store import (
     ParticleStore,
     lagrangian_block,
@@ -285,7 +285,7 @@ def _initial_modes(
     if initial is not None:
         return _external_modes(initial, plan, power, fixed_amplitude, paired, progress)
     return linear_modes(
-        plan.shape[0], plan.box, seed=seed, power=power, tile=tile,  # type: ignore[arg-type]
+        plan.shape[0], plan.box, seed=checked_seed(seed), power=power, tile=tile,
         fixed_amplitude=fixed_amplitude, paired=paired, precision=plan.precision,
         backend=plan.backend,
     )  # fmt: skip
@@ -339,8 +339,8 @@ def _run(
     s2k = _second_order_modes(plan, fk, progress) if plan.order == 2 else None
     psi, vel = _displacements(plan, fk, s2k, velocities)
     keep = particles is not None
-    store_url = particles if keep else os.path.join(plan.scratch, "particles.zarr")
-    store = _particle_store(plan, store_url, power, redshift, velocities, keep, overwrite)  # type: ignore[arg-type]
+    store_url = particles if particles is not None else os.path.join(plan.scratch, "particles.zarr")
+    store = _particle_store(plan, store_url, power, redshift, velocities, keep, overwrite)
     linear_writer = None
     if linear_output is not None:
         linear_writer = _write_linear(

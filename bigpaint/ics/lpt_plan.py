@@ -28,7 +28,15 @@ from bigpaint.outputs import remove_owned
 if TYPE_CHECKING:
     from bigpaint.ics.ic_spec import ExternalICs
 
-__all__ = ["LPTResult", "LptGrowth", "LptPlan", "finished_result", "lpt_growth", "plan_lpt"]
+__all__ = [
+    "LPTResult",
+    "LptGrowth",
+    "LptPlan",
+    "checked_seed",
+    "finished_result",
+    "lpt_growth",
+    "plan_lpt",
+]
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,7 @@ class LptPlan:
     chunks: Any
     lblock: int
     order: int
-    precision: str
+    precision: Precision
     backend: str
     growth: LptGrowth
     params: dict[str, Any]
@@ -98,15 +106,20 @@ class LptPlan:
     lattice_offset: float
 
 
+def checked_seed(seed: int | None) -> int:
+    """The seed of the white noise, refused (one-line ConfigError) when missing or negative."""
+    if seed is None or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
+    return int(seed)
+
+
 def _check_options(
     order: int, redshift: float, seed: int | None, tile: int, shape: Any, initial: Any
 ) -> None:
     if order not in (1, 2):
         raise ConfigError(f"LPT order must be 1 or 2, got {order}")
     if initial is None:
-        if seed is None or seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {seed}")
-        white_noise_array(shape, (slice(0, 0),) * 3, seed=seed, tile=tile)
+        white_noise_array(shape, (slice(0, 0),) * 3, seed=checked_seed(seed), tile=tile)
     if redshift < 0:
         raise ConfigError(f"redshift must be >= 0, got {redshift}")
 
@@ -116,7 +129,7 @@ def _source_record(
 ) -> dict[str, Any]:
     """What the linear field comes from, for the job token and provenance."""
     if initial is None:
-        return {"seed": int(seed), "tile": int(tile)}  # type: ignore[arg-type]
+        return {"seed": checked_seed(seed), "tile": int(tile)}
     return {"initial_conditions": initial.check(grid=grid, box_size=box)}
 
 
@@ -132,7 +145,7 @@ def _plan(
     redshift: float,
     order: int,
     source: dict[str, Any],
-    precision: str,
+    precision: Precision,
     backend: str,
     velocities: bool,
     scratch_dir: str | None,

@@ -188,4 +188,7 @@ def test_lpt_bad_inputs(tmp_path, lp):
         lpt_density(url, grid=N, box_size=BOX, seed=0, power=lp, tile=16, order=3)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="redshift"):
         lpt_density(url, grid=N, box_size=BOX, seed=0, power=lp, tile=16, redshift=-1)
+    for seed in (None, -1):  # no seed and no initial conditions; a negative seed
+        with pytest.raises(ConfigError, match=f"seed must be a non-negative integer, got {seed}"):
+            lpt_density(url, grid=N, box_size=BOX, seed=seed, power=lp, tile=16)
     assert not (tmp_path / "x.zarr").exists()
