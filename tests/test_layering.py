@@ -301,3 +301,24 @@ def test_no_segmentation_module_is_over_400_lines():
         if (n := len(p.read_text().splitlines())) > SEGMENT_MAX_LINES
     }
     assert not long, f"modules of bigpaint/segment over {SEGMENT_MAX_LINES} lines: {long}"
+
+
+#: Largest module of the package and largest function, lines (a function's def to its end).
+MODULE_MAX_LINES = 600
+FUNCTION_MAX_LINES = 120
+
+
+def test_no_module_is_over_600_lines_and_no_function_over_120():
+    modules, functions = {}, {}
+    for p in sorted(ROOT.rglob("*.py")):
+        text = p.read_text()
+        name = str(p.relative_to(ROOT))
+        if (n := len(text.splitlines())) > MODULE_MAX_LINES:
+            modules[name] = n
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > FUNCTION_MAX_LINES:
+                    functions[f"{name}:{node.name}"] = length
+    assert not modules, f"modules over {MODULE_MAX_LINES} lines: {modules}"
+    assert not functions, f"functions over {FUNCTION_MAX_LINES} lines: {functions}"
