@@ -99,7 +99,9 @@ def test_adding_a_painter_example_runs():
 def test_readme_keeps_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "bash deploy/install.sh && .venv/bin/bigpaint quickstart\n" in readme
-    assert "bash deploy/install.sh test && .venv/bin/python -m pytest\n" in readme
+    assert "bash deploy/install.sh test && .venv/bin/python -m pytest -n auto\n" in readme
+    # CI runs the README's test command
+    assert ".venv/bin/python -m pytest -n auto " in (ROOT / ".ci" / "run").read_text()
 
 
 @pytest.mark.parametrize(
