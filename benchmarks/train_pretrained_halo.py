@@ -491,6 +491,26 @@ def _figures(verdict: dict) -> dict[str, Any]:
     return {"summary": summary, "criteria": crit, "counts": verdict["counts"]}
 
 
+def _cross_bias(args: argparse.Namespace) -> dict[str, float]:
+    """Per verdict box, the painting's large-scale cross power with the simulation's matter
+    over the truth's (:mod:`check_cross_bias`): the amplitude without any shot-noise model."""
+    from check_cross_bias import cross_bias
+
+    from bigpaint.field import data_var, open_field
+
+    def load(path: Path) -> np.ndarray:
+        return np.asarray(data_var(open_field(str(path))).values, np.float64)
+
+    out = {}
+    for seed in args.test_seeds:
+        box = box_dir(args.work, seed)
+        painted = load(args.work / "verdict" / f"seed{seed}" / "painted.zarr").sum(0)
+        truth = load(box / "counts.zarr").sum(0)
+        r = cross_bias(painted, truth, load(box / "density.zarr"), SIM["box_size"], 0.2)
+        out[f"seed {seed}, total"] = float(r["X_all"])
+    return out
+
+
 def stage_ship(args: argparse.Namespace) -> None:
     """Copy the selected painter into the package with its card and its baselines."""
     import shutil
@@ -535,6 +555,7 @@ def stage_ship(args: argparse.Namespace) -> None:
     }
     if external is not None:
         figures["external pmwd box"] = _figures(external)
+    figures["noise-free amplitude X = P_painted,m / P_truth,m (k <= 0.2)"] = _cross_bias(args)
     seeds = ", ".join(str(s) for s in args.train_seeds)
     card = card.model_copy(
         update={
