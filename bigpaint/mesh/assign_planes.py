@@ -1,23 +1,33 @@
-"""Whole-grid deposit by x-slabs: threaded, exact in float64, a bounded copy of the particles.
+"""Whole-grid deposit by passes over x-planes: threaded, exact in float64, a small scratch.
 
-The grid's x-planes are cut into slabs of ``_SLAB_WIDTH`` planes. A stable counting sort
-groups the particles by the slab of their first plane into a scratch copy, so that each slab
-then reads its particles sequentially and deposits them into a float64 buffer of its own
-planes (a few MiB, which stays in cache); slabs run in parallel and never write one cell:
-each writes the planes no other slab touches, and the ``p - 1`` planes shared with the next
-slab wait in float64 (``edges``) until both sides are done. Every cell is rounded to the
-grid's dtype once, and every cell's sum is taken in an order fixed by the input and the grid
-(not the thread count), so the result is the same bit for bit on any number of threads.
+The grid's x-planes are cut into slabs of ``w`` planes (a power of two, about ``L2_BYTES``
+of float64, at least ``p - 1`` planes, at most ``_MAX_SLABS`` slabs). A particle belongs to
+the slab of its first plane. A first pass sorts every block of ``BLOCK`` (255) consecutive
+particles by slab, in place of a copy: one byte per particle (its offset in the block, in
+slab order) and one byte per block and slab (where the slab's run starts), about 1.25
+bytes per particle in all.
 
-Memory: sorting all particles at once copies the positions, which makes a deposit's peak
-twice that of the positions and the grid. Above ``SCRATCH_BYTES`` of positions the slabs are
-therefore sorted and deposited a group of consecutive slabs at a time, and the scratch copy
-holds one group: about ``SCRATCH_BYTES`` (or the fullest slab, if more). Below it, one group
-holds every slab, which is about three times faster: measured at 16.8M particles onto 256^3
-on 2 cores, 0.47 s with one group against 1.2 s with four and 1.6 s with eight. The first pass keeps
-every particle's slab in one byte (two past 256 slabs), so each further group reads those
-bytes, not the positions, to find its particles. The shared planes cost half a float32 grid
-more (two float64 planes per eight for CIC).
+Then *passes* of consecutive slabs, holding about ``SCRATCH_BYTES`` of particles (or a
+``SCRATCH_FRACTION``-th of the positions if more), run in parallel, one per thread. A pass
+copies its particles, block after block, into its thread's scratch sorted by slab (each
+slab's run in particle order), then deposits its slabs one after the other into the
+thread's float64 buffer of one slab and the ``p - 1`` planes it spills into (a few MiB,
+which stays in cache), and rounds each slab's planes into the grid at once. The first
+``p - 1`` planes of a slab are shared with the slab before; inside a pass they get the
+previous slab's spill added in float64 before the rounding, and at the edges of passes
+both halves wait in float64 (``edges``) until all passes are done. So every cell is
+rounded to the grid's dtype once, from a float64 sum taken in an order fixed by the input
+and the grid (not by the pass size or the thread count): the result is the same bit for
+bit on any number of threads and with any scratch size.
+
+Memory above the positions and the grid: the 1.25 bytes per particle, one scratch and one
+slab buffer per thread. Copying every particle at once instead (the scratch a full copy of
+the positions) was no faster on 2 cores: touching that much fresh memory costs page
+faults (3 to 30 us per 4 KiB page measured on a shared machine, about 0.2 s for 192 MiB).
+Two designs measured slower at 256^3: a pass reading every particle's slab byte to pick
+its own (the unpredictable test costs about 40 ms per pass), and depositing straight from
+the positions through a sorted index list (a new page at nearly every read, about six
+times slower than from the copy).
 """
 
 from __future__ import annotations
@@ -28,62 +38,95 @@ from numba import njit, prange
 
 from bigpaint.mesh.weights import axis_nodes, axis_weights, wrap_index
 
-__all__ = ["SCRATCH_BYTES", "deposit_planes"]
+__all__ = [
+    "BLOCK",
+    "L2_BYTES",
+    "SCRATCH_BYTES",
+    "SCRATCH_FRACTION",
+    "deposit_planes",
+    "slab_width",
+]
 
-#: x-planes per slab (a power of two >= 2 * max support; fixed, so the summation order, hence
-#: the result, depends on the input and the grid only).
-_SLAB_WIDTH = 8
+#: Target float64 bytes of one slab: a slab's planes stay in cache while it deposits.
+L2_BYTES = 4 * 2**20
 
-#: Bytes of positions copied at once (the scratch of one group of slabs), 256 MiB: a 256^3
-#: deposit copies all its particles, a 512^3 one (1.5 GiB of float32 positions) a sixth at a time.
-SCRATCH_BYTES = 256 * 2**20
+#: Bytes of particles one pass copies (at least one slab's), or a ``SCRATCH_FRACTION``-th of
+#: the positions if more.
+SCRATCH_BYTES = 16 * 2**20
+SCRATCH_FRACTION = 64
+
+#: Particles per block: a particle's offset in its block, and where a slab's run starts in
+#: it, are one byte each.
+BLOCK = 255
+
+#: Most slabs: a block's run starts take ``_MAX_SLABS + 1`` bytes, a quarter byte per particle.
+_MAX_SLABS = 64
 
 
-@njit(cache=True)
-def _slab_of(i0, nslab):
-    k = i0 // _SLAB_WIDTH  # a global: a compile-time constant (a shift)
-    return k if k < nslab else nslab - 1
+def slab_width(shape: tuple[int, int, int], p: int) -> int:
+    """x-planes per slab for a grid of ``shape`` and support ``p`` (see the module notes)."""
+    nx, nyz = shape[0], shape[1] * shape[2]
+    w = min(L2_BYTES // (8 * nyz), nx // 8)  # and eight slabs at least, for the threads
+    w = max(w, -(-nx // _MAX_SLABS), p - 1, 1)
+    w = 1 << (w - 1).bit_length()  # a power of two: the slab of a plane is a shift
+    return min(w, nx)
 
 
 @njit(cache=True, nogil=True)
-def _slab_hist(pos, inv, nx, pt, shift, nslab, lo, hi, hist, slab):
+def _sort_blocks(pos, inv, nx, pt, shift, bits, nslab, b0, b1, order, first, hist):
+    """Blocks b0..b1-1: each particle's slab, the block's particles in slab order
+    (``order``: offsets in the block, stable) and where each slab's run starts
+    (``first``); ``hist`` counts the particles per slab."""
     p = len(pt)  # a compile-time constant: the length of the tuple type
-    for i in range(lo, hi):
-        k = _slab_of(axis_weights(pos[i, 0], inv[0], nx, p, shift)[0], nslab)
-        slab[i] = k
-        hist[k] += 1
+    n = pos.shape[0]
+    slab = np.empty(BLOCK, np.int64)
+    cnt = np.empty(nslab + 1, np.int64)
+    for b in range(b0, b1):
+        lo = b * BLOCK
+        m = min(n, lo + BLOCK) - lo
+        cnt[:] = 0
+        for j in range(m):
+            s = min(axis_weights(pos[lo + j, 0], inv[0], nx, p, shift)[0] >> bits, nslab - 1)
+            slab[j] = s
+            cnt[s + 1] += 1
+        for s in range(nslab):
+            hist[s] += cnt[s + 1]
+            cnt[s + 1] += cnt[s]
+            first[b, s] = cnt[s]
+        first[b, nslab] = m
+        for j in range(m):
+            s = slab[j]
+            order[lo + cnt[s]] = j
+            cnt[s] += 1
 
 
 @njit(cache=True, nogil=True)
-def _slab_scatter(pos, weights, has_w, slab, k0, k1, lo, hi, cur, spos, sw):
-    """Copy particles lo..hi-1 of slabs k0..k1-1 to their slab's run of ``spos``/``sw``
-    (stable)."""
-    for i in range(lo, hi):
-        k = np.int64(slab[i])
-        if k < k0 or k >= k1:
-            continue
-        j = cur[k]
-        spos[j, 0] = pos[i, 0]
-        spos[j, 1] = pos[i, 1]
-        spos[j, 2] = pos[i, 2]
-        if has_w:
-            sw[j] = weights[i]
-        cur[k] = j + 1
+def _copy_slabs(pos, weights, has_w, order, first, k0, k1, start, spos, sw):
+    """Copy the particles of slabs k0..k1-1 to their slab's run from ``start[k]`` on, block
+    after block (so each run is in particle order)."""
+    cur = start.copy()
+    for b in range(first.shape[0]):
+        lo = b * BLOCK
+        for k in range(k0, k1):
+            c = cur[k]
+            for j in range(lo + first[b, k], lo + first[b, k + 1]):
+                i = lo + np.int64(order[j])
+                spos[c, 0] = pos[i, 0]
+                spos[c, 1] = pos[i, 1]
+                spos[c, 2] = pos[i, 2]
+                if has_w:
+                    sw[c] = weights[i]
+                c += 1
+            cur[k] = c
 
 
 @njit(cache=True, nogil=True)
-def _slab_deposit(pos, weights, has_w, shape, inv, pt, shift, x0, size, lo, hi, edge, flat):
-    """Deposit particles ``lo..hi-1`` (first node in planes [x0, x0+size)) into a
-    float64 buffer of size + p - 1 planes. The slab's own planes past the first p - 1 go
-    to the grid; its first p - 1 planes ("head") and the p - 1 planes that spill into the
-    next slab ("ghost") go to ``edge`` (float64), to be summed before the single
-    rounding into the grid. With one slab (``edge`` is None) everything wraps here.
-    """
+def _slab_deposit(pos, weights, has_w, shape, inv, pt, shift, lo, hi, x0, buf):
+    """Add particles lo..hi-1, whose first plane is at or after ``x0``, to ``buf``: the
+    float64 planes from ``x0`` on, as many as the slab has plus the ``p - 1`` it spills
+    into."""
     p = len(pt)  # a compile-time constant: the length of the tuple type
     nx, ny, nz = shape[0], shape[1], shape[2]
-    nyz = ny * nz
-    nplane = size + p - 1
-    buf = np.zeros(nplane * nyz, np.float64)
     for i in range(lo, hi):
         jx0, _jx1, _jx2, _jx3, wx0, wx1, wx2, wx3 = axis_nodes(pos[i, 0], inv[0], nx, p, shift)
         jy0, jy1, jy2, jy3, wy0, wy1, wy2, wy3 = axis_nodes(pos[i, 1], inv[1], ny, p, shift)
@@ -104,31 +147,22 @@ def _slab_deposit(pos, weights, has_w, shape, inv, pt, shift, x0, size, lo, hi, 
                 for c in range(p):
                     # unsigned index: no negative-index wraparound test in the hot loop
                     buf[np.uint64(base + jz[c])] += mab * wz[c]
-    if edge.shape[0] == 0:  # one slab: fold the wrapped planes in float64 first
-        fold = np.zeros(nx * nyz, np.float64)
-        for a in range(nplane):
-            o = wrap_index(a, nx) * nyz
-            bo = a * nyz
-            for q in range(nyz):
-                fold[o + q] += buf[bo + q]
-        for q in range(nx * nyz):
-            flat[q] += fold[q]
-        return
-    for a in range(p - 1, size):
-        o = (x0 + a) * nyz
-        bo = a * nyz
-        for q in range(nyz):
-            flat[o + q] += buf[bo + q]
-    for a in range(p - 1):
-        for q in range(nyz):
-            edge[0, a, q] = buf[a * nyz + q]
-            edge[1, a, q] = buf[(size + a) * nyz + q]
+
+
+@njit(cache=True, nogil=True)
+def _round_slab(region, ghost, nhead, width, nyz, flat, o):
+    """Round a slab's float64 planes into the grid at ``o``: its first ``nhead`` planes with
+    the previous slab's spill ``ghost`` added first (float64), the others as they are."""
+    for q in range(nhead * nyz):
+        flat[o + q] += region[q] + ghost[q]
+    for q in range(nhead * nyz, width * nyz):
+        flat[o + q] += region[q]
 
 
 @njit(cache=True)
 def _groups(counts, cap):
-    """Consecutive slab ranges ``starts[g] .. starts[g + 1]`` of at most ``cap`` particles
-    (a slab holding more is a group with only empty slabs beside it)."""
+    """Consecutive ranges ``starts[g] .. starts[g + 1]`` holding at most ``cap`` in all (an
+    entry above ``cap`` is a range of its own, with only zeros beside it)."""
     nslab = counts.shape[0]
     starts = [0]
     acc = 0
@@ -141,70 +175,111 @@ def _groups(counts, cap):
     return np.array(starts, np.int64)
 
 
+@njit(cache=True)
+def _one_slab(pos, weights, has_w, shape, inv, pt, shift, flat):
+    """The whole grid as one slab: no copy, the spill folded back over the wrap."""
+    p = len(pt)  # a compile-time constant: the length of the tuple type
+    nx = shape[0]
+    nyz = shape[1] * shape[2]
+    nplane = nx + p - 1
+    buf = np.zeros(nplane * nyz, np.float64)
+    _slab_deposit(pos, weights, has_w, shape, inv, pt, shift, 0, pos.shape[0], 0, buf)
+    for a in range(nx, nplane):
+        o = wrap_index(a, nx) * nyz
+        for q in range(nyz):
+            buf[o + q] += buf[a * nyz + q]
+    for q in range(nx * nyz):
+        flat[q] += buf[q]
+    return flat
+
+
+@njit(cache=True, nogil=True)
+def _run_pass(
+    pos, weights, has_w, shape, inv, pt, shift, width, k0, k1, counts, order, first, flat, edge,
+    spos, sw, buf,
+):  # fmt: skip
+    """Deposit slabs k0..k1-1 (one pass, one thread): copy their particles sorted by slab,
+    then deposit and round slab after slab. The first slab's first ``p - 1`` planes and the
+    last slab's spill stay float64, in ``edge[0]`` and ``edge[1]``, for the caller to sum
+    with the neighbouring passes'."""
+    p = len(pt)  # a compile-time constant: the length of the tuple type
+    nx = shape[0]
+    nyz = shape[1] * shape[2]
+    nslab = counts.shape[0]
+    h = (p - 1) * nyz
+    start = np.zeros(nslab + 1, np.int64)
+    for k in range(k0, k1):
+        start[k + 1] = start[k] + counts[k]
+    _copy_slabs(pos, weights, has_w, order, first, k0, k1, start, spos, sw)
+    ghost = np.zeros(h, np.float64)  # the spill of the slab before
+    for k in range(k0, k1):
+        ws = width if k < nslab - 1 else nx - k * width
+        size = (ws + p - 1) * nyz
+        buf[:size] = 0.0
+        _slab_deposit(
+            spos, sw, has_w, shape, inv, pt, shift, start[k], start[k + 1], k * width, buf
+        )
+        o = k * width * nyz
+        if k == k0:
+            edge[0, :] = buf[:h]
+            _round_slab(buf[h:], ghost, 0, ws - (p - 1), nyz, flat, o + h)
+        else:
+            _round_slab(buf, ghost, p - 1, ws, nyz, flat, o)
+        ghost[:] = buf[ws * nyz : ws * nyz + h]
+    edge[1, :] = ghost
+
+
 @njit(parallel=True, cache=True)
-def _deposit_slabs(pos, weights, has_w, shape, inv, pt, shift, nparts, fraction, slab, flat):
-    """Race-free parallel deposit into the flat C-order grid ``flat`` of ``shape``, a group
-    of slabs at a time (see the module notes). The loop bodies are separate serial
-    functions (numba optimises them better than parfor bodies)."""
+def _deposit_passes(pos, weights, has_w, shape, inv, pt, shift, bits, cap, nthreads, flat):
+    """Race-free parallel deposit into the flat C-order grid ``flat`` of ``shape`` (see the
+    module notes): passes in parallel, each on one thread with its own scratch."""
     p = len(pt)  # a compile-time constant: the length of the tuple type
     n = pos.shape[0]
     nx = shape[0]
     nyz = shape[1] * shape[2]
-    nslab = max(1, nx // _SLAB_WIDTH)
-    if nslab == 1:  # one slab: no sort needed, its particles are all of them, in order
-        _slab_deposit(
-            pos, weights, has_w, shape, inv, pt, shift, 0, nx, 0, n, np.zeros((0, 0, 0)), flat
-        )
-        return flat
+    width = 1 << bits
+    nslab = nx // width
 
-    # 1. particles per slab per part of the input (the order of a stable counting sort)
+    # 1. every block's particles in slab order: one byte each (see the module notes)
+    nblock = (n + BLOCK - 1) // BLOCK
+    order = np.empty(n, np.uint8)
+    first = np.empty((nblock, nslab + 1), np.uint8)
+    nparts = min(nblock, 4 * nthreads)
     hist = np.zeros((nparts, nslab), np.int64)
     for t in prange(nparts):
-        lo = n * t // nparts
-        _slab_hist(pos, inv, nx, pt, shift, nslab, lo, n * (t + 1) // nparts, hist[t], slab)
+        _sort_blocks(
+            pos, inv, nx, pt, shift, bits, nslab, nblock * t // nparts,
+            nblock * (t + 1) // nparts, order, first, hist[t],
+        )  # fmt: skip
     counts = hist.sum(axis=0)
-    groups = _groups(counts, max(1, int(fraction * n)))
-    cap = 0
-    for g in range(groups.shape[0] - 1):
-        cap = max(cap, counts[groups[g] : groups[g + 1]].sum())
-    spos = np.empty((cap, 3), pos.dtype)
-    sw = np.empty(cap if has_w else 1, np.float64)
-    edges = np.zeros((nslab, 2, p - 1, nyz), np.float64)
-    start = np.zeros(nslab + 1, np.int64)
-    cursor = np.zeros((nparts, nslab), np.int64)
 
-    # 2. per group: sort its particles into the scratch, then every slab writes its own
-    #    planes; shared planes wait in ``edges``
-    for g in range(groups.shape[0] - 1):
-        k0 = groups[g]
-        k1 = groups[g + 1]
-        acc = 0
-        for k in range(k0, k1):
-            start[k] = acc
-            for t in range(nparts):
-                cursor[t, k] = acc
-                acc += hist[t, k]
-        start[k1] = acc
-        for t in prange(nparts):
-            _slab_scatter(
-                pos, weights, has_w, slab, k0, k1, n * t // nparts, n * (t + 1) // nparts,
-                cursor[t], spos, sw,
-            )  # fmt: skip
-        for k in prange(k0, k1):
-            x0 = k * _SLAB_WIDTH
-            size = _SLAB_WIDTH if k < nslab - 1 else nx - x0
-            _slab_deposit(
-                spos, sw, has_w, shape, inv, pt, shift, x0, size, start[k], start[k + 1],
-                edges[k], flat,
-            )  # fmt: skip
+    # 2. passes: consecutive slabs of at most ``cap`` particles, one per thread at a time
+    passes = _groups(counts, cap)
+    npass = passes.shape[0] - 1
+    edges = np.zeros((npass, 2, (p - 1) * nyz), np.float64)
+    most = 0
+    for g in range(npass):
+        most = max(most, counts[passes[g] : passes[g + 1]].sum())
+    # one scratch and one slab buffer per thread, allocated once: fresh pages cost a fault
+    # each (0.5 to 30 us apiece measured on a shared machine), which per pass added up
+    nbuf = (nx - (nslab - 1) * width + p - 1) * nyz
+    spos = np.empty((nthreads, most, 3), pos.dtype)
+    sw = np.empty((nthreads, most if has_w else 1), np.float64)
+    bufs = np.empty((nthreads, nbuf), np.float64)
+    for g in prange(npass):
+        t = numba.get_thread_id()
+        _run_pass(
+            pos, weights, has_w, shape, inv, pt, shift, width, passes[g], passes[g + 1], counts,
+            order, first, flat, edges[g], spos[t], sw[t], bufs[t],
+        )  # fmt: skip
 
-    # 3. shared planes: head of slab k + ghost of slab k - 1 (periodic), one rounding
-    for k in prange(nslab):
-        prev = k - 1 if k > 0 else nslab - 1
-        for a in range(p - 1):
-            o = (k * _SLAB_WIDTH + a) * nyz
-            for q in range(nyz):
-                flat[o + q] += edges[k, 0, a, q] + edges[prev, 1, a, q]
+    # 3. the planes shared by passes: the first slab's own sum + the spill of the pass
+    #    before (periodic), in float64, then rounded once
+    for g in prange(npass):
+        o = passes[g] * width * nyz
+        prev = g - 1 if g > 0 else npass - 1
+        for q in range((p - 1) * nyz):
+            flat[o + q] += edges[g, 0, q] + edges[prev, 1, q]
     return flat
 
 
@@ -241,20 +316,28 @@ def deposit_planes(
     numpy.ndarray
         ``flat``.
     """
-    nparts = int(min(pos.shape[0], 4 * numba.get_num_threads()))
-    nslab = max(1, shape[0] // _SLAB_WIDTH)
-    slab = np.empty(pos.shape[0] if nslab > 1 else 0, np.uint8 if nslab <= 256 else np.uint16)
-    _deposit_slabs(
-        pos,
-        weights if weights is not None else np.zeros(1),
-        weights is not None,
-        np.array(shape, np.int64),
-        inv,
-        (0,) * p,
-        float(shift),
-        max(1, nparts),
-        min(1.0, SCRATCH_BYTES / max(1, pos.nbytes)),
-        slab,
-        flat,
-    )
+    width = slab_width(shape, p)
+    nslab = shape[0] // width
+    w = weights if weights is not None else np.zeros(1)
+    shape_a = np.array(shape, np.int64)
+    pt = (0,) * p
+    if nslab == 1:
+        _one_slab(pos, w, weights is not None, shape_a, inv, pt, float(shift), flat)
+        return flat
+    entry = 3 * pos.itemsize + (8 if weights is not None else 0)
+    scratch = max(SCRATCH_BYTES, pos.nbytes // SCRATCH_FRACTION)
+    with numba.parallel_chunksize(1):  # passes as threads free up: clustered ones differ
+        _deposit_passes(
+            pos,
+            w,
+            weights is not None,
+            shape_a,
+            inv,
+            pt,
+            float(shift),
+            width.bit_length() - 1,
+            max(1, scratch // entry),
+            numba.get_num_threads(),
+            flat,
+        )
     return flat

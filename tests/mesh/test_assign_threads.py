@@ -1,11 +1,11 @@
-"""The threaded whole-grid deposit (x-slabs sorted a group at a time): exact, and the same on
-any thread count.
+"""The threaded whole-grid deposit (x-slabs deposited in passes): exact, and the same on any
+thread count.
 
 Positions on a 1/16-cell lattice with integer masses make every NGP/CIC/TSC weight product
 and every partial sum exact in float64, so the deposit must equal the numpy reference
 (``np.add.at``, any order) bit for bit; random positions must give the same bits on one and
-two threads. The scratch is forced down to one slab per group as well, so that slabs are
-sorted in several groups, with supports spilling across slab edges and the periodic wrap.
+two threads. The scratch is forced down to one slab per pass as well, so that slabs are
+deposited in several passes, with supports spilling across slab edges and the periodic wrap.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ BOX = (41.0, 14.0, 5.0)
 def groups(request, monkeypatch):
     if request.param == "one slab per group":
         monkeypatch.setattr(assign_planes, "SCRATCH_BYTES", 1)
+        monkeypatch.setattr(assign_planes, "SCRATCH_FRACTION", 2**40)
     return request.param
 
 

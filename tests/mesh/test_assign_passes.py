@@ -1,0 +1,120 @@
+"""The deposit in passes of slabs (bigpaint.mesh.assign_planes): the same bits whatever the
+scratch size (so the number of passes) and the thread count, and equal to the numpy
+reference.
+
+Positions on a 1/16-cell lattice with integer masses make every NGP/CIC/TSC weight product
+and every partial sum exact in float64, so there the deposit must equal the reference bit
+for bit. Random positions must give the same bits with one pass per slab and with one pass
+for all, on one and two threads. Every layout holds particles whose first plane is the first
+or last plane of a slab (so their supports cross slab and pass edges) and on the last plane
+of the grid (so they spill over the periodic wrap into plane 0).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bigpaint.mesh import assign_planes
+from bigpaint.mesh.assign import deposit, scheme_order
+from tests.mesh.test_assign import reference_deposit
+
+SCRATCH = {"one slab a pass": (1, 2**40), "one pass": (2**40, 1)}
+
+
+def _deposit(pos, shape, box, scheme, mass, scratch, threads, dtype="f8"):
+    before = numba.get_num_threads()
+    kept = assign_planes.SCRATCH_BYTES, assign_planes.SCRATCH_FRACTION
+    assign_planes.SCRATCH_BYTES, assign_planes.SCRATCH_FRACTION = SCRATCH[scratch]
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        return deposit(pos, shape, box, scheme=scheme, weights=mass, dtype=dtype)
+    finally:
+        numba.set_num_threads(before)
+        assign_planes.SCRATCH_BYTES, assign_planes.SCRATCH_FRACTION = kept
+
+
+def _edge_cells(shape, p) -> np.ndarray:
+    """x in cells whose first plane is a slab's first or last plane, or the grid's last."""
+    nx = shape[0]
+    w = assign_planes.slab_width(shape, p)
+    firsts = [k * w for k in range(max(1, nx // w))] + [nx - 1]
+    lasts = [min(nx, (k + 1) * w) - 1 for k in range(max(1, nx // w))]
+    # the first plane of a support is floor(u - 0.5) (p even) or floor(u) - (p - 1) // 2
+    off = 0.5 if p % 2 == 0 else 0.0
+    u = np.array([j + (p - 1) // 2 + off for j in firsts + lasts], np.float64)
+    return np.concatenate([u, u + 0.25, u + 0.9375]) % nx
+
+
+def _layout(rng, shape, box, p, n, lattice):
+    cells = np.asarray(shape, np.float64)
+    if lattice:
+        u = rng.integers(0, np.asarray(shape) * 16, (n, 3)) / 16.0
+    else:
+        u = rng.uniform(0, 1, (n, 3)) * cells
+    edge = _edge_cells(shape, p)
+    u[: len(edge), 0] = edge[:n]
+    return u * (np.asarray(box) / cells)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    nx=st.integers(9, 70),
+    nyz=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+    scheme=st.sampled_from(["ngp", "cic", "tsc"]),  # PCS weights hold 1/6: not exact
+    n=st.integers(1, 700),
+    weighted=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_lattice_deposit_equals_reference_in_any_passes_and_threads(
+    nx, nyz, scheme, n, weighted, seed
+):
+    shape = (nx, *nyz)
+    box = (float(nx), 2.0 * nyz[0], 0.5 * nyz[1])
+    rng = np.random.default_rng(seed)
+    p = scheme_order(scheme)
+    pos = _layout(rng, shape, box, p, n, lattice=True)
+    mass = rng.integers(1, 5, n).astype(np.float64) if weighted else None
+    want = reference_deposit(pos, shape, box, p, weights=mass)
+    for scratch in SCRATCH:
+        for threads in (1, 2):
+            got = _deposit(pos, shape, box, scheme, mass, scratch, threads)
+            assert np.array_equal(got, want), (scratch, threads)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    nx=st.integers(9, 70),
+    ny=st.integers(1, 6),
+    scheme=st.sampled_from(["cic", "tsc", "pcs"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_random_positions_same_bits_in_any_passes_and_threads(nx, ny, scheme, seed):
+    shape = (nx, ny, 5)
+    box = (100.0, 7.0, 3.0)
+    rng = np.random.default_rng(seed)
+    p = scheme_order(scheme)
+    pos = _layout(rng, shape, box, p, 3000, lattice=False).astype(np.float32)
+    mass = rng.uniform(0.5, 2.0, len(pos))
+    grids = [
+        _deposit(pos, shape, box, scheme, mass, scratch, threads, dtype="f4")
+        for scratch in SCRATCH
+        for threads in (1, 2)
+    ]
+    for g in grids[1:]:
+        assert np.array_equal(g, grids[0])
+    want = reference_deposit(pos, shape, box, p, weights=mass)
+    np.testing.assert_allclose(grids[0], want, rtol=2e-7, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("shape", "p", "slabs"),
+    [((256, 256, 256), 2, 32), ((512, 512, 512), 2, 64), ((64, 64, 64), 4, 8), ((9, 4, 4), 4, 2)],
+)
+def test_slab_width_is_a_power_of_two_within_the_byte_limits(shape, p, slabs):
+    w = assign_planes.slab_width(shape, p)
+    assert w == shape[0] or w & (w - 1) == 0
+    assert w >= p - 1 and shape[0] // w == slabs
