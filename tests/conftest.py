@@ -46,6 +46,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(skip)
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The real-SLURM tests' section: ``sinfo`` once the node was up and each test's outcome,
+    so a CI log shows they ran against the real thing. It lives here, not in tests/deploy,
+    because a pytest-xdist controller loads only this conftest; the ``sinfo`` text travels
+    in each slurm test's report (``user_properties``, set by the ``real_slurm`` fixture)."""
+    ran = [
+        r
+        for outcome in ("passed", "failed", "error")
+        for r in terminalreporter.stats.get(outcome, [])
+        if r.when == "call" and "slurm" in r.keywords
+    ]
+    if not ran:
+        return
+    sinfo = next(
+        (v for r in ran for k, v in getattr(r, "user_properties", ()) if k == "sinfo" and v),
+        None,
+    )
+    terminalreporter.section("tests on a real single-node SLURM")
+    if sinfo is not None:
+        terminalreporter.write_line("sinfo once the node was up:")
+        for line in sinfo.splitlines():
+            terminalreporter.write_line(f"  {line}")
+    for r in ran:
+        terminalreporter.write_line(f"{r.outcome.upper():7} {r.nodeid} ({r.duration:.1f} s)")
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -3,8 +3,9 @@
 ``real_slurm``: a single-node SLURM (:mod:`tests.deploy.slurm`) started once per test run
 by the first test that asks for it and stopped, with every process it started, at the end;
 ``SLURM_CONF`` points at it during each test that uses it. Without root or the packages
-those tests skip with the reason, or fail with ``--runslurm``. The terminal summary shows ``sinfo`` from the moment the node was idle and
-each ``slurm`` test's outcome, so a CI log shows that they ran against the real thing.
+those tests skip with the reason, or fail with ``--runslurm``. The terminal summary (in
+tests/conftest.py) shows ``sinfo`` from the moment the node was idle and each ``slurm``
+test's outcome, so a CI log shows that they ran against the real thing.
 
 ``fake_slurm``: stand-in ``sbatch``, ``squeue`` and ``scancel`` from
 ``tests/deploy/bin`` on PATH, which run job scripts as local processes (see each script's
@@ -130,27 +131,3 @@ def real_slurm(
     # reports carry user properties to the pytest-xdist controller, which writes the summary
     request.node.user_properties.append(("sinfo", request.config.stash.get(_SINFO, "")))
     return _single_node_slurm
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    ran = [
-        r
-        for outcome in ("passed", "failed", "error")
-        for r in terminalreporter.stats.get(outcome, [])
-        if r.when == "call" and "slurm" in r.keywords
-    ]
-    sinfo = config.stash.get(_SINFO, None)
-    if sinfo is None:  # under pytest-xdist the worker that ran them sends it with the reports
-        sinfo = next(
-            (v for r in ran for k, v in getattr(r, "user_properties", ()) if k == "sinfo" and v),
-            None,
-        )
-    if sinfo is None and not ran:
-        return
-    terminalreporter.section("tests on a real single-node SLURM")
-    if sinfo is not None:
-        terminalreporter.write_line("sinfo once the node was up:")
-        for line in sinfo.splitlines():
-            terminalreporter.write_line(f"  {line}")
-    for r in ran:
-        terminalreporter.write_line(f"{r.outcome.upper():7} {r.nodeid} ({r.duration:.1f} s)")
