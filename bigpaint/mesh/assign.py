@@ -21,11 +21,11 @@ No installable library gives deterministic, parallel, float64-accumulating depos
 periodic wrap and the matching readout: Pylians' ``MAS_library`` is a compiled extension
 that accumulates in float32 (and does not install everywhere), nbodykit/pmesh need MPI, and a
 numba ``prange`` loop with ``grid[i] += w`` races (numba #7133). Here each thread owns a
-window of x-planes and deposits, in particle order, every particle that touches it into a
-float64 buffer of those planes (:mod:`bigpaint.mesh.assign_planes`): no two threads write one
-cell, no copy of the particles is made, and every cell is the float64 sum of its
-contributions in particle order, rounded to the grid's dtype once, so the result is the
-same bit for bit on any number of threads.
+pass of x-planes at a time, copies the particles whose support starts there into a small
+scratch sorted by slab, and deposits them into a float64 buffer of one slab's planes
+(:mod:`bigpaint.mesh.assign_planes`): no two threads write one cell, and every cell is one
+float64 sum in an order fixed by the input and the grid, rounded to the grid's dtype once,
+so the result is the same bit for bit on any number of threads.
 
 Interlacing (Sefusatti et al. 2016) deposits a second grid with positions shifted by half a
 cell and averages the two in Fourier space with the phase that undoes the shift, which

@@ -14,8 +14,8 @@ slab's run in particle order), then deposits its slabs one after the other into 
 thread's float64 buffer of one slab and the ``p - 1`` planes it spills into (a few MiB,
 which stays in cache), and rounds each slab's planes into the grid at once. The first
 ``p - 1`` planes of a slab are shared with the slab before; inside a pass they get the
-previous slab's spill added in float64 before the rounding, and at the edges of passes
-both halves wait in float64 (``edges``) until all passes are done. So every cell is
+previous slab's spill added in float64 before the rounding; at the edges of passes both
+halves wait in float64 until both passes are done. So every cell is
 rounded to the grid's dtype once, from a float64 sum taken in an order fixed by the input
 and the grid (not by the pass size or the thread count): the result is the same bit for
 bit on any number of threads and with any scratch size.
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from bigpaint.mesh.weights import axis_nodes, axis_weights, wrap_index
 
@@ -229,60 +229,6 @@ def _run_pass(
     edge[1, :] = ghost
 
 
-@njit(parallel=True, cache=True)
-def _deposit_passes(pos, weights, has_w, shape, inv, pt, shift, bits, cap, nthreads, flat):
-    """Race-free parallel deposit into the flat C-order grid ``flat`` of ``shape`` (see the
-    module notes): passes in parallel, each on one thread with its own scratch."""
-    p = len(pt)  # a compile-time constant: the length of the tuple type
-    n = pos.shape[0]
-    nx = shape[0]
-    nyz = shape[1] * shape[2]
-    width = 1 << bits
-    nslab = nx // width
-
-    # 1. every block's particles in slab order: one byte each (see the module notes)
-    nblock = (n + BLOCK - 1) // BLOCK
-    order = np.empty(n, np.uint8)
-    first = np.empty((nblock, nslab + 1), np.uint8)
-    nparts = min(nblock, 4 * nthreads)
-    hist = np.zeros((nparts, nslab), np.int64)
-    for t in prange(nparts):
-        _sort_blocks(
-            pos, inv, nx, pt, shift, bits, nslab, nblock * t // nparts,
-            nblock * (t + 1) // nparts, order, first, hist[t],
-        )  # fmt: skip
-    counts = hist.sum(axis=0)
-
-    # 2. passes: consecutive slabs of at most ``cap`` particles, one per thread at a time
-    passes = _groups(counts, cap)
-    npass = passes.shape[0] - 1
-    edges = np.zeros((npass, 2, (p - 1) * nyz), np.float64)
-    most = 0
-    for g in range(npass):
-        most = max(most, counts[passes[g] : passes[g + 1]].sum())
-    # one scratch and one slab buffer per thread, allocated once: fresh pages cost a fault
-    # each (0.5 to 30 us apiece measured on a shared machine), which per pass added up
-    nbuf = (nx - (nslab - 1) * width + p - 1) * nyz
-    spos = np.empty((nthreads, most, 3), pos.dtype)
-    sw = np.empty((nthreads, most if has_w else 1), np.float64)
-    bufs = np.empty((nthreads, nbuf), np.float64)
-    for g in prange(npass):
-        t = numba.get_thread_id()
-        _run_pass(
-            pos, weights, has_w, shape, inv, pt, shift, width, passes[g], passes[g + 1], counts,
-            order, first, flat, edges[g], spos[t], sw[t], bufs[t],
-        )  # fmt: skip
-
-    # 3. the planes shared by passes: the first slab's own sum + the spill of the pass
-    #    before (periodic), in float64, then rounded once
-    for g in prange(npass):
-        o = passes[g] * width * nyz
-        prev = g - 1 if g > 0 else npass - 1
-        for q in range((p - 1) * nyz):
-            flat[o + q] += edges[g, 0, q] + edges[prev, 1, q]
-    return flat
-
-
 def deposit_planes(
     pos: np.ndarray,
     weights: np.ndarray | None,
@@ -326,18 +272,89 @@ def deposit_planes(
         return flat
     entry = 3 * pos.itemsize + (8 if weights is not None else 0)
     scratch = max(SCRATCH_BYTES, pos.nbytes // SCRATCH_FRACTION)
-    with numba.parallel_chunksize(1):  # passes as threads free up: clustered ones differ
-        _deposit_passes(
-            pos,
-            w,
-            weights is not None,
-            shape_a,
-            inv,
-            pt,
-            float(shift),
-            width.bit_length() - 1,
-            max(1, scratch // entry),
-            numba.get_num_threads(),
-            flat,
-        )
+    has_w = weights is not None
+    _deposit_passes(pos, w, has_w, shape_a, inv, pt, float(shift), width, scratch // entry, flat)
     return flat
+
+
+def _deposit_passes(
+    pos: np.ndarray,
+    w: np.ndarray,
+    has_w: bool,
+    shape: np.ndarray,
+    inv: np.ndarray,
+    pt: tuple[int, ...],
+    shift: float,
+    width: int,
+    cap: int,
+    flat: np.ndarray,
+) -> None:
+    """Sort the blocks, run the passes on a pool of ``numba.get_num_threads()`` threads
+    (the kernels release the GIL), then sum the planes shared by passes (see the module
+    notes). Each thread has one scratch and one slab buffer, allocated once: fresh pages
+    cost a fault each (0.5 to 30 us apiece measured on a shared machine). A numba
+    ``prange`` over the passes was no faster and held about 150 MiB more at 256^3."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from queue import SimpleQueue
+
+    p = len(pt)
+    n, nx, nyz = pos.shape[0], int(shape[0]), int(shape[1] * shape[2])
+    bits = width.bit_length() - 1
+    nslab = nx // width
+    nblock = -(-n // BLOCK)
+    nthreads = max(1, min(numba.get_num_threads(), nslab))
+    order = np.empty(n, np.uint8)
+    first = np.empty((nblock, nslab + 1), np.uint8)
+    nparts = min(nblock, 4 * nthreads)
+    hist = np.zeros((nparts, nslab), np.int64)
+
+    def sort(t: int) -> None:
+        b0, b1 = nblock * t // nparts, nblock * (t + 1) // nparts
+        _sort_blocks(pos, inv, nx, pt, shift, bits, nslab, b0, b1, order, first, hist[t])
+
+    with ThreadPoolExecutor(nthreads) as pool:
+        list(pool.map(sort, range(nparts)))
+        counts = hist.sum(axis=0)
+        passes = _groups(counts, max(1, cap))
+        npass = len(passes) - 1
+        most = max(int(counts[passes[g] : passes[g + 1]].sum()) for g in range(npass))
+        h = (p - 1) * nyz
+        free: SimpleQueue = SimpleQueue()
+        for _ in range(min(nthreads, npass)):
+            free.put(
+                (
+                    np.empty((most, 3), pos.dtype),
+                    np.empty(most if has_w else 1, np.float64),
+                    np.empty((nx - (nslab - 1) * width + p - 1) * nyz, np.float64),
+                )
+            )
+        # the planes shared by passes g - 1 and g: pass g's own sum + the spill of pass
+        # g - 1 (periodic), added in float64 and rounded once as soon as both are done
+        heads: dict[int, np.ndarray] = {}
+        ghosts: dict[int, np.ndarray] = {}
+        lock = threading.Lock()
+
+        def settle(g: int) -> None:
+            prev = (g - 1) % npass
+            if g in heads and prev in ghosts:
+                o = int(passes[g]) * width * nyz
+                head, ghost = heads.pop(g), ghosts.pop(prev)
+                flat[o : o + h] += head + ghost
+
+        def run(g: int) -> None:
+            spos, sw, buf = free.get()
+            edge = np.empty((2, h), np.float64)
+            try:
+                _run_pass(
+                    pos, w, has_w, shape, inv, pt, shift, width, passes[g], passes[g + 1],
+                    counts, order, first, flat, edge, spos, sw, buf,
+                )  # fmt: skip
+            finally:
+                free.put((spos, sw, buf))
+            with lock:
+                heads[g], ghosts[g] = edge[0], edge[1]
+                settle(g)
+                settle((g + 1) % npass)
+
+        list(pool.map(run, range(npass)))
