@@ -80,6 +80,14 @@ def _config(config_file: str | None, overrides: dict[str, Any]) -> Any:
     "have roles in the verdict.",
 )
 @click.option(
+    "--matter",
+    default=None,
+    metavar="FIELD",
+    help="The simulation's matter density on the truth's grid (e.g. simulate's density.zarr): "
+    "the truth's noise is then measured against it instead of assumed Poisson. Halos are "
+    "sub-Poisson, so give it whenever you have it.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False),
     default=None,
@@ -135,6 +143,7 @@ def evaluate_cmd(
     painted: str,
     truth: str,
     baselines: tuple[str, ...],
+    matter: str | None,
     out: str | None,
     config_file: str | None,
     kmax: float | None,
@@ -171,14 +180,15 @@ def evaluate_cmd(
         **_thresholds(thresholds),
     }
     cfg = _config(config_file, overrides)
-    check_inputs(painted, truth, bases, cfg)
+    check_inputs(painted, truth, bases, cfg, matter)
     inputs = {
         "PAINTED": painted,
         "TRUTH": truth,
         **{f"--baseline {k}": v for k, v in bases.items()},
+        **({"--matter": matter} if matter else {}),
     }
     with open_cluster(cluster_file, workers, outputs={"--out": out}, inputs=inputs):
-        ev = evaluate(painted, truth, bases, config=cfg)
+        ev = evaluate(painted, truth, bases, matter=matter, config=cfg)
         if out:
             ev.write(out)
     click.echo(ev.verdict.table())

@@ -58,7 +58,7 @@ _FIGURES = (
      "baselines."),
     ("abundance.png", "Halo abundance per mass bin and in total, relative to the truth."),
     ("bispectrum_total.png", "All mass bins summed: the bispectrum on triangles (k1, k2, "
-     "theta) with the Poisson terms removed, and its ratio to the truth."),
+     "theta) with the truth's noise terms removed, and its ratio to the truth."),
     ("pdf.png", "Counts in cells: how many cells hold n halos, per mass bin and in total."),
 )  # fmt: skip
 NO_VERDICT = (
@@ -252,9 +252,12 @@ def _reading_paragraph(j: Judgement, run_dir: Path | None) -> str:
         "clustered. <b>r_c(k)</b>, the cross-correlation coefficient with the truth, asks "
         "whether they sit where the true halos sit: higher is better, but even a perfect "
         "prediction stays below 1, at √(1 - N / P_true), because nothing can predict the "
-        "Poisson scatter of the true halos. The <b>stochasticity</b> s(k) = P_true (1 - "
+        "random scatter of the true halos. The <b>stochasticity</b> s(k) = P_true (1 - "
         "r_c²) is the part of the true power the painting leaves unexplained: lower is "
-        "better, down to the floor N = V / N_halos, the truth's shot noise."
+        "better, down to the floor N, the truth's shot noise. N is measured against the "
+        "simulation's matter where the evaluation was given it (halos are not Poisson "
+        "tracers: massive ones exclude each other, and their noise is below V / N_halos), "
+        "and is the Poisson V / N_halos otherwise."
     )
     noise = attrs.get("shot_noise_treatment") or v.get("shot_noise")
     if noise:

@@ -193,11 +193,13 @@ def _evaluate_params() -> type[BaseModel]:
     class EvaluateParams(EvaluateConfig):
         """:func:`bigpaint.stats.evaluate.evaluate`: the painting against the truth and the
         ``linear`` and ``quadratic`` baselines (paths or ``@stage/output``), with the settings
-        and thresholds of :class:`bigpaint.stats.evaluate.EvaluateConfig`."""
+        and thresholds of :class:`bigpaint.stats.evaluate.EvaluateConfig`; ``matter``, the
+        simulation's matter density, measures the truth's noise."""
 
         painted: str
         truth: str
         baselines: dict[Literal["linear", "quadratic"], str] = Field(default_factory=dict)
+        matter: str | None = None
 
     return EvaluateParams
 
@@ -210,7 +212,7 @@ def evaluate_run(cfg: Any, ctx: StageContext) -> dict[str, Any]:
     from bigpaint.stats.evaluate import EvaluateConfig, evaluate
 
     settings = cfg.model_dump(include=set(EvaluateConfig.model_fields))
-    ev = evaluate(cfg.painted, cfg.truth, cfg.baselines, config=settings)
+    ev = evaluate(cfg.painted, cfg.truth, cfg.baselines, matter=cfg.matter, config=settings)
     ev.write(ctx.dir)
     ctx.log(f"verdict {ev.verdict.overall}")
     return ev.summary()

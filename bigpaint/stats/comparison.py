@@ -15,7 +15,8 @@ r_c,baseline`` needs. No window is compensated: the truth is NGP counts on the g
 painting imitates that grid, and NGP's alias sum is 1, so the truth's Poisson noise on the
 grid is white, ``1/n``, at every ``k``.
 
-Shot noise, like with like. ``N_t = V / N_true`` is the truth's Poisson noise power; a
+Shot noise, like with like. ``N_t`` is the truth's noise power: Poisson, ``V / N_true``, or
+measured against the simulation's matter (:mod:`bigpaint.stats.truth_noise`); a
 Poisson-sampled (integer) painting or baseline carries its own ``N_m = V / N_m``, an
 expectation (non-integer) one none. ``T = sqrt((P_m - N_m) / (P_t - N_t))`` compares
 noise-free clustering; ``r_c = P_mt / sqrt((P_m - N_m) P_t)`` and ``s = P_t (1 - r_c^2)``
@@ -26,7 +27,8 @@ against it. Errors: :mod:`bigpaint.stats.gaussian_errors`.
 Bispectrum. :func:`bigpaint.stats.bispectrum.bispectrum` of every field and level; the
 Poisson terms of a discrete field, ``(P1 + P2 + P3) / n + 1 / n^2`` with noise-free shell
 powers ``P_i - 1/n``, are subtracted from the truth (and from Poisson-sampled models) before
-``B / B_true`` is formed.
+``B / B_true`` is formed; a measured ``N_t`` takes the place of the truth's ``1/n`` (a
+one-parameter model of non-Poisson noise: its three-point part is not measured separately).
 
 Counts PDF. Per cell, the truth's count histogram against the Poisson mixture a painted
 expectation predicts, ``P(n) = mean over cells of Poisson(n; lambda_cell)`` (exact, no random
@@ -355,7 +357,8 @@ def spectra_tables(
 
 
 def _poisson_terms(b: xr.Dataset, noise: float) -> np.ndarray:
-    """``(P1 + P2 + P3) / n + 1 / n^2`` with noise-free shell powers, ``1/n = noise``."""
+    """``(P1 + P2 + P3) / n + 1 / n^2`` with noise-free shell powers, ``1/n = noise``: the
+    Poisson terms, and for a measured noise the same form with ``1/n`` replaced by it."""
     if noise == 0:
         return np.zeros(b.sizes["theta"])
     p = b.attrs["P1"] + b.attrs["P2"] + b.P3.values - 3 * noise
@@ -374,13 +377,14 @@ def bispectrum_table(
     theta: Sequence[float],
     shell_width: float | None,
 ) -> xr.Dataset:
-    """``B`` of every field and level, the truth's Poisson terms removed, ``B / B_true``.
+    """``B`` of every field and level, the truth's noise terms removed, ``B / B_true``.
 
     Returns
     -------
     xarray.Dataset
         Dimensions ``level``, ``model``, ``theta``; ``B_true`` and ``B`` as measured,
-        ``*_corrected`` with the Poisson terms removed ((Mpc/h)^6), ``ratio`` =
+        ``*_corrected`` with the noise terms removed ((Mpc/h)^6; ``noise``: per field and
+        level, the noise power, measured or ``V / N``), ``ratio`` =
         ``B_corrected / B_true_corrected`` and its Gaussian error ``sigma_ratio``.
     """
     names = list(fields)

@@ -12,19 +12,21 @@ Fields (one channel per mass bin) per mass bin and for the total, and returns an
 * ``spectra``: P, T(k), r_c(k), s(k) of every model and ``r_c - r_c,baseline`` per k bin,
   with Gaussian errors; fine bins (width ``dk``, default ``k_F``) up to ``kmax`` for the
   verdict, then ``coarse_bins`` logarithmic bins to ``k_Nyq`` for the figures.
-* ``bispectrum``: ``B(k1, k2, theta)`` and ``B / B_true`` with Poisson terms removed.
+* ``bispectrum``: ``B(k1, k2, theta)`` and ``B / B_true`` with noise terms removed.
 * ``pdf``: counts in cells, truth against prediction.
 
 The statistics and their shot-noise treatment are in :mod:`bigpaint.stats.comparison`, the
 error model in :mod:`bigpaint.stats.gaussian_errors`, the verdict in
 :mod:`bigpaint.stats.verdict`; docs/evaluate.md explains them for users.
 
-Inputs are checked before any data is read: every Field must be a count kind, and all must
-share kind, grid, box, redshift (when recorded) and mass bins (:func:`bigpaint.mass_bins.mass_bins_of`);
-the truth must be NGP counts (its ``mass_assignment`` record), since its white ``1/n`` shot
-noise rests on that. No window is compensated, and each Field's record is reported. The one
-pass over the data then refuses NaN/inf, a truth that is not non-negative integers, and a
-mass bin in which the truth has no halos (exclude it with ``exclude_bins``).
+Inputs are checked before any data is read (:mod:`bigpaint.stats.evaluate_inputs`). No window
+is compensated, and each Field's record is reported. The one pass over the data then refuses
+NaN/inf, a truth that is not non-negative integers, and a mass bin in which the truth has no
+halos (exclude it with ``exclude_bins``).
+
+The truth's noise. Given the simulation's matter (``matter=``), it is measured
+(:mod:`bigpaint.stats.truth_noise`); otherwise it is taken as Poisson, ``V / N_true``, which
+understates the clustering of halos, whose noise is sub-Poisson on large scales.
 """
 
 from __future__ import annotations
@@ -35,15 +37,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field
 
-from bigpaint.errors import ConfigError, MetadataError, NonFiniteError, ShapeError
+from bigpaint.errors import ConfigError, MetadataError, NonFiniteError
 from bigpaint.stats.comparison import (
     PAINTED,
     TRUTH,
@@ -52,222 +53,14 @@ from bigpaint.stats.comparison import (
     pdf_table,
     spectra_tables,
 )
-from bigpaint.stats.inputs import COUNT_KINDS
-from bigpaint.stats.verdict import Thresholds, Verdict, judge
+from bigpaint.stats.evaluate_config import DEFAULT_THETA, EvaluateConfig
+from bigpaint.stats.evaluate_inputs import Source, check_inputs, k_nyquist, open_matter
+from bigpaint.stats.truth_noise import truth_noise
+from bigpaint.stats.verdict import Verdict, judge
 
 __all__ = ["DEFAULT_THETA", "EvaluateConfig", "Evaluation", "check_inputs", "evaluate"]
 
-#: Default triangle angles (radians) of the bispectrum criterion.
-DEFAULT_THETA = (0.2, 0.6, 1.0, 1.4, 1.8, 2.2, 2.6, 3.0)
-_RESERVED = {PAINTED, TRUTH}
 WHERE = "evaluate"
-
-
-class EvaluateConfig(BaseModel):
-    """Settings of an evaluation (YAML keys of ``bigpaint evaluate --config``).
-
-    Attributes
-    ----------
-    kmax : float
-        Largest k of the verdict, h/Mpc.
-    dk : float or None
-        Width of the k bins from ``k_F`` to ``kmax`` in h/Mpc (default ``k_F``), rounded so
-        that ``kmax`` is a bin edge.
-    coarse_bins : int
-        Logarithmic bins from ``kmax`` to ``k_Nyq`` (figures only).
-    total_from : int
-        First channel (mass bin) included in the total.
-    exclude_bins : tuple of int
-        Channels left out of everything (e.g. a bin with no true halos).
-    noise : {"auto", "expectation", "poisson"}
-        Whether the painting and baselines are expectations or Poisson draws; ``auto``
-        decides per Field: non-negative integers are draws.
-    k1, k2 : float
-        Bispectrum triangle sides in h/Mpc.
-    theta : tuple of float
-        Angles between ``k1`` and ``k2`` in radians.
-    shell_width : float or None
-        Bispectrum shell width in h/Mpc (default ``k_F``).
-    judge : {"total", "all"}
-        Judge the spectra and bispectrum on the total only, or in every mass bin too.
-    thresholds : Thresholds
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kmax: float = Field(0.2, gt=0)
-    dk: float | None = Field(None, gt=0)
-    coarse_bins: int = Field(6, ge=0)
-    total_from: int = Field(0, ge=0)
-    exclude_bins: tuple[int, ...] = ()
-    noise: Literal["auto", "expectation", "poisson"] = "auto"
-    k1: float = Field(0.1, gt=0)
-    k2: float = Field(0.2, gt=0)
-    theta: tuple[float, ...] = Field(DEFAULT_THETA, min_length=1)
-    shell_width: float | None = Field(None, gt=0)
-    judge: Literal["total", "all"] = "total"
-    thresholds: Thresholds = Field(default_factory=Thresholds)
-
-
-# ---------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class _Source:
-    name: str
-    label: str
-    data: da.Array
-    meta: Any
-    edges: np.ndarray
-    window: str
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(int(s) for s in self.data.shape[1:])
-
-
-def _open(obj: Any, name: str) -> _Source:
-    from bigpaint.field import data_var, field_meta, open_field
-    from bigpaint.mass_assignment import mass_assignment_of
-    from bigpaint.mass_bins import mass_bins_of
-
-    if isinstance(obj, (str, os.PathLike)):
-        ds, label = open_field(str(obj)), str(obj)
-    elif isinstance(obj, xr.Dataset):
-        ds, label = obj, str(obj.encoding.get("bigpaint_url", name))
-    else:
-        raise ConfigError(
-            f"{WHERE}: {name} must be a Field path or an opened Field, got {type(obj).__name__}"
-        )
-    meta = field_meta(ds)
-    var = data_var(ds)
-    data = var.data if isinstance(var.data, da.Array) else da.from_array(np.asarray(var.data))
-    if data.ndim == 3:
-        data = data[None]
-    who = f"{WHERE}: {name} ({label})"
-    if meta.kind not in COUNT_KINDS:
-        raise MetadataError(
-            f"{who} is a {meta.kind!r} Field; evaluate compares counts per cell "
-            f"({', '.join(sorted(COUNT_KINDS))}), e.g. simulate's halo_counts.zarr"
-        )
-    edges = mass_bins_of(meta, who)
-    if edges is None:
-        raise MetadataError(
-            f"{who} records no mass bins (provenance.mass_bins, Msun/h); write it with "
-            "bigpaint simulate or paint it with a painter trained on such a Field"
-        )
-    if len(edges) - 1 != data.shape[0]:
-        raise MetadataError(
-            f"{who} has {data.shape[0]} channel(s) but records {len(edges) - 1} mass bin(s); "
-            "its provenance.mass_bins must hold one more edge than it has channels"
-        )
-    ma = mass_assignment_of(meta, who)
-    window = "not recorded" if ma is None else str(ma.scheme)
-    return _Source(name, label, data, meta, edges, window)
-
-
-def _check_same(ref: _Source, s: _Source) -> None:
-    who = f"{WHERE}: {s.name} ({s.label})"
-    if s.meta.kind != ref.meta.kind:
-        raise MetadataError(
-            f"{who} is a {s.meta.kind!r} Field, the truth {ref.meta.kind!r}; compare Fields of "
-            "one kind"
-        )
-    if s.shape != ref.shape:
-        raise ShapeError(
-            f"{who} has grid {s.shape}, the truth {ref.shape}; evaluate Fields on the same grid "
-            "(same cell size and box)"
-        )
-    if not np.allclose(s.meta.box_size, ref.meta.box_size, rtol=1e-9, atol=0):
-        raise MetadataError(
-            f"{who} has box {tuple(s.meta.box_size)} Mpc/h, the truth "
-            f"{tuple(ref.meta.box_size)}; compare Fields of the same box"
-        )
-    za, zb = s.meta.redshift, ref.meta.redshift
-    if za is not None and zb is not None and abs(za - zb) > 1e-6:
-        raise MetadataError(
-            f"{who} is at redshift {za:g}, the truth at {zb:g}; compare Fields of the same redshift"
-        )
-    if len(s.edges) != len(ref.edges) or not np.allclose(s.edges, ref.edges, rtol=1e-6):
-        raise MetadataError(
-            f"{who} has mass bins {s.edges.tolist()} Msun/h, the truth {ref.edges.tolist()}; "
-            "compare Fields with the same mass bins"
-        )
-
-
-def _k_nyquist(n: int, box: float) -> float:
-    return math.pi * n / box
-
-
-def check_inputs(
-    painted: Any,
-    truth: Any,
-    baselines: Mapping[str, Any] | None = None,
-    config: EvaluateConfig | None = None,
-) -> list[_Source]:
-    """Open and check the Fields and settings of an evaluation, reading no data.
-
-    Returns the Fields in order truth, painted, baselines (for :func:`evaluate`).
-
-    Raises
-    ------
-    MetadataError, ShapeError, ConfigError
-        One line naming the Field (or setting) and the fix.
-    """
-    cfg = config or EvaluateConfig()
-    bases = dict(baselines or {})
-    for name in bases:
-        if not isinstance(name, str) or not name.isidentifier() or name in _RESERVED:
-            raise ConfigError(
-                f"{WHERE}: baseline name {name!r} must be an identifier other than "
-                f"{sorted(_RESERVED)} (e.g. linear, quadratic)"
-            )
-    t = _open(truth, TRUTH)
-    sources = [t, _open(painted, PAINTED)] + [_open(v, k) for k, v in bases.items()]
-    n = t.shape[0]
-    if len(set(t.shape)) != 1 or not np.allclose(t.meta.box_size, t.meta.box_size[0], rtol=1e-9):
-        raise ShapeError(
-            f"{WHERE}: truth ({t.label}) has grid {t.shape} and box {tuple(t.meta.box_size)} "
-            "Mpc/h; spectra need a cubic grid in a cubic box"
-        )
-    for s in sources[1:]:
-        _check_same(t, s)
-    if t.window != "NGP":
-        has = {"not recorded": "records no mass assignment", "None": "records no window"}.get(
-            t.window, f"has mass assignment {t.window}"
-        )
-        raise MetadataError(
-            f"{WHERE}: truth ({t.label}) {has}; evaluate needs NGP halo counts (as bigpaint "
-            "simulate writes them), whose shot noise is white"
-        )
-    nbins = len(t.edges) - 1
-    bad = [c for c in cfg.exclude_bins if not 0 <= c < nbins]
-    if bad or cfg.total_from >= nbins:
-        what = f"exclude_bins {bad}" if bad else f"total_from {cfg.total_from}"
-        raise ConfigError(f"{WHERE}: {what} names a mass bin that does not exist (0..{nbins - 1})")
-    if not [c for c in range(cfg.total_from, nbins) if c not in cfg.exclude_bins]:
-        raise ConfigError(
-            f"{WHERE}: total_from {cfg.total_from} and exclude_bins {list(cfg.exclude_bins)} "
-            "leave no mass bin in the total; include one"
-        )
-    box = float(t.meta.box_size[0])
-    kf, knyq = 2 * math.pi / box, _k_nyquist(n, box)
-    if not kf < cfg.kmax < knyq:
-        raise ConfigError(
-            f"{WHERE}: kmax {cfg.kmax:g} h/Mpc must lie between k_F = {kf:.4g} and k_Nyq = "
-            f"{knyq:.4g} h/Mpc of this grid; set kmax"
-        )
-    width = kf if cfg.shell_width is None else cfg.shell_width
-    top = math.sqrt(3.0) * knyq
-    for k in (cfg.k1, cfg.k2):
-        if k - width / 2 <= 0 or k + width / 2 > top:
-            raise ConfigError(
-                f"{WHERE}: bispectrum side {k:g} h/Mpc with shell width {width:.4g} leaves (0, "
-                f"sqrt(3) k_Nyq = {top:.4g}] h/Mpc of this grid; set k1/k2"
-            )
-    if any(not 0 <= th <= math.pi for th in cfg.theta):
-        raise ConfigError(f"{WHERE}: theta must be angles in [0, pi] radians, got {cfg.theta}")
-    return sources
 
 
 # ---------------------------------------------------------------- the scan
@@ -297,7 +90,7 @@ def _block_scan(block: np.ndarray) -> np.ndarray:
     return out
 
 
-def _scan(sources: Sequence[_Source], channels: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
+def _scan(sources: Sequence[Source], channels: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
     """Per Field and channel: sum, min, max, non-integer and non-finite cells.
 
     One task per block returns a few numbers per channel; the client combines them.
@@ -332,7 +125,7 @@ def _scan(sources: Sequence[_Source], channels: Sequence[int]) -> dict[str, dict
 
 
 def _validate_scan(
-    sources: Sequence[_Source], scan: Mapping[str, Mapping[str, np.ndarray]],
+    sources: Sequence[Source], scan: Mapping[str, Mapping[str, np.ndarray]],
     channels: Sequence[int], cfg: EvaluateConfig,
 ) -> dict[str, bool]:  # fmt: skip
     """Refuse bad values; decide which models are Poisson draws."""
@@ -378,7 +171,7 @@ def _edges(n: int, box: float, cfg: EvaluateConfig) -> np.ndarray:
     fine = kbins(box, n, kmin=kf, kmax=cfg.kmax, nbins=count)
     if cfg.coarse_bins == 0:
         return fine
-    coarse = np.geomspace(cfg.kmax, _k_nyquist(n, box), cfg.coarse_bins + 1)[1:]
+    coarse = np.geomspace(cfg.kmax, k_nyquist(n, box), cfg.coarse_bins + 1)[1:]
     return np.concatenate([fine, coarse])
 
 
@@ -461,6 +254,7 @@ def evaluate(
     truth: Any,
     baselines: Mapping[str, Any] | None = None,
     *,
+    matter: Any = None,
     config: EvaluateConfig | Mapping[str, Any] | None = None,
     **settings: Any,
 ) -> Evaluation:
@@ -475,6 +269,11 @@ def evaluate(
     baselines : mapping of name to Field, optional
         Baseline paintings like ``painted``; the names ``linear`` and ``quadratic`` have
         roles in the verdict (:mod:`bigpaint.stats.verdict`).
+    matter : Field path or opened Field, optional
+        The matter density (or contrast) of the truth's simulation on the same grid. Given,
+        the truth's noise is measured against it (:mod:`bigpaint.stats.truth_noise`) rather
+        than assumed Poisson, ``V / N_true``; halos are not Poisson tracers, so judge with it
+        whenever the simulation's matter is at hand.
     config : EvaluateConfig or mapping, optional
         Settings and thresholds.
     **settings
@@ -494,7 +293,7 @@ def evaluate(
 
     base = config.model_dump() if isinstance(config, EvaluateConfig) else dict(config or {})
     cfg = parse_config(EvaluateConfig, {**base, **settings}, WHERE)
-    sources = check_inputs(painted, truth, baselines, cfg)
+    sources = check_inputs(painted, truth, baselines, cfg, matter)
     t = sources[0]
     n, box = t.shape[0], float(t.meta.box_size[0])
     vol = box**3
@@ -515,6 +314,12 @@ def evaluate(
         noise = {k: (vol / v if sampled[k] else np.zeros_like(v)) for k, v in totals.items()}
     fields = {s.name: s.data for s in sources}
     edges = _edges(n, box, cfg)
+    poisson = noise[TRUTH].copy()
+    sigma_noise = np.zeros_like(poisson)
+    if matter is not None:
+        noise[TRUTH], sigma_noise = truth_noise(
+            t.data, open_matter(matter, t), levels, means, box, edges, cfg.kmax
+        )
     spectra, averages = spectra_tables(fields, levels, means, noise, box, edges, cfg.kmax)
     bisp = bispectrum_table(fields, levels, means, noise, spectra, box, cfg.k1, cfg.k2, cfg.theta,
                             cfg.shell_width)  # fmt: skip
@@ -529,7 +334,9 @@ def evaluate(
             "N": (("level", "model"), n_mod, {"units": "halos", "long_name": "halos in the model (sum of expectations)"}),
             "abundance_ratio": (("level", "model"), ratio, {"units": "1", "long_name": "N / N_true"}),
             "sigma_abundance_ratio": (("level", "model"), ratio / np.sqrt(n_true)[:, None], {"units": "1", "long_name": "Poisson error of the truth: ratio / sqrt(N_true)"}),
-            "shot_noise_true": ("level", noise[TRUTH], {"units": "(Mpc/h)^3", "long_name": "V / N_true"}),
+            "shot_noise_true": ("level", noise[TRUTH], {"units": "(Mpc/h)^3", "long_name": "noise power removed from the truth: " + ("P_tt - P_tm^2 / P_mm, k <= kmax" if matter is not None else "V / N_true (Poisson)")}),
+            "sigma_shot_noise_true": ("level", sigma_noise, {"units": "(Mpc/h)^3", "long_name": "Gaussian error of shot_noise_true (0: assumed, not measured)"}),
+            "poisson_noise_true": ("level", poisson, {"units": "(Mpc/h)^3", "long_name": "V / N_true"}),
             **{k: v.assign_attrs(units="1") for k, v in averages.items()},
             **{k: v.assign_attrs(units="1") for k, v in extras.items()},
         },
@@ -547,26 +354,46 @@ def evaluate(
         str(models[1 + int(np.nanargmax(row))]) if np.isfinite(row).any() else "" for row in mean_rc
     ]
     lv["best_baseline"] = ("level", np.array(best, dtype=str))
-    attrs = _attrs(sources, sampled, levels, cfg, box, n)
+    attrs = _attrs(sources, sampled, levels, cfg, box, n, matter)
     for ds in (lv, spectra, bisp, pdf):
         ds.attrs.update(attrs)
     judged = ["total"] if cfg.judge == "total" else [lev.name for lev in levels]
     verdict = judge(lv, spectra, bisp, cfg.thresholds, judge_levels=judged)
-    return Evaluation(lv, spectra, bisp, pdf, verdict, cfg, {s.name: s.label for s in sources})
+    labels = {s.name: s.label for s in sources}
+    if matter is not None:
+        labels["matter"] = _label(matter)
+    return Evaluation(lv, spectra, bisp, pdf, verdict, cfg, labels)
 
 
-SHOT_NOISE_TEXT = (
-    "truth: Poisson draw, noise N_t = V/N_true (white: NGP counts, no window compensated); "
-    "T = sqrt((P - N_model)/(P_true - N_t)); r_c = P_cross/sqrt((P - N_model) P_true) and "
-    "s = P_true (1 - r_c^2) keep the truth's noise (floor s = N_t); N_model = V/N for "
-    "Poisson-sampled models, 0 for expectations; bispectrum: Poisson terms (P1+P2+P3)/n + 1/n^2 "
-    "removed from the truth and sampled models"
-)
+def _label(obj: Any) -> str:
+    if obj is None:
+        return ""
+    if isinstance(obj, (str, os.PathLike)):
+        return str(obj)
+    return str(getattr(obj, "encoding", {}).get("bigpaint_url", "an opened Field"))
+
+
+def shot_noise_text(measured: bool) -> str:
+    """How the evaluation treats shot noise, for the tables' attributes and the report."""
+    truth = (
+        "truth: noise N_t measured against the simulation's matter, P_tt - P_tm^2/P_mm "
+        "averaged over k <= kmax (halos are not Poisson tracers)"
+        if measured
+        else "truth: Poisson draw, noise N_t = V/N_true (white: NGP counts, no window "
+        "compensated; halos are not exactly Poisson: give the matter to measure it)"
+    )
+    return (
+        f"{truth}; T = sqrt((P - N_model)/(P_true - N_t)); r_c = P_cross/sqrt((P - N_model) "
+        "P_true) and s = P_true (1 - r_c^2) keep the truth's noise; N_model = V/N for "
+        "Poisson-sampled models, 0 for expectations; bispectrum: noise terms "
+        "(P1+P2+P3) N + N^2 (shell powers noise-free) removed from the truth (N = N_t) and "
+        "sampled models (N = V/N)"
+    )
 
 
 def _attrs(
-    sources: Sequence[_Source], sampled: Mapping[str, bool], levels: Sequence[Level],
-    cfg: EvaluateConfig, box: float, n: int,
+    sources: Sequence[Source], sampled: Mapping[str, bool], levels: Sequence[Level],
+    cfg: EvaluateConfig, box: float, n: int, matter: Any,
 ) -> dict[str, Any]:  # fmt: skip
     total = next(lev for lev in levels if lev.name == "total")
     return {
@@ -584,7 +411,8 @@ def _attrs(
         "noise": json.dumps({s.name: ("poisson" if sampled[s.name] else "expectation") for s in sources}),
         "mass_assignment": json.dumps({s.name: s.window for s in sources}),
         "compensation": "none (all fields compared on the grid as stored)",
-        "shot_noise_treatment": SHOT_NOISE_TEXT,
+        "shot_noise_treatment": shot_noise_text(matter is not None),
+        "matter": _label(matter),
         "errors": "Gaussian, linear propagation of Cov(P_ab, P_cd) = (P_ad P_bc + P_ac P_bd)/(2 N_eff); "
         "abundance: Poisson of the truth",
     }  # fmt: skip

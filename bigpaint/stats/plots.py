@@ -431,7 +431,7 @@ def _ratio_limits(r: np.ndarray, tolerance: float | None) -> tuple[float, float]
 def plot_evaluation_bispectrum(
     ds: xr.Dataset, path: str | Path, *, tolerance: float | None = None
 ) -> Path:
-    """B(theta) of the truth and models (Poisson terms removed) and B / B_true with errors.
+    """B(theta) of the truth and models (noise terms removed) and B / B_true with errors.
 
     ``ds`` is one level of :attr:`bigpaint.stats.evaluate.Evaluation.bispectrum`;
     ``tolerance`` draws the verdict's band ``1 +- tolerance`` on the ratio panel, whose y
@@ -448,7 +448,7 @@ def plot_evaluation_bispectrum(
         _errorbar(ax, th, row.B_corrected.values, row.sigma_B.values, model_label(m), colors[m])
         _errorbar(axr, th, row.ratio.values, row.sigma_ratio.values, model_label(m), colors[m])
     ax.axhline(0.0, color="k", lw=0.4)
-    ax.set_ylabel(f"B, Poisson terms removed [{ds.B_true.attrs.get('units', '(Mpc/h)^6')}]")
+    ax.set_ylabel(f"B, noise terms removed [{ds.B_true.attrs.get('units', '(Mpc/h)^6')}]")
     ax.set_title("bispectrum B(k1, k2, theta)", fontsize=9)
     axr.axhline(1.0, color="k", lw=0.6, label="truth")
     if tolerance is not None:

@@ -127,3 +127,28 @@ def test_bad_options(ws):
     (ws / "e.yaml").write_text("kmax: 0.3\nthresholds: {bispectrm: 0.2}\n")
     refused(ws, evaluate("p.zarr", "t.zarr", "--config", "e.yaml"), r"unknown key .*bispectrm")
     refused(ws, evaluate("p.zarr", "t.zarr", "--out", "p.zarr"), r"p\.zarr")
+
+
+def test_matter_that_does_not_match_the_truth(ws):
+    counts(ws, "t.zarr")
+    counts(ws, "p.zarr")
+    refused(
+        ws,
+        evaluate("p.zarr", "t.zarr", "--matter", "p.zarr"),
+        r"matter \(p\.zarr\) is a 'halo_count' Field; give the simulation's matter density",
+    )
+    meta = {"box_size": BOX, "kind": "delta", "units": "1", "redshift": 0.0}
+    write_array(str(ws / "m8.zarr"), np.zeros((8, 8, 8), "f4"), chunks=8, meta=meta)
+    refused(
+        ws,
+        evaluate("p.zarr", "t.zarr", "--matter", "m8.zarr"),
+        r"matter \(m8\.zarr\) has grid \(8, 8, 8\), the truth \(16, 16, 16\)",
+    )
+    meta["redshift"] = 1.0
+    write_array(str(ws / "mz.zarr"), np.zeros((16,) * 3, "f4"), chunks=8, meta=meta)
+    refused(
+        ws,
+        evaluate("p.zarr", "t.zarr", "--matter", "mz.zarr"),
+        r"matter \(mz\.zarr\) is at redshift 1, the truth at 0\.0; give the matter at",
+    )
+    refused(ws, evaluate("p.zarr", "t.zarr", "--matter", "nope.zarr"), r"nope\.zarr")

@@ -31,7 +31,8 @@ from bigpaint.pipeline.stages import STAGE_KINDS, StageContext
 from bigpaint.pipeline.stats_stages import EVALUATE_OUTPUTS
 from bigpaint.stats.bispectrum import bispectrum
 from bigpaint.stats.comparison import Level, level_array, pdf_table, spectra_tables
-from bigpaint.stats.evaluate import _scan, _Source, evaluate
+from bigpaint.stats.evaluate import _scan, evaluate
+from bigpaint.stats.evaluate_inputs import Source
 from bigpaint.stats.gaussian_errors import (
     PairSpectra,
     bispectrum_covariance,
@@ -218,7 +219,7 @@ def _drawn(data, shape):
 @given(data=st.data())
 def test_scan_and_counts_pdf_equal_the_whole_array_for_any_chunking(data) -> None:
     arrays, fields = _drawn(data, (2, 8, 7, 9))
-    sources = [_Source(k, k, v, None, np.array(EDGES[:3]), "NGP") for k, v in fields.items()]
+    sources = [Source(k, k, v, None, np.array(EDGES[:3]), "NGP") for k, v in fields.items()]
     scan = _scan(sources, [0, 1])
     for k, a in arrays.items():
         flat = a.reshape(2, -1)
