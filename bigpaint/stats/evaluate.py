@@ -223,9 +223,12 @@ class Evaluation:
         out[f"mean r_c (k <= {k:g})"] = float(tot.mean_r_c.sel(model=PAINTED))
         for b in lv.baseline.values:
             out[f"s / s_{b}"] = float(tot.stochasticity_ratio.sel(baseline=b))
-        r = self.bispectrum.ratio.sel(level="total", model=PAINTED).values
-        fin = r[np.isfinite(r)]
-        out["max |B/B_true - 1|"] = float(np.max(np.abs(fin - 1))) if fin.size else math.nan
+        bisp = next(
+            (c for c in self.verdict.criteria if c.name == "bispectrum" and c.level == "total"),
+            None,
+        )
+        out["mean B/B_true"] = math.nan if bisp is None else bisp.value
+        out["sigma mean B/B_true"] = math.nan if bisp is None else bisp.error
         return out
 
     def verdict_json(self) -> dict[str, Any]:
