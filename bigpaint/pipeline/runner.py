@@ -164,6 +164,7 @@ def plan_pipeline(
                     f"{cfg.out}/{st.name}/); remove it"
                 )
         params = dict(st.params)
+        _refuse_stray_references(params, kind, where)
         upstream: dict[str, str] = {}
         external: list[dict[str, Any]] = []
         for key in kind.inputs:
@@ -235,6 +236,22 @@ def plan_pipeline(
         {f"input {i + 1}": e for i, e in enumerate(externals)},
     )
     return planned
+
+
+def _refuse_stray_references(params: Any, kind: StageKind, where: str, key: str = "") -> None:
+    """A ``@stage/output`` in a parameter the kind does not read as an input would reach the
+    stage unresolved (and fail only when it runs): refuse it while planning."""
+    if isinstance(params, dict):
+        for k, v in params.items():
+            _refuse_stray_references(v, kind, where, f"{key}.{k}" if key else str(k))
+    elif isinstance(params, list):
+        for v in params:
+            _refuse_stray_references(v, kind, where, key)
+    elif isinstance(params, str) and params.startswith("@") and key not in kind.inputs:
+        raise ConfigError(
+            f"{where}: params.{key} is {params!r}, but a {kind.kind} stage reads "
+            f"'@stage/output' only in {', '.join(kind.inputs) or 'no parameter'}; give a path"
+        )
 
 
 def _decide(planned: list[PlannedStage], run_dir: Path, overwrite: bool) -> None:

@@ -415,7 +415,7 @@ STAGE_KINDS: dict[str, StageKind] = _kinds(
         StageKind(
             "evaluate",
             "the verdict on a painting against truth and baselines (bigpaint.stats.evaluate)",
-            inputs=("painted", "truth", "baselines.linear", "baselines.quadratic"),
+            inputs=("painted", "truth", "baselines.linear", "baselines.quadratic", "matter"),
             written=(),
             cluster=True,
             validate=evaluate_validate,

@@ -84,6 +84,11 @@ def test_hash_follows_params_and_upstream(tmp_path):
         (lambda d: d["stages"][4].update(name="painter"), r"two stages are named 'painter'"),
         (lambda d: d.update(stges=[]), r"unknown key 'stges' \(did you mean 'stages'\?\)"),
         (lambda d: d["stages"][5]["params"].update(a="@big-2lpt"), r"write '@stage/output'"),
+        (
+            lambda d: d["stages"][3]["params"].update(device="@big-2lpt/density.zarr"),
+            r"params.device is '@big-2lpt/density.zarr', but a paint stage reads "
+            r"'@stage/output' only in checkpoint, input, source; give a path",
+        ),
     ],
 )
 def test_bad_config_is_one_line_and_writes_nothing(tmp_path, edit, pattern):
