@@ -411,6 +411,17 @@ def stage_verdict(args: argparse.Namespace) -> None:
         say(f"verdict on seed {seed}: {res['verdict']} {res['summary']}")
 
 
+def stage_rejudge(args: argparse.Namespace) -> None:
+    """Judge another checkpoint (``--checkpoint``) on ``--test-seeds`` into
+    ``verdict-TAG/seedN`` (``--tag``): earlier releases and candidates on the same boxes."""
+    if not args.checkpoint or not args.tag:
+        raise SystemExit("rejudge needs --checkpoint PATH and --tag NAME")
+    for seed in args.test_seeds:
+        res = judge(args.work, box_dir(args.work, seed), args.checkpoint,
+                    args.work / f"verdict-{args.tag}" / f"seed{seed}")  # fmt: skip
+        say(f"{args.tag} on seed {seed}: {res['verdict']} {res['summary']}")
+
+
 def stage_external(args: argparse.Namespace) -> None:
     """The selected painter on a box made by another code (pmwd): its 2LPT particles are
     deposited with ``bigpaint deposit``, its PM particles give the halos (bigpaint's FoF)."""
@@ -668,6 +679,7 @@ STAGES = {
     "calibrate": stage_calibrate,
     "select": stage_select,
     "verdict": stage_verdict,
+    "rejudge": stage_rejudge,
     "external": stage_external,
     "ship": stage_ship,
 }
@@ -699,6 +711,8 @@ def main() -> None:
     p.add_argument("--pmwd-python", default="pmwd-venv/bin/python", help="python with pmwd")
     p.add_argument("--pmwd-commit", default=None)
     p.add_argument("--smoothing", type=float, default=2.0, help="second-order baseline R, Mpc/h")
+    p.add_argument("--checkpoint", default=None, help="rejudge: the checkpoint to judge")
+    p.add_argument("--tag", default=None, help="rejudge: results go to verdict-TAG/")
     args = p.parse_args()
     import torch
 
