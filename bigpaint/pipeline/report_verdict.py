@@ -287,6 +287,44 @@ def _reading_paragraph(j: Judgement, run_dir: Path | None) -> str:
 # ---------------------------------------------------------------- the table and figures
 
 
+def _failure(c: dict[str, Any]) -> str:
+    """One failed criterion in words: what was measured and what it means."""
+    name, v, lev = str(c["name"]), c["value"], str(c["level"])
+    if not isinstance(v, (int, float)) or not math.isfinite(v):
+        return f"{name} ({lev}) is undefined."
+    if name == "abundance":
+        side = "too few" if v < 1 else "too many"
+        return (f"In {lev} the painting holds {v:.3f} times the true halo count: {side} "
+                "halos of those masses.")  # fmt: skip
+    if name == "transfer":
+        return (f"The painted clustering amplitude is off by {100 * v:.1f} % on average "
+                "(mean |T - 1|): in the T(k) panel, below 1 means the painted halos cluster "
+                "too weakly at that k, above 1 too strongly.")  # fmt: skip
+    if name.startswith("stochasticity"):
+        return (f"The painting leaves {v:.3f} times the {name.split()[-1]} baseline's "
+                "unexplained power, more than the threshold allows.")  # fmt: skip
+    if name == "r_c every bin":
+        return (f"In one k bin the painting's r_c is {v:+.4f} from the better baseline's, "
+                f"beyond the errors allowed ({c.get('detail') or ''}): there it places halos "
+                "no better than the bias model.")  # fmt: skip
+    if name == "r_c mean":
+        return (f"On average its r_c is only {v:+.4f} above the better baseline's, less than "
+                "the gain asked.")  # fmt: skip
+    if name == "bispectrum":
+        side = "weaker" if v < 1 else "stronger"
+        return (f"Its three-point clustering is {v:.3f} times the truth's ({side}), beyond the "
+                "tolerance.")  # fmt: skip
+    return f"{name} ({lev}) fails."
+
+
+def _failures(j: Judgement) -> str:
+    failed = [c for c in j.verdict["criteria"] if c["status"] == "FAIL"]
+    if not failed:
+        return ""
+    items = "".join(f"<li>{html.escape(_failure(c))}</li>" for c in failed)
+    return f"<div class='failures'><p><b>What failed, in words:</b></p><ul>{items}</ul></div>"
+
+
 def _pm(value: Any, error: Any) -> str:
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         return "n/a"
@@ -367,6 +405,7 @@ def verdict_section(j: Judgement, out: Path, run_dir: Path | None) -> str:
         f"({counts['PASS']} passed, {counts['FAIL']} failed, {counts['NOT JUDGED']} not "
         "judged). Details in <code>verdict.json</code> of that stage.</p>"
         + _reading_paragraph(j, run_dir)
+        + _failures(j)
         + _criteria_table(j)
         + _figures(j, out)
         + "</section>"

@@ -310,3 +310,29 @@ def test_report_params_refuse_too_many_slices_and_unmatched_titles(tmp_path) -> 
         kind.validate({"slices": ["a.zarr"] * 3, "slice_titles": ["x", "y"]}, ctx)
     with pytest.raises(ConfigError, match="at most 6"):
         write_report(tmp_path, [], title="t", slices=["a.zarr"] * 7)
+
+
+def test_failed_criteria_are_said_in_words(tmp_path) -> None:
+    from bigpaint.pipeline.report_verdict import Judgement, _failures
+
+    def crit(name, level, value, status, detail=""):
+        return {"name": name, "level": level, "value": value, "error": 0.01, "status": status,
+                "threshold": "t", "detail": detail}  # fmt: skip
+
+    criteria = [
+        crit("abundance", "bin0", 0.93, "FAIL"),
+        crit("abundance", "bin1", 1.01, "PASS"),
+        crit("transfer", "total", 0.0596, "FAIL"),
+        crit("r_c every bin", "total", -0.0049, "FAIL", "worst bin k = 0.0645 h/Mpc"),
+        crit("bispectrum", "total", 1.3, "FAIL"),
+        crit("r_c mean", "total", None, "NOT JUDGED"),
+    ]
+    j = Judgement("judge", tmp_path, {"verdict": "FAIL", "criteria": criteria}, None)
+    items = re.findall(r"<li>(.*?)</li>", _failures(j))
+    assert len(items) == 4
+    assert "0.930 times the true halo count: too few" in items[0]
+    assert "off by 6.0 % on average" in items[1]
+    assert "-0.0049" in items[2] and "k = 0.0645 h/Mpc" in items[2]
+    assert "1.300 times the truth&#x27;s (stronger)" in items[3]
+    passing = Judgement("judge", tmp_path, {"verdict": "PASS", "criteria": criteria[1:2]}, None)
+    assert _failures(passing) == ""
