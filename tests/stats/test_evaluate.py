@@ -515,7 +515,11 @@ def test_pipeline_stage_takes_the_settings_and_the_baseline_roles(tmp_path) -> N
     base = {"painted": "p.zarr", "truth": "t.zarr", "baselines": {"linear": "l.zarr"}}
     cfg = kind.validate({**base, "kmax": 0.3, "thresholds": {"abundance": 0.1}}, ctx)
     assert (cfg.kmax, cfg.thresholds.abundance, cfg.baselines) == (0.3, 0.1, {"linear": "l.zarr"})
-    assert {"baselines.linear", "baselines.quadratic", "painted", "truth"} == set(kind.inputs)
+    assert {"baselines.linear", "baselines.quadratic", "painted", "truth", "matter"} == set(
+        kind.inputs
+    )
+    assert cfg.matter is None
+    assert kind.validate({**base, "matter": "m.zarr"}, ctx).matter == "m.zarr"
     with pytest.raises(ConfigError, match=r"baselines\.cubic"):
         kind.validate({**base, "baselines": {"cubic": "c.zarr"}}, ctx)
     with pytest.raises(ConfigError, match=r"unknown key 'kmx'"):
