@@ -16,9 +16,9 @@ instead of assuming it: the part of the truth's power that the matter does not p
 averaged over the modes of the verdict's k bins (``k <= kmax``; weights the mode counts,
 the spectra's inverse variances). On those scales it is constant to within its errors, the
 assumption behind every shot-noise subtraction, and it equals ``1/n`` for a Poisson sample of
-any field that the matter predicts. It also contains whatever the matter does not predict
-deterministically (nonlinear and non-local bias), which is what a painting of the density
-cannot paint either. Its Gaussian error comes from the same propagation as every other
+any field that the matter predicts. It also contains whatever part of the true clustering is
+not proportional to the matter mode by mode (from nonlinear and non-local bias): small on
+large scales, but counted as noise. Its Gaussian error comes from the same propagation as every other
 spectrum statistic (:mod:`bigpaint.stats.gaussian_errors`). The matter's window (CIC, say)
 multiplies ``P_tm^2`` and ``P_mm`` alike and cancels.
 """
