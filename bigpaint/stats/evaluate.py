@@ -32,6 +32,7 @@ understates the clustering of halos, whose noise is sub-Poisson on large scales.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -61,6 +62,7 @@ from bigpaint.stats.verdict import Verdict, judge
 __all__ = ["DEFAULT_THETA", "EvaluateConfig", "Evaluation", "check_inputs", "evaluate"]
 
 WHERE = "evaluate"
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- the scan
@@ -319,7 +321,13 @@ def evaluate(
     edges = _edges(n, box, cfg)
     poisson = noise[TRUTH].copy()
     sigma_noise = np.zeros_like(poisson)
-    if matter is not None:
+    if matter is None:
+        logger.warning(
+            "evaluate: no matter Field given, so the truth's shot noise is taken as Poisson "
+            "(V/N); halos are less noisy than that, which biases T and the bispectrum; give "
+            "the simulation's matter density (--matter, matter=) to measure it"
+        )
+    else:
         noise[TRUTH], sigma_noise = truth_noise(
             t.data, open_matter(matter, t), levels, means, box, edges, cfg.kmax
         )

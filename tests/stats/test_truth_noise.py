@@ -9,6 +9,8 @@ part, far below ``lambda``: a sub-Poisson tracer like halos with exclusion.
 
 from __future__ import annotations
 
+import logging
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -105,7 +107,7 @@ def test_noise_does_not_depend_on_the_chunks(chunks) -> None:
 
 
 @pytest.mark.parametrize("sampling", ["poisson", "round"])
-def test_perfect_painting_transfer_with_the_matter(tmp_path, sampling) -> None:
+def test_perfect_painting_transfer_with_the_matter(tmp_path, caplog, sampling) -> None:
     """A painting that knows ``lambda`` has T = 1 against a sub-Poisson truth only when the
     truth's noise is measured; assuming Poisson noise reads it as too strongly clustered."""
     g, lam, truth = _box(4, sampling)
@@ -115,8 +117,12 @@ def test_perfect_painting_transfer_with_the_matter(tmp_path, sampling) -> None:
 
     p, t = put("p.zarr", lam, meta(BOX)), put("t.zarr", truth, meta(BOX))
     mat = put("m.zarr", g, {"box_size": BOX, "kind": "delta", "units": "1", "redshift": 0.0})
-    with_m = evaluate(p, t, matter=mat, kmax=KMAX, coarse_bins=0)
-    without = evaluate(p, t, kmax=KMAX, coarse_bins=0)
+    with caplog.at_level(logging.WARNING, logger="bigpaint.stats.evaluate"):
+        with_m = evaluate(p, t, matter=mat, kmax=KMAX, coarse_bins=0)
+        assert not caplog.records
+        without = evaluate(p, t, kmax=KMAX, coarse_bins=0)
+    # assuming Poisson noise is said, not silent
+    assert any("taken as Poisson" in r.getMessage() for r in caplog.records)
     lv_m, lv_p = with_m.levels.sel(level="total"), without.levels.sel(level="total")
     dev_m = float(lv_m.mean_abs_T_minus_1.sel(model="painted"))
     sig_m = float(lv_m.sigma_mean_abs_T_minus_1.sel(model="painted"))
