@@ -567,9 +567,12 @@ def stage_ship(args: argparse.Namespace) -> None:
     }
     first = args.test_seeds[0]
     verdict = verdicts[first]
-    ext_path = (args.work / "external" / f"pmwd-seed{args.external_seed}" / "judged"
-                / "evaluate" / "verdict.json")  # fmt: skip
-    external = json.loads(ext_path.read_text()) if ext_path.exists() else None
+    # every box made by another code that this painter was judged on
+    external = {
+        int(path.parts[-4].removeprefix("pmwd-seed")): json.loads(path.read_text())
+        for path in sorted((args.work / "external").glob("pmwd-seed*/judged/evaluate/verdict.json"))
+        if (path.parents[1] / "checkpoint.txt").read_text() == best["checkpoint"]
+    }
     dest = PACKAGE_DIR / f"{SHIP_NAME}.painter"
     if dest.exists():
         shutil.rmtree(dest)
@@ -597,8 +600,10 @@ def stage_ship(args: argparse.Namespace) -> None:
         },
     }
     figures["pooled over the verdict boxes"] = pool(list(verdicts.values()))
-    if external is not None:
-        figures["external pmwd box"] = _figures(external)
+    for seed, v in external.items():
+        figures[f"external pmwd box {seed}"] = _figures(v)
+    if len(external) > 1:
+        figures["pooled over the external boxes"] = pool(list(external.values()))
     figures["noise-free amplitude X = P_painted,m / P_truth,m (k <= 0.2)"] = _cross_bias(args)
     seeds = ", ".join(str(s) for s in args.train_seeds)
     card = card.model_copy(
