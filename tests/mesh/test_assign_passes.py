@@ -1,11 +1,11 @@
 """The deposit in passes of slabs (bigpaint.mesh.assign_planes): the same bits whatever the
-scratch size (so the number of passes) and the thread count, and equal to the numpy
-reference.
+pass size (so the number of passes), the scratch size (so the copies per slab) and the
+thread count, and equal to the numpy reference.
 
 Positions on a 1/16-cell lattice with integer masses make every NGP/CIC/TSC weight product
 and every partial sum exact in float64, so there the deposit must equal the reference bit
 for bit. Random positions must give the same bits with one pass per slab and with one pass
-for all, on one and two threads. Every layout holds particles whose first plane is the first
+for all, a scratch of one block and one of every particle, on one and two threads. Every layout holds particles whose first plane is the first
 or last plane of a slab (so their supports cross slab and pass edges) and on the last plane
 of the grid (so they spill over the periodic wrap into plane 0).
 """
@@ -22,19 +22,26 @@ from bigpaint.mesh import assign_planes
 from bigpaint.mesh.assign import deposit, scheme_order
 from tests.mesh.test_assign import reference_deposit
 
-SCRATCH = {"one slab a pass": (1, 2**40), "one pass": (2**40, 1)}
+#: (PASS_BYTES, PASS_FRACTION, SCRATCH_BYTES)
+SCRATCH = {
+    "one slab a pass, one block a copy": (1, 2**40, 1),
+    "one pass, one copy": (2**40, 1, 2**40),
+}
 
 
 def _deposit(pos, shape, box, scheme, mass, scratch, threads, dtype="f8"):
     before = numba.get_num_threads()
-    kept = assign_planes.SCRATCH_BYTES, assign_planes.SCRATCH_FRACTION
-    assign_planes.SCRATCH_BYTES, assign_planes.SCRATCH_FRACTION = SCRATCH[scratch]
+    names = ("PASS_BYTES", "PASS_FRACTION", "SCRATCH_BYTES")
+    kept = [getattr(assign_planes, name) for name in names]
+    for name, value in zip(names, SCRATCH[scratch], strict=True):
+        setattr(assign_planes, name, value)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
         return deposit(pos, shape, box, scheme=scheme, weights=mass, dtype=dtype)
     finally:
         numba.set_num_threads(before)
-        assign_planes.SCRATCH_BYTES, assign_planes.SCRATCH_FRACTION = kept
+        for name, value in zip(names, kept, strict=True):
+            setattr(assign_planes, name, value)
 
 
 def _edge_cells(shape, p) -> np.ndarray:

@@ -25,8 +25,9 @@ BOX = (41.0, 14.0, 5.0)
 @pytest.fixture(params=["one slab per group", "default groups"])
 def groups(request, monkeypatch):
     if request.param == "one slab per group":
+        monkeypatch.setattr(assign_planes, "PASS_BYTES", 1)
+        monkeypatch.setattr(assign_planes, "PASS_FRACTION", 2**40)
         monkeypatch.setattr(assign_planes, "SCRATCH_BYTES", 1)
-        monkeypatch.setattr(assign_planes, "SCRATCH_FRACTION", 2**40)
     return request.param
 
 
