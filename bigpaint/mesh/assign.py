@@ -45,6 +45,7 @@ import numpy as np
 from numba import njit, prange
 
 from bigpaint.errors import NonFiniteError, ParticleBoundsError, ShapeError
+from bigpaint.mesh.particle_status import note_status, particle_status
 from bigpaint.mesh.weights import axis_nodes, axis_weights, wrap_index
 
 __all__ = [
@@ -97,33 +98,9 @@ def _scan(pos, weights, has_w, box, nparts):
     for t in prange(nparts):
         lo = n * t // nparts
         hi = n * (t + 1) // nparts
-        nbad = 0
-        fbad = -1
-        nout = 0
-        fout = -1
+        row = stats[t]
         for i in range(lo, hi):
-            bad = False
-            out = False
-            for a in range(3):
-                v = pos[i, a]
-                if not np.isfinite(v):
-                    bad = True
-                elif v < 0.0 or v > box[a]:
-                    out = True
-            if has_w and not np.isfinite(weights[i]):
-                bad = True
-            if bad:
-                nbad += 1
-                if fbad < 0:
-                    fbad = i
-            elif out:
-                nout += 1
-                if fout < 0:
-                    fout = i
-        stats[t, 0] = nbad
-        stats[t, 1] = fbad
-        stats[t, 2] = nout
-        stats[t, 3] = fout
+            note_status(row, i, particle_status(pos, i, weights, has_w, box))
     return stats
 
 
@@ -214,14 +191,26 @@ def scan_particles(
     box = np.asarray(box_size, dtype=np.float64)
     w = weights if has_w else np.zeros(1, np.float64)
     nparts = int(min(n, 4 * numba.get_num_threads()))
-    stats = _scan(positions, w, has_w, box, nparts)
+    return scan_from_stats(_scan(positions, w, has_w, box, nparts), positions, has_w, offset)
+
+
+def scan_from_stats(
+    stats: np.ndarray, positions: np.ndarray, has_w: bool, offset: int = 0
+) -> ParticleScan:
+    """The :class:`ParticleScan` of per-part counts ``stats`` (rows of non-finite count,
+    first non-finite index, outside count, first outside index; -1 for none)."""
 
     def first(col: int) -> tuple[int, tuple[float, ...]] | None:
         i = _first(stats, col)
         return None if i < 0 else (i + offset, tuple(float(v) for v in positions[i]))
 
     return ParticleScan(
-        n, int(stats[:, 0].sum()), int(stats[:, 2].sum()), first(1), first(3), has_w
+        positions.shape[0],
+        int(stats[:, 0].sum()),
+        int(stats[:, 2].sum()),
+        first(1),
+        first(3),
+        has_w,
     )
 
 
@@ -463,8 +452,8 @@ def deposit(
     box = box_lengths(box_size)
     pos = _as_positions(positions)
     w = _as_weights(weights, pos.shape[0])
-    check_particles(pos, box, weights=w, wrap=wrap)
     if interlaced:
+        check_particles(pos, box, weights=w, wrap=wrap)
         first = deposit(pos, shape, box, scheme=scheme, weights=w, wrap=True, dtype="float64")
         second = deposit(
             pos, shape, box, scheme=scheme, weights=w, wrap=True, shift=0.5, dtype="float64"
@@ -490,8 +479,12 @@ def deposit(
         return out
     from bigpaint.mesh.assign_planes import deposit_planes
 
+    def check(stats: np.ndarray) -> None:
+        scan_from_stats(stats, pos, w is not None).raise_if_bad(box, wrap=wrap)
+
     inv = np.array([s / b for s, b in zip(shape, box, strict=True)], np.float64)
-    deposit_planes(pos, w, shape, inv, p, float(shift), out.reshape(-1))
+    box_a = np.asarray(box, np.float64)
+    deposit_planes(pos, w, shape, inv, p, float(shift), out.reshape(-1), box_a, check)
     return out
 
 

@@ -5,7 +5,10 @@ of float64, at least ``p - 1`` planes, at most ``_MAX_SLABS`` slabs). A particle
 the slab of its first plane. A first pass sorts every block of ``BLOCK`` (255) consecutive
 particles by slab, in place of a copy: one byte per particle (its offset in the block, in
 slab order) and one byte per block and slab (where the slab's run starts), about 1.25
-bytes per particle in all.
+bytes per particle in all. The same pass checks every particle
+(:mod:`bigpaint.mesh.particle_status`) and hands the counts to the caller, which refuses
+bad input before anything is written: a separate scan read the positions one more time,
+about a tenth of the deposit at 256^3.
 
 Then *passes* of consecutive slabs, holding about ``PASS_BYTES`` of particles (or a
 ``PASS_FRACTION``-th of the positions if more), run in parallel, one per thread. A pass
@@ -35,10 +38,13 @@ times slower than from the copy).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 import numpy as np
 from numba import njit
 
+from bigpaint.mesh.particle_status import note_status, particle_status
 from bigpaint.mesh.weights import axis_nodes, axis_weights, wrap_index
 
 __all__ = [
@@ -84,12 +90,16 @@ def slab_width(shape: tuple[int, int, int], p: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _sort_blocks(pos, inv, nx, pt, shift, bits, nslab, b0, b1, order, first, hist):
+def _sort_blocks(
+    pos, weights, has_w, box, inv, nx, pt, shift, bits, nslab, b0, b1, order, first, hist, stats
+):  # fmt: skip
     """Blocks b0..b1-1: each particle's slab, the block's particles in slab order
     (``order``: offsets in the block, stable) and where each slab's run starts
-    (``first``); ``hist`` counts the particles per slab."""
+    (``first``); ``hist`` counts the particles per slab, and ``stats`` the particles that
+    cannot be deposited (see :func:`~bigpaint.mesh.particle_status.note_status`)."""
     p = len(pt)  # a compile-time constant: the length of the tuple type
     n = pos.shape[0]
+    bx, by, bz = box[0], box[1], box[2]
     slab = np.empty(BLOCK, np.int64)
     cnt = np.empty(nslab + 1, np.int64)
     for b in range(b0, b1):
@@ -97,7 +107,16 @@ def _sort_blocks(pos, inv, nx, pt, shift, bits, nslab, b0, b1, order, first, his
         m = min(n, lo + BLOCK) - lo
         cnt[:] = 0
         for j in range(m):
-            s = min(axis_weights(pos[lo + j, 0], inv[0], nx, p, shift)[0] >> bits, nslab - 1)
+            i = lo + j
+            x = pos[i, 0]
+            y = pos[i, 1]
+            z = pos[i, 2]
+            fine = 0.0 <= x <= bx and 0.0 <= y <= by and 0.0 <= z <= bz
+            if has_w:
+                fine = fine and np.isfinite(weights[i])
+            s = 0  # a NaN has no slab; the caller refuses the input
+            if fine or note_status(stats, i, particle_status(pos, i, weights, has_w, box)):
+                s = min(axis_weights(x, inv[0], nx, p, shift)[0] >> bits, nslab - 1)
             slab[j] = s
             cnt[s + 1] += 1
         for s in range(nslab):
@@ -305,13 +324,15 @@ def deposit_planes(
     p: int,
     shift: float,
     flat: np.ndarray,
+    box: np.ndarray,
+    check: Callable[[np.ndarray], None],
 ) -> np.ndarray:
     """Add the deposit of ``pos`` to the flat C-order grid ``flat`` (float32 or float64).
 
     Parameters
     ----------
     pos : (N, 3) float32 or float64 array, C-contiguous
-        Positions in Mpc/h (checked by the caller; outside ones wrap).
+        Positions in Mpc/h (outside ones wrap).
     weights : (N,) float64 array or None
         Masses; unit mass when None.
     shape : 3 int
@@ -324,6 +345,12 @@ def deposit_planes(
         Shift of every position in cells (0.5 for the second grid of interlacing).
     flat : 1-D float32 or float64 array
         The grid, added into; every cell is rounded once.
+    box : (3,) float64 array
+        Box side lengths in Mpc/h.
+    check : callable
+        Given the counts of particles that cannot be deposited (rows of
+        :func:`~bigpaint.mesh.particle_status.note_status`), found in the first pass over
+        the positions, before anything is written; it raises to refuse them.
 
     Returns
     -------
@@ -336,20 +363,36 @@ def deposit_planes(
     shape_a = np.array(shape, np.int64)
     pt = (0,) * p
     if nslab == 1:
+        check(_statuses(pos, w, weights is not None, box))
         _one_slab(pos, w, weights is not None, shape_a, inv, pt, float(shift), flat)
         return flat
     entry = 3 * pos.itemsize + (8 if weights is not None else 0)
     per_pass = max(PASS_BYTES, pos.nbytes // PASS_FRACTION) // entry
     scratch = max(BLOCK, min(SCRATCH_BYTES // entry, pos.shape[0]))
     has_w = weights is not None
-    _deposit_passes(pos, w, has_w, shape_a, inv, pt, float(shift), width, per_pass, scratch, flat)
+    _deposit_passes(
+        pos, w, has_w, box, shape_a, inv, pt, float(shift), width, per_pass, scratch, flat, check
+    )  # fmt: skip
     return flat
+
+
+@njit(cache=True)
+def _statuses(pos, weights, has_w, box):
+    """The counts of :func:`_sort_blocks`'s ``stats``, for a grid of one slab (no sort)."""
+    stats = np.zeros((1, 4), np.int64)
+    stats[0, 1] = -1
+    stats[0, 3] = -1
+    row = stats[0]
+    for i in range(pos.shape[0]):
+        note_status(row, i, particle_status(pos, i, weights, has_w, box))
+    return stats
 
 
 def _deposit_passes(
     pos: np.ndarray,
     w: np.ndarray,
     has_w: bool,
+    box: np.ndarray,
     shape: np.ndarray,
     inv: np.ndarray,
     pt: tuple[int, ...],
@@ -358,8 +401,9 @@ def _deposit_passes(
     cap: int,
     scratch: int,
     flat: np.ndarray,
+    check: Callable[[np.ndarray], None],
 ) -> None:
-    """Sort the blocks, run the passes on a pool of ``numba.get_num_threads()`` threads
+    """Sort the blocks (and check the particles), run the passes on a pool of ``numba.get_num_threads()`` threads
     (the kernels release the GIL), then sum the planes shared by passes (see the module
     notes). Each thread has one scratch and one slab buffer, allocated once: fresh pages
     cost a fault each (0.5 to 30 us apiece measured on a shared machine). A numba
@@ -378,13 +422,19 @@ def _deposit_passes(
     first = np.empty((nblock, nslab + 1), np.uint8)
     nparts = min(nblock, 4 * nthreads)
     hist = np.zeros((nparts, nslab), np.int64)
+    stats = np.zeros((nparts, 4), np.int64)
+    stats[:, 1::2] = -1
 
     def sort(t: int) -> None:
         b0, b1 = nblock * t // nparts, nblock * (t + 1) // nparts
-        _sort_blocks(pos, inv, nx, pt, shift, bits, nslab, b0, b1, order, first, hist[t])
+        _sort_blocks(
+            pos, w, has_w, box, inv, nx, pt, shift, bits, nslab, b0, b1, order, first,
+            hist[t], stats[t],
+        )  # fmt: skip
 
     with ThreadPoolExecutor(nthreads) as pool:
         list(pool.map(sort, range(nparts)))
+        check(stats)
         counts = hist.sum(axis=0)
         passes = _groups(counts, max(1, cap))
         npass = len(passes) - 1

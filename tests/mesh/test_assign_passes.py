@@ -125,3 +125,45 @@ def test_slab_width_is_a_power_of_two_within_the_byte_limits(shape, p, slabs):
     w = assign_planes.slab_width(shape, p)
     assert w == shape[0] or w & (w - 1) == 0
     assert w >= p - 1 and shape[0] // w == slabs
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    nx=st.integers(1, 40),
+    n=st.integers(1, 3000),
+    kind=st.sampled_from(["nan", "inf", "outside", "mass"]),
+    nbad=st.integers(1, 5),
+    threads=st.sampled_from([1, 2]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_first_pass_refuses_bad_particles_before_writing(nx, n, kind, nbad, threads, seed):
+    """The particle check runs inside the sort over the positions (one read, not two): it
+    must name the same count and first particle as a separate scan, and leave ``out`` as it
+    was, on a grid of one slab or many."""
+    from bigpaint.errors import NonFiniteError, ParticleBoundsError
+    from bigpaint.mesh.assign import scan_particles
+
+    shape, box = (nx, 3, 4), (float(nx), 3.0, 4.0)
+    rng = np.random.default_rng(seed)
+    pos = rng.uniform(0, 1, (n, 3)) * np.asarray(box)
+    mass = np.ones(n) if kind == "mass" else None
+    bad = rng.choice(n, size=min(nbad, n), replace=False)
+    if kind == "mass":
+        mass[bad] = np.nan
+    else:
+        pos[bad, rng.integers(0, 3, len(bad))] = {"nan": np.nan, "inf": -np.inf, "outside": -1.0}[
+            kind
+        ]
+    want = scan_particles(pos, box, weights=mass)
+    out = rng.uniform(0, 1, shape).astype(np.float32)
+    kept = out.copy()
+    error = ParticleBoundsError if kind == "outside" else NonFiniteError
+    first = want.first_outside if kind == "outside" else want.first_nonfinite
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        with pytest.raises(error, match=rf"^{len(bad)} of {n} particles .* particle {first[0]} at"):
+            deposit(pos, shape, box, weights=mass, out=out)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(out, kept)
