@@ -10,9 +10,12 @@ files the stage wrote (:mod:`bigpaint.stats.evaluate_output`):
    run and halo finder of the truth, the bias models of the baselines), what T, r_c and the
    stochasticity mean and which direction is better, the shot-noise treatment quoted from
    the evaluation's tables, the k range judged, and where the thresholds come from;
-3. the table of every criterion from ``verdict.json``: name, level and mass range,
+3. every failed criterion in words, and, when a pretrained painter made the painting, the
+   same criterion on the simulations held out from its training, from its card (so a
+   miss on this box can be told from a miss on every box);
+4. the table of every criterion from ``verdict.json``: name, level and mass range,
    measured value with its 1-sigma error, threshold, status and why;
-4. the evaluation's figures (total counts first, each mass bin folded away).
+5. the evaluation's figures (total counts first, each mass bin folded away).
 
 Nothing here recomputes a statistic: the numbers are the evaluation's own, so the page and
 ``verdict.json`` cannot disagree. A ``verdict.json`` that cannot be read is refused in one
@@ -317,11 +320,59 @@ def _failure(c: dict[str, Any]) -> str:
     return f"{name} ({lev}) fails."
 
 
+def _held_out(j: Judgement) -> tuple[str, list[tuple[Any, dict[str, Any]]]] | None:
+    """The pretrained painter that made the painting (named, with the checkpoint hash, in
+    the painting's provenance) and its card's criteria on each held-out simulation (seed,
+    criteria); None for any other painting, or a card without them."""
+    from bigpaint.errors import BigpaintError
+    from bigpaint.painters.pretrained import find_pretrained
+
+    meta = _meta(str((j.verdict.get("inputs") or {}).get("painted", "")))
+    prov = (getattr(meta, "provenance", None) or {}) if meta is not None else {}
+    name = (prov.get("model_card") or {}).get("name")
+    digest = (prov.get("config") or {}).get("checkpoint_hash")
+    try:
+        found = find_pretrained().get(name) if isinstance(name, str) else None
+        card = json.loads((found.path / "card.json").read_text("utf-8")) if found else None
+    except (BigpaintError, OSError, ValueError):
+        return None
+    if not isinstance(card, dict) or not digest or card.get("checkpoint_hash") != digest:
+        return None
+    figures = (card.get("verdict") or {}).get("figures") or {}
+    boxes = [
+        (box.get("seed"), box["criteria"])
+        for key, box in figures.items()
+        if key.startswith("verdict box") and isinstance((box or {}).get("criteria"), dict)
+    ]
+    return (str(name), boxes) if boxes else None
+
+
+def _on_held_out(c: dict[str, Any], held: tuple[str, list[tuple[Any, dict[str, Any]]]]) -> str:
+    """The same criterion on the painter's held-out simulations, for comparison."""
+    name, boxes = held
+    key = f"{c['name']} [{c['level']}]"
+    seen = [(seed, crit[key]) for seed, crit in boxes if isinstance(crit.get(key), dict)]
+    values = [(seed, d["value"], d.get("error")) for seed, d in seen
+              if isinstance(d.get("value"), (int, float)) and math.isfinite(d["value"])]  # fmt: skip
+    v = c["value"]
+    if not values or not isinstance(v, (int, float)):
+        return ""
+    listed = ", ".join(f"{_pm(x, e)} (seed {seed})" for seed, x, e in values)
+    lo, hi = min(x for _, x, _ in values), max(x for _, x, _ in values)
+    where = "above" if v > hi else "below" if v < lo else "within"
+    return (f" For comparison, the painter's card ({name}) gives {listed} for this criterion "
+            f"on the simulations held out from its training; this box lies {where} them.")  # fmt: skip
+
+
 def _failures(j: Judgement) -> str:
     failed = [c for c in j.verdict["criteria"] if c["status"] == "FAIL"]
     if not failed:
         return ""
-    items = "".join(f"<li>{html.escape(_failure(c))}</li>" for c in failed)
+    held = _held_out(j)
+    items = "".join(
+        f"<li>{html.escape(_failure(c) + (_on_held_out(c, held) if held else ''))}</li>"
+        for c in failed
+    )
     return f"<div class='failures'><p><b>What failed, in words:</b></p><ul>{items}</ul></div>"
 
 

@@ -336,3 +336,36 @@ def test_failed_criteria_are_said_in_words(tmp_path) -> None:
     assert "1.300 times the truth&#x27;s (stronger)" in items[3]
     passing = Judgement("judge", tmp_path, {"verdict": "PASS", "criteria": criteria[1:2]}, None)
     assert _failures(passing) == ""
+
+
+@pytest.mark.parametrize("same_checkpoint", [True, False])
+def test_a_failure_of_a_pretrained_painter_is_set_against_its_card(tmp_path, same_checkpoint):
+    """A painting by a shipped painter (its card name and checkpoint hash in the provenance)
+    gets, beside each failure, the card's figure for that criterion on every held-out box;
+    a painting by another checkpoint of that name gets none."""
+    from bigpaint.painters.pretrained import find_pretrained
+    from bigpaint.pipeline.report_verdict import Judgement, _failures
+
+    shipped = find_pretrained()["halo-painter-2mpc"]
+    card = json.loads((shipped.path / "card.json").read_text())
+    digest = card["checkpoint_hash"] if same_checkpoint else "0" * 16
+    prov = {"operation": "paint", "model_card": {"name": "halo-painter-2mpc", "overridden": []},
+            "config": {"family": "halo-painter", "checkpoint_hash": digest}}  # fmt: skip
+    painted = _write(
+        tmp_path, "painted", np.ones((8, 8, 8)), _meta("halo_count", "halos", "NGP", prov)
+    )
+    crit = {"name": "transfer", "level": "total", "value": 0.0596, "error": 0.01,
+            "status": "FAIL", "threshold": "t", "detail": ""}  # fmt: skip
+    j = Judgement("judge", tmp_path, {"verdict": "FAIL", "criteria": [crit],
+                                      "inputs": {"painted": painted}}, None)  # fmt: skip
+    (item,) = re.findall(r"<li>(.*?)</li>", _failures(j))
+    boxes = [b for k, b in card["verdict"]["figures"].items() if k.startswith("verdict box")]
+    assert len(boxes) >= 3
+    for box in boxes:
+        figure = box["criteria"]["transfer [total]"]
+        shown = f"{figure['value']:.4g} ± {figure['error']:.2g} (seed {box['seed']})"
+        assert (shown in html.unescape(item)) is same_checkpoint
+    if same_checkpoint:
+        assert "card (halo-painter-2mpc)" in item and "this box lies above them" in item
+    else:
+        assert "card" not in item
