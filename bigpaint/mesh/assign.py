@@ -45,7 +45,7 @@ import numpy as np
 from numba import njit, prange
 
 from bigpaint.errors import NonFiniteError, ParticleBoundsError, ShapeError
-from bigpaint.mesh.particle_status import note_status, particle_status
+from bigpaint.mesh.particle_status import scan_statuses
 from bigpaint.mesh.weights import axis_nodes, axis_weights, wrap_index
 
 __all__ = [
@@ -86,22 +86,6 @@ def scheme_order(scheme: str) -> int:
 
 
 # ---------------------------------------------------------------- validation (numba)
-
-
-@njit(parallel=True, cache=True)
-def _scan(pos, weights, has_w, box, nparts):
-    """Count non-finite and out-of-[0, L] positions (and non-finite weights) per part."""
-    n = pos.shape[0]
-    stats = np.zeros((nparts, 4), np.int64)  # n_nonfinite, first, n_out, first
-    stats[:, 1] = -1
-    stats[:, 3] = -1
-    for t in prange(nparts):
-        lo = n * t // nparts
-        hi = n * (t + 1) // nparts
-        row = stats[t]
-        for i in range(lo, hi):
-            note_status(row, i, particle_status(pos, i, weights, has_w, box))
-    return stats
 
 
 def _first(stats: np.ndarray, col: int) -> int:
@@ -191,7 +175,9 @@ def scan_particles(
     box = np.asarray(box_size, dtype=np.float64)
     w = weights if has_w else np.zeros(1, np.float64)
     nparts = int(min(n, 4 * numba.get_num_threads()))
-    return scan_from_stats(_scan(positions, w, has_w, box, nparts), positions, has_w, offset)
+    return scan_from_stats(
+        scan_statuses(positions, w, has_w, box, nparts), positions, has_w, offset
+    )
 
 
 def scan_from_stats(

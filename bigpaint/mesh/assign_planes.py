@@ -44,7 +44,12 @@ import numba
 import numpy as np
 from numba import njit
 
-from bigpaint.mesh.particle_status import note_status, particle_status
+from bigpaint.mesh.particle_status import (
+    is_fine,
+    note_status,
+    particle_status,
+    scan_statuses,
+)
 from bigpaint.mesh.weights import axis_nodes, axis_weights, wrap_index
 
 __all__ = [
@@ -108,15 +113,11 @@ def _sort_blocks(
         cnt[:] = 0
         for j in range(m):
             i = lo + j
-            x = pos[i, 0]
-            y = pos[i, 1]
-            z = pos[i, 2]
-            fine = 0.0 <= x <= bx and 0.0 <= y <= by and 0.0 <= z <= bz
-            if has_w:
-                fine = fine and np.isfinite(weights[i])
             s = 0  # a NaN has no slab; the caller refuses the input
-            if fine or note_status(stats, i, particle_status(pos, i, weights, has_w, box)):
-                s = min(axis_weights(x, inv[0], nx, p, shift)[0] >> bits, nslab - 1)
+            if is_fine(pos, i, weights, has_w, bx, by, bz) or note_status(
+                stats, i, particle_status(pos, i, weights, has_w, box)
+            ):
+                s = min(axis_weights(pos[i, 0], inv[0], nx, p, shift)[0] >> bits, nslab - 1)
             slab[j] = s
             cnt[s + 1] += 1
         for s in range(nslab):
@@ -363,7 +364,8 @@ def deposit_planes(
     shape_a = np.array(shape, np.int64)
     pt = (0,) * p
     if nslab == 1:
-        check(_statuses(pos, w, weights is not None, box))
+        nparts = min(pos.shape[0], 4 * numba.get_num_threads())
+        check(scan_statuses(pos, w, weights is not None, box, nparts))
         _one_slab(pos, w, weights is not None, shape_a, inv, pt, float(shift), flat)
         return flat
     entry = 3 * pos.itemsize + (8 if weights is not None else 0)
@@ -374,18 +376,6 @@ def deposit_planes(
         pos, w, has_w, box, shape_a, inv, pt, float(shift), width, per_pass, scratch, flat, check
     )  # fmt: skip
     return flat
-
-
-@njit(cache=True)
-def _statuses(pos, weights, has_w, box):
-    """The counts of :func:`_sort_blocks`'s ``stats``, for a grid of one slab (no sort)."""
-    stats = np.zeros((1, 4), np.int64)
-    stats[0, 1] = -1
-    stats[0, 3] = -1
-    row = stats[0]
-    for i in range(pos.shape[0]):
-        note_status(row, i, particle_status(pos, i, weights, has_w, box))
-    return stats
 
 
 def _deposit_passes(
@@ -403,11 +393,12 @@ def _deposit_passes(
     flat: np.ndarray,
     check: Callable[[np.ndarray], None],
 ) -> None:
-    """Sort the blocks (and check the particles), run the passes on a pool of ``numba.get_num_threads()`` threads
-    (the kernels release the GIL), then sum the planes shared by passes (see the module
-    notes). Each thread has one scratch and one slab buffer, allocated once: fresh pages
-    cost a fault each (0.5 to 30 us apiece measured on a shared machine). A numba
-    ``prange`` over the passes was no faster and held about 150 MiB more at 256^3."""
+    """Sort the blocks (and check the particles), run the passes on a pool of
+    ``numba.get_num_threads()`` threads (the kernels release the GIL), then sum the planes
+    shared by passes (see the module notes). Each thread has one scratch and one slab
+    buffer, allocated once: fresh pages cost a fault each (0.5 to 30 us apiece measured on
+    a shared machine). A numba ``prange`` over the passes was no faster and held about
+    150 MiB more at 256^3."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
     from queue import SimpleQueue

@@ -1,6 +1,7 @@
 """Whether one particle can be deposited: the numba primitives of every particle check.
 
-:func:`bigpaint.mesh.assign.scan_particles` runs them over all particles on their own; the
+:func:`bigpaint.mesh.assign.scan_particles` runs them over all particles on their own
+(:func:`scan_statuses`); the
 whole-grid deposit (:mod:`bigpaint.mesh.assign_planes`) runs them inside its first pass
 over the positions, which reads every position anyway, so a deposit reads its input one
 time fewer. Both keep, per part of the particles, the counts and first indices that
@@ -10,24 +11,37 @@ time fewer. Both keep, per part of the particles, the counts and first indices t
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-__all__ = ["FINE", "NONFINITE", "OUTSIDE", "note_status", "particle_status"]
+__all__ = [
+    "FINE",
+    "NONFINITE",
+    "OUTSIDE",
+    "is_fine",
+    "note_status",
+    "particle_status",
+    "scan_statuses",
+]
 
 FINE, NONFINITE, OUTSIDE = 0, 1, 2
+
+
+@njit(inline="always", cache=True)
+def is_fine(pos, i, weights, has_w, bx, by, bz):
+    """Whether particle ``i`` can be deposited as it is, in one test for the common case:
+    NaN fails every comparison, and inf the bounds ``[0, bx]`` etc. (Mpc/h)."""
+    x, y, z = pos[i, 0], pos[i, 1], pos[i, 2]
+    fine = 0.0 <= x <= bx and 0.0 <= y <= by and 0.0 <= z <= bz
+    return fine and (not has_w or np.isfinite(weights[i]))
 
 
 @njit(inline="always", cache=True)
 def particle_status(pos, i, weights, has_w, box):
     """``NONFINITE`` for a NaN/inf position or mass, ``OUTSIDE`` for a finite position out
     of ``[0, L]`` on some axis, else ``FINE``."""
-    x, y, z = pos[i, 0], pos[i, 1], pos[i, 2]
-    # one test for the common case: NaN fails every comparison, inf fails the upper bound
-    if 0.0 <= x <= box[0] and 0.0 <= y <= box[1] and 0.0 <= z <= box[2]:
-        if not has_w or np.isfinite(weights[i]):
-            return FINE
-        return NONFINITE
-    if not (np.isfinite(x) and np.isfinite(y) and np.isfinite(z)):
+    if is_fine(pos, i, weights, has_w, box[0], box[1], box[2]):
+        return FINE
+    if not (np.isfinite(pos[i, 0]) and np.isfinite(pos[i, 1]) and np.isfinite(pos[i, 2])):
         return NONFINITE
     if has_w and not np.isfinite(weights[i]):
         return NONFINITE
@@ -49,3 +63,18 @@ def note_status(row, i, status):
         if row[3] < 0:
             row[3] = i
     return True
+
+
+@njit(parallel=True, cache=True)
+def scan_statuses(pos, weights, has_w, box, nparts):
+    """The counts of :func:`note_status` over all particles, one row per part of
+    ``nparts`` consecutive ones (in parallel)."""
+    n = pos.shape[0]
+    stats = np.zeros((nparts, 4), np.int64)
+    stats[:, 1] = -1
+    stats[:, 3] = -1
+    for t in prange(nparts):
+        row = stats[t]
+        for i in range(n * t // nparts, n * (t + 1) // nparts):
+            note_status(row, i, particle_status(pos, i, weights, has_w, box))
+    return stats
