@@ -325,6 +325,7 @@ def _held_out(j: Judgement) -> tuple[str, list[tuple[Any, dict[str, Any]]]] | No
     the painting's provenance) and its card's criteria on each held-out simulation (seed,
     criteria); None for any other painting, or a card without them."""
     from bigpaint.errors import BigpaintError
+    from bigpaint.painters.card import read_card
     from bigpaint.painters.pretrained import find_pretrained
 
     meta = _meta(str((j.verdict.get("inputs") or {}).get("painted", "")))
@@ -333,12 +334,12 @@ def _held_out(j: Judgement) -> tuple[str, list[tuple[Any, dict[str, Any]]]] | No
     digest = (prov.get("config") or {}).get("checkpoint_hash")
     try:
         found = find_pretrained().get(name) if isinstance(name, str) else None
-        card = json.loads((found.path / "card.json").read_text("utf-8")) if found else None
-    except (BigpaintError, OSError, ValueError):
+        card = read_card(found.path) if found else None
+    except BigpaintError:
         return None
-    if not isinstance(card, dict) or not digest or card.get("checkpoint_hash") != digest:
+    if card is None or card.verdict is None or not digest or card.checkpoint_hash != digest:
         return None
-    figures = (card.get("verdict") or {}).get("figures") or {}
+    figures = card.verdict.figures
     boxes = [
         (box.get("seed"), box["criteria"])
         for key, box in figures.items()
