@@ -50,6 +50,7 @@ from bigpaint.mesh.particle_status import (
     particle_status,
     scan_statuses,
 )
+from bigpaint.mesh.prefetch import prefetch_row
 from bigpaint.mesh.weights import axis_nodes, axis_weights, wrap_index
 
 __all__ = [
@@ -80,6 +81,9 @@ BLOCK = 255
 #: Particles whose cells and weights are found before any of them is added (see
 #: ``_slab_deposit``).
 _BATCH = 256
+
+#: Blocks ahead whose run the copy prefetches (see :mod:`bigpaint.mesh.prefetch`).
+_AHEAD = 4
 
 #: Most slabs: a block's run starts take ``_MAX_SLABS + 1`` bytes, a quarter byte per particle.
 _MAX_SLABS = 64
@@ -134,7 +138,8 @@ def _sort_blocks(
 @njit(cache=True, nogil=True)
 def _copy_runs(pos, weights, has_w, order, first, k, b, cap, spos, sw):
     """Copy slab ``k``'s runs of blocks ``b``, ``b + 1``, ... to the scratch until the next
-    would overflow ``cap`` particles; return the next block and the particles copied."""
+    would overflow ``cap`` particles; return the next block and the particles copied.
+    The run ``_AHEAD`` blocks on is prefetched while each is copied."""
     nblock = first.shape[0]
     c = 0
     while b < nblock:
@@ -143,6 +148,11 @@ def _copy_runs(pos, weights, has_w, order, first, k, b, cap, spos, sw):
         j1 = lo + np.int64(first[b, k + 1])
         if c + (j1 - j0) > cap:
             break
+        ahead = b + _AHEAD
+        if ahead < nblock:
+            la = ahead * BLOCK
+            for j in range(la + np.int64(first[ahead, k]), la + np.int64(first[ahead, k + 1])):
+                prefetch_row(pos, la + np.int64(order[j]))
         for j in range(j0, j1):
             i = lo + np.int64(order[j])
             spos[c, 0] = pos[i, 0]
