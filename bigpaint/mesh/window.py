@@ -24,13 +24,15 @@ sign conventions identical to the spectra's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import dask.array as da
 import numpy as np
 
 from bigpaint.errors import ConfigError, ShapeError
 from bigpaint.mesh.kgrid import Location, block_modes, rfft_shape
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = [
     "MAS_ORDER",
@@ -161,6 +163,8 @@ def compensate(fk: da.Array, shape: Sequence[int], mas: str | int | None) -> da.
     mas : str, int or None
         Scheme name or order; None leaves ``fk`` unchanged.
     """
+    import dask.array as da
+
     fk = da.asarray(fk)
     grid = _check_half_space(fk, shape)
     p = mas_order(mas)
@@ -202,6 +206,8 @@ def interlace(fk: da.Array, fk_shifted: da.Array, shape: Sequence[int]) -> da.Ar
     On Nyquist planes the phase factor is not Hermitian-symmetric, so ``irfftn`` of the result
     keeps only its Hermitian part there; spectra are unaffected.
     """
+    import dask.array as da
+
     fk = da.asarray(fk)
     fk_shifted = da.asarray(fk_shifted)
     grid = _check_half_space(fk, shape)

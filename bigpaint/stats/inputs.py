@@ -17,11 +17,11 @@ no window to compensate.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 import xarray as xr
 
@@ -70,8 +70,9 @@ class FieldInput:
 
     Attributes
     ----------
-    data : dask.array.Array
-        3-D, chunked like the source.
+    data : dask.array.Array or numpy.ndarray
+        3-D, chunked like the source; a numpy array stays one when the caller asked for it
+        (``as_input(..., in_memory=True)``).
     box_size : tuple of 3 float
         Periodic box side lengths in Mpc/h.
     kind, units : str
@@ -85,7 +86,7 @@ class FieldInput:
         recorded, and for arrays.
     """
 
-    data: da.Array
+    data: Any  # a dask array; a numpy array only where the caller asked (in_memory)
     box_size: tuple[float, float, float]
     kind: str
     units: str
@@ -130,12 +131,14 @@ def as_input(
     label: str | None = None,
     where: str = "statistics",
     require_box: bool = True,
+    in_memory: bool = False,
 ) -> FieldInput:
     """Open or wrap ``obj`` (Field URL, Field Dataset, numpy or dask array) for statistics.
 
     ``box_size`` (Mpc/h) is required for arrays (unless ``require_box=False``, for statistics
     that need no physical size: the box is then NaN) and, for Fields, must agree with the
-    metadata if given.
+    metadata if given. A numpy array is wrapped as a one-chunk dask array, unless
+    ``in_memory`` (for statistics that work on it whole): then dask is not even imported.
     """
     if isinstance(obj, (str, bytes)) or hasattr(obj, "__fspath__"):
         from bigpaint.field import open_field
@@ -160,6 +163,8 @@ def as_input(
             raise MetadataError(
                 f"{where}: box_size={box_size} disagrees with the Field's {box} Mpc/h; drop box_size="
             )
+        import dask.array as da
+
         data = var.data if isinstance(var.data, da.Array) else da.from_array(np.asarray(var.data))
         label = label or str(obj.encoding.get("bigpaint_url", "field"))
         return FieldInput(
@@ -175,9 +180,11 @@ def as_input(
         raise ConfigError(
             f"{where}: pass the Field Dataset (from open_field) or its .data, not a DataArray"
         )
-    if isinstance(obj, da.Array):
+    if is_dask_array(obj) or (in_memory and isinstance(obj, np.ndarray)):
         data = obj
     elif isinstance(obj, np.ndarray):
+        import dask.array as da
+
         data = da.from_array(obj, chunks=-1)
     else:
         raise ConfigError(
@@ -188,6 +195,12 @@ def as_input(
     if data.dtype.kind not in "biuf":
         raise ShapeError(f"{where}: a field must hold real numbers, got dtype {data.dtype}")
     return FieldInput(data, _box(box_size, where, require_box), "field", "1", label or "field", {})
+
+
+def is_dask_array(obj: Any) -> bool:
+    """Whether ``obj`` is a dask array, without importing dask (none exists before it is)."""
+    mod = sys.modules.get("dask.array")
+    return mod is not None and isinstance(obj, mod.Array)
 
 
 def check_same_grid(a: FieldInput, b: FieldInput, where: str) -> None:

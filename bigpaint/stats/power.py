@@ -267,12 +267,27 @@ def power_spectrum(
     counts, ksum = sums[0], sums[1]
     scale = transform_norm(prep) * prep.scales[0] * prep.scales[pair[1]]
     cross = other is not None
-    ds = xr.Dataset(
-        _multipole_vars(prep, sums, ells, scale, cross), coords=_bin_coords(plan, counts, ksum)
-    )
+    ds = _table(_multipole_vars(prep, sums, ells, scale, cross), _bin_coords(plan, counts, ksum))
     ds.attrs.update(_attrs(prep, compensation, losi, "cross" if cross else "auto"))
     ds.attrs.update(_shot_noise_attrs(prep, shot_noise, cross))
     return ds
+
+
+def _table(data_vars: dict[str, Any], coords: dict[str, Any]) -> xr.Dataset:
+    """A Dataset of ``name: (dim, numpy values, attrs)`` entries.
+
+    Built from ready ``xarray.Variable`` objects (``fastpath``: the values are numpy arrays
+    made here), because xarray's conversion of raw arrays asks whether each is a dask array
+    and imports ``dask.array`` to find out: 0.2 s of a 256^3 spectrum's whole process.
+    """
+
+    def var(entry: tuple[str, Any, dict[str, Any]]) -> xr.Variable:
+        dim, values, attrs = entry
+        return xr.Variable((dim,), np.asarray(values), attrs, fastpath=True)
+
+    return xr.Dataset(
+        {k: var(v) for k, v in data_vars.items()}, coords={k: var(v) for k, v in coords.items()}
+    )
 
 
 def _multipole_vars(

@@ -79,7 +79,8 @@ def uses_contrast(inp: FieldInput, contrast: bool | None) -> bool:
 
 def field_mean(inp: FieldInput) -> float:
     """The mean of a field (float64 sum), refusing NaN/inf and a zero mean (no contrast)."""
-    m = float(inp.data.mean(dtype=np.float64).compute())
+    m = inp.data.mean(dtype=np.float64)
+    m = float(m.compute() if hasattr(m, "compute") else m)
     if not math.isfinite(m):
         raise NonFiniteError(f"{inp.label} holds NaN/inf values; clean the field first")
     if m == 0.0:
@@ -125,7 +126,11 @@ def prepare(
 ) -> Prepared:
     """Read and check the fields (one cubic grid and box), resolve their contrasts, mass
     assignments and interlacing, and Fourier-transform them (see :class:`Prepared`)."""
-    inputs = tuple(as_input(_no_copy(o), box_size=box_size, where=where) for o in objs)
+    arrays = _in_memory(objs, backend, rechunk_method, block_bytes)
+    if arrays is not None:  # numpy stays numpy: the whole path runs without dask
+        inputs = tuple(as_input(a, box_size=box_size, where=where, in_memory=True) for a in arrays)
+    else:
+        inputs = tuple(as_input(_no_copy(o), box_size=box_size, where=where) for o in objs)
     n, box = check_cubic(inputs[0], where)
     for other in inputs[1:]:
         check_same_grid(inputs[0], other, where)
@@ -142,7 +147,6 @@ def prepare(
             )
     nzh = n // 2 + 1
     factors = tuple(_amplitude_factors(n, nzh, m, compensation) for m in mases)
-    arrays = _in_memory(objs, backend, rechunk_method, block_bytes)
     if arrays is not None:
         fks: tuple[Any, ...] = tuple(rfftn_memory(a) for a in arrays)
     else:
