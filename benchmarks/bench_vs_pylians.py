@@ -1,12 +1,12 @@
 """bigpaint against Pylians3: CIC deposit and P(k), in process and as whole processes.
 
-Both codes are timed in the same command, case after case, so that a busy machine slows both
-alike; every speed is reported as a ratio next to the load average of its minutes. Every
-case runs in a fresh child process, which reports its own peak resident memory
+Both codes are timed in the same command, taking turns (below), so that a busy machine slows
+both alike; every speed is reported as a ratio next to the load averages of its minutes.
+Every case runs in a fresh child process, which reports its own peak resident memory
 (``ru_maxrss``), so one case cannot inflate another's.
 
 Cases, per grid size ``n`` (``--sizes``, default 256 and 512; the whole default run took
-about 7 minutes on 2 cores at load 3):
+about 13 minutes on 2 cores at load 1):
 
 * ``cic``       ``n^3`` uniform float32 particles onto an ``n^3`` float32 grid: Pylians
   ``MAS_library.MA`` (serial) against :func:`bigpaint.mesh.assign.deposit` (float64
@@ -24,8 +24,17 @@ about 7 minutes on 2 cores at load 3):
   it). Only the client's peak memory is known there.
 
 Timings in process exclude imports and a warm-up call (Pylians has none to warm up; bigpaint
-loads its cached numba kernels). Each timed call runs ``--runs`` times; min and median
-are reported.
+loads its cached numba kernels). The two codes take turns: ``--rounds`` rounds, each running
+every case of Pylians and then of bigpaint in fresh processes, ``--runs`` timed calls each.
+The first timed call in each process is reported on its own ("1st call"): on the shared
+development machine, memory a process touches for the first time cost up to 30 us per 4 KiB
+page, which added up to a second to a call of either code. Min and median are over the
+later calls of every round.
+
+Taking turns matters on a shared machine: Pylians' serial CIC scatters into a grid far
+larger than a core's cache, so its time follows the rest of the machine's memory traffic
+(0.44 to 1.0 s at 256^3 within one hour, while bigpaint's, whose slab buffers stay in
+cache, moved by 15 %); cases run minutes apart would compare different machines.
 
 Usage::
 
@@ -223,17 +232,35 @@ def _make_zarr(url: str, n: int) -> None:
     writer.finalize()
 
 
-def _with_load(r: dict) -> dict:
-    r["load_average"] = [round(v, 2) for v in os.getloadavg()]
-    return r
+def _merge(into: dict, r: dict) -> None:
+    """Add one round's run of a case to the record of that case and code."""
+    load = round(os.getloadavg()[0], 2)
+    if not into:
+        into.update(r, seconds=[], first_seconds=[], load_1m=[])
+    if "error" in r:
+        into.setdefault("errors", []).append(r["error"])
+        return
+    calls = r["seconds"]
+    if r["case"].endswith("-process") or len(calls) == 1:  # every call is a whole process
+        first, warm = [], calls
+    else:  # the first call in a process pays for its fresh memory; reported apart
+        first, warm = calls[:1], calls[1:]
+    into["first_seconds"] = into.get("first_seconds", []) + first
+    into["seconds"] = into.get("seconds", []) + warm
+    into["load_1m"].append(load)
+    for key in ("peak_rss_bytes", "client_peak_rss_bytes"):
+        if key in r:
+            into[key] = max(into.get(key, 0), r[key])
 
 
 def _summarise(results: list[dict]) -> None:
     """Ratios (Pylians time / bigpaint time, memory bigpaint / Pylians) and P0 agreement."""
-    by = {(r["case"], r["n"], r["code"]): r for r in results if "seconds" in r}
+    by = {(r["case"], r["n"], r["code"]): r for r in results if r.get("seconds")}
     for (case, n, code), r in by.items():
         r["min_s"] = min(r["seconds"])
         r["median_s"] = statistics.median(r["seconds"])
+        if r["first_seconds"]:
+            r["first_call_median_s"] = statistics.median(r["first_seconds"])
         base_case = "pk" if case == "cluster" else case
         ref = by.get((base_case, n, "pylians"))
         if code == "pylians" or ref is None:
@@ -253,12 +280,13 @@ def _summarise(results: list[dict]) -> None:
 def _table(results: list[dict]) -> str:
     head = (
         f"{'case':<12} {'n':>4} {'code':<9} {'thr':>3} {'min s':>7} {'median s':>8} "
-        f"{'x Pyl (min/med)':>16} {'peak MiB':>9} {'RSS/Pyl':>7} {'load 1m':>7} note"
+        f"{'x Pyl (min/med)':>16} {'1st call s':>10} {'peak MiB':>9} {'RSS/Pyl':>7} "
+        f"{'load 1m':>7} note"
     )
     lines = [head, "-" * len(head)]
     for r in results:
-        if "error" in r:
-            lines.append(f"{r['case']:<12} {r['n']:>4} {r['code']:<9} error: {r['error']}")
+        if not r.get("seconds"):
+            lines.append(f"{r['case']:<12} {r['n']:>4} {r['code']:<9} error: {r['errors'][0]}")
             continue
         speed = f"{r['speedup_min']:.2f}/{r['speedup_median']:.2f}" if "speedup_min" in r else "-"
         rss = f"{r['peak_rss_bytes'] / 2**20:.0f}" if "peak_rss_bytes" in r else "-"
@@ -269,9 +297,11 @@ def _table(results: list[dict]) -> str:
         if "mass_lost_pylians" in r:
             lost_p, lost_b = abs(r["mass_lost_pylians"]), abs(r["mass_lost_bigpaint"])
             note = f"|N - total mass|: Pylians {lost_p:.3g}, bigpaint {lost_b:.3g}"
+        load = f"{min(r['load_1m']):.1f}-{max(r['load_1m']):.1f}"
+        first = f"{r['first_call_median_s']:.3f}" if "first_call_median_s" in r else "-"
         lines.append(
             f"{r['case']:<12} {r['n']:>4} {r['code']:<9} {r['threads']:>3} {r['min_s']:>7.3f} "
-            f"{r['median_s']:>8.3f} {speed:>16} {rss:>9} {ratio:>7} {r['load_average'][0]:>7.2f} {note}"
+            f"{r['median_s']:>8.3f} {speed:>16} {first:>10} {rss:>9} {ratio:>7} {load:>7} {note}"
         )
     return "\n".join(lines)
 
@@ -282,7 +312,12 @@ def main() -> None:
     ap.add_argument(
         "--threads", type=int, default=2, help="threads of both codes (Pylians' MA is serial)"
     )
-    ap.add_argument("--runs", type=int, default=3, help="timed calls per case")
+    ap.add_argument(
+        "--runs", type=int, default=3, help="timed calls per case and round (the first apart)"
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="turns each code takes at every case (see above)"
+    )
     ap.add_argument(
         "--cases", nargs="+", default=["cic", "pk", "oneliner"], choices=["cic", "pk", "oneliner"]
     )
@@ -308,30 +343,35 @@ def main() -> None:
             "bash deploy/install.sh bench"
         )
 
-    results: list[dict] = []
+    merged: dict[tuple, dict] = {}
 
     def record(r: dict) -> None:
-        results.append(_with_load(r))
+        _merge(merged.setdefault((r["case"], r["n"], r["code"]), {}), r)
         status = f"{min(r['seconds']):.3f} s" if "seconds" in r else r.get("error")
         print(f"  {r['case']:<12} n={r['n']:<4} {r['code']:<9} {status}", flush=True)
 
-    for n in args.sizes:
-        for case in ("cic", "pk"):
-            if case in args.cases:
+    for k in range(args.rounds):
+        print(f"round {k + 1} of {args.rounds}", flush=True)
+        for n in args.sizes:
+            for case in ("cic", "pk"):
+                if case in args.cases:
+                    for code in ("pylians", "bigpaint"):
+                        record(_spawn(case, code, n, args.threads, args.runs, None))
+        if "oneliner" in args.cases:
+            for case in ("cic", "pk"):
                 for code in ("pylians", "bigpaint"):
-                    record(_spawn(case, code, n, args.threads, args.runs, None))
-    if "oneliner" in args.cases:
-        for case in ("cic", "pk"):
-            for code in ("pylians", "bigpaint"):
-                record(oneliner(case, code, 256, args.threads, args.runs))
+                    record(oneliner(case, code, 256, args.threads, args.runs))
+    results = list(merged.values())
     if args.cluster:
         n = args.cluster_size
         workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_vs_pylians_"))
         url = str(workdir / f"white{n}.zarr")
         _make_zarr(url, n)
-        if not any(r["case"] == "pk" and r["n"] == n for r in results):
-            record(_spawn("pk", "pylians", n, args.threads, args.runs, None))
-        record(_spawn("cluster", "bigpaint", n, 2, args.runs, url))
+        for _ in range(args.rounds):
+            if "pk" not in args.cases or n not in args.sizes:
+                record(_spawn("pk", "pylians", n, args.threads, args.runs, None))
+            record(_spawn("cluster", "bigpaint", n, 2, args.runs, url))
+        results = list(merged.values())
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     _summarise(results)
@@ -343,6 +383,7 @@ def main() -> None:
         "logical_cpus": os.cpu_count(),
         "threads": args.threads,
         "runs": args.runs,
+        "rounds": args.rounds,
         "box_size": BOX,
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
