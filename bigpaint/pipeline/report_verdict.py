@@ -34,6 +34,7 @@ from typing import Any
 import xarray as xr
 
 from bigpaint.errors import DamagedStoreError
+from bigpaint.stats.inputs import COUNT_KINDS
 from bigpaint.stats.plots import model_label
 
 __all__ = [
@@ -187,12 +188,17 @@ def _describe(url: str, run_dir: Path | None) -> tuple[str, dict[str, Any]]:
     where = f" (<code>{html.escape(relative_name(url, run_dir))}</code>)"
     if op == "simulate":
         fof = config.get("fof") or {}
-        text = (
-            f"the friends-of-friends halos (linking length b = {_e(fof.get('b'))}, at least "
-            f"{_e(fof.get('min_members'))} particles) of a particle-mesh N-body run "
-            f"({_e(config.get('particles'))}³ particles, {_e(config.get('steps'))} steps, "
-            f"seed {_e(config.get('seed'))})"
+        run = (
+            f"a particle-mesh N-body run ({_e(config.get('particles'))}³ particles, "
+            f"{_e(config.get('steps'))} steps, seed {_e(config.get('seed'))})"
         )
+        if getattr(meta, "kind", None) in COUNT_KINDS:
+            text = (
+                f"the friends-of-friends halos (linking length b = {_e(fof.get('b'))}, at "
+                f"least {_e(fof.get('min_members'))} particles) of {run}"
+            )
+        else:
+            text = f"the matter density of {run}"
         return text + where, {"seed": config.get("seed"), "tile": config.get("tile")}
     if op == "paint" and source:
         _, density, lpt = _density_phrase(str(source), run_dir)
@@ -239,7 +245,10 @@ def _reading_paragraph(j: Judgement, run_dir: Path | None) -> str:
         f"halo counts per cell{on}. <i>painted</i>: {painted}. <i>truth</i>: {truth}."
         + _same_ics(truth_ics, lpt)
     )
-    bases = [k for k in inputs if k not in ("painted", "truth")]
+    if "matter" in inputs:
+        matter = _describe(inputs["matter"], run_dir)[0]
+        parts.append(f"<i>matter</i>: {matter}, used only to measure the truth's shot noise.")
+    bases = [k for k in inputs if k not in ("painted", "truth", "matter")]
     if bases:
         said = "; ".join(
             f"<i>{html.escape(model_label(b))}</i>, {_describe(inputs[b], run_dir)[0]}"

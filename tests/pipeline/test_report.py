@@ -182,6 +182,27 @@ def test_reading_paragraph_flags_a_truth_from_other_initial_conditions(run, tmp_
     assert "same initial conditions" not in words
 
 
+def test_reading_paragraph_names_the_matter_as_matter_not_as_a_baseline(run, tmp_path) -> None:
+    """The simulation's matter only measures the truth's noise: the page must call it the
+    matter density of the run (not its halos) and must not list it among the baselines."""
+    sim = {"particles": 32, "steps": 20, "seed": 7, "tile": 16,
+           "fof": {"b": 0.2, "min_members": 10}}  # fmt: skip
+    matter = _write(tmp_path, "matter", np.zeros((N, N, N)), _meta("delta", "1", "CIC", {
+        "operation": "simulate", "config": sim}))  # fmt: skip
+    j = load_judgement(run["records"][1])
+    with_matter = type(j)(j.stage, j.dir, {**j.verdict, "inputs": {**j.verdict["inputs"],
+                          "matter": matter}}, j.levels)  # fmt: skip
+    out = tmp_path / "report"
+    out.mkdir()
+    words = html.unescape(re.sub(r"<[^>]+>", "", verdict_section(with_matter, out, None)))
+    said = (
+        "matter: the matter density of a particle-mesh N-body run (32³ particles, 20 steps, seed 7)"
+    )
+    assert said in words and "used only to measure the truth's shot noise" in words
+    assert "baseline: matter" not in words
+    assert words.count("friends-of-friends halos") == 1  # the truth's
+
+
 def test_figures_and_slices_are_on_the_page(run, page) -> None:
     text, out = page["html"], page["out"]
     sources = re.findall(r"<img src='([^']+)'", text)
