@@ -12,6 +12,7 @@ with the other kinds; each ``*_validate`` is ``validate(params, ctx)`` and each 
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -140,7 +141,18 @@ def power_run(cfg: PowerParams, ctx: StageContext) -> dict[str, Any]:
         f"mean T(k <= {cfg.summary_kmax})": float(np.nanmean(ds["T"].values[low])),
         f"mean r_c(k <= {cfg.summary_kmax})": float(np.nanmean(ds["r_c"].values[low])),
         "bins": int(ds.sizes["bin"]),
+        "shot noise": _noise_kept(ds.attrs.get("shot_noise_true")),
     }
+
+
+def _noise_kept(noise: Any) -> str:
+    """What the raw spectra of a power stage hold: the truth's shot noise, not subtracted."""
+    known = isinstance(noise, float) and math.isfinite(noise)
+    size = f" (Poisson V/N = {noise:.4g} (Mpc/h)^3)" if known else ""
+    return (
+        f"kept in P_true{size}: T and r_c here are raw; an evaluate stage removes each "
+        "field's own noise before comparing"
+    )
 
 
 class BispectrumParams(BispectrumSpec):
@@ -166,7 +178,11 @@ def bispectrum_run(cfg: BispectrumParams, ctx: StageContext) -> dict[str, Any]:
     if "b" not in res:
         return {}
     ratio = res["a"]["B"].values / res["b"]["B"].values
-    return {"median B/B_true": float(np.nanmedian(ratio))}
+    return {
+        "median B/B_true": float(np.nanmedian(ratio)),
+        "shot noise": "kept in B_true: the ratio is raw; an evaluate stage removes the noise "
+        "terms before comparing",
+    }
 
 
 # ---------------------------------------------------------------- evaluate

@@ -3,6 +3,7 @@ outputs, a changed stage refused unless --overwrite (then only it and its reader
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -43,6 +44,19 @@ def test_second_run_skips_every_stage_and_changes_nothing(reference_run, run_pat
     assert len(lines) == 10 and all("finished earlier, skipped" in v for v in lines.values())
     assert "0 stages run, 10 skipped" in res.output
     assert_same_outputs(run_path, reference)
+
+
+def test_raw_spectra_stages_say_the_truth_keeps_its_shot_noise(reference_run):
+    """A power or bispectrum stage compares raw spectra (an expectation against a Poisson
+    truth): its headline numbers must say so next to themselves, not leave the reader to
+    set them against the verdict's noise-free ones."""
+    _, reference = reference_run
+    stages = json.loads((reference / "report" / "summary.json").read_text())["stages"]
+    power, bispectrum = stages["power"]["shot noise"], stages["bispectrum"]["shot noise"]
+    assert power.startswith("kept in P_true (Poisson V/N = ") and "raw" in power
+    assert bispectrum.startswith("kept in B_true") and "raw" in bispectrum
+    page = (reference / "report" / "index.html").read_text()
+    assert "T and r_c here are raw" in page
 
 
 def _done_blocks(field: Path) -> int:
