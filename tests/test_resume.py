@@ -15,6 +15,7 @@ import zarr
 
 from bigpaint.errors import FieldIncompleteError
 from bigpaint.field import field_info, open_field, write_array
+from tests.done_markers import done_so_far
 
 from .conftest import META, tree_digest
 
@@ -51,12 +52,9 @@ def test_kill_and_resume_skips_finished_blocks_and_is_identical(tmp_path):
     deadline = time.time() + 120
     done = 0
     while time.time() < deadline:
-        if (out / "_bigpaint" / "done").exists():
-            done = int(
-                np.asarray(zarr.open_array(str(out), path="_bigpaint/done", mode="r")[...]).sum()
-            )
-            if done >= 10:
-                break
+        done = int(done_so_far(out).sum())
+        if done >= 10:
+            break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)

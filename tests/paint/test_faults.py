@@ -12,28 +12,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from bigpaint.field import field_info, open_field
 from bigpaint.paint import paint_field
 from bigpaint.painters import load_checkpoint, paint_array
 from bigpaint.testing import assert_painted_close
+from tests.done_markers import done_so_far
 
 from .conftest import make_checkpoint, make_field, two_workers
 
 JOB = Path(__file__).with_name("paint_job.py")
 
 
-def _done(out: Path) -> np.ndarray:
-    if not (out / "_bigpaint" / "done").exists():
-        return np.zeros(0, bool)
-    return np.asarray(zarr.open_array(str(out), path="_bigpaint/done", mode="r")[...]).astype(bool)
-
-
 def _wait_for(out: Path, n: int, timeout: float = 120, alive=lambda: True) -> int:
     deadline = time.time() + timeout
     while time.time() < deadline and alive():
-        done = int(_done(out).sum())
+        done = int(done_so_far(out).sum())
         if done >= n:
             return done
         time.sleep(0.02)
@@ -93,7 +87,7 @@ def test_killed_process_resumes_from_finished_blocks(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    mask = _done(out)
+    mask = done_so_far(out)
     assert 40 <= mask.sum() < mask.size, "the kill must land mid-way"
     assert not field_info(str(out))["complete"]
     before = _chunk_mtimes(out)

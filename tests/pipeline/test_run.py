@@ -10,12 +10,11 @@ import signal
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import zarr
 from click.testing import CliRunner
 
 from bigpaint.cli import cli
+from tests.done_markers import done_so_far
 
 from .conftest import TINY, assert_same_outputs, bigpaint, run_outputs, tiny_config, write_config
 
@@ -60,9 +59,7 @@ def test_raw_spectra_stages_say_the_truth_keeps_its_shot_noise(reference_run):
 
 
 def _done_blocks(field: Path) -> int:
-    if not (field / "_bigpaint" / "done" / "zarr.json").exists():
-        return 0
-    return int(np.asarray(zarr.open_array(str(field), path="_bigpaint/done", mode="r")[...]).sum())
+    return int(done_so_far(field).sum())
 
 
 def _killed_in(stage: str, run: Path) -> bool:
