@@ -263,13 +263,15 @@ def _reading_paragraph(j: Judgement, run_dir: Path | None) -> str:
         "the painted halos cluster as strongly as the true ones: 1 is right, above 1 too "
         "clustered. <b>r_c(k)</b>, the cross-correlation coefficient with the truth, asks "
         "whether they sit where the true halos sit: higher is better, but even a perfect "
-        "prediction stays below 1, at √(1 - N / P_true), because nothing can predict the "
-        "random scatter of the true halos. The <b>stochasticity</b> s(k) = P_true (1 - "
-        "r_c²) is the part of the true power the painting leaves unexplained: lower is "
-        "better, down to the floor N, the truth's shot noise. N is measured against the "
-        "simulation's matter where the evaluation was given it (halos are not Poisson "
-        "tracers: massive ones exclude each other, and their noise is below V / N_halos), "
-        "and is the Poisson V / N_halos otherwise."
+        "prediction stays below 1, because nothing can predict the random scatter of the "
+        "true halos. The <b>stochasticity</b> s(k) = P_true (1 - r_c²) is the part of the "
+        "true power the painting leaves unexplained: lower is better. N, the truth's noise "
+        "(drawn in the figures), is the Poisson V / N_halos unless the evaluation was given "
+        "the simulation's matter. Then it is measured as P_tt - P_tm²/P_mm, since halos are "
+        "not Poisson tracers (massive ones exclude each other, and their noise is below V / "
+        "N_halos). Measured so, N is what the best linear function of the matter leaves "
+        "unexplained: a painting that captures how the halos depend on the matter beyond "
+        "that can go below it, so it is a reference, not a floor."
     )
     noise = attrs.get("shot_noise_treatment") or v.get("shot_noise")
     if noise:

@@ -160,11 +160,13 @@ def test_reading_paragraph_says_what_is_compared_and_how(run, page) -> None:
         "1 is right",
         "higher is better",
         "lower is better",
+        "a reference, not a floor",  # a painting can beat a noise measured against matter
         f"kmax = {KMAX:g} h/Mpc",
         "docs/evaluate.md",
         "arXiv:1903.10524",
     ):
         assert phrase in words, phrase
+    assert "down to the floor" not in words
     # the shot-noise treatment is quoted word for word from the table attribute evaluate writes
     assert run["ev"].levels.attrs["shot_noise_treatment"] in words
     assert f"k_Nyq = {np.pi * N / BOX:.3g} h/Mpc" in words
