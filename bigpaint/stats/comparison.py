@@ -20,9 +20,10 @@ measured against the simulation's matter (:mod:`bigpaint.stats.truth_noise`); a
 Poisson-sampled (integer) painting or baseline carries its own ``N_m = V / N_m``, an
 expectation (non-integer) one none. ``T = sqrt((P_m - N_m) / (P_t - N_t))`` compares
 noise-free clustering; ``r_c = P_mt / sqrt((P_m - N_m) P_t)`` and ``s = P_t (1 - r_c^2)``
-keep the truth's noise, so a perfect expectation reaches ``r_c = sqrt(1 - N_t / P_t)`` and
-``s = N_t``, the floor every model shares, while a model's own sampling noise is not held
-against it. Errors: :mod:`bigpaint.stats.gaussian_errors`.
+keep the truth's noise, so for Poisson halos a perfect expectation reaches ``r_c = sqrt(1 -
+N_t / P_t)`` and ``s = N_t``, the floor every model shares, while a model's own sampling noise
+is not held against it. A measured ``N_t`` is what the best linear function of the matter
+leaves, which a painting can go below. Errors: :mod:`bigpaint.stats.gaussian_errors`.
 
 Bispectrum. :func:`bigpaint.stats.bispectrum.bispectrum` of every field and level; the
 Poisson terms of a discrete field, ``(P1 + P2 + P3) / n + 1 / n^2`` with noise-free shell

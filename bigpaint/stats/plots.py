@@ -346,8 +346,10 @@ def plot_evaluation_spectra(ds: xr.Dataset, path: str | Path, *, kmax: float | N
     ``model`` and ``bin``; attributes ``box_size`` in Mpc/h, ``grid``, ``title`` and
     ``shot_noise_true`` in (Mpc/h)^3). k runs from ``k_F`` to ``k_Nyq``; horizontal bars
     show each bin's extent, so the coarser bins beyond ``kmax`` (h/Mpc; marked, and shaded
-    as not judged) read as such. The r_c panel draws the ceiling a perfect expectation
-    reaches, ``sqrt(1 - N_true / P_true)``; the s panel the floor ``N_true``.
+    as not judged) read as such. The r_c panel draws ``sqrt(1 - N_true / P_true)`` and the s
+    panel ``N_true``: the ceiling and floor of a perfect expectation for Poisson halos, or,
+    with the noise measured against the matter (attribute ``matter`` set), what the best
+    linear function of the matter reaches, which a painting can beat.
     """
     models = [str(m) for m in ds.model.values]
     colors = model_colors(["truth", *models])
@@ -358,15 +360,21 @@ def plot_evaluation_spectra(ds: xr.Dataset, path: str | Path, *, kmax: float | N
     axes = fig.subplots(2, 2, sharex=True)
     noise = ds.attrs.get("shot_noise_true")
     has_noise = isinstance(noise, (int, float)) and np.isfinite(noise)
+    if ds.attrs.get("matter"):
+        noise_label = "truth noise N_t = P_tt - P_tm^2/P_mm"
+        cap_label = "best linear function of the matter"
+    else:
+        noise_label = "truth shot noise V/N_true"
+        cap_label = "perfect prediction (truth's shot noise caps r_c)"
     ax = axes[0, 0]
     _errorbar(ax, k, ds.P_true.values, ds.sigma_P_true.values, "truth", colors["truth"], xerr)
     for m in models:
         row = ds.sel(model=m)
         _errorbar(ax, k, row.P.values, row.sigma_P.values, model_label(m), colors[m], xerr)
     if has_noise:
-        ax.axhline(noise, ls="--", color="grey", lw=0.8, label="truth shot noise V/N_true")
+        ax.axhline(noise, ls="--", color="grey", lw=0.8, label=noise_label)
         ax.plot(*_finite(k, ds.P_true.values - noise), ls="--", color="k", lw=0.8,
-                label="truth minus its shot noise")  # fmt: skip
+                label="truth minus its noise")  # fmt: skip
     ax.set_yscale("log")
     ax.set_title("power spectrum P(k)", fontsize=9)
     ax.set_ylabel(f"P(k) [{ds.P_true.attrs.get('units', '(Mpc/h)^3')}]")
@@ -376,8 +384,7 @@ def plot_evaluation_spectra(ds: xr.Dataset, path: str | Path, *, kmax: float | N
         (
             axes[1, 1],
             "stochasticity",
-            "stochasticity s(k) = P_true (1 - r_c^2): lower is better,\n"
-            "down to the truth's shot noise",
+            "stochasticity s(k) = P_true (1 - r_c^2): lower is better",
         ),
     )
     for ax, var, title in panels:
@@ -394,8 +401,8 @@ def plot_evaluation_spectra(ds: xr.Dataset, path: str | Path, *, kmax: float | N
         with np.errstate(invalid="ignore", divide="ignore"):
             ceiling = np.sqrt(1 - noise / ds.P_true.values)
         axes[1, 0].plot(*_finite(k, ceiling), ls="-.", color="k", lw=0.8,
-                        label="perfect prediction (truth's shot noise caps r_c)")  # fmt: skip
-        axes[1, 1].axhline(noise, ls="--", color="grey", lw=0.8, label="truth shot noise V/N_true")
+                        label=cap_label)  # fmt: skip
+        axes[1, 1].axhline(noise, ls="--", color="grey", lw=0.8, label=noise_label)
     axes[1, 1].set_yscale("log")
     for ax in axes.ravel():
         _k_axis(ax, kf / 1.1, knyq * 1.1)

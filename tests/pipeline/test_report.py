@@ -291,6 +291,27 @@ def test_evaluation_figures_share_labels_units_error_bars_and_k_range(
     assert coarse.size == 3 and coarse.min() > fine.max()
 
 
+def test_the_noise_lines_say_whether_the_noise_is_poisson_or_measured(
+    run, monkeypatch, tmp_path
+) -> None:
+    """A Poisson N_true caps a perfect expectation; one measured against the matter is what
+    the best linear function of the matter reaches, and a painting can beat it: the
+    figure's lines must not call the second a cap."""
+    figures = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.setdefault(str(path), fig))
+    spec = run["ev"].spectra.sel(level="total")
+    spec.attrs["shot_noise_true"] = 50.0
+    for matter, want in (("", ("truth shot noise V/N_true", "perfect prediction")),
+                         ("sim/density.zarr", ("truth noise N_t = P_tt - P_tm^2/P_mm",
+                                               "best linear function of the matter"))):  # fmt: skip
+        spec.attrs["matter"] = matter
+        path = str(tmp_path / f"spectra{len(figures)}.png")
+        plots.plot_evaluation_spectra(spec, path, kmax=KMAX)
+        labels = {line.get_label() for ax in figures[path].axes for line in ax.lines}
+        assert all(any(w in lab for lab in labels) for w in want), (matter, labels)
+        assert not any("shot noise caps" in lab for lab in labels) or not matter
+
+
 def test_a_run_without_evaluate_still_renders(run, tmp_path) -> None:
     res = write_report(tmp_path, run["records"][:1], title="plain", slices=run["slices"][:3],
                        run_dir=run["root"])  # fmt: skip
