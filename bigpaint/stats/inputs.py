@@ -180,7 +180,7 @@ def as_input(
         raise ConfigError(
             f"{where}: pass the Field Dataset (from open_field) or its .data, not a DataArray"
         )
-    if is_dask_array(obj) or (in_memory and isinstance(obj, np.ndarray)):
+    if _is_dask_array(obj) or (in_memory and isinstance(obj, np.ndarray)):
         data = obj
     elif isinstance(obj, np.ndarray):
         import dask.array as da
@@ -197,7 +197,7 @@ def as_input(
     return FieldInput(data, _box(box_size, where, require_box), "field", "1", label or "field", {})
 
 
-def is_dask_array(obj: Any) -> bool:
+def _is_dask_array(obj: Any) -> bool:
     """Whether ``obj`` is a dask array, without importing dask (none exists before it is)."""
     mod = sys.modules.get("dask.array")
     return mod is not None and isinstance(obj, mod.Array)
