@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import overload
 
 __all__ = [
     "FINE",
     "NONFINITE",
     "OUTSIDE",
+    "coordinates",
     "is_fine",
     "note_status",
     "particle_status",
@@ -65,16 +67,53 @@ def note_status(row, i, status):
     return True
 
 
+def coordinates(pos):
+    """The coordinates of C-contiguous positions as one flat run (numba only); for any other
+    layout, an empty array."""
+    raise NotImplementedError("coordinates is for numba kernels")
+
+
+@overload(coordinates, jit_options={"cache": True})
+def _coordinates(pos):
+    if pos.layout == "C":
+        return lambda pos: pos.reshape(-1)
+    return lambda pos: np.empty(0, pos.dtype)
+
+
+#: Particles checked at once by :func:`scan_statuses` before it looks at any one of them.
+_RUN = 1024
+
+
 @njit(parallel=True, cache=True)
 def scan_statuses(pos, weights, has_w, box, nparts):
     """The counts of :func:`note_status` over all particles, one row per part of
-    ``nparts`` consecutive ones (in parallel)."""
+    ``nparts`` consecutive ones (in parallel).
+
+    Each run of ``_RUN`` particles is first checked in one loop without a branch (in a
+    cubic box, over its coordinates as one flat run), which LLVM vectorizes; only a run
+    holding a particle that fails is looked at particle by particle."""
     n = pos.shape[0]
     stats = np.zeros((nparts, 4), np.int64)
     stats[:, 1] = -1
     stats[:, 3] = -1
+    bx, by, bz = box[0], box[1], box[2]
+    flat = coordinates(pos)
+    cubic = bx == by and by == bz and flat.size == 3 * n
     for t in prange(nparts):
         row = stats[t]
-        for i in range(n * t // nparts, n * (t + 1) // nparts):
-            note_status(row, i, particle_status(pos, i, weights, has_w, box))
+        for lo in range(n * t // nparts, n * (t + 1) // nparts, _RUN):
+            hi = min(lo + _RUN, n * (t + 1) // nparts)
+            fine = True
+            if cubic:
+                for j in range(3 * lo, 3 * hi):
+                    fine &= (flat[j] >= 0.0) & (flat[j] <= bx)
+            else:
+                for i in range(lo, hi):
+                    fine &= is_fine(pos, i, weights, False, bx, by, bz)
+            if has_w:
+                for i in range(lo, hi):
+                    fine &= np.isfinite(weights[i])
+            if not fine:
+                for i in range(lo, hi):
+                    note_status(row, i, particle_status(pos, i, weights, has_w, box))
     return stats

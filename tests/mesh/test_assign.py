@@ -198,6 +198,55 @@ def test_outside_positions_are_refused_unless_wrapped(rng):
     np.testing.assert_allclose(wrapped, deposit(np.mod(pos, L), 8, L, dtype="f8"), atol=1e-13)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 5000),
+    nbad=st.integers(0, 6),
+    cubic=st.booleans(),
+    layout=st.sampled_from(["C", "F", "strided"]),
+    dtype=st.sampled_from(["f4", "f8"]),
+    weighted=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_scan_particles_counts_like_numpy(n, nbad, cubic, layout, dtype, weighted, seed):
+    """The scan checks runs of particles at once and looks at one particle only in a run
+    that fails: counts and first indices must equal numpy's, for any layout of the
+    positions, a cubic box (one flat run of coordinates) or not, and bad values on any
+    axis or in the masses, including positions exactly at 0 and L (fine)."""
+    from bigpaint.mesh.assign import scan_particles
+
+    rng = np.random.default_rng(seed)
+    box = np.array([5.0, 5.0, 5.0] if cubic else [5.0, 3.0, 7.0])
+    pos = rng.uniform(0, 1, (n, 3)) * box
+    pos[rng.integers(0, n, 3), rng.integers(0, 3, 3)] = 0.0
+    pos[rng.integers(0, n), :] = box
+    mass = rng.uniform(0.5, 2.0, n) if weighted else None
+    for _ in range(nbad):
+        i, a = rng.integers(0, n), rng.integers(0, 3)
+        kind = rng.integers(0, 4)
+        if kind == 3 and weighted:
+            mass[i] = np.nan
+        else:
+            pos[i, a] = [np.nan, np.inf, box[a] * 1.01][min(kind, 2)]
+    pos = pos.astype(dtype)
+    if layout == "F":
+        pos = np.asfortranarray(pos)
+    elif layout == "strided":
+        pos = np.repeat(pos, 2, axis=0)[::2]
+    finite = np.isfinite(pos).all(axis=1) & (np.isfinite(mass) if weighted else True)
+    outside = finite & ((pos < 0) | (pos > box.astype(dtype))).any(axis=1)
+    got = scan_particles(pos, box, weights=mass)
+    assert (got.nonfinite, got.outside) == (int((~finite).sum()), int(outside.sum()))
+    bad = np.flatnonzero(~finite)
+    assert (got.first_nonfinite[0] if got.first_nonfinite else None) == (
+        int(bad[0]) if bad.size else None
+    )
+    out = np.flatnonzero(outside)
+    assert (got.first_outside[0] if got.first_outside else None) == (
+        int(out[0]) if out.size else None
+    )
+
+
 def test_bad_inputs_get_one_clear_error(rng):
     pos = rng.uniform(0, 10, (20, 3))
     nan = pos.copy()

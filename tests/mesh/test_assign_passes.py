@@ -1,11 +1,13 @@
 """The deposit in passes of slabs (bigpaint.mesh.assign_planes): the same bits whatever the
 pass size (so the number of passes), the scratch size (so the copies per slab) and the
-thread count, and equal to the numpy reference.
+thread count, and equal to the numpy reference; and so is a small grid's deposit in two
+halves (bigpaint.mesh.assign_halves), whose bits differ from the passes' only by rounding.
 
 Positions on a 1/16-cell lattice with integer masses make every NGP/CIC/TSC weight product
 and every partial sum exact in float64, so there the deposit must equal the reference bit
 for bit. Random positions must give the same bits with one pass per slab and with one pass
-for all, a scratch of one block and one of every particle, on one and two threads. Every layout holds particles whose first plane is the first
+for all, a scratch of one block and one of every particle, on one and two threads; the
+halves must give their own same bits on one and two threads. Every layout holds particles whose first plane is the first
 or last plane of a slab (so their supports cross slab and pass edges) and on the last plane
 of the grid (so they spill over the periodic wrap into plane 0).
 """
@@ -18,30 +20,41 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bigpaint.mesh import assign_planes
+from bigpaint.mesh import assign_halves, assign_planes
 from bigpaint.mesh.assign import deposit, scheme_order
 from tests.mesh.test_assign import reference_deposit
 
-#: (PASS_BYTES, PASS_FRACTION, SCRATCH_BYTES)
+#: Module settings of each way through the deposit: passes (the grid kept out of the
+#: small-grid halves) of one slab each, copied one block at a time, or one pass copied at
+#: once; or the two halves of a small grid.
 SCRATCH = {
-    "one slab a pass, one block a copy": (1, 2**40, 1),
-    "one pass, one copy": (2**40, 1, 2**40),
-}
+    "one slab a pass, one block a copy": {
+        "PASS_BYTES": 1, "PASS_FRACTION": 2**40, "SCRATCH_BYTES": 1, "HALVES_BYTES": 0
+    },
+    "one pass, one copy": {
+        "PASS_BYTES": 2**40, "PASS_FRACTION": 1, "SCRATCH_BYTES": 2**40, "HALVES_BYTES": 0
+    },
+    "two halves": {"HALVES_BYTES": 2**40},
+}  # fmt: skip
+PASSES = [name for name in SCRATCH if name != "two halves"]
 
 
 def _deposit(pos, shape, box, scheme, mass, scratch, threads, dtype="f8", **kwargs):
     before = numba.get_num_threads()
-    names = ("PASS_BYTES", "PASS_FRACTION", "SCRATCH_BYTES")
-    kept = [getattr(assign_planes, name) for name in names]
-    for name, value in zip(names, SCRATCH[scratch], strict=True):
-        setattr(assign_planes, name, value)
+    settings_ = SCRATCH[scratch]
+    modules = {
+        name: assign_halves if name == "HALVES_BYTES" else assign_planes for name in settings_
+    }
+    kept = {name: getattr(modules[name], name) for name in settings_}
+    for name, value in settings_.items():
+        setattr(modules[name], name, value)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
         return deposit(pos, shape, box, scheme=scheme, weights=mass, dtype=dtype, **kwargs)
     finally:
         numba.set_num_threads(before)
-        for name, value in zip(names, kept, strict=True):
-            setattr(assign_planes, name, value)
+        for name, value in kept.items():
+            setattr(modules[name], name, value)
 
 
 def _edge_cells(shape, p) -> np.ndarray:
@@ -106,15 +119,16 @@ def test_random_positions_same_bits_in_any_passes_and_threads(nx, ny, scheme, se
     p = scheme_order(scheme)
     pos = _layout(rng, shape, box, p, 3000, lattice=False).astype(np.float32)
     mass = rng.uniform(0.5, 2.0, len(pos))
-    grids = [
-        _deposit(pos, shape, box, scheme, mass, scratch, threads, dtype="f4")
-        for scratch in SCRATCH
-        for threads in (1, 2)
-    ]
-    for g in grids[1:]:
-        assert np.array_equal(g, grids[0])
     want = reference_deposit(pos, shape, box, p, weights=mass)
-    np.testing.assert_allclose(grids[0], want, rtol=2e-7, atol=1e-6)
+    for ways in (PASSES, ["two halves"]):  # each the same bits; the two differ in rounding
+        grids = [
+            _deposit(pos, shape, box, scheme, mass, scratch, threads, dtype="f4")
+            for scratch in ways
+            for threads in (1, 2)
+        ]
+        for g in grids[1:]:
+            assert np.array_equal(g, grids[0])
+        np.testing.assert_allclose(grids[0], want, rtol=2e-7, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -135,15 +149,16 @@ def test_slab_width_is_a_power_of_two_within_the_byte_limits(shape, p, slabs):
     nbad=st.integers(1, 5),
     threads=st.sampled_from([1, 2]),
     cubic=st.booleans(),
+    way=st.sampled_from(list(SCRATCH)),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_the_first_pass_refuses_bad_particles_before_writing(
-    nx, n, kind, nbad, threads, cubic, seed
+    nx, n, kind, nbad, threads, cubic, way, seed
 ):
     """The particle check runs inside the sort over the positions (one read, not two): it
     must name the same count and first particle as a separate scan, and leave ``out`` as it
     was, on a grid of one slab or many, in a cubic box (checked as one run of coordinates)
-    or not."""
+    or not; and so must the halves' check, a separate scan."""
     from bigpaint.errors import NonFiniteError, ParticleBoundsError
     from bigpaint.mesh.assign import scan_particles
 
@@ -164,13 +179,8 @@ def test_the_first_pass_refuses_bad_particles_before_writing(
     kept = out.copy()
     error = ParticleBoundsError if kind == "outside" else NonFiniteError
     first = want.first_outside if kind == "outside" else want.first_nonfinite
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        with pytest.raises(error, match=rf"^{len(bad)} of {n} particles .* particle {first[0]} at"):
-            deposit(pos, shape, box, weights=mass, out=out)
-    finally:
-        numba.set_num_threads(before)
+    with pytest.raises(error, match=rf"^{len(bad)} of {n} particles .* particle {first[0]} at"):
+        _deposit(pos, shape, box, "cic", mass, way, threads, dtype="f4", out=out)
     assert np.array_equal(out, kept)
 
 
@@ -200,12 +210,13 @@ def test_wrapped_and_shifted_positions_same_bits_and_equal_reference(
     pos[out] += (rng.integers(-2, 3, (nout, 3)) * np.asarray(box)).astype(dtype)
     pos[-10:, rng.integers(0, 3)] = box[0] if cubic else box[2]
     mass = rng.uniform(0.5, 2.0, len(pos))
-    grids = [
-        _deposit(pos, shape, box, scheme, mass, scratch, threads, wrap=True, shift=shift)
-        for scratch in SCRATCH
-        for threads in (1, 2)
-    ]
-    for g in grids[1:]:
-        assert np.array_equal(g, grids[0])
     want = reference_deposit(pos, shape, box, p, weights=mass, shift=shift)
-    np.testing.assert_allclose(grids[0], want, rtol=1e-9, atol=1e-9)
+    for ways in (PASSES, ["two halves"]):
+        grids = [
+            _deposit(pos, shape, box, scheme, mass, scratch, threads, wrap=True, shift=shift)
+            for scratch in ways
+            for threads in (1, 2)
+        ]
+        for g in grids[1:]:
+            assert np.array_equal(g, grids[0])
+        np.testing.assert_allclose(grids[0], want, rtol=1e-9, atol=1e-9)

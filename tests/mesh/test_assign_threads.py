@@ -1,5 +1,5 @@
-"""The threaded whole-grid deposit (x-slabs deposited in passes): exact, and the same on any
-thread count.
+"""The threaded whole-grid deposits (x-slabs deposited in passes, or a small grid in two
+halves): exact, and the same on any thread count.
 
 Positions on a 1/16-cell lattice with integer masses make every NGP/CIC/TSC weight product
 and every partial sum exact in float64, so the deposit must equal the numpy reference
@@ -14,7 +14,7 @@ import numba
 import numpy as np
 import pytest
 
-from bigpaint.mesh import assign_planes
+from bigpaint.mesh import assign_halves, assign_planes
 from bigpaint.mesh.assign import deposit, scheme_order
 from tests.mesh.test_assign import reference_deposit
 
@@ -22,8 +22,12 @@ SHAPE = (41, 7, 10)  # five slabs of x-planes, the last one nine planes wide
 BOX = (41.0, 14.0, 5.0)
 
 
-@pytest.fixture(params=["one slab per group", "default groups"])
+@pytest.fixture(params=["one slab per group", "default groups", "two halves"])
 def groups(request, monkeypatch):
+    """The passes (the grid kept out of the small-grid halves) or the halves."""
+    assert assign_halves.in_halves(SHAPE, 4)  # so both paths are tested on SHAPE
+    if request.param != "two halves":
+        monkeypatch.setattr(assign_halves, "HALVES_BYTES", 0)
     if request.param == "one slab per group":
         monkeypatch.setattr(assign_planes, "PASS_BYTES", 1)
         monkeypatch.setattr(assign_planes, "PASS_FRACTION", 2**40)
