@@ -71,8 +71,9 @@ __all__ = [
 L2_BYTES = 4 * 2**20
 
 #: Bytes of particles one pass holds (at least one slab's), or a ``PASS_FRACTION``-th of the
-#: positions if more: passes are the units of work the threads share.
-PASS_BYTES = 16 * 2**20
+#: positions if more: passes are the units of work the threads share. At 128^3 passes of
+#: 16 MiB made two passes of five slabs and three, and took 10 % longer on 2 threads.
+PASS_BYTES = 4 * 2**20
 PASS_FRACTION = 64
 
 #: Bytes of particles a thread copies before depositing them (at least one block's).
