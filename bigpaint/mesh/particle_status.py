@@ -73,7 +73,7 @@ def coordinates(pos):
     raise NotImplementedError("coordinates is for numba kernels")
 
 
-@overload(coordinates, jit_options={"cache": True})
+@overload(coordinates)
 def _coordinates(pos):
     if pos.layout == "C":
         return lambda pos: pos.reshape(-1)

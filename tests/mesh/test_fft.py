@@ -196,3 +196,36 @@ def test_zarr_and_numpy_sources(tmp_path_factory, backend: str, data) -> None:
     ref = np.fft.rfftn(x.astype(np.float64))
     assert _rel(direct.compute(scheduler="sync"), ref) <= 2e-6
     assert _rel(rfftn(x, backend=backend).compute(), ref) <= 2e-6
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_rfftn_memory_equals_numpy_and_leaves_the_huge_page_switch(before, rng, monkeypatch):
+    """The in-memory transform turns numpy's huge-page advice off while it runs (see
+    ``bigpaint.mesh.fft._small_pages``): the result must be numpy's, and the switch must be
+    as it was afterwards, after a failure too, and with transforms overlapping in threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from numpy._core.multiarray import _get_madvise_hugepage, _set_madvise_hugepage
+
+    from bigpaint.mesh.fft import rfftn_memory
+
+    kept = _get_madvise_hugepage()
+    _set_madvise_hugepage(before)
+    try:
+        x = rng.standard_normal((24, 20, 18))
+        np.testing.assert_allclose(rfftn_memory(x), np.fft.rfftn(x), rtol=1e-12, atol=1e-10)
+        with ThreadPoolExecutor(4) as pool:
+            for got in pool.map(lambda _: rfftn_memory(x, workers=1), range(16)):
+                np.testing.assert_allclose(got, np.fft.rfftn(x), rtol=1e-12, atol=1e-10)
+        assert _get_madvise_hugepage() is before
+
+        def fail(*args, **kwargs):
+            assert _get_madvise_hugepage() is False
+            raise MemoryError("no room")
+
+        monkeypatch.setattr("scipy.fft.rfftn", fail)
+        with pytest.raises(MemoryError):
+            rfftn_memory(x)
+        assert _get_madvise_hugepage() is before
+    finally:
+        _set_madvise_hugepage(kept)
