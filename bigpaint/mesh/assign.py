@@ -23,9 +23,11 @@ that accumulates in float32 (and does not install everywhere), nbodykit/pmesh ne
 numba ``prange`` loop with ``grid[i] += w`` races (numba #7133). Here each thread owns a
 pass of x-planes at a time, copies the particles whose support starts there into a small
 scratch sorted by slab, and deposits them into a float64 buffer of one slab's planes
-(:mod:`bigpaint.mesh.assign_planes`): no two threads write one cell, and every cell is one
-float64 sum in an order fixed by the input and the grid, rounded to the grid's dtype once,
-so the result is the same bit for bit on any number of threads.
+(:mod:`bigpaint.mesh.assign_planes`); a grid of up to about 100^3 cells is cut once into
+two halves instead, each on its own thread (:mod:`bigpaint.mesh.assign_halves`). Either
+way no two threads write one cell, and every cell is one float64 sum in an order fixed by
+the input and the grid, rounded to the grid's dtype once, so the result is the same bit
+for bit on any number of threads.
 
 Interlacing (Sefusatti et al. 2016) deposits a second grid with positions shifted by half a
 cell and averages the two in Fourier space with the phase that undoes the shift, which
