@@ -492,10 +492,11 @@ def _small_pages() -> Iterator[None]:
     kernel then compacts memory to find one (``defrag`` set to ``madvise``, a common
     default), a fresh 2 MiB page can stall for milliseconds: on the development machine the
     transform of a 256^3 grid took 0.10 s in most calls and 0.3 to 0.7 s in others, while
-    with 4 KiB pages it took 0.11 to 0.16 s in almost every call. The transform writes its
-    output once and reads it once, so huge pages buy it little. The switch is numpy's own
-    (the one its ``NUMPY_MADVISE_HUGEPAGE`` sets), for the whole process: it is turned off
-    while any transform runs and put back as it was when the last one ends."""
+    with 4 KiB pages it took 0.11 to 0.26 s in every call (0.12 to 0.17 s by the median of
+    ten). The transform writes its output once and reads it once, so huge pages buy it
+    little. The switch is numpy's own (the one its ``NUMPY_MADVISE_HUGEPAGE`` sets), for
+    the whole process: it is turned off while any transform runs and put back as it was
+    when the last one ends."""
     global _pages_depth, _pages_before
     try:
         from numpy._core import multiarray
