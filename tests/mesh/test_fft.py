@@ -205,7 +205,10 @@ def test_rfftn_memory_equals_numpy_and_leaves_the_huge_page_switch(before, rng, 
     as it was afterwards, after a failure too, and with transforms overlapping in threads."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from numpy._core.multiarray import _get_madvise_hugepage, _set_madvise_hugepage
+    try:
+        from numpy._core.multiarray import _get_madvise_hugepage, _set_madvise_hugepage
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _get_madvise_hugepage, _set_madvise_hugepage
 
     from bigpaint.mesh.fft import rfftn_memory
 
