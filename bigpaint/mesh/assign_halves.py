@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from bigpaint.mesh.slab_deposit import slab_deposit
-from bigpaint.mesh.weights import axis_weights
+from bigpaint.mesh.weights import axis_weights, first_node
 
 __all__ = ["HALVES_BYTES", "deposit_halves", "in_halves"]
 
@@ -75,8 +75,6 @@ def deposit_halves(pos, weights, has_w, shape, inv, pt, shift, flat):
     w0 = (nx + 1) // 2
     widths = (w0, nx - w0)
     bufs = np.zeros((2, (w0 + p - 1) * nyz), np.float64)
-    off = 0.5 if p % 2 == 0 else 0.0  # the first node is floor(u - off) - back
-    back = (p - 1) // 2
     ix = inv[0]
     fnx = np.float64(nx)
     for t in prange(2):
@@ -95,8 +93,7 @@ def deposit_halves(pos, weights, has_w, shape, inv, pt, shift, flat):
             for j in range(m):
                 u = np.float64(xb[j]) * ix + shift
                 wrap |= (u < 0.0) | (u >= fnx)
-                i0 = np.int64(np.floor(u - off)) - back
-                i0 = i0 + nx if i0 < 0 else i0
+                i0 = first_node(u, nx, p)
                 keep[j] = (i0 >= lo) & (i0 < hi)
             if wrap:
                 for j in range(m):

@@ -51,11 +51,12 @@ from bigpaint.mesh.particle_status import (
     is_fine,
     note_status,
     particle_status,
+    run_is_fine,
     scan_statuses,
 )
 from bigpaint.mesh.prefetch import prefetch_row
 from bigpaint.mesh.slab_deposit import slab_deposit
-from bigpaint.mesh.weights import axis_weights, wrap_index
+from bigpaint.mesh.weights import axis_weights, first_node, wrap_index
 
 __all__ = [
     "BLOCK",
@@ -112,12 +113,9 @@ def _sort_blocks(
     vectorizes (40 % less time than particle by particle, at 256^3); a block where some
     particle fails the check or needs a wrap is done again particle by particle."""
     p = len(pt)  # a compile-time constant: the length of the tuple type
-    off = 0.5 if p % 2 == 0 else 0.0  # the first node is floor(u - off) - back
-    back = (p - 1) // 2
     n = pos.shape[0]
     bx, by, bz = box[0], box[1], box[2]
-    flat = coordinates(pos)
-    cubic = bx == by and by == bz and flat.size == 3 * n
+    flat = coordinates(pos, box)
     fnx = np.float64(nx)
     xb = np.empty(BLOCK, pos.dtype)
     slab = np.empty(BLOCK, np.int64)
@@ -125,24 +123,13 @@ def _sort_blocks(
     for b in range(b0, b1):
         lo = b * BLOCK
         m = min(n, lo + BLOCK) - lo
-        fine = True
-        if cubic:
-            for j in range(3 * lo, 3 * (lo + m)):
-                fine &= (flat[j] >= 0.0) & (flat[j] <= bx)
-        else:
-            for j in range(lo, lo + m):
-                fine &= is_fine(pos, j, weights, False, bx, by, bz)
-        if has_w:
-            for j in range(lo, lo + m):
-                fine &= np.isfinite(weights[j])
+        fine = run_is_fine(pos, flat, weights, has_w, box, lo, lo + m)
         for j in range(m):
             xb[j] = pos[lo + j, 0]
         for j in range(m):
             u = np.float64(xb[j]) * inv[0] + shift
             fine &= (u >= 0.0) & (u < fnx)  # else axis_weights wraps it
-            i0 = np.int64(np.floor(u - off)) - back  # at least -2, for u in [0, nx)
-            i0 = i0 + nx if i0 < 0 else i0
-            slab[j] = min(i0 >> bits, nslab - 1)
+            slab[j] = min(first_node(u, nx, p) >> bits, nslab - 1)
         if not fine:
             for j in range(m):
                 i = lo + j

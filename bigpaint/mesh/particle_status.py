@@ -22,6 +22,7 @@ __all__ = [
     "is_fine",
     "note_status",
     "particle_status",
+    "run_is_fine",
     "scan_statuses",
 ]
 
@@ -67,17 +68,41 @@ def note_status(row, i, status):
     return True
 
 
-def coordinates(pos):
-    """The coordinates of C-contiguous positions as one flat run (numba only); for any other
-    layout, an empty array."""
-    raise NotImplementedError("coordinates is for numba kernels")
+def coordinates(pos, box):
+    """The coordinates of C-contiguous positions in a cubic box as one flat run, for
+    :func:`run_is_fine`; for any other layout or box, an empty array."""
+    cubic = box[0] == box[1] == box[2]
+    return pos.reshape(-1) if cubic and pos.flags.c_contiguous else np.empty(0, pos.dtype)
 
 
 @overload(coordinates)
-def _coordinates(pos):
+def _coordinates(pos, box):
     if pos.layout == "C":
-        return lambda pos: pos.reshape(-1)
-    return lambda pos: np.empty(0, pos.dtype)
+
+        def flat(pos, box):
+            cubic = box[0] == box[1] and box[1] == box[2]
+            return pos.reshape(-1) if cubic else np.empty(0, pos.dtype)
+
+        return flat
+    return lambda pos, box: np.empty(0, pos.dtype)
+
+
+@njit(inline="always", cache=True)
+def run_is_fine(pos, flat, weights, has_w, box, lo, hi):
+    """Whether every particle lo..hi-1 passes :func:`is_fine`, in loops without a branch,
+    which LLVM vectorizes: over the flat run ``flat`` of :func:`coordinates` where it has
+    one (a cubic box), else particle by particle."""
+    fine = True
+    if flat.size:
+        for j in range(3 * lo, 3 * hi):
+            fine &= (flat[j] >= 0.0) & (flat[j] <= box[0])
+    else:
+        for i in range(lo, hi):
+            fine &= is_fine(pos, i, weights, False, box[0], box[1], box[2])
+    if has_w:
+        for i in range(lo, hi):
+            fine &= np.isfinite(weights[i])
+    return fine
 
 
 #: Particles checked at once by :func:`scan_statuses` before it looks at any one of them.
@@ -96,23 +121,12 @@ def scan_statuses(pos, weights, has_w, box, nparts):
     stats = np.zeros((nparts, 4), np.int64)
     stats[:, 1] = -1
     stats[:, 3] = -1
-    bx, by, bz = box[0], box[1], box[2]
-    flat = coordinates(pos)
-    cubic = bx == by and by == bz and flat.size == 3 * n
+    flat = coordinates(pos, box)
     for t in prange(nparts):
         row = stats[t]
         for lo in range(n * t // nparts, n * (t + 1) // nparts, _RUN):
             hi = min(lo + _RUN, n * (t + 1) // nparts)
-            fine = True
-            if cubic:
-                for j in range(3 * lo, 3 * hi):
-                    fine &= (flat[j] >= 0.0) & (flat[j] <= bx)
-            else:
-                for i in range(lo, hi):
-                    fine &= is_fine(pos, i, weights, False, bx, by, bz)
-            if has_w:
-                for i in range(lo, hi):
-                    fine &= np.isfinite(weights[i])
+            fine = run_is_fine(pos, flat, weights, has_w, box, lo, hi)
             if not fine:
                 for i in range(lo, hi):
                     note_status(row, i, particle_status(pos, i, weights, has_w, box))

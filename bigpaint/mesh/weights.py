@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["axis_nodes", "axis_weights", "wrap_index"]
+__all__ = ["axis_nodes", "axis_weights", "first_node", "wrap_index"]
 
 
 @njit(inline="always", cache=True)
@@ -73,3 +73,13 @@ def axis_nodes(x, inv_dx, n, p, shift):
     """The up to 4 wrapped nodes of one coordinate and their weights (see :func:`axis_weights`)."""
     i0, w0, w1, w2, w3 = axis_weights(x, inv_dx, n, p, shift)
     return i0, wrap_index(i0 + 1, n), wrap_index(i0 + 2, n), wrap_index(i0 + 3, n), w0, w1, w2, w3
+
+
+@njit(inline="always", cache=True)
+def first_node(u, n, p):
+    """The first node of :func:`axis_weights` for ``u`` (in cells) already in ``[0, n)``,
+    without a branch, so that loops over it vectorize (``n >= 2``; a ``u`` outside gives
+    a meaningless node: callers test the range and fall back to :func:`axis_weights`)."""
+    off = 0.5 if p % 2 == 0 else 0.0
+    i0 = np.int64(np.floor(u - off)) - (p - 1) // 2  # at least -2
+    return i0 + n if i0 < 0 else i0
